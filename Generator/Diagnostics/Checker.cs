@@ -1,0 +1,99 @@
+using System.Collections.Generic;
+using System.Globalization;
+using System.Linq;
+using ResNetGen.Generator.Model;
+using ResNetGen.Generator.Parsing;
+using ResNetGen.Generator.Planning;
+
+namespace ResNetGen.Generator.Diagnostics;
+
+/// <summary>
+/// Turns a parsed spec into a plan and diagnostics: the value rules first (RNG0002–RNG0006, which make a plan
+/// meaningless), then the shape rules the planner found (RNG0007–RNG0009), each placed on the argument at fault.
+/// </summary>
+internal static class Checker
+{
+    public static PlanResult Run(ParseResult parse)
+    {
+        var diagnostics = parse.Diagnostics.ToList();
+        var spec = parse.Spec;
+        if (spec is null) return new PlanResult(null, diagnostics.ToEquatableArray());
+        try
+        {
+            var valueErrors = CheckValues(spec, parse.Locations);
+            diagnostics.AddRange(valueErrors);
+            if (valueErrors.Count > 0) return new PlanResult(null, diagnostics.ToEquatableArray());
+
+            var (plan, issues) = Planner.Build(spec);
+            foreach (var issue in issues)
+            {
+                diagnostics.Add(new DiagnosticInfo(issue.Id, SpecParser.Find(parse.Locations, issue.Slot), issue.Args));
+            }
+            var blocking = diagnostics.Any(d => DiagnosticDescriptors.ById(d.Id).DefaultSeverity == Microsoft.CodeAnalysis.DiagnosticSeverity.Error);
+            return new PlanResult(blocking ? null : plan, diagnostics.ToEquatableArray());
+        }
+        catch (System.Exception e) when (e is not System.OperationCanceledException)
+        {
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InternalError,
+                SpecParser.Find(parse.Locations, ArgumentSlot.Attribute), spec.Target.Name, e.GetType().Name + ": " + e.Message));
+            return new PlanResult(null, diagnostics.ToEquatableArray());
+        }
+    }
+
+    /// <summary>The rules on the attribute's values alone.</summary>
+    public static List<DiagnosticInfo> CheckValues(NetworkSpec spec, EquatableArray<ArgumentLocation> locations)
+    {
+        var result = new List<DiagnosticInfo>();
+        void Add(Microsoft.CodeAnalysis.DiagnosticDescriptor d, ArgumentSlot slot, int index, params string[] args) =>
+            result.Add(DiagnosticInfo.Create(d, SpecParser.Find(locations, slot, index), args));
+        string S(int v) => v.ToString(CultureInfo.InvariantCulture);
+
+        if (spec.Layers.Count == 0)
+            Add(DiagnosticDescriptors.NoStages, ArgumentSlot.Attribute, 0, "The network has no stages");
+        for (var i = 0; i < spec.Layers.Count; i++)
+        {
+            if (spec.Layers[i] < 1)
+                Add(DiagnosticDescriptors.NoStages, ArgumentSlot.Layers, i, $"Stage layer{S(i + 1)} has {S(spec.Layers[i])} blocks");
+        }
+
+        if (spec.InChannels <= 0)
+            Add(DiagnosticDescriptors.NonPositiveSize, ArgumentSlot.InChannels, 0, $"InChannels is {S(spec.InChannels)}", "Use the input's channel count: 3 for RGB, 1 for grayscale.");
+        if (spec.Groups <= 0)
+            Add(DiagnosticDescriptors.NonPositiveSize, ArgumentSlot.Groups, 0, $"Groups is {S(spec.Groups)}", "Use 1, or the ResNeXt cardinality (e.g. 32).");
+        if (spec.WidthPerGroup <= 0)
+            Add(DiagnosticDescriptors.NonPositiveSize, ArgumentSlot.WidthPerGroup, 0, $"WidthPerGroup is {S(spec.WidthPerGroup)}", "Use 64, or the ResNeXt width per group (e.g. 4).");
+        if (spec.BaseWidth <= 0)
+            Add(DiagnosticDescriptors.NonPositiveSize, ArgumentSlot.BaseWidth, 0, $"BaseWidth is {S(spec.BaseWidth)}", "Use 64 (torchvision) or 16 (the CIFAR ResNets).");
+        if (spec.InputSize < 0)
+            Add(DiagnosticDescriptors.NonPositiveSize, ArgumentSlot.InputSize, 0, $"InputSize is {S(spec.InputSize)}", "Use the input's height and width, or leave it out for the stem's default (224, or 32 for Stem.Cifar).");
+        if (spec.NumClasses < 0)
+            Add(DiagnosticDescriptors.NonPositiveSize, ArgumentSlot.NumClasses, 0, $"NumClasses is {S(spec.NumClasses)}", "Use the number of classes, or 0 for a backbone without classifier.");
+        if (spec.Block == BlockKind.Bottleneck && spec.Groups > 0 && spec.WidthPerGroup > 0 && spec.BaseWidth > 0)
+        {
+            var width = Planner.BottleneckWidth(spec.BaseWidth, spec.WidthPerGroup, spec.Groups);
+            if (width <= 0)
+                Add(DiagnosticDescriptors.NonPositiveSize, ArgumentSlot.WidthPerGroup, 0,
+                    $"The bottleneck width of layer1 is (int)({S(spec.BaseWidth)} × {S(spec.WidthPerGroup)} / 64) × {S(spec.Groups)} = {S(width)}",
+                    "Raise WidthPerGroup or BaseWidth so that BaseWidth × WidthPerGroup ≥ 64.");
+        }
+        if (spec.Layers.Count > 24 || (spec.BaseWidth > 0 && spec.Layers.Count > 0 && (long)spec.BaseWidth << (spec.Layers.Count - 1) > 1 << 20))
+            Add(DiagnosticDescriptors.NonPositiveSize, ArgumentSlot.Layers, 0,
+                $"{S(spec.Layers.Count)} stages starting at BaseWidth {S(spec.BaseWidth)} reach more than 2^20 channels",
+                "Use fewer stages or a smaller BaseWidth.");
+
+        if (spec.Block == BlockKind.Basic)
+        {
+            if (spec.Groups != 1 && spec.Groups > 0)
+                Add(DiagnosticDescriptors.BasicBlockWidth, ArgumentSlot.Groups, 0, "Groups", S(spec.Groups));
+            if (spec.WidthPerGroup != 64 && spec.WidthPerGroup > 0)
+                Add(DiagnosticDescriptors.BasicBlockWidth, ArgumentSlot.WidthPerGroup, 0, "WidthPerGroup", S(spec.WidthPerGroup));
+            var dilated = Enumerable.Range(0, spec.DilateStages.Count).Where(i => spec.DilateStages[i]).Select(i => "layer" + S(i + 2)).ToList();
+            if (dilated.Count > 0)
+                Add(DiagnosticDescriptors.BasicBlockDilation, ArgumentSlot.DilateStages, 0, string.Join(", ", dilated));
+        }
+        if (spec.DilateStages.Count > 0 && spec.Layers.Count > 0 && spec.DilateStages.Count != spec.Layers.Count - 1)
+            Add(DiagnosticDescriptors.DilateStagesLength, ArgumentSlot.DilateStages, 0,
+                S(spec.DilateStages.Count), S(spec.Layers.Count), S(spec.Layers.Count - 1));
+        return result;
+    }
+}

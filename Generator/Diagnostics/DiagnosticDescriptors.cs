@@ -1,0 +1,81 @@
+using System.Collections.Generic;
+using Microsoft.CodeAnalysis;
+
+namespace ResNetGen.Generator.Diagnostics;
+
+/// <summary>The ResNetGen diagnostics catalogue (RNG0001…). Every message states the fix.</summary>
+internal static class DiagnosticDescriptors
+{
+    private const string Category = "ResNetGen";
+
+    public static readonly DiagnosticDescriptor NotAPartialClass = Error(
+        "RNG0001", "[ResNet] needs a non-generic partial class",
+        "[ResNet] cannot generate '{0}': {1}. {2}");
+
+    public static readonly DiagnosticDescriptor NoStages = Error(
+        "RNG0002", "A network needs at least one stage of at least one block",
+        "{0}. Give one block count per stage, each at least 1, e.g. [ResNet(Block.Basic, 2, 2, 2, 2)].");
+
+    public static readonly DiagnosticDescriptor BasicBlockWidth = Error(
+        "RNG0003", "Block.Basic supports only Groups = 1 and WidthPerGroup = 64",
+        "Block.Basic supports only Groups = 1 and WidthPerGroup = 64, but {0} = {1}. Remove {0}, or use Block.Bottleneck for ResNeXt or Wide ResNet.");
+
+    public static readonly DiagnosticDescriptor BasicBlockDilation = Error(
+        "RNG0004", "Dilation is not supported with Block.Basic",
+        "DilateStages asks to dilate {0}, but Block.Basic does not support dilation (as in torchvision). Use Block.Bottleneck, or set every DilateStages entry to false.");
+
+    public static readonly DiagnosticDescriptor DilateStagesLength = Error(
+        "RNG0005", "DilateStages needs one entry per stage after the first",
+        "DilateStages has {0} entries, but a network of {1} stages needs {2} (one for each stage after the first). Give {2} values.");
+
+    public static readonly DiagnosticDescriptor NonPositiveSize = Error(
+        "RNG0006", "A size must be positive",
+        "{0}. {1}");
+
+    public static readonly DiagnosticDescriptor FeatureMapVanishes = Error(
+        "RNG0007", "A feature map shrinks to nothing",
+        "At input size {0}×{0}, {1} would output {2}: its height or width reaches 0. Use a larger InputSize, fewer stages, or Stem.Cifar.");
+
+    public static readonly DiagnosticDescriptor ShortcutShapeMismatch = Error(
+        "RNG0008", "A block's shortcut and residual branch disagree in shape",
+        "At input size {0}×{0}, block {1} adds a residual branch of shape {2} to a shortcut of shape {3}: {4}. {5}");
+
+    public static readonly DiagnosticDescriptor NoSpatialContext = Warning(
+        "RNG0009", "A stage receives a 1×1 feature map",
+        "At input size {0}×{0}, {1} receives a 1×1 feature map, so its stride or dilation no longer sees any spatial context. Use Stem.Cifar or a larger InputSize.");
+
+    public static readonly DiagnosticDescriptor WrongInputShape = Error(
+        "RNG0010", "A generated network is called on a tensor of the wrong shape",
+        "{0}.forward expects a tensor of shape [N, {1}, H, W], but this argument has shape {2}: {3}. {4}");
+
+    public static readonly DiagnosticDescriptor MemberAlreadyDeclared = Error(
+        "RNG0011", "The class declares a member the generator owns",
+        "'{0}' already declares {1}, which ResNetGen generates. Remove it: the generated class derives from Module<Tensor, Tensor> and defines forward and the parameterless constructor.");
+
+    public static readonly DiagnosticDescriptor InternalError = Error(
+        "RNG0099", "ResNetGen failed unexpectedly",
+        "ResNetGen could not generate '{0}': {1}. This is a bug in ResNetGen; please report it with the attribute you used.");
+
+    public static IEnumerable<DiagnosticDescriptor> All => new[]
+    {
+        NotAPartialClass, NoStages, BasicBlockWidth, BasicBlockDilation, DilateStagesLength, NonPositiveSize,
+        FeatureMapVanishes, ShortcutShapeMismatch, NoSpatialContext, WrongInputShape, MemberAlreadyDeclared, InternalError,
+    };
+
+    public static DiagnosticDescriptor ById(string id)
+    {
+        foreach (var descriptor in All)
+        {
+            if (descriptor.Id == id) return descriptor;
+        }
+        return InternalError;
+    }
+
+    private static DiagnosticDescriptor Error(string id, string title, string message) =>
+        new(id, title, message, Category, DiagnosticSeverity.Error, isEnabledByDefault: true,
+            description: title + ". The message names the value at fault and the fix.", customTags: WellKnownDiagnosticTags.NotConfigurable);
+
+    private static DiagnosticDescriptor Warning(string id, string title, string message) =>
+        new(id, title, message, Category, DiagnosticSeverity.Warning, isEnabledByDefault: true,
+            description: title + ". The message names the stage and the fix.");
+}

@@ -1,0 +1,76 @@
+using ResNetGen.Generator.Model;
+
+namespace ResNetGen.Generator.Parsing;
+
+// These mirror the public enums of ResNetGen.Runtime value for value; the generator cannot load that assembly.
+internal enum BlockKind { Basic = 0, Bottleneck = 1 }
+
+internal enum StemKind { ImageNet = 0, Cifar = 1 }
+
+internal enum ShortcutKind { Projection = 0, ZeroPad = 1, AllProjection = 2, AvgPoolZeroPad = 3 }
+
+internal enum StrideAtKind { Conv3x3 = 0, Conv1x1 = 1 }
+
+/// <summary>One type that encloses the target class, outermost first, as the emitter must re-declare it.</summary>
+internal sealed record ContainingType(string Keyword, string Name);
+
+/// <summary>The class the attribute sits on, by name only.</summary>
+internal sealed record TargetClass(string? Namespace, string Name, EquatableArray<ContainingType> ContainingTypes)
+{
+    /// <summary>Fully qualified metadata-style name, e.g. <c>Models.Outer.ResNet50</c>.</summary>
+    public string FullName
+    {
+        get
+        {
+            var prefix = Namespace is null ? "" : Namespace + ".";
+            foreach (var type in ContainingTypes) prefix += type.Name + ".";
+            return prefix + Name;
+        }
+    }
+
+    /// <summary>Hint name for the generated file: <c>{Namespace}.{Class}.g.cs</c>.</summary>
+    public string HintName => FullName + ".g.cs";
+}
+
+/// <summary>Which attribute argument a diagnostic points at.</summary>
+internal enum ArgumentSlot
+{
+    Attribute, Block, Layers, NumClasses, InChannels, Groups, WidthPerGroup, BaseWidth, Stem, Shortcut, StrideAt,
+    DilateStages, ZeroInitResidual, InputSize,
+}
+
+/// <summary>Where one attribute argument was written, for diagnostics.</summary>
+internal sealed record ArgumentLocation(ArgumentSlot Slot, int Index, LocationInfo Location);
+
+/// <summary>
+/// What the user asked for: the attribute's arguments as plain values. Holds no Roslyn symbol or syntax node,
+/// so the incremental pipeline compares it by value and caches the steps after it.
+/// </summary>
+internal sealed record NetworkSpec(
+    TargetClass Target,
+    BlockKind Block,
+    EquatableArray<int> Layers,
+    int NumClasses = 1000,
+    int InChannels = 3,
+    int Groups = 1,
+    int WidthPerGroup = 64,
+    int BaseWidth = 64,
+    StemKind Stem = StemKind.ImageNet,
+    ShortcutKind Shortcut = ShortcutKind.Projection,
+    StrideAtKind StrideAt = StrideAtKind.Conv3x3,
+    EquatableArray<bool> DilateStages = default,
+    bool ZeroInitResidual = false,
+    int InputSize = 0)
+{
+    /// <summary>The attribute as written, for comments in the generated file.</summary>
+    public string AttributeText { get; init; } = "";
+
+    /// <summary>The square input size the static shapes are computed at: <see cref="InputSize"/> or the stem's default.</summary>
+    public int EffectiveInputSize => InputSize != 0 ? InputSize : Stem == StemKind.Cifar ? 32 : 224;
+}
+
+/// <summary>The parse step's output: the spec (when the attribute could be read), argument locations, and diagnostics.</summary>
+internal sealed record ParseResult(
+    NetworkSpec? Spec,
+    EquatableArray<ArgumentLocation> Locations,
+    EquatableArray<DiagnosticInfo> Diagnostics);

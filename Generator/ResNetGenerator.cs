@@ -1,0 +1,97 @@
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+using ResNetGen.Generator.Diagnostics;
+using ResNetGen.Generator.Emitting;
+using ResNetGen.Generator.Model;
+using ResNetGen.Generator.Parsing;
+
+namespace ResNetGen.Generator;
+
+/// <summary>Metadata names the generator looks for.</summary>
+internal static class TypeNames
+{
+    public const string ResNetAttribute = "ResNetGen.ResNetAttribute";
+}
+
+/// <summary>Names of the pipeline steps, for incremental-caching tests.</summary>
+internal static class TrackingNames
+{
+    public const string Parse = nameof(Parse);
+    public const string Plan = nameof(Plan);
+    public const string Diagnostics = nameof(Diagnostics);
+    public const string Source = nameof(Source);
+}
+
+/// <summary>
+/// Expands each <c>[ResNet]</c> partial class into a fully unrolled TorchSharp network.
+/// </summary>
+/// <remarks>
+/// Caching contract: every step's output is a record of strings, numbers and <see cref="EquatableArray{T}"/>, never a
+/// symbol, syntax node or compilation, so an edit elsewhere in the project stops the pipeline at the parse step.
+/// Source and diagnostics leave by separate outputs: moving an attribute (which moves its diagnostics' locations)
+/// regenerates no source.
+/// </remarks>
+[Generator(LanguageNames.CSharp)]
+public sealed class ResNetGenerator : IIncrementalGenerator
+{
+    public void Initialize(IncrementalGeneratorInitializationContext context)
+    {
+        // 1. Parse: the attribute's values and the class's name, as plain data.
+        var parsed = context.SyntaxProvider
+            .ForAttributeWithMetadataName(
+                TypeNames.ResNetAttribute,
+                predicate: static (node, _) => node is ClassDeclarationSyntax,
+                transform: static (ctx, ct) => SafeParse(ctx, ct))
+            .WithTrackingName(TrackingNames.Parse);
+
+        // 2. Plan and check: the unrolled network and every diagnostic.
+        var planned = parsed
+            .Select(static (parse, _) => Checker.Run(parse))
+            .WithTrackingName(TrackingNames.Plan);
+
+        // 3a. Diagnostics, on their own output.
+        var diagnostics = planned
+            .Select(static (result, _) => result.Diagnostics)
+            .WithTrackingName(TrackingNames.Diagnostics);
+        context.RegisterSourceOutput(diagnostics, static (spc, list) =>
+        {
+            foreach (var diagnostic in list) spc.ReportDiagnostic(diagnostic.ToDiagnostic());
+        });
+
+        // 3b. Source, from the plan alone (no locations in it).
+        var plans = planned
+            .Select(static (result, _) => result.Plan)
+            .WithTrackingName(TrackingNames.Source);
+        context.RegisterSourceOutput(plans, static (spc, plan) =>
+        {
+            if (plan is null) return;
+            string source;
+            try
+            {
+                source = Emitter.Emit(plan);
+            }
+            catch (System.Exception e) when (e is not System.OperationCanceledException)
+            {
+                spc.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.InternalError, null, plan.Target.Name, e.GetType().Name + ": " + e.Message));
+                return;
+            }
+            spc.AddSource(plan.Target.HintName, source);
+        });
+    }
+
+    /// <summary>Parses, turning any unexpected failure into a diagnostic instead of a crashed build.</summary>
+    private static ParseResult SafeParse(GeneratorAttributeSyntaxContext context, System.Threading.CancellationToken ct)
+    {
+        try
+        {
+            return SpecParser.Parse(context, ct);
+        }
+        catch (System.Exception e) when (e is not System.OperationCanceledException)
+        {
+            var info = DiagnosticInfo.Create(DiagnosticDescriptors.InternalError,
+                LocationInfo.From(context.TargetNode is ClassDeclarationSyntax c ? c.Identifier.GetLocation() : context.TargetNode.GetLocation()),
+                context.TargetSymbol.Name, e.GetType().Name + ": " + e.Message);
+            return new ParseResult(null, EquatableArray<ArgumentLocation>.Empty, new EquatableArray<DiagnosticInfo>(new[] { info }));
+        }
+    }
+}

@@ -1,0 +1,103 @@
+using System;
+
+namespace ResNetGen;
+
+/// <summary>The residual block a network is built from.</summary>
+public enum Block
+{
+    /// <summary>Two 3×3 convolutions (ResNet-18/34, the CIFAR ResNets); expansion 1.</summary>
+    Basic = 0,
+
+    /// <summary>1×1, 3×3, 1×1 convolutions (ResNet-50 and deeper, ResNeXt, Wide ResNet); expansion 4.</summary>
+    Bottleneck = 1,
+}
+
+/// <summary>The layers before the first stage.</summary>
+public enum Stem
+{
+    /// <summary>7×7 stride-2 convolution, batch-norm, ReLU, 3×3 stride-2 max-pool (torchvision).</summary>
+    ImageNet = 0,
+
+    /// <summary>3×3 stride-1 convolution, batch-norm, ReLU; no pooling (the CIFAR ResNets).</summary>
+    Cifar = 1,
+}
+
+/// <summary>How a block's input reaches the residual add (He et al. 2016, §3.3).</summary>
+public enum Shortcut
+{
+    /// <summary>B: identity, or a 1×1 convolution and batch-norm where the shape changes (torchvision).</summary>
+    Projection = 0,
+
+    /// <summary>A: identity, or a parameter-free strided subsample with zero channels appended.</summary>
+    ZeroPad = 1,
+
+    /// <summary>C: a 1×1 convolution and batch-norm in every block.</summary>
+    AllProjection = 2,
+
+    /// <summary>A with average pooling: zero channels appended, then 2×2 average pooling where the stride is 2.</summary>
+    AvgPoolZeroPad = 3,
+}
+
+/// <summary>Which convolution of a bottleneck carries the stride.</summary>
+public enum StrideAt
+{
+    /// <summary>The 3×3 convolution (torchvision, "ResNet v1.5").</summary>
+    Conv3x3 = 0,
+
+    /// <summary>The first 1×1 convolution (the original paper, "v1").</summary>
+    Conv1x1 = 1,
+}
+
+/// <summary>
+/// Expands the partial class it is put on into a fully unrolled TorchSharp ResNet at build time.
+/// <code>[ResNet(Block.Bottleneck, 3, 4, 6, 3)] public partial class ResNet50 { }</code>
+/// </summary>
+[AttributeUsage(AttributeTargets.Class, AllowMultiple = false, Inherited = false)]
+public sealed class ResNetAttribute : Attribute
+{
+    /// <summary>Declares a network of <paramref name="block"/>s, with <paramref name="layers"/>[i] blocks in stage i.</summary>
+    public ResNetAttribute(Block block, params int[] layers)
+    {
+        Block = block;
+        Layers = layers;
+    }
+
+    /// <summary>The residual block.</summary>
+    public Block Block { get; }
+
+    /// <summary>Blocks per stage; the stage count is its length.</summary>
+    public int[] Layers { get; }
+
+    /// <summary>Classifier outputs; 0 drops the classifier and forward returns pooled features. Default 1000.</summary>
+    public int NumClasses { get; set; } = 1000;
+
+    /// <summary>Input channels. Default 3.</summary>
+    public int InChannels { get; set; } = 3;
+
+    /// <summary>Groups of the bottleneck's 3×3 convolution (ResNeXt cardinality). Default 1.</summary>
+    public int Groups { get; set; } = 1;
+
+    /// <summary>Width per group of the bottleneck (torchvision's width_per_group; 128 for Wide ResNet). Default 64.</summary>
+    public int WidthPerGroup { get; set; } = 64;
+
+    /// <summary>The stem's output channels and the planes of stage 1, doubling per stage. Default 64.</summary>
+    public int BaseWidth { get; set; } = 64;
+
+    /// <summary>The stem. Default <see cref="ResNetGen.Stem.ImageNet"/>.</summary>
+    public Stem Stem { get; set; } = Stem.ImageNet;
+
+    /// <summary>The shortcut option. Default <see cref="ResNetGen.Shortcut.Projection"/>.</summary>
+    public Shortcut Shortcut { get; set; } = Shortcut.Projection;
+
+    /// <summary>Where a bottleneck's stride sits. Default <see cref="ResNetGen.StrideAt.Conv3x3"/>.</summary>
+    public StrideAt StrideAt { get; set; } = StrideAt.Conv3x3;
+
+    /// <summary>For stages 2..n, replace the stride with dilation (torchvision's replace_stride_with_dilation).</summary>
+    public bool[]? DilateStages { get; set; }
+
+    /// <summary>Zero-initialise each block's last batch-norm weight, so blocks start as identities. Default false.</summary>
+    public bool ZeroInitResidual { get; set; }
+
+    /// <summary>Square input size for the static shapes and the summary; 0 means 224 (ImageNet stem) or 32 (CIFAR stem).</summary>
+    public int InputSize { get; set; }
+}

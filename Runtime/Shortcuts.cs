@@ -1,0 +1,30 @@
+using TorchSharp;
+
+namespace ResNetGen;
+
+/// <summary>The parameter-free shortcuts of the original ResNet paper (option A), used by generated forwards.</summary>
+public static class Shortcuts
+{
+    /// <summary>
+    /// Option A: <c>x[:, :, ::stride, ::stride]</c> (rounds up, like <c>MaxPool2d(1, stride)</c>) with
+    /// <paramref name="padChannels"/> zero channels appended. Returns a new tensor; <paramref name="x"/> is untouched.
+    /// </summary>
+    public static torch.Tensor ZeroPad(torch.Tensor x, int stride, int padChannels)
+    {
+        if (stride == 1) return torch.nn.functional.pad(x, new long[] { 0, 0, 0, 0, 0, padChannels });
+        using var rows = x.slice(2, 0, x.shape[2], stride);
+        using var sampled = rows.slice(3, 0, x.shape[3], stride);
+        return torch.nn.functional.pad(sampled, new long[] { 0, 0, 0, 0, 0, padChannels });
+    }
+
+    /// <summary>
+    /// Option A with average pooling: <paramref name="padChannels"/> zero channels appended, then
+    /// <c>AvgPool2d(2, 2)</c> where <paramref name="stride"/> is 2 (floors an odd size).
+    /// </summary>
+    public static torch.Tensor AvgPoolZeroPad(torch.Tensor x, int stride, int padChannels)
+    {
+        var padded = torch.nn.functional.pad(x, new long[] { 0, 0, 0, 0, 0, padChannels });
+        if (stride == 1) return padded;
+        using (padded) return torch.nn.functional.avg_pool2d(padded, stride, stride);
+    }
+}
