@@ -1,0 +1,64 @@
+using System.Collections.Generic;
+using System.Collections.Immutable;
+using System.Linq;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+
+namespace ResNetGen.Generator.Tests.Infrastructure;
+
+/// <summary>What one generator run produced.</summary>
+public sealed record GeneratorRun(
+    Compilation Output,
+    ImmutableArray<Diagnostic> GeneratorDiagnostics,
+    ImmutableArray<Diagnostic> CompilationDiagnostics,
+    IReadOnlyDictionary<string, string> Sources,
+    GeneratorDriver Driver);
+
+/// <summary>Compiles C# in memory against .NET 10, TorchSharp and ResNetGen.Runtime, with the generator.</summary>
+public static class GeneratorHarness
+{
+    public static readonly CSharpParseOptions ParseOptions = new(LanguageVersion.Latest);
+
+    private static readonly ImmutableArray<MetadataReference> References =
+        Basic.Reference.Assemblies.Net100.References.All
+            .Concat(new MetadataReference[]
+            {
+                MetadataReference.CreateFromFile(typeof(TorchSharp.torch).Assembly.Location),
+                MetadataReference.CreateFromFile(typeof(ResNetAttribute).Assembly.Location),
+            })
+            .ToImmutableArray();
+
+    public static CSharpCompilation Compilation(params string[] sources) =>
+        CSharpCompilation.Create(
+            "UserProject",
+            sources.Select((s, i) => CSharpSyntaxTree.ParseText(s, ParseOptions, path: $"File{i}.cs")),
+            References,
+            new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, nullableContextOptions: NullableContextOptions.Enable));
+
+    public static GeneratorDriver Driver(bool trackSteps = true) =>
+        CSharpGeneratorDriver.Create(
+            new[] { new ResNetGenerator().AsSourceGenerator() },
+            parseOptions: ParseOptions,
+            driverOptions: new GeneratorDriverOptions(IncrementalGeneratorOutputKind.None, trackIncrementalGeneratorSteps: trackSteps));
+
+    public static GeneratorRun Run(params string[] sources)
+    {
+        var compilation = Compilation(sources);
+        var driver = Driver().RunGeneratorsAndUpdateCompilation(compilation, out var output, out var generatorDiagnostics);
+        var result = driver.GetRunResult();
+        var generated = result.Results.SelectMany(r => r.GeneratedSources)
+            .ToDictionary(s => s.HintName, s => s.SourceText.ToString());
+        var all = output.GetDiagnostics().Where(d => d.Severity >= DiagnosticSeverity.Warning).ToImmutableArray();
+        return new GeneratorRun(output, generatorDiagnostics, all, generated, driver);
+    }
+
+    /// <summary>One network declared with <paramref name="attribute"/> on class <paramref name="name"/> in namespace Models.</summary>
+    public static string Network(string attribute, string name = "Net") => $$"""
+        using ResNetGen;
+
+        namespace Models;
+
+        [{{attribute}}]
+        public partial class {{name}} { }
+        """;
+}

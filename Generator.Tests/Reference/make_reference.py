@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Writes the torchvision reference data the numerics tests compare against.
+
+Run with Debian's python3-torchvision (apt-get install python3-torchvision), from this folder:
+    /usr/bin/python3 make_reference.py
+
+Every weight is a deterministic function of its state_dict key (splitmix64 seeded by the key's FNV-1a hash),
+so the C# tests rebuild the same weights bit for bit without shipping them. This script writes, per model:
+  <model>.keys.txt          state_dict key, dtype and shape, in torchvision's order
+  <model>.eval.bin          eval-mode logits for the deterministic input, float32 little-endian
+and for resnet18 and resnet50 also one train-mode forward:
+  <model>.train.bin         train-mode logits
+  <model>.train.stats.bin   running_mean and running_var of bn1 and of the last batch-norm afterwards
+"""
+import numpy as np
+import torch
+import torchvision.models as tvm
+
+MASK = (1 << 64) - 1
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+INPUT_SHAPE = (2, 3, 64, 64)
+
+MODELS = {
+    "resnet18": tvm.resnet18, "resnet34": tvm.resnet34, "resnet50": tvm.resnet50,
+    "resnet101": tvm.resnet101, "resnet152": tvm.resnet152,
+    "resnext50_32x4d": tvm.resnext50_32x4d, "resnext101_32x8d": tvm.resnext101_32x8d,
+    "resnext101_64x4d": tvm.resnext101_64x4d,
+    "wide_resnet50_2": tvm.wide_resnet50_2, "wide_resnet101_2": tvm.wide_resnet101_2,
+}
+TRAIN_CHECKED = {"resnet18": "layer4.1.bn2", "resnet50": "layer4.2.bn3"}
+
+
+def fnv1a64(text):
+    h = 0xCBF29CE484222325
+    for b in text.encode("utf-8"):
+        h ^= b
+        h = (h * 0x100000001B3) & MASK
+    return h
+
+
+def uniform(key, count):
+    """count values in [-1, 1), exactly representable in float32."""
+    with np.errstate(over="ignore"):
+        state = np.uint64(fnv1a64(key)) + np.arange(1, count + 1, dtype=np.uint64) * GOLDEN
+        z = state
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(40)).astype(np.float64) / float(1 << 24) * 2.0 - 1.0
+
+
+def value(key, shape):
+    n = int(np.prod(shape)) if len(shape) else 1
+    u = uniform(key, n)
+    if key.endswith("num_batches_tracked"):
+        return None
+    if key.endswith("running_mean"):
+        v = 0.1 * u
+    elif key.endswith("running_var"):
+        v = 1.0 + 0.25 * (u + 1.0)
+    elif key.endswith("bias"):
+        v = 0.1 * u
+    elif len(shape) == 4:
+        v = u * np.sqrt(6.0 / (shape[1] * shape[2] * shape[3]))
+    elif len(shape) == 2:
+        v = u * np.sqrt(1.0 / shape[1])
+    else:
+        v = 1.0 + 0.1 * u
+    return torch.from_numpy(v.astype(np.float32).reshape(shape))
+
+
+def main():
+    x = torch.from_numpy(uniform("input", int(np.prod(INPUT_SHAPE))).astype(np.float32).reshape(INPUT_SHAPE))
+    for name, make in MODELS.items():
+        model = make()
+        state = model.state_dict()
+        with open(f"{name}.keys.txt", "w") as f:
+            for key, tensor in state.items():
+                dtype = str(tensor.dtype).replace("torch.", "")
+                f.write(f"{key} {dtype} [{','.join(str(d) for d in tensor.shape)}]\n")
+        new_state = {}
+        for key, tensor in state.items():
+            v = value(key, tuple(tensor.shape))
+            new_state[key] = tensor if v is None else v
+        model.load_state_dict(new_state)
+        model.eval()
+        with torch.no_grad():
+            model(x).numpy().astype("<f4").tofile(f"{name}.eval.bin")
+        if name in TRAIN_CHECKED:
+            model.train()
+            with torch.no_grad():
+                model(x).numpy().astype("<f4").tofile(f"{name}.train.bin")
+            after = model.state_dict()
+            stats = [after[k + s] for k in ("bn1", TRAIN_CHECKED[name]) for s in (".running_mean", ".running_var")]
+            torch.cat(stats).numpy().astype("<f4").tofile(f"{name}.train.stats.bin")
+        print(name, sum(p.numel() for p in model.parameters()), "parameters")
+
+
+if __name__ == "__main__":
+    main()

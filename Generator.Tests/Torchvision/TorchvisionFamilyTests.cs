@@ -1,0 +1,112 @@
+using System;
+using System.Linq;
+using TorchSharp;
+using Xunit;
+
+namespace ResNetGen.Generator.Tests.Torchvision;
+
+/// <summary>
+/// The generated torchvision family against torchvision 0.14 itself: parameter counts, state_dict keys, dtypes and
+/// shapes, and outputs for identical weights (Reference/ holds what make_reference.py wrote with python3-torchvision).
+/// </summary>
+public class TorchvisionFamilyTests
+{
+    [Theory]
+    [MemberData(nameof(Family.Names), MemberType = typeof(Family))]
+    public void Parameter_count_matches_torchvision(string model)
+    {
+        var (create, expected, constant) = Family.Models[model];
+        Assert.Equal(expected, constant);
+        using var network = create();
+        Assert.Equal(expected, network.parameters().Sum(p => p.numel()));
+    }
+
+    [Theory]
+    [MemberData(nameof(Family.Names), MemberType = typeof(Family))]
+    public void State_dict_keys_dtypes_and_shapes_match_torchvision(string model)
+    {
+        using var network = Family.Models[model].Create();
+        var actual = network.state_dict()
+            .Select(kv => $"{kv.Key} {kv.Value.dtype.ToString().ToLowerInvariant()} [{string.Join(",", kv.Value.shape)}]")
+            .ToList();
+        var expected = DeterministicWeights.ReadKeys(model);
+        Assert.Equal(expected.Count, actual.Count);
+        // The same keys, each with its dtype (num_batches_tracked is int64) and shape. TorchSharp lists a module's
+        // parameters before its buffers where PyTorch interleaves them, so the order is compared per kind below.
+        Assert.Equal(expected.OrderBy(k => k, StringComparer.Ordinal), actual.OrderBy(k => k, StringComparer.Ordinal));
+        static bool IsBuffer(string line) => line.Contains(".running_") || line.Contains(".num_batches_tracked");
+        Assert.Equal(expected.Where(l => !IsBuffer(l)), actual.Where(l => !IsBuffer(l)));
+        Assert.Equal(expected.Where(IsBuffer), actual.Where(IsBuffer));
+    }
+
+    [Theory]
+    [MemberData(nameof(Family.Names), MemberType = typeof(Family))]
+    public void Eval_outputs_match_torchvision_for_the_same_weights(string model)
+    {
+        using var network = Family.Models[model].Create();
+        DeterministicWeights.Apply(network);
+        network.eval();
+        using var input = DeterministicWeights.Input();
+        using var noGrad = torch.no_grad();
+        using var output = network.call(input);
+        AssertClose(DeterministicWeights.ReadFloats(model + ".eval.bin"), output, model);
+    }
+
+    [Theory]
+    [InlineData("resnet18", "layer4.1.bn2")]
+    [InlineData("resnet50", "layer4.2.bn3")]
+    public void Train_mode_batch_norm_matches_torchvision(string model, string lastNorm)
+    {
+        using var network = Family.Models[model].Create();
+        DeterministicWeights.Apply(network);
+        network.train();
+        using var input = DeterministicWeights.Input();
+        using (var noGrad = torch.no_grad())
+        using (var output = network.call(input))
+        {
+            AssertClose(DeterministicWeights.ReadFloats(model + ".train.bin"), output, model + " train-mode logits");
+        }
+        var state = network.state_dict();
+        var expected = DeterministicWeights.ReadFloats(model + ".train.stats.bin");
+        var offset = 0;
+        foreach (var key in new[] { "bn1.running_mean", "bn1.running_var", lastNorm + ".running_mean", lastNorm + ".running_var" })
+        {
+            var count = (int)state[key].numel();
+            AssertClose(expected.Skip(offset).Take(count).ToArray(), state[key], key + " after one train-mode forward");
+            offset += count;
+        }
+        Assert.Equal(expected.Length, offset);
+        Assert.Equal(1L, state["bn1.num_batches_tracked"].item<long>());
+    }
+
+    [Fact]
+    public void Initialisation_follows_torchvision()
+    {
+        torch.manual_seed(1);
+        using var network = new ResNet50();
+        // kaiming_normal, fan_out, ReLU gain: std = sqrt(2 / (out_channels · k · k)).
+        var conv = network.layer3_0_conv2; // 256 → 256, 3×3
+        var expectedStd = Math.Sqrt(2.0 / (256 * 3 * 3));
+        Assert.InRange(conv.weight!.std().item<float>(), expectedStd * 0.97, expectedStd * 1.03);
+        Assert.InRange(conv.weight!.mean().item<float>(), -expectedStd * 0.02, expectedStd * 0.02);
+        Assert.True(network.bn1.weight!.eq(1).all().item<bool>());
+        Assert.True(network.bn1.bias!.eq(0).all().item<bool>());
+        Assert.True(network.layer1_0_bn3.weight!.eq(1).all().item<bool>());
+
+        using var zeroInit = new ResNet18ZeroInit();
+        Assert.True(zeroInit.layer1_0_bn2.weight!.eq(0).all().item<bool>());
+        Assert.True(zeroInit.layer1_0_bn1.weight!.eq(1).all().item<bool>());
+        using var backbone = new ResNet50Backbone();
+        Assert.True(backbone.layer4_2_bn3.weight!.eq(0).all().item<bool>());
+    }
+
+    /// <summary>max |Δ| ≤ 1e-4 × max |reference|.</summary>
+    internal static void AssertClose(float[] expected, torch.Tensor actual, string what)
+    {
+        var values = actual.contiguous().data<float>().ToArray();
+        Assert.Equal(expected.Length, values.Length);
+        var scale = expected.Max(Math.Abs);
+        var worst = expected.Zip(values, (e, a) => Math.Abs(e - a)).Max();
+        Assert.True(worst <= 1e-4 * scale, $"{what}: max |Δ| = {worst:G4} exceeds 1e-4 × max |reference| = {1e-4 * scale:G4}");
+    }
+}
