@@ -33,7 +33,9 @@ public static class GeneratorHarness
             "UserProject",
             sources.Select((s, i) => CSharpSyntaxTree.ParseText(s, ParseOptions, path: $"File{i}.cs")),
             References,
-            new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, nullableContextOptions: NullableContextOptions.Enable));
+            new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, nullableContextOptions: NullableContextOptions.Enable)
+                // As the SDK does: TorchSharp is built against .NET 8's System.Runtime, unified here with .NET 10's.
+                .WithSpecificDiagnosticOptions(new[] { "CS1701", "CS1702" }.ToDictionary(id => id, _ => ReportDiagnostic.Suppress)));
 
     public static GeneratorDriver Driver(bool trackSteps = true) =>
         CSharpGeneratorDriver.Create(

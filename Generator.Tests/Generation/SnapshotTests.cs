@@ -1,0 +1,72 @@
+using System.Linq;
+using Microsoft.CodeAnalysis;
+using ResNetGen.Generator.Emitting;
+using ResNetGen.Generator.Model;
+using ResNetGen.Generator.Parsing;
+using ResNetGen.Generator.Planning;
+using ResNetGen.Generator.Tests.Infrastructure;
+using Xunit;
+
+namespace ResNetGen.Generator.Tests.Generation;
+
+/// <summary>The generated source, snapshot by snapshot; each one must also compile against TorchSharp.</summary>
+public class SnapshotTests
+{
+    [Theory]
+    [InlineData("resnet18", "ResNet(Block.Basic, 2, 2, 2, 2)", "ResNet18")]
+    [InlineData("resnet50", "ResNet(Block.Bottleneck, 3, 4, 6, 3)", "ResNet50")]
+    [InlineData("resnext50_32x4d", "ResNet(Block.Bottleneck, 3, 4, 6, 3, Groups = 32, WidthPerGroup = 4)", "ResNeXt50_32x4d")]
+    [InlineData("wide_resnet50_2", "ResNet(Block.Bottleneck, 3, 4, 6, 3, WidthPerGroup = 128)", "WideResNet50_2")]
+    public void Generated_source_matches_snapshot(string snapshot, string attribute, string className)
+    {
+        var run = GeneratorHarness.Run(GeneratorHarness.Network(attribute, className));
+        Assert.Empty(run.GeneratorDiagnostics);
+        Assert.Empty(run.CompilationDiagnostics);
+        var source = Assert.Single(run.Sources);
+        Assert.Equal($"Models.{className}.g.cs", source.Key);
+        Snapshot.Verify(snapshot, source.Value);
+    }
+
+    [Fact]
+    public void Emitter_output_for_a_hand_built_plan_matches_snapshot()
+    {
+        // Two one-block stages, CIFAR stem, zero-padding shortcut: every kind of forward step but max-pool.
+        var spec = new NetworkSpec(
+            new TargetClass("Tiny", "TinyNet", new EquatableArray<ContainingType>(new[] { new ContainingType("class", "Outer") })),
+            BlockKind.Basic,
+            new[] { 1, 1 }.ToEquatableArray(),
+            NumClasses: 3, BaseWidth: 8, Stem: StemKind.Cifar, Shortcut: ShortcutKind.ZeroPad, InputSize: 8)
+        { AttributeText = "hand-built plan" };
+        var (plan, issues) = Planner.Build(spec);
+        Assert.Empty(issues);
+        Snapshot.Verify("hand_built_tiny", Emitter.Emit(plan));
+    }
+
+    [Fact]
+    public void Generation_is_deterministic()
+    {
+        var source = GeneratorHarness.Network("ResNet(Block.Bottleneck, 3, 4, 6, 3, Groups = 32, WidthPerGroup = 4)");
+        var first = GeneratorHarness.Run(source).Sources.Single().Value;
+        var second = GeneratorHarness.Run(source).Sources.Single().Value;
+        Assert.Equal(first, second);
+    }
+
+    [Fact]
+    public void Nested_class_in_a_namespace_is_generated_inside_its_containers()
+    {
+        var run = GeneratorHarness.Run("""
+            using ResNetGen;
+            namespace Deep.Models
+            {
+                public partial class Zoo
+                {
+                    [ResNet(Block.Basic, 1, 1, NumClasses = 5)]
+                    public partial class Small { }
+                }
+            }
+            """);
+        Assert.Empty(run.CompilationDiagnostics);
+        Assert.Equal("Deep.Models.Zoo.Small.g.cs", run.Sources.Single().Key);
+        Assert.NotNull(run.Output.GetTypeByMetadataName("Deep.Models.Zoo+Small"));
+    }
+}

@@ -1,0 +1,141 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace ResNetGen.Generator.Tests.Packaging;
+
+/// <summary>
+/// The path a user takes: pack the ResNetGen package into a folder, create a fresh project that references it from
+/// there (and a libtorch backend from the registry), declare a network, build and run it.
+/// </summary>
+public class ConsumerTests
+{
+    private readonly ITestOutputHelper _log;
+
+    public ConsumerTests(ITestOutputHelper log) => _log = log;
+
+    private static string RepoRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "ResNetGen.sln"))) return dir.FullName;
+        }
+        throw new InvalidOperationException("ResNetGen.sln not found above " + AppContext.BaseDirectory);
+    }
+
+    [Fact]
+    public void A_fresh_project_builds_and_runs_a_network_from_the_packed_package()
+    {
+        var root = RepoRoot();
+        var work = Directory.CreateTempSubdirectory("resnetgen-consumer-");
+        // A version of its own, so that the NuGet cache never serves a package packed by an earlier run.
+        var version = "0.1.0-test" + DateTime.UtcNow.ToString("yyyyMMddHHmmssfff");
+        try
+        {
+            var feed = Path.Combine(work.FullName, "feed");
+            Run(root, "pack", "Runtime/ResNetGen.Runtime.csproj", "-c", "Release", "-o", feed, $"-p:Version={version}", "-nologo");
+            var package = Path.Combine(feed, $"ResNetGen.{version}.nupkg");
+            Assert.True(File.Exists(package), "no package at " + package);
+            using (var zip = System.IO.Compression.ZipFile.OpenRead(package))
+            {
+                var entries = zip.Entries.Select(e => e.FullName).ToList();
+                Assert.Contains("lib/net8.0/ResNetGen.Runtime.dll", entries);
+                Assert.Contains("analyzers/dotnet/cs/ResNetGen.Generator.dll", entries);
+                Assert.Contains("buildTransitive/ResNetGen.targets", entries);
+                Assert.DoesNotContain(entries, e => e.StartsWith("lib/", StringComparison.Ordinal) && e.EndsWith("Generator.dll", StringComparison.Ordinal));
+                var nuspec = new StreamReader(zip.Entries.Single(e => e.FullName.EndsWith(".nuspec", StringComparison.Ordinal)).Open()).ReadToEnd();
+                Assert.Contains("id=\"TorchSharp\"", nuspec);
+                Assert.DoesNotContain("id=\"libtorch", nuspec);
+            }
+
+            var app = Path.Combine(work.FullName, "app");
+            Directory.CreateDirectory(app);
+            File.WriteAllText(Path.Combine(app, "nuget.config"), $"""
+                <?xml version="1.0" encoding="utf-8"?>
+                <configuration>
+                  <packageSources>
+                    <add key="resnetgen-local" value="{feed}" />
+                  </packageSources>
+                </configuration>
+                """);
+            File.WriteAllText(Path.Combine(app, "App.csproj"), $"""
+                <Project Sdk="Microsoft.NET.Sdk">
+                  <PropertyGroup>
+                    <OutputType>Exe</OutputType>
+                    <TargetFramework>net10.0</TargetFramework>
+                    <Nullable>enable</Nullable>
+                    <TreatWarningsAsErrors>true</TreatWarningsAsErrors>
+                    <NoWarn>NU1603</NoWarn>
+                  </PropertyGroup>
+                  <ItemGroup>
+                    <PackageReference Include="ResNetGen" Version="{version}" />
+                    <PackageReference Include="libtorch-cpu-linux-x64" Version="2.10.0" />
+                  </ItemGroup>
+                </Project>
+                """);
+            File.WriteAllText(Path.Combine(app, "Program.cs"), """
+                using System;
+                using ResNetGen;
+                using TorchSharp;
+
+                using var network = new Tiny();
+                network.eval();
+                using var input = torch.randn(2, 3, 16, 16);
+                using var noGrad = torch.no_grad();
+                using var output = network.call(input);
+                Console.WriteLine($"output [{string.Join(", ", output.shape)}]");
+                Console.WriteLine($"parameters {Tiny.ParameterCount}");
+
+                [ResNet(Block.Basic, 1, 1, Stem = Stem.Cifar, BaseWidth = 8, NumClasses = 3, InputSize = 16)]
+                partial class Tiny { }
+                """);
+            Run(app, "build", "-nologo", "-v", "q");
+            var output = Run(app, "run", "--no-build");
+            Assert.Contains("output [2, 3]", output);
+            // conv1 216 + bn1 16; layer1.0 576+16+576+16; layer2.0 1,152+32+2,304+32 plus its projection 128+32; fc 51.
+            Assert.Contains("parameters " + (216 + 16 + 576 + 16 + 576 + 16 + 1152 + 32 + 2304 + 32 + 128 + 32 + 51), output);
+
+            var native = Directory.GetFiles(Path.Combine(app, "bin"), "libLibTorchSharp.so", SearchOption.AllDirectories).Single();
+            if (!ElfVersionNeeds.HostLibStdCxxHas("GLIBCXX_3.4.32")) Assert.Equal(2, NativePatchTests.FlagsOf(native) & 2);
+            Assert.Equal(0, NativePatchTests.FlagsOf(NativePatchTests.CacheCopy()) & 2);
+        }
+        finally
+        {
+            try { work.Delete(recursive: true); } catch (IOException) { }
+            var cached = Path.Combine(NativePatchTests.NuGetPackagesFolder(), "resnetgen", version);
+            try { if (Directory.Exists(cached)) Directory.Delete(cached, recursive: true); } catch (IOException) { }
+        }
+    }
+
+    private string Run(string directory, params string[] arguments)
+    {
+        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
+        {
+            WorkingDirectory = directory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (var argument in arguments) start.ArgumentList.Add(argument);
+        // The test host's MSBuild settings must not leak into a separate build.
+        foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("MSBUILD", StringComparison.OrdinalIgnoreCase) || k.StartsWith("VSTEST", StringComparison.OrdinalIgnoreCase)).ToList())
+        {
+            start.Environment.Remove(key);
+        }
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(TimeSpan.FromMinutes(10)))
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"dotnet {string.Join(" ", arguments)} took over 10 minutes");
+        }
+        var text = stdout.Result + stderr.Result;
+        _log.WriteLine($"$ dotnet {string.Join(" ", arguments)}\n{text}");
+        Assert.True(process.ExitCode == 0, $"dotnet {string.Join(" ", arguments)} exited {process.ExitCode}:\n{text}");
+        return text;
+    }
+}

@@ -1,0 +1,138 @@
+using System;
+using System.Linq;
+using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+using ResNetGen.Generator.Tests.Infrastructure;
+using TorchSharp;
+using Xunit;
+
+namespace ResNetGen.Generator.Tests.Torchvision;
+
+/// <summary>Generated forwards at run time: shapes, exact tensor lifetimes, the input check, feature maps.</summary>
+public class ForwardTests
+{
+    private static long LiveTensors => DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount;
+
+    [Fact]
+    public void Forward_on_a_small_input_gives_logits()
+    {
+        using var network = new ResNet18();
+        network.eval();
+        using var input = torch.randn(2, 3, 64, 64);
+        using var noGrad = torch.no_grad();
+        using var output = network.call(input);
+        Assert.Equal(new long[] { 2, 1000 }, output.shape);
+        Assert.True(output.isfinite().all().item<bool>());
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_forward_pass_without_a_dispose_scope_leaks_no_tensor(bool training)
+    {
+        using var network = new ResNet50();
+        network.train(training);
+        using var input = torch.randn(2, 3, 64, 64);
+        var before = LiveTensors;
+        var output = network.call(input);
+        if (training)
+        {
+            using var loss = output.sum();
+            loss.backward();
+        }
+        output.Dispose();
+        Assert.Equal(before, LiveTensors);
+        network.zero_grad();
+    }
+
+    [Fact]
+    public void The_input_is_not_disposed_and_is_left_unchanged()
+    {
+        using var network = new ResNet18();
+        network.eval();
+        using var input = torch.randn(1, 3, 32, 32);
+        using var copy = input.clone();
+        using (torch.no_grad()) network.call(input).Dispose();
+        Assert.True(input.eq(copy).all().item<bool>());
+    }
+
+    [Fact]
+    public void A_wrong_input_shape_fails_with_expected_and_actual_shapes()
+    {
+        using var network = new ResNet18();
+        using var gray = torch.zeros(1, 1, 64, 64);
+        var error = Assert.Throws<ArgumentException>(() => network.call(gray));
+        Assert.Contains("ResNet18.forward expects a tensor of shape [N, 3, H, W], but got [1, 1, 64, 64]", error.Message);
+        using var unbatched = torch.zeros(3, 64, 64);
+        error = Assert.Throws<ArgumentException>(() => network.call(unbatched));
+        Assert.Contains("unsqueeze(0)", error.Message);
+    }
+
+    [Fact]
+    public void Forward_features_give_every_stage_and_feed_the_classifier()
+    {
+        using var network = new ResNet50();
+        network.eval();
+        using var input = torch.randn(1, 3, 224, 224);
+        using var noGrad = torch.no_grad();
+        using var features = network.ForwardFeatures(input);
+        Assert.Equal(new long[] { 1, 64, 56, 56 }, features.Stem.shape);
+        Assert.Equal(new long[] { 1, 256, 56, 56 }, features.Layer1.shape);
+        Assert.Equal(new long[] { 1, 512, 28, 28 }, features.Layer2.shape);
+        Assert.Equal(new long[] { 1, 1024, 14, 14 }, features.Layer3.shape);
+        Assert.Equal(new long[] { 1, 2048, 7, 7 }, features.Layer4.shape);
+        using var pooled = features.Layer4.mean(new long[] { 2, 3 });
+        using var logits = network.fc.forward(pooled);
+        using var direct = network.call(input);
+        Assert.True(logits.allclose(direct, rtol: 1e-5, atol: 1e-5));
+    }
+
+    [Fact]
+    public void A_backbone_returns_pooled_features()
+    {
+        using var network = new ResNet50Backbone();
+        network.eval();
+        using var input = torch.randn(2, 3, 64, 64);
+        using var noGrad = torch.no_grad();
+        using var output = network.call(input);
+        Assert.Equal(new long[] { 2, 2048 }, output.shape);
+        Assert.DoesNotContain(network.state_dict().Keys, k => k.StartsWith("fc.", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Generated_networks_move_between_devices_and_dtypes_as_modules()
+    {
+        using var network = new ResNet18();
+        network.to(torch.float64);
+        Assert.All(network.parameters(), p => Assert.Equal(torch.float64, p.dtype));
+        network.eval();
+        using var input = torch.randn(new long[] { 1, 3, 32, 32 }, torch.float64);
+        using var noGrad = torch.no_grad();
+        using var output = network.call(input);
+        Assert.Equal(torch.float64, output.dtype);
+    }
+
+    [Fact]
+    public void Forward_is_straight_line_code_with_one_dispose_per_intermediate()
+    {
+        var run = GeneratorHarness.Run(GeneratorHarness.Network("ResNet(Block.Bottleneck, 3, 4, 6, 3)", "ResNet50"));
+        var root = CSharpSyntaxTree.ParseText(run.Sources.Single().Value).GetRoot();
+        var forward = root.DescendantNodes().OfType<MethodDeclarationSyntax>().Single(m => m.Identifier.Text == "forward");
+        Assert.Empty(forward.DescendantNodes().OfType<ForStatementSyntax>());
+        Assert.Empty(forward.DescendantNodes().OfType<ForEachStatementSyntax>());
+        Assert.Empty(forward.DescendantNodes().OfType<WhileStatementSyntax>());
+        Assert.DoesNotContain("Sequential", forward.ToString());
+        Assert.DoesNotContain("ModuleList", forward.ToString());
+        // Every local tensor but the returned one is disposed exactly once.
+        var locals = forward.DescendantNodes().OfType<VariableDeclaratorSyntax>().Select(v => v.Identifier.Text).ToList();
+        var returned = forward.DescendantNodes().OfType<ReturnStatementSyntax>().Single().Expression!.ToString();
+        foreach (var local in locals.Where(l => l != returned))
+        {
+            Assert.Equal(1, forward.ToString().Split(local + ".Dispose();").Length - 1);
+        }
+        Assert.DoesNotContain("input.Dispose()", forward.ToString());
+        // 53 convolutions (4 of them downsample projections), 53 batch-norms, max-pool, average pool and the
+        // classifier each make one tensor; ReLU and the residual add work in place.
+        Assert.Equal(53 + 53 + 3, locals.Count);
+    }
+}
