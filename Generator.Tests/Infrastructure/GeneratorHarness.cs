@@ -3,6 +3,7 @@ using System.Collections.Immutable;
 using System.Linq;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.Diagnostics;
 
 namespace ResNetGen.Generator.Tests.Infrastructure;
 
@@ -52,6 +53,23 @@ public static class GeneratorHarness
             .ToDictionary(s => s.HintName, s => s.SourceText.ToString());
         var all = output.GetDiagnostics().Where(d => d.Severity >= DiagnosticSeverity.Warning).ToImmutableArray();
         return new GeneratorRun(output, generatorDiagnostics, all, generated, driver);
+    }
+
+    /// <summary>
+    /// Runs the generator, then the analyzer on the result, and returns every diagnostic of the final compilation
+    /// (generator, analyzer and compiler, warnings and errors), in source order.
+    /// </summary>
+    public static ImmutableArray<Diagnostic> AllDiagnostics(params string[] sources)
+    {
+        var run = Run(sources);
+        var analyzers = ImmutableArray.Create<Microsoft.CodeAnalysis.Diagnostics.DiagnosticAnalyzer>(new global::ResNetGen.Generator.Diagnostics.InputShapeAnalyzer());
+        var analyzerDiagnostics = run.Output.WithAnalyzers(analyzers).GetAnalyzerDiagnosticsAsync().GetAwaiter().GetResult();
+        return run.GeneratorDiagnostics
+            .Concat(run.CompilationDiagnostics)
+            .Concat(analyzerDiagnostics)
+            .Where(d => d.Severity >= DiagnosticSeverity.Warning)
+            .OrderBy(d => d.Location.SourceSpan.Start).ThenBy(d => d.Id)
+            .ToImmutableArray();
     }
 
     /// <summary>One network declared with <paramref name="attribute"/> on class <paramref name="name"/> in namespace Models.</summary>

@@ -48,6 +48,17 @@ internal static class Checker
             result.Add(DiagnosticInfo.Create(d, SpecParser.Find(locations, slot, index), args));
         string S(int v) => v.ToString(CultureInfo.InvariantCulture);
 
+        void Enum<T>(ArgumentSlot slot, T value) where T : struct, System.Enum
+        {
+            if (System.Enum.IsDefined(typeof(T), value)) return;
+            Add(DiagnosticDescriptors.UndefinedEnumValue, slot, 0, slot.ToString(), System.Convert.ToInt32(value, CultureInfo.InvariantCulture).ToString(CultureInfo.InvariantCulture),
+                slot.ToString(), string.Join(", ", System.Enum.GetNames(typeof(T)).Select(n => slot + "." + n)));
+        }
+        Enum(ArgumentSlot.Block, spec.Block);
+        Enum(ArgumentSlot.Stem, spec.Stem);
+        Enum(ArgumentSlot.Shortcut, spec.Shortcut);
+        Enum(ArgumentSlot.StrideAt, spec.StrideAt);
+
         if (spec.Layers.Count == 0)
             Add(DiagnosticDescriptors.NoStages, ArgumentSlot.Attribute, 0, "The network has no stages");
         for (var i = 0; i < spec.Layers.Count; i++)

@@ -52,6 +52,10 @@ internal static class DiagnosticDescriptors
         "RNG0011", "The class declares a member the generator owns",
         "'{0}' already declares {1}, which ResNetGen generates. Remove it: the generated class derives from Module<Tensor, Tensor> and defines forward and the parameterless constructor.");
 
+    public static readonly DiagnosticDescriptor UndefinedEnumValue = Error(
+        "RNG0012", "An enum argument is not one of its members",
+        "{0} is {1}, which is not a member of {2}. Use one of: {3}.");
+
     public static readonly DiagnosticDescriptor InternalError = Error(
         "RNG0099", "ResNetGen failed unexpectedly",
         "ResNetGen could not generate '{0}': {1}. This is a bug in ResNetGen; please report it with the attribute you used.");
@@ -59,7 +63,7 @@ internal static class DiagnosticDescriptors
     public static IEnumerable<DiagnosticDescriptor> All => new[]
     {
         NotAPartialClass, NoStages, BasicBlockWidth, BasicBlockDilation, DilateStagesLength, NonPositiveSize,
-        FeatureMapVanishes, ShortcutShapeMismatch, NoSpatialContext, WrongInputShape, MemberAlreadyDeclared, InternalError,
+        FeatureMapVanishes, ShortcutShapeMismatch, NoSpatialContext, WrongInputShape, MemberAlreadyDeclared, UndefinedEnumValue, InternalError,
     };
 
     public static DiagnosticDescriptor ById(string id)

@@ -1,0 +1,192 @@
+using System.Linq;
+using Microsoft.CodeAnalysis;
+using ResNetGen.Generator.Tests.Infrastructure;
+using Xunit;
+
+namespace ResNetGen.Generator.Tests.Diagnostics;
+
+/// <summary>
+/// One test per diagnostic: a real snippet, and an assertion of every diagnostic the compilation then has — ID,
+/// severity, the exact text its span covers, and the key words of its message.
+/// </summary>
+public class DiagnosticTests
+{
+    private sealed record Expected(string Id, DiagnosticSeverity Severity, string Span, params string[] Words);
+
+    private static void Check(string source, params Expected[] expected)
+    {
+        var diagnostics = GeneratorHarness.AllDiagnostics(source);
+        var report = string.Join("\n", diagnostics.Select(d => $"{d.Id} {d.Severity} at '{Text(source, d)}': {d.GetMessage()}"));
+        Assert.True(expected.Length == diagnostics.Length, $"expected {expected.Length} diagnostics, got {diagnostics.Length}:\n{report}");
+        for (var i = 0; i < expected.Length; i++)
+        {
+            var (d, e) = (diagnostics[i], expected[i]);
+            Assert.True(e.Id == d.Id, $"diagnostic {i}: expected {e.Id}, got:\n{report}");
+            Assert.Equal(e.Severity, d.Severity);
+            Assert.Equal(e.Span, Text(source, d));
+            foreach (var word in e.Words) Assert.Contains(word, d.GetMessage());
+        }
+    }
+
+    // The generator reports on file-path locations (its models hold no syntax trees); the analyzer on source ones.
+    private static string Text(string source, Diagnostic d) =>
+        d.Location.GetLineSpan().Path == "File0.cs" ? source.Substring(d.Location.SourceSpan.Start, d.Location.SourceSpan.Length) : "<" + d.Location + ">";
+
+    private static string Net(string attribute) => GeneratorHarness.Network(attribute);
+
+    private const DiagnosticSeverity Error = DiagnosticSeverity.Error;
+
+    [Fact]
+    public void RNG0001_class_not_partial() => Check(
+        "using ResNetGen;\n[ResNet(Block.Basic, 2, 2, 2, 2)]\npublic class Net { }",
+        new Expected("RNG0001", Error, "Net", "not partial", "partial class Net"));
+
+    [Fact]
+    public void RNG0001_generic_class() => Check(
+        "using ResNetGen;\n[ResNet(Block.Basic, 2, 2, 2, 2)]\npublic partial class Net<T> { }",
+        new Expected("RNG0001", Error, "Net", "generic", "type parameters"));
+
+    [Fact]
+    public void RNG0001_nested_in_a_non_partial_class() => Check(
+        "using ResNetGen;\npublic class Outer\n{\n    [ResNet(Block.Basic, 2, 2, 2, 2)]\n    public partial class Net { }\n}",
+        new Expected("RNG0001", Error, "Net", "nested in 'Outer'", "Declare 'Outer' partial"));
+
+    [Fact]
+    public void RNG0002_no_stages() => Check(Net("ResNet(Block.Basic)"),
+        new Expected("RNG0002", Error, "ResNet(Block.Basic)", "no stages", "one block count per stage"));
+
+    [Fact]
+    public void RNG0002_a_stage_without_blocks() => Check(Net("ResNet(Block.Basic, 2, 0, 2, 2)"),
+        new Expected("RNG0002", Error, "0", "layer2 has 0 blocks", "each at least 1"));
+
+    [Fact]
+    public void RNG0003_basic_block_with_groups() => Check(Net("ResNet(Block.Basic, 2, 2, 2, 2, Groups = 32)"),
+        new Expected("RNG0003", Error, "Groups = 32", "Groups = 32", "Block.Bottleneck"));
+
+    [Fact]
+    public void RNG0003_basic_block_with_width() => Check(Net("ResNet(Block.Basic, 2, 2, 2, 2, WidthPerGroup = 128)"),
+        new Expected("RNG0003", Error, "WidthPerGroup = 128", "WidthPerGroup = 128", "Remove WidthPerGroup"));
+
+    [Fact]
+    public void RNG0004_dilation_with_basic_blocks() => Check(Net("ResNet(Block.Basic, 2, 2, 2, 2, DilateStages = new[] { false, true, true })"),
+        new Expected("RNG0004", Error, "DilateStages = new[] { false, true, true }", "layer3, layer4", "Block.Bottleneck"));
+
+    [Fact]
+    public void RNG0005_dilate_stages_of_the_wrong_length() => Check(Net("ResNet(Block.Bottleneck, 3, 4, 6, 3, DilateStages = new[] { true })"),
+        new Expected("RNG0005", Error, "DilateStages = new[] { true }", "has 1 entries", "4 stages needs 3"));
+
+    [Fact]
+    public void RNG0006_non_positive_in_channels() => Check(Net("ResNet(Block.Basic, 2, 2, 2, 2, InChannels = 0)"),
+        new Expected("RNG0006", Error, "InChannels = 0", "InChannels is 0", "3 for RGB"));
+
+    [Fact]
+    public void RNG0006_negative_num_classes_and_input_size() => Check(Net("ResNet(Block.Basic, 2, 2, 2, 2, NumClasses = -1, InputSize = -5)"),
+        new Expected("RNG0006", Error, "NumClasses = -1", "NumClasses is -1", "0 for a backbone"),
+        new Expected("RNG0006", Error, "InputSize = -5", "InputSize is -5"));
+
+    [Fact]
+    public void RNG0006_bottleneck_width_rounds_to_zero() => Check(Net("ResNet(Block.Bottleneck, 3, 4, 6, 3, WidthPerGroup = 1, BaseWidth = 16)"),
+        new Expected("RNG0006", Error, "WidthPerGroup = 1", "(int)(16 × 1 / 64) × 1 = 0", "Raise WidthPerGroup"));
+
+    [Fact]
+    public void RNG0007_RNG0008_RNG0009_a_feature_map_that_vanishes_under_average_pooling() => Check(
+        Net("ResNet(Block.Basic, 1, 1, Stem = Stem.Cifar, Shortcut = Shortcut.AvgPoolZeroPad, InputSize = 1)"),
+        new Expected("RNG0008", Error, "Shortcut = Shortcut.AvgPoolZeroPad", "layer2.0", "[N, 128, 1, 1]", "[N, 128, 0, 0]", "floors an odd size"),
+        new Expected("RNG0007", Error, "InputSize = 1", "layer2.0.shortcut", "[N, 128, 0, 0]", "larger InputSize"),
+        new Expected("RNG0009", DiagnosticSeverity.Warning, "InputSize = 1", "layer2 receives a 1×1", "Stem.Cifar"));
+
+    [Fact]
+    public void RNG0008_average_pooling_shortcut_on_an_odd_feature_map() => Check(
+        Net("ResNet(Block.Basic, 3, 3, 3, Stem = Stem.Cifar, BaseWidth = 16, Shortcut = Shortcut.AvgPoolZeroPad, InputSize = 30)"),
+        new Expected("RNG0008", Error, "Shortcut = Shortcut.AvgPoolZeroPad", "block layer3.0", "[N, 64, 8, 8]", "[N, 64, 7, 7]", "Shortcut.ZeroPad"));
+
+    [Fact]
+    public void RNG0009_imagenet_stem_on_a_tiny_input() => Check(Net("ResNet(Block.Basic, 2, 2, 2, 2, InputSize = 16)"),
+        new Expected("RNG0009", DiagnosticSeverity.Warning, "InputSize = 16", "16×16", "layer4 receives a 1×1", "Stem.Cifar or a larger InputSize"));
+
+    [Fact]
+    public void RNG0010_forward_on_a_constant_tensor_with_the_wrong_channels() => Check("""
+        using ResNetGen;
+        using TorchSharp;
+        [ResNet(Block.Basic, 2, 2, 2, 2)]
+        public partial class Net { }
+        public static class Use
+        {
+            public static void Run(torch.Tensor fromFile)
+            {
+                using var net = new Net();
+                net.forward(torch.zeros(1, 1, 224, 224)).Dispose();
+                net.forward(torch.zeros(1, 3, 224, 224)).Dispose();
+                net.forward(fromFile).Dispose();
+            }
+        }
+        """,
+        new Expected("RNG0010", Error, "torch.zeros(1, 1, 224, 224)", "Net.forward expects a tensor of shape [N, 3, H, W]", "[1, 1, 224, 224]", "1 channel", "InChannels = 1"));
+
+    [Fact]
+    public void RNG0010_call_on_a_local_with_the_wrong_rank() => Check("""
+        using ResNetGen;
+        using TorchSharp;
+        [ResNet(Block.Basic, 3, 3, 3, Stem = Stem.Cifar, BaseWidth = 16, InChannels = 1, NumClasses = 10)]
+        public partial class Cifar { }
+        public static class Use
+        {
+            public static void Run()
+            {
+                using var net = new Cifar();
+                var images = torch.randn(new long[] { 1, 28, 28 });
+                var batch = torch.randn(new long[] { 8, 1, 28, 28 });
+                var reassigned = torch.randn(new long[] { 8, 3, 28, 28 });
+                reassigned = batch;
+                net.call(images).Dispose();
+                net.call(batch).Dispose();
+                net.call(reassigned).Dispose();
+            }
+        }
+        """,
+        new Expected("RNG0010", Error, "images", "[N, 1, H, W]", "[1, 28, 28]", "rank 3", "batch dimension"));
+
+    [Fact]
+    public void RNG0011_the_class_declares_forward() => Check("""
+        using ResNetGen;
+        using TorchSharp;
+        [ResNet(Block.Basic, 2, 2, 2, 2)]
+        public partial class Net
+        {
+            public torch.Tensor forward(torch.Tensor x) => x;
+        }
+        """,
+        new Expected("RNG0011", Error, "forward", "'Net' already declares a method 'forward'", "Remove it"));
+
+    [Fact]
+    public void RNG0011_the_class_declares_a_base_class_and_a_constructor() => Check("""
+        using ResNetGen;
+        public class Base { }
+        [ResNet(Block.Basic, 2, 2, 2, 2)]
+        public partial class Net : Base
+        {
+            public Net() { }
+        }
+        """,
+        new Expected("RNG0011", Error, "Base", "the base class 'Base'"),
+        new Expected("RNG0011", Error, "Net", "a parameterless constructor"));
+
+    [Fact]
+    public void RNG0012_an_undefined_enum_value() => Check(Net("ResNet((Block)7, 2, 2)"),
+        new Expected("RNG0012", Error, "(Block)7", "Block is 7", "Block.Basic, Block.Bottleneck"));
+
+    [Theory]
+    [InlineData("ResNet(Block.Basic, 2, 2, 2, 2)")]
+    [InlineData("ResNet(Block.Basic, 3, 4, 6, 3)")]
+    [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3)")]
+    [InlineData("ResNet(Block.Bottleneck, 3, 4, 23, 3)")]
+    [InlineData("ResNet(Block.Bottleneck, 3, 8, 36, 3)")]
+    [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3, Groups = 32, WidthPerGroup = 4)")]
+    [InlineData("ResNet(Block.Bottleneck, 3, 4, 23, 3, Groups = 32, WidthPerGroup = 8)")]
+    [InlineData("ResNet(Block.Bottleneck, 3, 4, 23, 3, Groups = 64, WidthPerGroup = 4)")]
+    [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3, WidthPerGroup = 128)")]
+    [InlineData("ResNet(Block.Bottleneck, 3, 4, 23, 3, WidthPerGroup = 128)")]
+    [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3, DilateStages = new[] { false, true, true })")]
+    [InlineData("ResNet(Block.Basic, 3, 3, 3, Stem = Stem.Cifar, BaseWidth = 16, NumClasses = 10)")]
+    public void Valid_configurations_produce_no_diagnostics(string attribute) => Check(Net(attribute));
+}
