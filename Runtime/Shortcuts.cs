@@ -23,6 +23,12 @@ public static class Shortcuts
     /// </summary>
     public static torch.Tensor AvgPoolZeroPad(torch.Tensor x, int stride, int padChannels)
     {
+        if (stride != 1 && (x.shape[2] % stride != 0 || x.shape[3] % stride != 0))
+            throw new System.ArgumentException(
+                $"The AvgPoolZeroPad shortcut needs feature maps divisible by {stride}, but got {x.shape[2]}×{x.shape[3]}: " +
+                "average pooling would floor it while the strided convolution rounds up. " +
+                "Feed an input whose size stays even through every stage (the declared InputSize is checked at build time), or use Shortcut.ZeroPad.",
+                nameof(x));
         var padded = torch.nn.functional.pad(x, new long[] { 0, 0, 0, 0, 0, padChannels });
         if (stride == 1) return padded;
         using (padded) return torch.nn.functional.avg_pool2d(padded, stride, stride);

@@ -26,6 +26,8 @@ MODELS = {
     "resnext50_32x4d": tvm.resnext50_32x4d, "resnext101_32x8d": tvm.resnext101_32x8d,
     "resnext101_64x4d": tvm.resnext101_64x4d,
     "wide_resnet50_2": tvm.wide_resnet50_2, "wide_resnet101_2": tvm.wide_resnet101_2,
+    # A segmentation backbone: output stride 8 through torchvision's replace_stride_with_dilation.
+    "resnet50_os8": lambda: tvm.resnet50(replace_stride_with_dilation=[False, True, True]),
 }
 TRAIN_CHECKED = {"resnet18": "layer4.1.bn2", "resnet50": "layer4.2.bn3"}
 
