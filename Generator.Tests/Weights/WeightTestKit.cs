@@ -1,0 +1,68 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.IO.Compression;
+using System.Linq;
+using System.Text;
+using TorchSharp;
+using Xunit;
+
+namespace ResNetGen.Generator.Tests.Weights;
+
+/// <summary>The network of Reference/make_checkpoints.py, generated: torchvision's BasicBlock keys at CIFAR size.</summary>
+[ResNet(Block.Basic, 1, 1, Stem = Stem.Cifar, BaseWidth = 8, NumClasses = 3, InputSize = 8)]
+public partial class TinyResNet { }
+
+/// <summary>Files and checks shared by the weight tests.</summary>
+public sealed class WeightTestKit : IDisposable
+{
+    public string Folder { get; } = Directory.CreateTempSubdirectory("resnetgen-weights-").FullName;
+
+    public static string Reference(string name) => Path.Combine(AppContext.BaseDirectory, "Reference", name);
+
+    public string PathOf(string name) => Path.Combine(Folder, name);
+
+    public string WriteBytes(string name, byte[] bytes)
+    {
+        var path = PathOf(name);
+        File.WriteAllBytes(path, bytes);
+        return path;
+    }
+
+    /// <summary>A safetensors file from a header written out by hand and raw data.</summary>
+    public string Craft(string name, string header, byte[] data)
+    {
+        var json = Encoding.UTF8.GetBytes(header);
+        var bytes = BitConverter.GetBytes((ulong)json.Length).Concat(json).Concat(data).ToArray();
+        return WriteBytes(name, bytes);
+    }
+
+    /// <summary>A zip archive with the given entries, as torch.save would lay them out under <c>archive/</c>.</summary>
+    public string Zip(string name, IReadOnlyDictionary<string, byte[]> entries)
+    {
+        var path = PathOf(name);
+        using var zip = ZipFile.Open(path, ZipArchiveMode.Create);
+        foreach (var (entryName, bytes) in entries)
+        {
+            using var stream = zip.CreateEntry(entryName, CompressionLevel.NoCompression).Open();
+            stream.Write(bytes);
+        }
+        return path;
+    }
+
+    /// <summary>A copy of every tensor of the module's state_dict.</summary>
+    public static Dictionary<string, torch.Tensor> Copy(torch.nn.Module module) =>
+        module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone());
+
+    public static void AssertUnchanged(torch.nn.Module module, Dictionary<string, torch.Tensor> before)
+    {
+        var now = module.state_dict();
+        Assert.Equal(before.Keys.OrderBy(k => k), now.Keys.OrderBy(k => k));
+        foreach (var (key, tensor) in before) Assert.True(tensor.shape.SequenceEqual(now[key].shape) && tensor.eq(now[key]).all().item<bool>(), $"{key} changed");
+    }
+
+    public void Dispose()
+    {
+        try { Directory.Delete(Folder, recursive: true); } catch (IOException) { }
+    }
+}
