@@ -127,7 +127,7 @@ public class ForwardTests
         Assert.DoesNotContain("ModuleList", forward.ToString());
         // Every local tensor but the returned one is disposed exactly once.
         var locals = forward.DescendantNodes().OfType<VariableDeclaratorSyntax>().Select(v => v.Identifier.Text).ToList();
-        var returned = forward.DescendantNodes().OfType<ReturnStatementSyntax>().Single().Expression!.ToString();
+        var returned = forward.DescendantNodes().OfType<ReturnStatementSyntax>().Last().Expression!.ToString();
         foreach (var local in locals.Where(l => l != returned))
         {
             Assert.Equal(1, forward.ToString().Split(local + ".Dispose();").Length - 1);
@@ -136,5 +136,11 @@ public class ForwardTests
         // 53 convolutions (4 of them downsample projections), 53 batch-norms, max-pool, average pool and the
         // classifier each make one tensor; ReLU and the residual add work in place.
         Assert.Equal(53 + 53 + 3, locals.Count);
+
+        // The folded forward: each convolution and its batch-norm are one step.
+        var fused = root.DescendantNodes().OfType<MethodDeclarationSyntax>().Single(m => m.Identifier.Text == "ForwardFused");
+        Assert.Empty(fused.DescendantNodes().OfType<ForStatementSyntax>());
+        Assert.Equal(53 + 3, fused.DescendantNodes().OfType<VariableDeclaratorSyntax>().Count());
+        Assert.DoesNotContain("_bn", fused.ToString());
     }
 }

@@ -49,6 +49,7 @@ internal static class Emitter
         Fields(w, plan);
         Constructor(w, plan);
         Forward(w, plan);
+        Fusion(w, plan);
         ForwardFeatures(w, plan);
         Dispose(w, plan);
 
@@ -156,11 +157,65 @@ internal static class Emitter
         w.Line("/// </summary>");
         w.Open($"public override {Tensor} forward({Tensor} input)");
         w.Line($"global::ResNetGen.NetworkInput.Check(input, {I(plan.InChannels)}, \"{plan.Target.Name}\");");
+        using (w.Block("if (_fused)"))
+        {
+            w.Line("if (!training) return ForwardFused(input);");
+            w.Line("DropFusion(); // training changes the weights the folded convolutions were made from");
+        }
         foreach (var op in plan.Ops) Op(w, op);
         w.Line($"return {Var(plan.OutputTensor)};");
         w.Close();
         w.Line();
     }
+
+    private static void Fusion(SourceWriter w, NetworkPlan plan)
+    {
+        var convs = plan.Modules.ToDictionary(m => m.Path);
+        w.Line("private bool _fused;");
+        foreach (var f in plan.Fusions) w.Line($"private global::TorchSharp.Modules.Conv2d? {FusedField(f.Conv)};");
+        w.Line();
+        w.Line("/// <summary>");
+        w.Line("/// Switches to eval mode and folds every batch-norm into the convolution before it, so that inference runs one");
+        w.Line("/// convolution (with bias) where it ran a convolution and a batch-norm. Outputs are unchanged up to rounding.");
+        w.Line("/// The layers and the state_dict stay as they are; a forward in training mode drops the folded copies (call this");
+        w.Line("/// again after training). Call it after moving the network to its device and dtype.");
+        w.Line("/// </summary>");
+        w.Open("public void FuseForInference()");
+        w.Line("eval();");
+        w.Line("DropFusion();");
+        foreach (var f in plan.Fusions)
+        {
+            var conv = convs[f.Conv];
+            var create = $"{Nn}.Conv2d({I(conv.InFeatures)}, {I(conv.OutFeatures)}, {I(conv.Kernel)}, stride: {I(conv.Stride)}"
+                         + (conv.Padding != 0 ? $", padding: {I(conv.Padding)}" : "")
+                         + $", dilation: {I(conv.Dilation)}, groups: {I(conv.Groups)}, bias: true)";
+            w.Line($"{FusedField(f.Conv)} = global::ResNetGen.Fusion.Fold({Field(f.Conv)}, {Field(f.Norm)}, {create});");
+        }
+        w.Line("_fused = true;");
+        w.Close();
+        w.Line();
+        w.Line("/// <summary>Whether <see cref=\"FuseForInference\"/> is in effect (eval-mode forwards use the folded convolutions).</summary>");
+        w.Line("public bool IsFused => _fused;");
+        w.Line();
+        w.Open("private void DropFusion()");
+        w.Line("_fused = false;");
+        foreach (var f in plan.Fusions)
+        {
+            w.Line($"{FusedField(f.Conv)}?.Dispose();");
+            w.Line($"{FusedField(f.Conv)} = null;");
+        }
+        w.Close();
+        w.Line();
+        w.Open($"private {Tensor} ForwardFused({Tensor} input)");
+        foreach (var op in plan.FusedOps) Op(w, op);
+        w.Line($"return {Var(plan.OutputTensor)};");
+        w.Close();
+        w.Line();
+    }
+
+    private static string Field(string path) => path.Replace('.', '_');
+
+    private static string FusedField(string path) => "_fused_" + Field(path);
 
     private static void ForwardFeatures(SourceWriter w, NetworkPlan plan)
     {
@@ -194,6 +249,7 @@ internal static class Emitter
         {
             foreach (var m in plan.Modules) w.Line($"{m.FieldName}.Dispose();");
             w.Line("foreach (var group in _groups) group.Dispose();");
+            w.Line("DropFusion();");
         }
         w.Line("base.Dispose(disposing);");
         w.Close();
@@ -212,6 +268,7 @@ internal static class Emitter
             OpKind.ZeroPadShortcut => $"var {result} = global::ResNetGen.Shortcuts.ZeroPad({x}, {I(op.Stride)}, {I(op.PadChannels)});",
             OpKind.AvgPoolZeroPadShortcut => $"var {result} = global::ResNetGen.Shortcuts.AvgPoolZeroPad({x}, {I(op.Stride)}, {I(op.PadChannels)});",
             OpKind.GlobalAveragePool => $"var {result} = {x}.mean(new long[] {{ 2, 3 }});",
+            OpKind.FusedCall => $"var {result} = {FusedField(op.Module!)}!.forward({x});",
             _ => $"// unknown step {op.Kind}",
         };
         foreach (var t in op.Dispose) code += $" {Var(t)}.Dispose();";

@@ -59,6 +59,8 @@ internal enum OpKind
     AvgPoolZeroPadShortcut,
     /// <summary>Result = Arg averaged over height and width: [N, C].</summary>
     GlobalAveragePool,
+    /// <summary>Result = the folded convolution of Module (with the batch-norm Other folded in) applied to Arg.</summary>
+    FusedCall,
 }
 
 /// <summary>
@@ -75,7 +77,11 @@ internal sealed record OpPlan(
     int PadChannels = 0,
     Shape Shape = default,
     EquatableArray<int> Dispose = default,
-    string? Comment = null);
+    string? Comment = null,
+    string? Norm = null);
+
+/// <summary>A convolution and the batch-norm folded into it for inference.</summary>
+internal sealed record FusionPlan(string Conv, string Norm);
 
 /// <summary>One named output of <c>ForwardFeatures</c>: the stem or a stage, and the tensor that holds it.</summary>
 internal sealed record FeaturePlan(string Name, int Tensor, Shape Shape);
@@ -105,6 +111,12 @@ internal sealed record NetworkPlan(
 {
     /// <summary>The forward steps up to the last stage, keeping every feature map alive (for <c>ForwardFeatures</c>).</summary>
     public EquatableArray<OpPlan> FeatureOps { get; init; } = EquatableArray<OpPlan>.Empty;
+
+    /// <summary>The forward steps with each batch-norm folded into the convolution before it (after <c>FuseForInference</c>).</summary>
+    public EquatableArray<OpPlan> FusedOps { get; init; } = EquatableArray<OpPlan>.Empty;
+
+    /// <summary>Each convolution and the batch-norm that directly follows it, by path.</summary>
+    public EquatableArray<FusionPlan> Fusions { get; init; } = EquatableArray<FusionPlan>.Empty;
 }
 
 /// <summary>The plan step's output: a plan where the spec allows one, and every diagnostic the checks found.</summary>

@@ -385,6 +385,11 @@ Params size (MB): 1.09
         public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor input)
         {
             global::ResNetGen.NetworkInput.Check(input, 3, "ResNet20");
+            if (_fused)
+            {
+                if (!training) return ForwardFused(input);
+                DropFusion(); // training changes the weights the folded convolutions were made from
+            }
             var x1 = conv1.forward(input); // [N, 16, 32, 32] conv1
             var x2 = bn1.forward(x1); x1.Dispose(); // [N, 16, 32, 32] bn1
             x2.relu_(); // [N, 16, 32, 32] relu
@@ -453,6 +458,169 @@ Params size (MB): 1.09
             x40.relu_(); // [N, 64, 8, 8] relu
             var x41 = layer3_2_conv2.forward(x40); x40.Dispose(); // [N, 64, 8, 8] layer3.2.conv2
             var x42 = layer3_2_bn2.forward(x41); x41.Dispose(); // [N, 64, 8, 8] layer3.2.bn2
+            x42.add_(x38); x38.Dispose(); // [N, 64, 8, 8] layer3.2: residual add
+            x42.relu_(); // [N, 64, 8, 8] relu
+            var x43 = x42.mean(new long[] { 2, 3 }); x42.Dispose(); // [N, 64] avgpool: global average over height and width
+            var x44 = fc.forward(x43); x43.Dispose(); // [N, 10] fc
+            return x44;
+        }
+
+        private bool _fused;
+        private global::TorchSharp.Modules.Conv2d? _fused_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer1_1_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer1_1_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer1_2_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer1_2_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_downsample_0;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_1_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_1_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_2_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_2_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_0_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_0_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_0_downsample_0;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_1_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_1_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_2_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_2_conv2;
+
+        /// <summary>
+        /// Switches to eval mode and folds every batch-norm into the convolution before it, so that inference runs one
+        /// convolution (with bias) where it ran a convolution and a batch-norm. Outputs are unchanged up to rounding.
+        /// The layers and the state_dict stay as they are; a forward in training mode drops the folded copies (call this
+        /// again after training). Call it after moving the network to its device and dtype.
+        /// </summary>
+        public void FuseForInference()
+        {
+            eval();
+            DropFusion();
+            _fused_conv1 = global::ResNetGen.Fusion.Fold(conv1, bn1, global::TorchSharp.torch.nn.Conv2d(3, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_0_conv1 = global::ResNetGen.Fusion.Fold(layer1_0_conv1, layer1_0_bn1, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_0_conv2 = global::ResNetGen.Fusion.Fold(layer1_0_conv2, layer1_0_bn2, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_1_conv1 = global::ResNetGen.Fusion.Fold(layer1_1_conv1, layer1_1_bn1, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_1_conv2 = global::ResNetGen.Fusion.Fold(layer1_1_conv2, layer1_1_bn2, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_2_conv1 = global::ResNetGen.Fusion.Fold(layer1_2_conv1, layer1_2_bn1, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_2_conv2 = global::ResNetGen.Fusion.Fold(layer1_2_conv2, layer1_2_bn2, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_0_conv1 = global::ResNetGen.Fusion.Fold(layer2_0_conv1, layer2_0_bn1, global::TorchSharp.torch.nn.Conv2d(16, 32, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_0_conv2 = global::ResNetGen.Fusion.Fold(layer2_0_conv2, layer2_0_bn2, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_0_downsample_0 = global::ResNetGen.Fusion.Fold(layer2_0_downsample_0, layer2_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(16, 32, 1, stride: 2, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_1_conv1 = global::ResNetGen.Fusion.Fold(layer2_1_conv1, layer2_1_bn1, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_1_conv2 = global::ResNetGen.Fusion.Fold(layer2_1_conv2, layer2_1_bn2, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_2_conv1 = global::ResNetGen.Fusion.Fold(layer2_2_conv1, layer2_2_bn1, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_2_conv2 = global::ResNetGen.Fusion.Fold(layer2_2_conv2, layer2_2_bn2, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_0_conv1 = global::ResNetGen.Fusion.Fold(layer3_0_conv1, layer3_0_bn1, global::TorchSharp.torch.nn.Conv2d(32, 64, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_0_conv2 = global::ResNetGen.Fusion.Fold(layer3_0_conv2, layer3_0_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_0_downsample_0 = global::ResNetGen.Fusion.Fold(layer3_0_downsample_0, layer3_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(32, 64, 1, stride: 2, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_1_conv1 = global::ResNetGen.Fusion.Fold(layer3_1_conv1, layer3_1_bn1, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_1_conv2 = global::ResNetGen.Fusion.Fold(layer3_1_conv2, layer3_1_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_2_conv1 = global::ResNetGen.Fusion.Fold(layer3_2_conv1, layer3_2_bn1, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_2_conv2 = global::ResNetGen.Fusion.Fold(layer3_2_conv2, layer3_2_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused = true;
+        }
+
+        /// <summary>Whether <see cref="FuseForInference"/> is in effect (eval-mode forwards use the folded convolutions).</summary>
+        public bool IsFused => _fused;
+
+        private void DropFusion()
+        {
+            _fused = false;
+            _fused_conv1?.Dispose();
+            _fused_conv1 = null;
+            _fused_layer1_0_conv1?.Dispose();
+            _fused_layer1_0_conv1 = null;
+            _fused_layer1_0_conv2?.Dispose();
+            _fused_layer1_0_conv2 = null;
+            _fused_layer1_1_conv1?.Dispose();
+            _fused_layer1_1_conv1 = null;
+            _fused_layer1_1_conv2?.Dispose();
+            _fused_layer1_1_conv2 = null;
+            _fused_layer1_2_conv1?.Dispose();
+            _fused_layer1_2_conv1 = null;
+            _fused_layer1_2_conv2?.Dispose();
+            _fused_layer1_2_conv2 = null;
+            _fused_layer2_0_conv1?.Dispose();
+            _fused_layer2_0_conv1 = null;
+            _fused_layer2_0_conv2?.Dispose();
+            _fused_layer2_0_conv2 = null;
+            _fused_layer2_0_downsample_0?.Dispose();
+            _fused_layer2_0_downsample_0 = null;
+            _fused_layer2_1_conv1?.Dispose();
+            _fused_layer2_1_conv1 = null;
+            _fused_layer2_1_conv2?.Dispose();
+            _fused_layer2_1_conv2 = null;
+            _fused_layer2_2_conv1?.Dispose();
+            _fused_layer2_2_conv1 = null;
+            _fused_layer2_2_conv2?.Dispose();
+            _fused_layer2_2_conv2 = null;
+            _fused_layer3_0_conv1?.Dispose();
+            _fused_layer3_0_conv1 = null;
+            _fused_layer3_0_conv2?.Dispose();
+            _fused_layer3_0_conv2 = null;
+            _fused_layer3_0_downsample_0?.Dispose();
+            _fused_layer3_0_downsample_0 = null;
+            _fused_layer3_1_conv1?.Dispose();
+            _fused_layer3_1_conv1 = null;
+            _fused_layer3_1_conv2?.Dispose();
+            _fused_layer3_1_conv2 = null;
+            _fused_layer3_2_conv1?.Dispose();
+            _fused_layer3_2_conv1 = null;
+            _fused_layer3_2_conv2?.Dispose();
+            _fused_layer3_2_conv2 = null;
+        }
+
+        private global::TorchSharp.torch.Tensor ForwardFused(global::TorchSharp.torch.Tensor input)
+        {
+            var x2 = _fused_conv1!.forward(input); // [N, 16, 32, 32] conv1 with bn1 folded in
+            x2.relu_(); // [N, 16, 32, 32] relu
+            var x4 = _fused_layer1_0_conv1!.forward(x2); // [N, 16, 32, 32] layer1.0.conv1 with layer1.0.bn1 folded in
+            x4.relu_(); // [N, 16, 32, 32] relu
+            var x6 = _fused_layer1_0_conv2!.forward(x4); x4.Dispose(); // [N, 16, 32, 32] layer1.0.conv2 with layer1.0.bn2 folded in
+            x6.add_(x2); x2.Dispose(); // [N, 16, 32, 32] layer1.0: residual add
+            x6.relu_(); // [N, 16, 32, 32] relu
+            var x8 = _fused_layer1_1_conv1!.forward(x6); // [N, 16, 32, 32] layer1.1.conv1 with layer1.1.bn1 folded in
+            x8.relu_(); // [N, 16, 32, 32] relu
+            var x10 = _fused_layer1_1_conv2!.forward(x8); x8.Dispose(); // [N, 16, 32, 32] layer1.1.conv2 with layer1.1.bn2 folded in
+            x10.add_(x6); x6.Dispose(); // [N, 16, 32, 32] layer1.1: residual add
+            x10.relu_(); // [N, 16, 32, 32] relu
+            var x12 = _fused_layer1_2_conv1!.forward(x10); // [N, 16, 32, 32] layer1.2.conv1 with layer1.2.bn1 folded in
+            x12.relu_(); // [N, 16, 32, 32] relu
+            var x14 = _fused_layer1_2_conv2!.forward(x12); x12.Dispose(); // [N, 16, 32, 32] layer1.2.conv2 with layer1.2.bn2 folded in
+            x14.add_(x10); x10.Dispose(); // [N, 16, 32, 32] layer1.2: residual add
+            x14.relu_(); // [N, 16, 32, 32] relu
+            var x16 = _fused_layer2_0_conv1!.forward(x14); // [N, 32, 16, 16] layer2.0.conv1 with layer2.0.bn1 folded in
+            x16.relu_(); // [N, 32, 16, 16] relu
+            var x18 = _fused_layer2_0_conv2!.forward(x16); x16.Dispose(); // [N, 32, 16, 16] layer2.0.conv2 with layer2.0.bn2 folded in
+            var x20 = _fused_layer2_0_downsample_0!.forward(x14); x14.Dispose(); // [N, 32, 16, 16] layer2.0.downsample.0 with layer2.0.downsample.1 folded in
+            x18.add_(x20); x20.Dispose(); // [N, 32, 16, 16] layer2.0: residual add
+            x18.relu_(); // [N, 32, 16, 16] relu
+            var x22 = _fused_layer2_1_conv1!.forward(x18); // [N, 32, 16, 16] layer2.1.conv1 with layer2.1.bn1 folded in
+            x22.relu_(); // [N, 32, 16, 16] relu
+            var x24 = _fused_layer2_1_conv2!.forward(x22); x22.Dispose(); // [N, 32, 16, 16] layer2.1.conv2 with layer2.1.bn2 folded in
+            x24.add_(x18); x18.Dispose(); // [N, 32, 16, 16] layer2.1: residual add
+            x24.relu_(); // [N, 32, 16, 16] relu
+            var x26 = _fused_layer2_2_conv1!.forward(x24); // [N, 32, 16, 16] layer2.2.conv1 with layer2.2.bn1 folded in
+            x26.relu_(); // [N, 32, 16, 16] relu
+            var x28 = _fused_layer2_2_conv2!.forward(x26); x26.Dispose(); // [N, 32, 16, 16] layer2.2.conv2 with layer2.2.bn2 folded in
+            x28.add_(x24); x24.Dispose(); // [N, 32, 16, 16] layer2.2: residual add
+            x28.relu_(); // [N, 32, 16, 16] relu
+            var x30 = _fused_layer3_0_conv1!.forward(x28); // [N, 64, 8, 8] layer3.0.conv1 with layer3.0.bn1 folded in
+            x30.relu_(); // [N, 64, 8, 8] relu
+            var x32 = _fused_layer3_0_conv2!.forward(x30); x30.Dispose(); // [N, 64, 8, 8] layer3.0.conv2 with layer3.0.bn2 folded in
+            var x34 = _fused_layer3_0_downsample_0!.forward(x28); x28.Dispose(); // [N, 64, 8, 8] layer3.0.downsample.0 with layer3.0.downsample.1 folded in
+            x32.add_(x34); x34.Dispose(); // [N, 64, 8, 8] layer3.0: residual add
+            x32.relu_(); // [N, 64, 8, 8] relu
+            var x36 = _fused_layer3_1_conv1!.forward(x32); // [N, 64, 8, 8] layer3.1.conv1 with layer3.1.bn1 folded in
+            x36.relu_(); // [N, 64, 8, 8] relu
+            var x38 = _fused_layer3_1_conv2!.forward(x36); x36.Dispose(); // [N, 64, 8, 8] layer3.1.conv2 with layer3.1.bn2 folded in
+            x38.add_(x32); x32.Dispose(); // [N, 64, 8, 8] layer3.1: residual add
+            x38.relu_(); // [N, 64, 8, 8] relu
+            var x40 = _fused_layer3_2_conv1!.forward(x38); // [N, 64, 8, 8] layer3.2.conv1 with layer3.2.bn1 folded in
+            x40.relu_(); // [N, 64, 8, 8] relu
+            var x42 = _fused_layer3_2_conv2!.forward(x40); x40.Dispose(); // [N, 64, 8, 8] layer3.2.conv2 with layer3.2.bn2 folded in
             x42.add_(x38); x38.Dispose(); // [N, 64, 8, 8] layer3.2: residual add
             x42.relu_(); // [N, 64, 8, 8] relu
             var x43 = x42.mean(new long[] { 2, 3 }); x42.Dispose(); // [N, 64] avgpool: global average over height and width
@@ -602,6 +770,7 @@ Params size (MB): 1.09
                 layer3_2_bn2.Dispose();
                 fc.Dispose();
                 foreach (var group in _groups) group.Dispose();
+                DropFusion();
             }
             base.Dispose(disposing);
         }

@@ -151,6 +151,11 @@ Params size (MB): 0.02
             public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor input)
             {
                 global::ResNetGen.NetworkInput.Check(input, 3, "TinyNet");
+                if (_fused)
+                {
+                    if (!training) return ForwardFused(input);
+                    DropFusion(); // training changes the weights the folded convolutions were made from
+                }
                 var x1 = conv1.forward(input); // [N, 8, 8, 8] conv1
                 var x2 = bn1.forward(x1); x1.Dispose(); // [N, 8, 8, 8] bn1
                 x2.relu_(); // [N, 8, 8, 8] relu
@@ -166,6 +171,69 @@ Params size (MB): 0.02
                 x8.relu_(); // [N, 16, 4, 4] relu
                 var x9 = layer2_0_conv2.forward(x8); x8.Dispose(); // [N, 16, 4, 4] layer2.0.conv2
                 var x10 = layer2_0_bn2.forward(x9); x9.Dispose(); // [N, 16, 4, 4] layer2.0.bn2
+                var x11 = global::ResNetGen.Shortcuts.ZeroPad(x6, 2, 8); x6.Dispose(); // [N, 16, 4, 4] shortcut: subsample by 2, append 8 zero channels
+                x10.add_(x11); x11.Dispose(); // [N, 16, 4, 4] layer2.0: residual add
+                x10.relu_(); // [N, 16, 4, 4] relu
+                var x12 = x10.mean(new long[] { 2, 3 }); x10.Dispose(); // [N, 16] avgpool: global average over height and width
+                var x13 = fc.forward(x12); x12.Dispose(); // [N, 3] fc
+                return x13;
+            }
+
+            private bool _fused;
+            private global::TorchSharp.Modules.Conv2d? _fused_conv1;
+            private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_conv1;
+            private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_conv2;
+            private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_conv1;
+            private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_conv2;
+
+            /// <summary>
+            /// Switches to eval mode and folds every batch-norm into the convolution before it, so that inference runs one
+            /// convolution (with bias) where it ran a convolution and a batch-norm. Outputs are unchanged up to rounding.
+            /// The layers and the state_dict stay as they are; a forward in training mode drops the folded copies (call this
+            /// again after training). Call it after moving the network to its device and dtype.
+            /// </summary>
+            public void FuseForInference()
+            {
+                eval();
+                DropFusion();
+                _fused_conv1 = global::ResNetGen.Fusion.Fold(conv1, bn1, global::TorchSharp.torch.nn.Conv2d(3, 8, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+                _fused_layer1_0_conv1 = global::ResNetGen.Fusion.Fold(layer1_0_conv1, layer1_0_bn1, global::TorchSharp.torch.nn.Conv2d(8, 8, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+                _fused_layer1_0_conv2 = global::ResNetGen.Fusion.Fold(layer1_0_conv2, layer1_0_bn2, global::TorchSharp.torch.nn.Conv2d(8, 8, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+                _fused_layer2_0_conv1 = global::ResNetGen.Fusion.Fold(layer2_0_conv1, layer2_0_bn1, global::TorchSharp.torch.nn.Conv2d(8, 16, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
+                _fused_layer2_0_conv2 = global::ResNetGen.Fusion.Fold(layer2_0_conv2, layer2_0_bn2, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+                _fused = true;
+            }
+
+            /// <summary>Whether <see cref="FuseForInference"/> is in effect (eval-mode forwards use the folded convolutions).</summary>
+            public bool IsFused => _fused;
+
+            private void DropFusion()
+            {
+                _fused = false;
+                _fused_conv1?.Dispose();
+                _fused_conv1 = null;
+                _fused_layer1_0_conv1?.Dispose();
+                _fused_layer1_0_conv1 = null;
+                _fused_layer1_0_conv2?.Dispose();
+                _fused_layer1_0_conv2 = null;
+                _fused_layer2_0_conv1?.Dispose();
+                _fused_layer2_0_conv1 = null;
+                _fused_layer2_0_conv2?.Dispose();
+                _fused_layer2_0_conv2 = null;
+            }
+
+            private global::TorchSharp.torch.Tensor ForwardFused(global::TorchSharp.torch.Tensor input)
+            {
+                var x2 = _fused_conv1!.forward(input); // [N, 8, 8, 8] conv1 with bn1 folded in
+                x2.relu_(); // [N, 8, 8, 8] relu
+                var x4 = _fused_layer1_0_conv1!.forward(x2); // [N, 8, 8, 8] layer1.0.conv1 with layer1.0.bn1 folded in
+                x4.relu_(); // [N, 8, 8, 8] relu
+                var x6 = _fused_layer1_0_conv2!.forward(x4); x4.Dispose(); // [N, 8, 8, 8] layer1.0.conv2 with layer1.0.bn2 folded in
+                x6.add_(x2); x2.Dispose(); // [N, 8, 8, 8] layer1.0: residual add
+                x6.relu_(); // [N, 8, 8, 8] relu
+                var x8 = _fused_layer2_0_conv1!.forward(x6); // [N, 16, 4, 4] layer2.0.conv1 with layer2.0.bn1 folded in
+                x8.relu_(); // [N, 16, 4, 4] relu
+                var x10 = _fused_layer2_0_conv2!.forward(x8); x8.Dispose(); // [N, 16, 4, 4] layer2.0.conv2 with layer2.0.bn2 folded in
                 var x11 = global::ResNetGen.Shortcuts.ZeroPad(x6, 2, 8); x6.Dispose(); // [N, 16, 4, 4] shortcut: subsample by 2, append 8 zero channels
                 x10.add_(x11); x11.Dispose(); // [N, 16, 4, 4] layer2.0: residual add
                 x10.relu_(); // [N, 16, 4, 4] relu
@@ -230,6 +298,7 @@ Params size (MB): 0.02
                     layer2_0_bn2.Dispose();
                     fc.Dispose();
                     foreach (var group in _groups) group.Dispose();
+                    DropFusion();
                 }
                 base.Dispose(disposing);
             }

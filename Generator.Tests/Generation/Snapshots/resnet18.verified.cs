@@ -375,6 +375,11 @@ Params size (MB): 46.76
         public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor input)
         {
             global::ResNetGen.NetworkInput.Check(input, 3, "ResNet18");
+            if (_fused)
+            {
+                if (!training) return ForwardFused(input);
+                DropFusion(); // training changes the weights the folded convolutions were made from
+            }
             var x1 = conv1.forward(input); // [N, 64, 112, 112] conv1
             var x2 = bn1.forward(x1); x1.Dispose(); // [N, 64, 112, 112] bn1
             x2.relu_(); // [N, 64, 112, 112] relu
@@ -439,6 +444,162 @@ Params size (MB): 46.76
             x39.relu_(); // [N, 512, 7, 7] relu
             var x40 = layer4_1_conv2.forward(x39); x39.Dispose(); // [N, 512, 7, 7] layer4.1.conv2
             var x41 = layer4_1_bn2.forward(x40); x40.Dispose(); // [N, 512, 7, 7] layer4.1.bn2
+            x41.add_(x35); x35.Dispose(); // [N, 512, 7, 7] layer4.1: residual add
+            x41.relu_(); // [N, 512, 7, 7] relu
+            var x42 = x41.mean(new long[] { 2, 3 }); x41.Dispose(); // [N, 512] avgpool: global average over height and width
+            var x43 = fc.forward(x42); x42.Dispose(); // [N, 1000] fc
+            return x43;
+        }
+
+        private bool _fused;
+        private global::TorchSharp.Modules.Conv2d? _fused_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer1_1_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer1_1_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_downsample_0;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_1_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_1_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_0_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_0_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_0_downsample_0;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_1_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_1_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer4_0_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer4_0_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer4_0_downsample_0;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer4_1_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer4_1_conv2;
+
+        /// <summary>
+        /// Switches to eval mode and folds every batch-norm into the convolution before it, so that inference runs one
+        /// convolution (with bias) where it ran a convolution and a batch-norm. Outputs are unchanged up to rounding.
+        /// The layers and the state_dict stay as they are; a forward in training mode drops the folded copies (call this
+        /// again after training). Call it after moving the network to its device and dtype.
+        /// </summary>
+        public void FuseForInference()
+        {
+            eval();
+            DropFusion();
+            _fused_conv1 = global::ResNetGen.Fusion.Fold(conv1, bn1, global::TorchSharp.torch.nn.Conv2d(3, 64, 7, stride: 2, padding: 3, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_0_conv1 = global::ResNetGen.Fusion.Fold(layer1_0_conv1, layer1_0_bn1, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_0_conv2 = global::ResNetGen.Fusion.Fold(layer1_0_conv2, layer1_0_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_1_conv1 = global::ResNetGen.Fusion.Fold(layer1_1_conv1, layer1_1_bn1, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_1_conv2 = global::ResNetGen.Fusion.Fold(layer1_1_conv2, layer1_1_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_0_conv1 = global::ResNetGen.Fusion.Fold(layer2_0_conv1, layer2_0_bn1, global::TorchSharp.torch.nn.Conv2d(64, 128, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_0_conv2 = global::ResNetGen.Fusion.Fold(layer2_0_conv2, layer2_0_bn2, global::TorchSharp.torch.nn.Conv2d(128, 128, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_0_downsample_0 = global::ResNetGen.Fusion.Fold(layer2_0_downsample_0, layer2_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(64, 128, 1, stride: 2, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_1_conv1 = global::ResNetGen.Fusion.Fold(layer2_1_conv1, layer2_1_bn1, global::TorchSharp.torch.nn.Conv2d(128, 128, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_1_conv2 = global::ResNetGen.Fusion.Fold(layer2_1_conv2, layer2_1_bn2, global::TorchSharp.torch.nn.Conv2d(128, 128, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_0_conv1 = global::ResNetGen.Fusion.Fold(layer3_0_conv1, layer3_0_bn1, global::TorchSharp.torch.nn.Conv2d(128, 256, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_0_conv2 = global::ResNetGen.Fusion.Fold(layer3_0_conv2, layer3_0_bn2, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_0_downsample_0 = global::ResNetGen.Fusion.Fold(layer3_0_downsample_0, layer3_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(128, 256, 1, stride: 2, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_1_conv1 = global::ResNetGen.Fusion.Fold(layer3_1_conv1, layer3_1_bn1, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_1_conv2 = global::ResNetGen.Fusion.Fold(layer3_1_conv2, layer3_1_bn2, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_0_conv1 = global::ResNetGen.Fusion.Fold(layer4_0_conv1, layer4_0_bn1, global::TorchSharp.torch.nn.Conv2d(256, 512, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_0_conv2 = global::ResNetGen.Fusion.Fold(layer4_0_conv2, layer4_0_bn2, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_0_downsample_0 = global::ResNetGen.Fusion.Fold(layer4_0_downsample_0, layer4_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(256, 512, 1, stride: 2, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_1_conv1 = global::ResNetGen.Fusion.Fold(layer4_1_conv1, layer4_1_bn1, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_1_conv2 = global::ResNetGen.Fusion.Fold(layer4_1_conv2, layer4_1_bn2, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused = true;
+        }
+
+        /// <summary>Whether <see cref="FuseForInference"/> is in effect (eval-mode forwards use the folded convolutions).</summary>
+        public bool IsFused => _fused;
+
+        private void DropFusion()
+        {
+            _fused = false;
+            _fused_conv1?.Dispose();
+            _fused_conv1 = null;
+            _fused_layer1_0_conv1?.Dispose();
+            _fused_layer1_0_conv1 = null;
+            _fused_layer1_0_conv2?.Dispose();
+            _fused_layer1_0_conv2 = null;
+            _fused_layer1_1_conv1?.Dispose();
+            _fused_layer1_1_conv1 = null;
+            _fused_layer1_1_conv2?.Dispose();
+            _fused_layer1_1_conv2 = null;
+            _fused_layer2_0_conv1?.Dispose();
+            _fused_layer2_0_conv1 = null;
+            _fused_layer2_0_conv2?.Dispose();
+            _fused_layer2_0_conv2 = null;
+            _fused_layer2_0_downsample_0?.Dispose();
+            _fused_layer2_0_downsample_0 = null;
+            _fused_layer2_1_conv1?.Dispose();
+            _fused_layer2_1_conv1 = null;
+            _fused_layer2_1_conv2?.Dispose();
+            _fused_layer2_1_conv2 = null;
+            _fused_layer3_0_conv1?.Dispose();
+            _fused_layer3_0_conv1 = null;
+            _fused_layer3_0_conv2?.Dispose();
+            _fused_layer3_0_conv2 = null;
+            _fused_layer3_0_downsample_0?.Dispose();
+            _fused_layer3_0_downsample_0 = null;
+            _fused_layer3_1_conv1?.Dispose();
+            _fused_layer3_1_conv1 = null;
+            _fused_layer3_1_conv2?.Dispose();
+            _fused_layer3_1_conv2 = null;
+            _fused_layer4_0_conv1?.Dispose();
+            _fused_layer4_0_conv1 = null;
+            _fused_layer4_0_conv2?.Dispose();
+            _fused_layer4_0_conv2 = null;
+            _fused_layer4_0_downsample_0?.Dispose();
+            _fused_layer4_0_downsample_0 = null;
+            _fused_layer4_1_conv1?.Dispose();
+            _fused_layer4_1_conv1 = null;
+            _fused_layer4_1_conv2?.Dispose();
+            _fused_layer4_1_conv2 = null;
+        }
+
+        private global::TorchSharp.torch.Tensor ForwardFused(global::TorchSharp.torch.Tensor input)
+        {
+            var x2 = _fused_conv1!.forward(input); // [N, 64, 112, 112] conv1 with bn1 folded in
+            x2.relu_(); // [N, 64, 112, 112] relu
+            var x3 = global::TorchSharp.torch.nn.functional.max_pool2d(x2, 3, 2, 1); x2.Dispose(); // [N, 64, 56, 56] maxpool: 3×3, stride 2, padding 1
+            var x5 = _fused_layer1_0_conv1!.forward(x3); // [N, 64, 56, 56] layer1.0.conv1 with layer1.0.bn1 folded in
+            x5.relu_(); // [N, 64, 56, 56] relu
+            var x7 = _fused_layer1_0_conv2!.forward(x5); x5.Dispose(); // [N, 64, 56, 56] layer1.0.conv2 with layer1.0.bn2 folded in
+            x7.add_(x3); x3.Dispose(); // [N, 64, 56, 56] layer1.0: residual add
+            x7.relu_(); // [N, 64, 56, 56] relu
+            var x9 = _fused_layer1_1_conv1!.forward(x7); // [N, 64, 56, 56] layer1.1.conv1 with layer1.1.bn1 folded in
+            x9.relu_(); // [N, 64, 56, 56] relu
+            var x11 = _fused_layer1_1_conv2!.forward(x9); x9.Dispose(); // [N, 64, 56, 56] layer1.1.conv2 with layer1.1.bn2 folded in
+            x11.add_(x7); x7.Dispose(); // [N, 64, 56, 56] layer1.1: residual add
+            x11.relu_(); // [N, 64, 56, 56] relu
+            var x13 = _fused_layer2_0_conv1!.forward(x11); // [N, 128, 28, 28] layer2.0.conv1 with layer2.0.bn1 folded in
+            x13.relu_(); // [N, 128, 28, 28] relu
+            var x15 = _fused_layer2_0_conv2!.forward(x13); x13.Dispose(); // [N, 128, 28, 28] layer2.0.conv2 with layer2.0.bn2 folded in
+            var x17 = _fused_layer2_0_downsample_0!.forward(x11); x11.Dispose(); // [N, 128, 28, 28] layer2.0.downsample.0 with layer2.0.downsample.1 folded in
+            x15.add_(x17); x17.Dispose(); // [N, 128, 28, 28] layer2.0: residual add
+            x15.relu_(); // [N, 128, 28, 28] relu
+            var x19 = _fused_layer2_1_conv1!.forward(x15); // [N, 128, 28, 28] layer2.1.conv1 with layer2.1.bn1 folded in
+            x19.relu_(); // [N, 128, 28, 28] relu
+            var x21 = _fused_layer2_1_conv2!.forward(x19); x19.Dispose(); // [N, 128, 28, 28] layer2.1.conv2 with layer2.1.bn2 folded in
+            x21.add_(x15); x15.Dispose(); // [N, 128, 28, 28] layer2.1: residual add
+            x21.relu_(); // [N, 128, 28, 28] relu
+            var x23 = _fused_layer3_0_conv1!.forward(x21); // [N, 256, 14, 14] layer3.0.conv1 with layer3.0.bn1 folded in
+            x23.relu_(); // [N, 256, 14, 14] relu
+            var x25 = _fused_layer3_0_conv2!.forward(x23); x23.Dispose(); // [N, 256, 14, 14] layer3.0.conv2 with layer3.0.bn2 folded in
+            var x27 = _fused_layer3_0_downsample_0!.forward(x21); x21.Dispose(); // [N, 256, 14, 14] layer3.0.downsample.0 with layer3.0.downsample.1 folded in
+            x25.add_(x27); x27.Dispose(); // [N, 256, 14, 14] layer3.0: residual add
+            x25.relu_(); // [N, 256, 14, 14] relu
+            var x29 = _fused_layer3_1_conv1!.forward(x25); // [N, 256, 14, 14] layer3.1.conv1 with layer3.1.bn1 folded in
+            x29.relu_(); // [N, 256, 14, 14] relu
+            var x31 = _fused_layer3_1_conv2!.forward(x29); x29.Dispose(); // [N, 256, 14, 14] layer3.1.conv2 with layer3.1.bn2 folded in
+            x31.add_(x25); x25.Dispose(); // [N, 256, 14, 14] layer3.1: residual add
+            x31.relu_(); // [N, 256, 14, 14] relu
+            var x33 = _fused_layer4_0_conv1!.forward(x31); // [N, 512, 7, 7] layer4.0.conv1 with layer4.0.bn1 folded in
+            x33.relu_(); // [N, 512, 7, 7] relu
+            var x35 = _fused_layer4_0_conv2!.forward(x33); x33.Dispose(); // [N, 512, 7, 7] layer4.0.conv2 with layer4.0.bn2 folded in
+            var x37 = _fused_layer4_0_downsample_0!.forward(x31); x31.Dispose(); // [N, 512, 7, 7] layer4.0.downsample.0 with layer4.0.downsample.1 folded in
+            x35.add_(x37); x37.Dispose(); // [N, 512, 7, 7] layer4.0: residual add
+            x35.relu_(); // [N, 512, 7, 7] relu
+            var x39 = _fused_layer4_1_conv1!.forward(x35); // [N, 512, 7, 7] layer4.1.conv1 with layer4.1.bn1 folded in
+            x39.relu_(); // [N, 512, 7, 7] relu
+            var x41 = _fused_layer4_1_conv2!.forward(x39); x39.Dispose(); // [N, 512, 7, 7] layer4.1.conv2 with layer4.1.bn2 folded in
             x41.add_(x35); x35.Dispose(); // [N, 512, 7, 7] layer4.1: residual add
             x41.relu_(); // [N, 512, 7, 7] relu
             var x42 = x41.mean(new long[] { 2, 3 }); x41.Dispose(); // [N, 512] avgpool: global average over height and width
@@ -584,6 +745,7 @@ Params size (MB): 46.76
                 layer4_1_bn2.Dispose();
                 fc.Dispose();
                 foreach (var group in _groups) group.Dispose();
+                DropFusion();
             }
             base.Dispose(disposing);
         }

@@ -830,6 +830,11 @@ Params size (MB): 102.23
         public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor input)
         {
             global::ResNetGen.NetworkInput.Check(input, 3, "ResNet50");
+            if (_fused)
+            {
+                if (!training) return ForwardFused(input);
+                DropFusion(); // training changes the weights the folded convolutions were made from
+            }
             var x1 = conv1.forward(input); // [N, 64, 112, 112] conv1
             var x2 = bn1.forward(x1); x1.Dispose(); // [N, 64, 112, 112] bn1
             x2.relu_(); // [N, 64, 112, 112] relu
@@ -1000,6 +1005,367 @@ Params size (MB): 102.23
             x105.relu_(); // [N, 512, 7, 7] relu
             var x106 = layer4_2_conv3.forward(x105); x105.Dispose(); // [N, 2048, 7, 7] layer4.2.conv3
             var x107 = layer4_2_bn3.forward(x106); x106.Dispose(); // [N, 2048, 7, 7] layer4.2.bn3
+            x107.add_(x101); x101.Dispose(); // [N, 2048, 7, 7] layer4.2: residual add
+            x107.relu_(); // [N, 2048, 7, 7] relu
+            var x108 = x107.mean(new long[] { 2, 3 }); x107.Dispose(); // [N, 2048] avgpool: global average over height and width
+            var x109 = fc.forward(x108); x108.Dispose(); // [N, 1000] fc
+            return x109;
+        }
+
+        private bool _fused;
+        private global::TorchSharp.Modules.Conv2d? _fused_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_conv3;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_downsample_0;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer1_1_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer1_1_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer1_1_conv3;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer1_2_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer1_2_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer1_2_conv3;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_conv3;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_downsample_0;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_1_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_1_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_1_conv3;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_2_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_2_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_2_conv3;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_3_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_3_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer2_3_conv3;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_0_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_0_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_0_conv3;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_0_downsample_0;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_1_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_1_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_1_conv3;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_2_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_2_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_2_conv3;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_3_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_3_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_3_conv3;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_4_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_4_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_4_conv3;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_5_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_5_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer3_5_conv3;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer4_0_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer4_0_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer4_0_conv3;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer4_0_downsample_0;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer4_1_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer4_1_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer4_1_conv3;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer4_2_conv1;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer4_2_conv2;
+        private global::TorchSharp.Modules.Conv2d? _fused_layer4_2_conv3;
+
+        /// <summary>
+        /// Switches to eval mode and folds every batch-norm into the convolution before it, so that inference runs one
+        /// convolution (with bias) where it ran a convolution and a batch-norm. Outputs are unchanged up to rounding.
+        /// The layers and the state_dict stay as they are; a forward in training mode drops the folded copies (call this
+        /// again after training). Call it after moving the network to its device and dtype.
+        /// </summary>
+        public void FuseForInference()
+        {
+            eval();
+            DropFusion();
+            _fused_conv1 = global::ResNetGen.Fusion.Fold(conv1, bn1, global::TorchSharp.torch.nn.Conv2d(3, 64, 7, stride: 2, padding: 3, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_0_conv1 = global::ResNetGen.Fusion.Fold(layer1_0_conv1, layer1_0_bn1, global::TorchSharp.torch.nn.Conv2d(64, 64, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_0_conv2 = global::ResNetGen.Fusion.Fold(layer1_0_conv2, layer1_0_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_0_conv3 = global::ResNetGen.Fusion.Fold(layer1_0_conv3, layer1_0_bn3, global::TorchSharp.torch.nn.Conv2d(64, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_0_downsample_0 = global::ResNetGen.Fusion.Fold(layer1_0_downsample_0, layer1_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(64, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_1_conv1 = global::ResNetGen.Fusion.Fold(layer1_1_conv1, layer1_1_bn1, global::TorchSharp.torch.nn.Conv2d(256, 64, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_1_conv2 = global::ResNetGen.Fusion.Fold(layer1_1_conv2, layer1_1_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_1_conv3 = global::ResNetGen.Fusion.Fold(layer1_1_conv3, layer1_1_bn3, global::TorchSharp.torch.nn.Conv2d(64, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_2_conv1 = global::ResNetGen.Fusion.Fold(layer1_2_conv1, layer1_2_bn1, global::TorchSharp.torch.nn.Conv2d(256, 64, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_2_conv2 = global::ResNetGen.Fusion.Fold(layer1_2_conv2, layer1_2_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_2_conv3 = global::ResNetGen.Fusion.Fold(layer1_2_conv3, layer1_2_bn3, global::TorchSharp.torch.nn.Conv2d(64, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_0_conv1 = global::ResNetGen.Fusion.Fold(layer2_0_conv1, layer2_0_bn1, global::TorchSharp.torch.nn.Conv2d(256, 128, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_0_conv2 = global::ResNetGen.Fusion.Fold(layer2_0_conv2, layer2_0_bn2, global::TorchSharp.torch.nn.Conv2d(128, 128, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_0_conv3 = global::ResNetGen.Fusion.Fold(layer2_0_conv3, layer2_0_bn3, global::TorchSharp.torch.nn.Conv2d(128, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_0_downsample_0 = global::ResNetGen.Fusion.Fold(layer2_0_downsample_0, layer2_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(256, 512, 1, stride: 2, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_1_conv1 = global::ResNetGen.Fusion.Fold(layer2_1_conv1, layer2_1_bn1, global::TorchSharp.torch.nn.Conv2d(512, 128, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_1_conv2 = global::ResNetGen.Fusion.Fold(layer2_1_conv2, layer2_1_bn2, global::TorchSharp.torch.nn.Conv2d(128, 128, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_1_conv3 = global::ResNetGen.Fusion.Fold(layer2_1_conv3, layer2_1_bn3, global::TorchSharp.torch.nn.Conv2d(128, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_2_conv1 = global::ResNetGen.Fusion.Fold(layer2_2_conv1, layer2_2_bn1, global::TorchSharp.torch.nn.Conv2d(512, 128, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_2_conv2 = global::ResNetGen.Fusion.Fold(layer2_2_conv2, layer2_2_bn2, global::TorchSharp.torch.nn.Conv2d(128, 128, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_2_conv3 = global::ResNetGen.Fusion.Fold(layer2_2_conv3, layer2_2_bn3, global::TorchSharp.torch.nn.Conv2d(128, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_3_conv1 = global::ResNetGen.Fusion.Fold(layer2_3_conv1, layer2_3_bn1, global::TorchSharp.torch.nn.Conv2d(512, 128, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_3_conv2 = global::ResNetGen.Fusion.Fold(layer2_3_conv2, layer2_3_bn2, global::TorchSharp.torch.nn.Conv2d(128, 128, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_3_conv3 = global::ResNetGen.Fusion.Fold(layer2_3_conv3, layer2_3_bn3, global::TorchSharp.torch.nn.Conv2d(128, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_0_conv1 = global::ResNetGen.Fusion.Fold(layer3_0_conv1, layer3_0_bn1, global::TorchSharp.torch.nn.Conv2d(512, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_0_conv2 = global::ResNetGen.Fusion.Fold(layer3_0_conv2, layer3_0_bn2, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_0_conv3 = global::ResNetGen.Fusion.Fold(layer3_0_conv3, layer3_0_bn3, global::TorchSharp.torch.nn.Conv2d(256, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_0_downsample_0 = global::ResNetGen.Fusion.Fold(layer3_0_downsample_0, layer3_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(512, 1024, 1, stride: 2, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_1_conv1 = global::ResNetGen.Fusion.Fold(layer3_1_conv1, layer3_1_bn1, global::TorchSharp.torch.nn.Conv2d(1024, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_1_conv2 = global::ResNetGen.Fusion.Fold(layer3_1_conv2, layer3_1_bn2, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_1_conv3 = global::ResNetGen.Fusion.Fold(layer3_1_conv3, layer3_1_bn3, global::TorchSharp.torch.nn.Conv2d(256, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_2_conv1 = global::ResNetGen.Fusion.Fold(layer3_2_conv1, layer3_2_bn1, global::TorchSharp.torch.nn.Conv2d(1024, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_2_conv2 = global::ResNetGen.Fusion.Fold(layer3_2_conv2, layer3_2_bn2, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_2_conv3 = global::ResNetGen.Fusion.Fold(layer3_2_conv3, layer3_2_bn3, global::TorchSharp.torch.nn.Conv2d(256, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_3_conv1 = global::ResNetGen.Fusion.Fold(layer3_3_conv1, layer3_3_bn1, global::TorchSharp.torch.nn.Conv2d(1024, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_3_conv2 = global::ResNetGen.Fusion.Fold(layer3_3_conv2, layer3_3_bn2, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_3_conv3 = global::ResNetGen.Fusion.Fold(layer3_3_conv3, layer3_3_bn3, global::TorchSharp.torch.nn.Conv2d(256, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_4_conv1 = global::ResNetGen.Fusion.Fold(layer3_4_conv1, layer3_4_bn1, global::TorchSharp.torch.nn.Conv2d(1024, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_4_conv2 = global::ResNetGen.Fusion.Fold(layer3_4_conv2, layer3_4_bn2, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_4_conv3 = global::ResNetGen.Fusion.Fold(layer3_4_conv3, layer3_4_bn3, global::TorchSharp.torch.nn.Conv2d(256, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_5_conv1 = global::ResNetGen.Fusion.Fold(layer3_5_conv1, layer3_5_bn1, global::TorchSharp.torch.nn.Conv2d(1024, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_5_conv2 = global::ResNetGen.Fusion.Fold(layer3_5_conv2, layer3_5_bn2, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_5_conv3 = global::ResNetGen.Fusion.Fold(layer3_5_conv3, layer3_5_bn3, global::TorchSharp.torch.nn.Conv2d(256, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_0_conv1 = global::ResNetGen.Fusion.Fold(layer4_0_conv1, layer4_0_bn1, global::TorchSharp.torch.nn.Conv2d(1024, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_0_conv2 = global::ResNetGen.Fusion.Fold(layer4_0_conv2, layer4_0_bn2, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_0_conv3 = global::ResNetGen.Fusion.Fold(layer4_0_conv3, layer4_0_bn3, global::TorchSharp.torch.nn.Conv2d(512, 2048, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_0_downsample_0 = global::ResNetGen.Fusion.Fold(layer4_0_downsample_0, layer4_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(1024, 2048, 1, stride: 2, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_1_conv1 = global::ResNetGen.Fusion.Fold(layer4_1_conv1, layer4_1_bn1, global::TorchSharp.torch.nn.Conv2d(2048, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_1_conv2 = global::ResNetGen.Fusion.Fold(layer4_1_conv2, layer4_1_bn2, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_1_conv3 = global::ResNetGen.Fusion.Fold(layer4_1_conv3, layer4_1_bn3, global::TorchSharp.torch.nn.Conv2d(512, 2048, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_2_conv1 = global::ResNetGen.Fusion.Fold(layer4_2_conv1, layer4_2_bn1, global::TorchSharp.torch.nn.Conv2d(2048, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_2_conv2 = global::ResNetGen.Fusion.Fold(layer4_2_conv2, layer4_2_bn2, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_2_conv3 = global::ResNetGen.Fusion.Fold(layer4_2_conv3, layer4_2_bn3, global::TorchSharp.torch.nn.Conv2d(512, 2048, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused = true;
+        }
+
+        /// <summary>Whether <see cref="FuseForInference"/> is in effect (eval-mode forwards use the folded convolutions).</summary>
+        public bool IsFused => _fused;
+
+        private void DropFusion()
+        {
+            _fused = false;
+            _fused_conv1?.Dispose();
+            _fused_conv1 = null;
+            _fused_layer1_0_conv1?.Dispose();
+            _fused_layer1_0_conv1 = null;
+            _fused_layer1_0_conv2?.Dispose();
+            _fused_layer1_0_conv2 = null;
+            _fused_layer1_0_conv3?.Dispose();
+            _fused_layer1_0_conv3 = null;
+            _fused_layer1_0_downsample_0?.Dispose();
+            _fused_layer1_0_downsample_0 = null;
+            _fused_layer1_1_conv1?.Dispose();
+            _fused_layer1_1_conv1 = null;
+            _fused_layer1_1_conv2?.Dispose();
+            _fused_layer1_1_conv2 = null;
+            _fused_layer1_1_conv3?.Dispose();
+            _fused_layer1_1_conv3 = null;
+            _fused_layer1_2_conv1?.Dispose();
+            _fused_layer1_2_conv1 = null;
+            _fused_layer1_2_conv2?.Dispose();
+            _fused_layer1_2_conv2 = null;
+            _fused_layer1_2_conv3?.Dispose();
+            _fused_layer1_2_conv3 = null;
+            _fused_layer2_0_conv1?.Dispose();
+            _fused_layer2_0_conv1 = null;
+            _fused_layer2_0_conv2?.Dispose();
+            _fused_layer2_0_conv2 = null;
+            _fused_layer2_0_conv3?.Dispose();
+            _fused_layer2_0_conv3 = null;
+            _fused_layer2_0_downsample_0?.Dispose();
+            _fused_layer2_0_downsample_0 = null;
+            _fused_layer2_1_conv1?.Dispose();
+            _fused_layer2_1_conv1 = null;
+            _fused_layer2_1_conv2?.Dispose();
+            _fused_layer2_1_conv2 = null;
+            _fused_layer2_1_conv3?.Dispose();
+            _fused_layer2_1_conv3 = null;
+            _fused_layer2_2_conv1?.Dispose();
+            _fused_layer2_2_conv1 = null;
+            _fused_layer2_2_conv2?.Dispose();
+            _fused_layer2_2_conv2 = null;
+            _fused_layer2_2_conv3?.Dispose();
+            _fused_layer2_2_conv3 = null;
+            _fused_layer2_3_conv1?.Dispose();
+            _fused_layer2_3_conv1 = null;
+            _fused_layer2_3_conv2?.Dispose();
+            _fused_layer2_3_conv2 = null;
+            _fused_layer2_3_conv3?.Dispose();
+            _fused_layer2_3_conv3 = null;
+            _fused_layer3_0_conv1?.Dispose();
+            _fused_layer3_0_conv1 = null;
+            _fused_layer3_0_conv2?.Dispose();
+            _fused_layer3_0_conv2 = null;
+            _fused_layer3_0_conv3?.Dispose();
+            _fused_layer3_0_conv3 = null;
+            _fused_layer3_0_downsample_0?.Dispose();
+            _fused_layer3_0_downsample_0 = null;
+            _fused_layer3_1_conv1?.Dispose();
+            _fused_layer3_1_conv1 = null;
+            _fused_layer3_1_conv2?.Dispose();
+            _fused_layer3_1_conv2 = null;
+            _fused_layer3_1_conv3?.Dispose();
+            _fused_layer3_1_conv3 = null;
+            _fused_layer3_2_conv1?.Dispose();
+            _fused_layer3_2_conv1 = null;
+            _fused_layer3_2_conv2?.Dispose();
+            _fused_layer3_2_conv2 = null;
+            _fused_layer3_2_conv3?.Dispose();
+            _fused_layer3_2_conv3 = null;
+            _fused_layer3_3_conv1?.Dispose();
+            _fused_layer3_3_conv1 = null;
+            _fused_layer3_3_conv2?.Dispose();
+            _fused_layer3_3_conv2 = null;
+            _fused_layer3_3_conv3?.Dispose();
+            _fused_layer3_3_conv3 = null;
+            _fused_layer3_4_conv1?.Dispose();
+            _fused_layer3_4_conv1 = null;
+            _fused_layer3_4_conv2?.Dispose();
+            _fused_layer3_4_conv2 = null;
+            _fused_layer3_4_conv3?.Dispose();
+            _fused_layer3_4_conv3 = null;
+            _fused_layer3_5_conv1?.Dispose();
+            _fused_layer3_5_conv1 = null;
+            _fused_layer3_5_conv2?.Dispose();
+            _fused_layer3_5_conv2 = null;
+            _fused_layer3_5_conv3?.Dispose();
+            _fused_layer3_5_conv3 = null;
+            _fused_layer4_0_conv1?.Dispose();
+            _fused_layer4_0_conv1 = null;
+            _fused_layer4_0_conv2?.Dispose();
+            _fused_layer4_0_conv2 = null;
+            _fused_layer4_0_conv3?.Dispose();
+            _fused_layer4_0_conv3 = null;
+            _fused_layer4_0_downsample_0?.Dispose();
+            _fused_layer4_0_downsample_0 = null;
+            _fused_layer4_1_conv1?.Dispose();
+            _fused_layer4_1_conv1 = null;
+            _fused_layer4_1_conv2?.Dispose();
+            _fused_layer4_1_conv2 = null;
+            _fused_layer4_1_conv3?.Dispose();
+            _fused_layer4_1_conv3 = null;
+            _fused_layer4_2_conv1?.Dispose();
+            _fused_layer4_2_conv1 = null;
+            _fused_layer4_2_conv2?.Dispose();
+            _fused_layer4_2_conv2 = null;
+            _fused_layer4_2_conv3?.Dispose();
+            _fused_layer4_2_conv3 = null;
+        }
+
+        private global::TorchSharp.torch.Tensor ForwardFused(global::TorchSharp.torch.Tensor input)
+        {
+            var x2 = _fused_conv1!.forward(input); // [N, 64, 112, 112] conv1 with bn1 folded in
+            x2.relu_(); // [N, 64, 112, 112] relu
+            var x3 = global::TorchSharp.torch.nn.functional.max_pool2d(x2, 3, 2, 1); x2.Dispose(); // [N, 64, 56, 56] maxpool: 3×3, stride 2, padding 1
+            var x5 = _fused_layer1_0_conv1!.forward(x3); // [N, 64, 56, 56] layer1.0.conv1 with layer1.0.bn1 folded in
+            x5.relu_(); // [N, 64, 56, 56] relu
+            var x7 = _fused_layer1_0_conv2!.forward(x5); x5.Dispose(); // [N, 64, 56, 56] layer1.0.conv2 with layer1.0.bn2 folded in
+            x7.relu_(); // [N, 64, 56, 56] relu
+            var x9 = _fused_layer1_0_conv3!.forward(x7); x7.Dispose(); // [N, 256, 56, 56] layer1.0.conv3 with layer1.0.bn3 folded in
+            var x11 = _fused_layer1_0_downsample_0!.forward(x3); x3.Dispose(); // [N, 256, 56, 56] layer1.0.downsample.0 with layer1.0.downsample.1 folded in
+            x9.add_(x11); x11.Dispose(); // [N, 256, 56, 56] layer1.0: residual add
+            x9.relu_(); // [N, 256, 56, 56] relu
+            var x13 = _fused_layer1_1_conv1!.forward(x9); // [N, 64, 56, 56] layer1.1.conv1 with layer1.1.bn1 folded in
+            x13.relu_(); // [N, 64, 56, 56] relu
+            var x15 = _fused_layer1_1_conv2!.forward(x13); x13.Dispose(); // [N, 64, 56, 56] layer1.1.conv2 with layer1.1.bn2 folded in
+            x15.relu_(); // [N, 64, 56, 56] relu
+            var x17 = _fused_layer1_1_conv3!.forward(x15); x15.Dispose(); // [N, 256, 56, 56] layer1.1.conv3 with layer1.1.bn3 folded in
+            x17.add_(x9); x9.Dispose(); // [N, 256, 56, 56] layer1.1: residual add
+            x17.relu_(); // [N, 256, 56, 56] relu
+            var x19 = _fused_layer1_2_conv1!.forward(x17); // [N, 64, 56, 56] layer1.2.conv1 with layer1.2.bn1 folded in
+            x19.relu_(); // [N, 64, 56, 56] relu
+            var x21 = _fused_layer1_2_conv2!.forward(x19); x19.Dispose(); // [N, 64, 56, 56] layer1.2.conv2 with layer1.2.bn2 folded in
+            x21.relu_(); // [N, 64, 56, 56] relu
+            var x23 = _fused_layer1_2_conv3!.forward(x21); x21.Dispose(); // [N, 256, 56, 56] layer1.2.conv3 with layer1.2.bn3 folded in
+            x23.add_(x17); x17.Dispose(); // [N, 256, 56, 56] layer1.2: residual add
+            x23.relu_(); // [N, 256, 56, 56] relu
+            var x25 = _fused_layer2_0_conv1!.forward(x23); // [N, 128, 56, 56] layer2.0.conv1 with layer2.0.bn1 folded in
+            x25.relu_(); // [N, 128, 56, 56] relu
+            var x27 = _fused_layer2_0_conv2!.forward(x25); x25.Dispose(); // [N, 128, 28, 28] layer2.0.conv2 with layer2.0.bn2 folded in
+            x27.relu_(); // [N, 128, 28, 28] relu
+            var x29 = _fused_layer2_0_conv3!.forward(x27); x27.Dispose(); // [N, 512, 28, 28] layer2.0.conv3 with layer2.0.bn3 folded in
+            var x31 = _fused_layer2_0_downsample_0!.forward(x23); x23.Dispose(); // [N, 512, 28, 28] layer2.0.downsample.0 with layer2.0.downsample.1 folded in
+            x29.add_(x31); x31.Dispose(); // [N, 512, 28, 28] layer2.0: residual add
+            x29.relu_(); // [N, 512, 28, 28] relu
+            var x33 = _fused_layer2_1_conv1!.forward(x29); // [N, 128, 28, 28] layer2.1.conv1 with layer2.1.bn1 folded in
+            x33.relu_(); // [N, 128, 28, 28] relu
+            var x35 = _fused_layer2_1_conv2!.forward(x33); x33.Dispose(); // [N, 128, 28, 28] layer2.1.conv2 with layer2.1.bn2 folded in
+            x35.relu_(); // [N, 128, 28, 28] relu
+            var x37 = _fused_layer2_1_conv3!.forward(x35); x35.Dispose(); // [N, 512, 28, 28] layer2.1.conv3 with layer2.1.bn3 folded in
+            x37.add_(x29); x29.Dispose(); // [N, 512, 28, 28] layer2.1: residual add
+            x37.relu_(); // [N, 512, 28, 28] relu
+            var x39 = _fused_layer2_2_conv1!.forward(x37); // [N, 128, 28, 28] layer2.2.conv1 with layer2.2.bn1 folded in
+            x39.relu_(); // [N, 128, 28, 28] relu
+            var x41 = _fused_layer2_2_conv2!.forward(x39); x39.Dispose(); // [N, 128, 28, 28] layer2.2.conv2 with layer2.2.bn2 folded in
+            x41.relu_(); // [N, 128, 28, 28] relu
+            var x43 = _fused_layer2_2_conv3!.forward(x41); x41.Dispose(); // [N, 512, 28, 28] layer2.2.conv3 with layer2.2.bn3 folded in
+            x43.add_(x37); x37.Dispose(); // [N, 512, 28, 28] layer2.2: residual add
+            x43.relu_(); // [N, 512, 28, 28] relu
+            var x45 = _fused_layer2_3_conv1!.forward(x43); // [N, 128, 28, 28] layer2.3.conv1 with layer2.3.bn1 folded in
+            x45.relu_(); // [N, 128, 28, 28] relu
+            var x47 = _fused_layer2_3_conv2!.forward(x45); x45.Dispose(); // [N, 128, 28, 28] layer2.3.conv2 with layer2.3.bn2 folded in
+            x47.relu_(); // [N, 128, 28, 28] relu
+            var x49 = _fused_layer2_3_conv3!.forward(x47); x47.Dispose(); // [N, 512, 28, 28] layer2.3.conv3 with layer2.3.bn3 folded in
+            x49.add_(x43); x43.Dispose(); // [N, 512, 28, 28] layer2.3: residual add
+            x49.relu_(); // [N, 512, 28, 28] relu
+            var x51 = _fused_layer3_0_conv1!.forward(x49); // [N, 256, 28, 28] layer3.0.conv1 with layer3.0.bn1 folded in
+            x51.relu_(); // [N, 256, 28, 28] relu
+            var x53 = _fused_layer3_0_conv2!.forward(x51); x51.Dispose(); // [N, 256, 14, 14] layer3.0.conv2 with layer3.0.bn2 folded in
+            x53.relu_(); // [N, 256, 14, 14] relu
+            var x55 = _fused_layer3_0_conv3!.forward(x53); x53.Dispose(); // [N, 1024, 14, 14] layer3.0.conv3 with layer3.0.bn3 folded in
+            var x57 = _fused_layer3_0_downsample_0!.forward(x49); x49.Dispose(); // [N, 1024, 14, 14] layer3.0.downsample.0 with layer3.0.downsample.1 folded in
+            x55.add_(x57); x57.Dispose(); // [N, 1024, 14, 14] layer3.0: residual add
+            x55.relu_(); // [N, 1024, 14, 14] relu
+            var x59 = _fused_layer3_1_conv1!.forward(x55); // [N, 256, 14, 14] layer3.1.conv1 with layer3.1.bn1 folded in
+            x59.relu_(); // [N, 256, 14, 14] relu
+            var x61 = _fused_layer3_1_conv2!.forward(x59); x59.Dispose(); // [N, 256, 14, 14] layer3.1.conv2 with layer3.1.bn2 folded in
+            x61.relu_(); // [N, 256, 14, 14] relu
+            var x63 = _fused_layer3_1_conv3!.forward(x61); x61.Dispose(); // [N, 1024, 14, 14] layer3.1.conv3 with layer3.1.bn3 folded in
+            x63.add_(x55); x55.Dispose(); // [N, 1024, 14, 14] layer3.1: residual add
+            x63.relu_(); // [N, 1024, 14, 14] relu
+            var x65 = _fused_layer3_2_conv1!.forward(x63); // [N, 256, 14, 14] layer3.2.conv1 with layer3.2.bn1 folded in
+            x65.relu_(); // [N, 256, 14, 14] relu
+            var x67 = _fused_layer3_2_conv2!.forward(x65); x65.Dispose(); // [N, 256, 14, 14] layer3.2.conv2 with layer3.2.bn2 folded in
+            x67.relu_(); // [N, 256, 14, 14] relu
+            var x69 = _fused_layer3_2_conv3!.forward(x67); x67.Dispose(); // [N, 1024, 14, 14] layer3.2.conv3 with layer3.2.bn3 folded in
+            x69.add_(x63); x63.Dispose(); // [N, 1024, 14, 14] layer3.2: residual add
+            x69.relu_(); // [N, 1024, 14, 14] relu
+            var x71 = _fused_layer3_3_conv1!.forward(x69); // [N, 256, 14, 14] layer3.3.conv1 with layer3.3.bn1 folded in
+            x71.relu_(); // [N, 256, 14, 14] relu
+            var x73 = _fused_layer3_3_conv2!.forward(x71); x71.Dispose(); // [N, 256, 14, 14] layer3.3.conv2 with layer3.3.bn2 folded in
+            x73.relu_(); // [N, 256, 14, 14] relu
+            var x75 = _fused_layer3_3_conv3!.forward(x73); x73.Dispose(); // [N, 1024, 14, 14] layer3.3.conv3 with layer3.3.bn3 folded in
+            x75.add_(x69); x69.Dispose(); // [N, 1024, 14, 14] layer3.3: residual add
+            x75.relu_(); // [N, 1024, 14, 14] relu
+            var x77 = _fused_layer3_4_conv1!.forward(x75); // [N, 256, 14, 14] layer3.4.conv1 with layer3.4.bn1 folded in
+            x77.relu_(); // [N, 256, 14, 14] relu
+            var x79 = _fused_layer3_4_conv2!.forward(x77); x77.Dispose(); // [N, 256, 14, 14] layer3.4.conv2 with layer3.4.bn2 folded in
+            x79.relu_(); // [N, 256, 14, 14] relu
+            var x81 = _fused_layer3_4_conv3!.forward(x79); x79.Dispose(); // [N, 1024, 14, 14] layer3.4.conv3 with layer3.4.bn3 folded in
+            x81.add_(x75); x75.Dispose(); // [N, 1024, 14, 14] layer3.4: residual add
+            x81.relu_(); // [N, 1024, 14, 14] relu
+            var x83 = _fused_layer3_5_conv1!.forward(x81); // [N, 256, 14, 14] layer3.5.conv1 with layer3.5.bn1 folded in
+            x83.relu_(); // [N, 256, 14, 14] relu
+            var x85 = _fused_layer3_5_conv2!.forward(x83); x83.Dispose(); // [N, 256, 14, 14] layer3.5.conv2 with layer3.5.bn2 folded in
+            x85.relu_(); // [N, 256, 14, 14] relu
+            var x87 = _fused_layer3_5_conv3!.forward(x85); x85.Dispose(); // [N, 1024, 14, 14] layer3.5.conv3 with layer3.5.bn3 folded in
+            x87.add_(x81); x81.Dispose(); // [N, 1024, 14, 14] layer3.5: residual add
+            x87.relu_(); // [N, 1024, 14, 14] relu
+            var x89 = _fused_layer4_0_conv1!.forward(x87); // [N, 512, 14, 14] layer4.0.conv1 with layer4.0.bn1 folded in
+            x89.relu_(); // [N, 512, 14, 14] relu
+            var x91 = _fused_layer4_0_conv2!.forward(x89); x89.Dispose(); // [N, 512, 7, 7] layer4.0.conv2 with layer4.0.bn2 folded in
+            x91.relu_(); // [N, 512, 7, 7] relu
+            var x93 = _fused_layer4_0_conv3!.forward(x91); x91.Dispose(); // [N, 2048, 7, 7] layer4.0.conv3 with layer4.0.bn3 folded in
+            var x95 = _fused_layer4_0_downsample_0!.forward(x87); x87.Dispose(); // [N, 2048, 7, 7] layer4.0.downsample.0 with layer4.0.downsample.1 folded in
+            x93.add_(x95); x95.Dispose(); // [N, 2048, 7, 7] layer4.0: residual add
+            x93.relu_(); // [N, 2048, 7, 7] relu
+            var x97 = _fused_layer4_1_conv1!.forward(x93); // [N, 512, 7, 7] layer4.1.conv1 with layer4.1.bn1 folded in
+            x97.relu_(); // [N, 512, 7, 7] relu
+            var x99 = _fused_layer4_1_conv2!.forward(x97); x97.Dispose(); // [N, 512, 7, 7] layer4.1.conv2 with layer4.1.bn2 folded in
+            x99.relu_(); // [N, 512, 7, 7] relu
+            var x101 = _fused_layer4_1_conv3!.forward(x99); x99.Dispose(); // [N, 2048, 7, 7] layer4.1.conv3 with layer4.1.bn3 folded in
+            x101.add_(x93); x93.Dispose(); // [N, 2048, 7, 7] layer4.1: residual add
+            x101.relu_(); // [N, 2048, 7, 7] relu
+            var x103 = _fused_layer4_2_conv1!.forward(x101); // [N, 512, 7, 7] layer4.2.conv1 with layer4.2.bn1 folded in
+            x103.relu_(); // [N, 512, 7, 7] relu
+            var x105 = _fused_layer4_2_conv2!.forward(x103); x103.Dispose(); // [N, 512, 7, 7] layer4.2.conv2 with layer4.2.bn2 folded in
+            x105.relu_(); // [N, 512, 7, 7] relu
+            var x107 = _fused_layer4_2_conv3!.forward(x105); x105.Dispose(); // [N, 2048, 7, 7] layer4.2.conv3 with layer4.2.bn3 folded in
             x107.add_(x101); x101.Dispose(); // [N, 2048, 7, 7] layer4.2: residual add
             x107.relu_(); // [N, 2048, 7, 7] relu
             var x108 = x107.mean(new long[] { 2, 3 }); x107.Dispose(); // [N, 2048] avgpool: global average over height and width
@@ -1317,6 +1683,7 @@ Params size (MB): 102.23
                 layer4_2_bn3.Dispose();
                 fc.Dispose();
                 foreach (var group in _groups) group.Dispose();
+                DropFusion();
             }
             base.Dispose(disposing);
         }
