@@ -1,0 +1,174 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using ResNetGen.Benchmarks.Peers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ResNetGen.Benchmarks;
+
+/// <summary>
+/// One measured operation: set up once, then run repeatedly. Shared by the BenchmarkDotNet classes (time) and the
+/// memory probe (peak resident memory, each case in a process of its own).
+/// </summary>
+public sealed class Case : IDisposable
+{
+    private readonly List<IDisposable> _owned = new();
+
+    private Case(string name, double gflopPerRun, Action run)
+    {
+        Name = name;
+        GflopPerRun = gflopPerRun;
+        Run = run;
+    }
+
+    public string Name { get; }
+
+    /// <summary>Floating-point work of one run, in GFLOP (2 per multiply-add; a training step counts 3 passes).</summary>
+    public double GflopPerRun { get; }
+
+    public Action Run { get; }
+
+    public void Dispose()
+    {
+        foreach (var d in _owned) d.Dispose();
+    }
+
+    public static readonly string[] Names =
+    {
+        "mm-2048",
+        "resnet50-infer/peer", "resnet50-infer/generated", "resnet50-infer/generated-inference-mode", "resnet50-infer/generated-fused",
+        "resnet50-train/peer-scope", "resnet50-train/peer-no-scope", "resnet50-train/generated",
+        "resnet20-train/peer-scope", "resnet20-train/peer-no-scope", "resnet20-train/generated",
+    };
+
+    public static Case Create(string name)
+    {
+        torch.manual_seed(0);
+        var (family, variant) = name.Split('/') is { Length: 2 } parts ? (parts[0], parts[1]) : (name, "");
+        switch (family)
+        {
+            case "mm-2048":
+            {
+                var a = torch.randn(2048, 2048);
+                var b = torch.randn(2048, 2048);
+                var c = new Case(name, 2.0 * 2048 * 2048 * 2048 / 1e9, () => torch.mm(a, b).Dispose());
+                c._owned.AddRange(new IDisposable[] { a, b });
+                return c;
+            }
+            case "resnet50-infer":
+                return Inference(name, variant);
+            case "resnet50-train":
+                return Training(name, variant, () => new ResNet50(), () => PeerResNet.ResNet50(), batch: 8, size: 224, classes: 1000, ResNet50.MultAdds);
+            case "resnet20-train":
+                return Training(name, variant, () => new ResNet20(), () => PeerResNet.ResNet20(), batch: 128, size: 32, classes: 10, ResNet20.MultAdds);
+            default:
+                throw new ArgumentException($"unknown case '{name}'; the cases are: {string.Join(", ", Names)}");
+        }
+    }
+
+    /// <summary>Copies the generated network's weights into the peer: the same state_dict keys on both sides.</summary>
+    private static void SameWeights(torch.nn.Module from, torch.nn.Module to)
+    {
+        var source = from.state_dict();
+        var target = to.state_dict();
+        if (!source.Keys.OrderBy(k => k).SequenceEqual(target.Keys.OrderBy(k => k)))
+            throw new InvalidOperationException("the peer's state_dict keys differ from the generated network's");
+        using var noGrad = torch.no_grad();
+        foreach (var (key, tensor) in source) target[key].copy_(tensor);
+    }
+
+    private static Case Inference(string name, string variant)
+    {
+        const int batch = 8;
+        var input = torch.randn(batch, 3, 224, 224);
+        var generated = new ResNet50();
+        generated.eval();
+        var gflop = 2.0 * ResNet50.MultAdds * batch / 1e9;
+        Case c;
+        switch (variant)
+        {
+            case "peer":
+            {
+                var peer = PeerResNet.ResNet50();
+                SameWeights(generated, peer);
+                peer.eval();
+                c = new Case(name, gflop, () =>
+                {
+                    using var scope = torch.NewDisposeScope();
+                    using var noGrad = torch.no_grad();
+                    peer.call(input);
+                });
+                c._owned.Add(peer);
+                break;
+            }
+            case "generated":
+                c = new Case(name, gflop, () =>
+                {
+                    using var noGrad = torch.no_grad();
+                    generated.call(input).Dispose();
+                });
+                break;
+            case "generated-inference-mode":
+                c = new Case(name, gflop, () =>
+                {
+                    using var mode = torch.inference_mode();
+                    generated.call(input).Dispose();
+                });
+                break;
+            case "generated-fused":
+                generated.FuseForInference();
+                c = new Case(name, gflop, () =>
+                {
+                    using var mode = torch.inference_mode();
+                    generated.call(input).Dispose();
+                });
+                break;
+            default:
+                throw new ArgumentException($"unknown variant '{variant}'");
+        }
+        c._owned.AddRange(new IDisposable[] { generated, input });
+        return c;
+    }
+
+    private static Case Training(string name, string variant, Func<torch.nn.Module<Tensor, Tensor>> createGenerated,
+        Func<torch.nn.Module<Tensor, Tensor>> createPeer, int batch, int size, int classes, long multAdds)
+    {
+        var input = torch.randn(batch, 3, size, size);
+        var labels = torch.randint(0, classes, new long[] { batch });
+        var generated = createGenerated();
+        torch.nn.Module<Tensor, Tensor> network = generated;
+        if (variant != "generated")
+        {
+            network = createPeer();
+            SameWeights(generated, network);
+            generated.Dispose();
+        }
+        network.train();
+        var optimizer = torch.optim.SGD(network.parameters(), 0.01, momentum: 0.9);
+        var gflop = 3 * 2.0 * multAdds * batch / 1e9; // forward, and a backward of about twice its work
+        Action step = variant switch
+        {
+            "peer-scope" => () =>
+            {
+                using var scope = torch.NewDisposeScope();
+                optimizer.zero_grad();
+                var loss = torch.nn.functional.cross_entropy(network.call(input), labels);
+                loss.backward();
+                optimizer.step();
+            },
+            // No DisposeScope: what a user who forgets one gets. The generated forward disposes its own intermediates.
+            _ => () =>
+            {
+                optimizer.zero_grad();
+                using var logits = network.call(input);
+                using var loss = torch.nn.functional.cross_entropy(logits, labels);
+                loss.backward();
+                optimizer.step();
+            },
+        };
+        var c = new Case(name, gflop, step);
+        c._owned.AddRange(new IDisposable[] { optimizer, network, input, labels });
+        return c;
+    }
+}

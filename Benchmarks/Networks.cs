@@ -1,0 +1,9 @@
+namespace ResNetGen.Benchmarks;
+
+/// <summary>torchvision's resnet50.</summary>
+[ResNet(Block.Bottleneck, 3, 4, 6, 3)]
+public partial class ResNet50 { }
+
+/// <summary>The CIFAR ResNet-20 with projection shortcuts (the peer's layout).</summary>
+[ResNet(Block.Basic, 3, 3, 3, Stem = Stem.Cifar, BaseWidth = 16, NumClasses = 10)]
+public partial class ResNet20 { }
