@@ -37,7 +37,8 @@ public sealed class Case : IDisposable
     public static readonly string[] Names =
     {
         "mm-2048",
-        "resnet50-infer/peer", "resnet50-infer/generated", "resnet50-infer/generated-inference-mode", "resnet50-infer/generated-fused",
+        "resnet50-infer/peer", "resnet50-infer/generated", "resnet50-infer/generated-inference-mode",
+        "resnet50-infer/generated-fused", "resnet50-infer/generated-fused-inference-mode",
         "resnet50-train/peer-scope", "resnet50-train/peer-no-scope", "resnet50-train/generated",
         "resnet20-train/peer-scope", "resnet20-train/peer-no-scope", "resnet20-train/generated",
     };
@@ -117,6 +118,14 @@ public sealed class Case : IDisposable
                 });
                 break;
             case "generated-fused":
+                generated.FuseForInference();
+                c = new Case(name, gflop, () =>
+                {
+                    using var noGrad = torch.no_grad();
+                    generated.call(input).Dispose();
+                });
+                break;
+            case "generated-fused-inference-mode":
                 generated.FuseForInference();
                 c = new Case(name, gflop, () =>
                 {

@@ -38,6 +38,10 @@ foreach (var report in summary.Reports)
     if (report.ResultStatistics is { } stats) medians[name] = stats.Median / 1e6; // ms
 }
 
+// Ratios from interleaved rounds: each round runs every case of a family once, in rotating order, and the ratio
+// to the peer is taken within the round, so drift in the machine's speed between cases cancels out.
+var ratios = Interleaved.Ratios(options.Cases, options.Rounds);
+
 var memory = new Dictionary<string, double>();
 if (options.Memory)
 {
@@ -48,7 +52,7 @@ if (options.Memory)
     }
 }
 
-var table = Report.Table(options.Cases, medians, memory);
+var table = Report.Table(options.Cases, medians, ratios, memory, options.Rounds);
 Console.WriteLine();
 Console.WriteLine(table);
 var output = Path.Combine(summary.ResultsDirectoryPath, "resnetgen-summary.md");
@@ -82,12 +86,12 @@ public class Bench
     public void Cleanup() => _case?.Dispose();
 }
 
-internal sealed record Options(IReadOnlyList<string> Cases, int Warmup, int Iterations, bool Memory, string? Probe, int ProbeRuns)
+internal sealed record Options(IReadOnlyList<string> Cases, int Warmup, int Iterations, bool Memory, string? Probe, int ProbeRuns, int Rounds)
 {
     public static Options? Parse(string[] args)
     {
         var cases = Case.Names.ToList();
-        int warmup = 1, iterations = 5, probeRuns = 3;
+        int warmup = 1, iterations = 5, probeRuns = 3, rounds = 7;
         var memory = true;
         string? probe = null;
         for (var i = 0; i < args.Length; i++)
@@ -104,6 +108,7 @@ internal sealed record Options(IReadOnlyList<string> Cases, int Warmup, int Iter
                               --cases A,B,...   run only these cases, or those starting with a prefix (default: all)
                               --warmup N        warm-up runs per case (default 1)
                               --iterations N    measured runs per case (default 5; the median is reported)
+                              --rounds N        interleaved rounds for the ratios to the peer (default 7)
                               --no-memory       skip the peak-memory probes (one child process per case)
                               --memory-runs N   runs per memory probe (default 3)
                               --help            this text
@@ -120,6 +125,7 @@ internal sealed record Options(IReadOnlyList<string> Cases, int Warmup, int Iter
                     case "--warmup": warmup = Positive(Next(), "--warmup", allowZero: true); break;
                     case "--iterations": iterations = Positive(Next(), "--iterations"); break;
                     case "--no-memory": memory = false; break;
+                    case "--rounds": rounds = Positive(Next(), "--rounds"); break;
                     case "--memory-runs": probeRuns = Positive(Next(), "--memory-runs"); break;
                     case "--memory-probe": probe = Next(); break;
                     default: throw new ArgumentException($"unknown option '{args[i]}'");
@@ -131,7 +137,7 @@ internal sealed record Options(IReadOnlyList<string> Cases, int Warmup, int Iter
                 return null;
             }
         }
-        return new Options(cases, warmup, iterations, memory, probe, probeRuns);
+        return new Options(cases, warmup, iterations, memory, probe, probeRuns, rounds);
     }
 
     private static int Positive(string text, string option, bool allowZero = false) =>
@@ -185,24 +191,72 @@ internal static class MemoryProbe
     }
 }
 
+/// <summary>Ratios to the peer measured in interleaved rounds (median over rounds of the in-round ratio).</summary>
+internal static class Interleaved
+{
+    public static Dictionary<string, double> Ratios(IReadOnlyList<string> cases, int rounds)
+    {
+        var result = new Dictionary<string, double>();
+        foreach (var family in cases.Where(c => c.Contains('/')).GroupBy(c => c.Split('/')[0]))
+        {
+            var members = family.ToList();
+            var peer = members.FirstOrDefault(m => m.EndsWith("/peer", StringComparison.Ordinal) || m.EndsWith("/peer-scope", StringComparison.Ordinal));
+            if (peer is null || members.Count < 2) continue;
+            Console.WriteLine($"interleaved: {family.Key}, {rounds} rounds of {members.Count} cases …");
+            var created = members.Select(Case.Create).ToList();
+            try
+            {
+                foreach (var c in created) c.Run(); // warm-up
+                var perRound = members.ToDictionary(m => m, _ => new List<double>());
+                for (var round = 0; round < rounds; round++)
+                {
+                    var times = new Dictionary<string, double>();
+                    for (var k = 0; k < created.Count; k++)
+                    {
+                        var index = (round + k) % created.Count;
+                        var clock = Stopwatch.StartNew();
+                        created[index].Run();
+                        times[members[index]] = clock.Elapsed.TotalMilliseconds;
+                    }
+                    foreach (var m in members) perRound[m].Add(times[m] / times[peer]);
+                }
+                foreach (var m in members.Where(m => m != peer)) result[m] = Median(perRound[m]);
+            }
+            finally
+            {
+                foreach (var c in created) c.Dispose();
+            }
+        }
+        return result;
+    }
+
+    private static double Median(List<double> values)
+    {
+        var sorted = values.OrderBy(v => v).ToList();
+        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
+    }
+}
+
 /// <summary>The closing table: medians, ratios to the peer of the same family, GFLOP/s against torch.mm, memory.</summary>
 internal static class Report
 {
-    public static string Table(IReadOnlyList<string> cases, Dictionary<string, double> medians, Dictionary<string, double> memory)
+    public static string Table(IReadOnlyList<string> cases, Dictionary<string, double> medians, Dictionary<string, double> ratios,
+        Dictionary<string, double> memory, int rounds)
     {
         var peak = medians.TryGetValue("mm-2048", out var mm) ? Gflop("mm-2048") / (mm / 1e3) : double.NaN;
         var sb = new StringBuilder();
         sb.AppendLine($"Machine: {Environment.ProcessorCount} logical cores, {RuntimeInfo()}; torch threads: {TorchSharp.torch.get_num_threads()}.");
         sb.AppendLine(FormattableString.Invariant($"Peak: torch.mm 2048×2048 at {peak:0.0} GFLOP/s."));
         sb.AppendLine();
+        sb.AppendLine($"Ratios: median over {rounds} interleaved rounds of the time relative to the family's peer in the same round (below 1: faster).");
+        sb.AppendLine("GFLOP/s: nominal work (2 per multiply-add; a training step counted as 3 passes) over the BenchmarkDotNet median.");
+        sb.AppendLine();
         sb.AppendLine("| case | median (ms) | ratio to peer | GFLOP/s | % of mm peak | peak memory (MB) |");
         sb.AppendLine("| --- | ---: | ---: | ---: | ---: | ---: |");
         foreach (var name in cases)
         {
             if (!medians.TryGetValue(name, out var ms)) continue;
-            var family = name.Split('/')[0];
-            var peerName = cases.FirstOrDefault(c => c == family + "/peer" || c == family + "/peer-scope");
-            var ratio = peerName is not null && peerName != name && medians.TryGetValue(peerName, out var peerMs) ? (ms / peerMs).ToString("0.00", CultureInfo.InvariantCulture) : "—";
+            var ratio = ratios.TryGetValue(name, out var r) ? r.ToString("0.00", CultureInfo.InvariantCulture) : name.Contains("/peer") ? "1 (peer)" : "—";
             var gflops = Gflop(name) / (ms / 1e3);
             var mem = memory.TryGetValue(name, out var mb) ? mb.ToString("0", CultureInfo.InvariantCulture) : "—";
             sb.AppendLine(FormattableString.Invariant($"| {name} | {ms:0.0} | {ratio} | {gflops:0.0} | {100 * gflops / peak:0}% | {mem} |"));
