@@ -41,6 +41,7 @@ public sealed class Case : IDisposable
         "resnet50-infer/generated-fused", "resnet50-infer/generated-fused-inference-mode",
         "resnet50-train/peer-scope", "resnet50-train/peer-no-scope", "resnet50-train/generated",
         "resnet20-train/peer-scope", "resnet20-train/peer-no-scope", "resnet20-train/generated",
+        "generator/resnet152", "generator/resnet1202",
     };
 
     public static Case Create(string name)
@@ -63,9 +64,34 @@ public sealed class Case : IDisposable
                 return Training(name, variant, () => new ResNet50(), () => PeerResNet.ResNet50(), batch: 8, size: 224, classes: 1000, ResNet50.MultAdds);
             case "resnet20-train":
                 return Training(name, variant, () => new ResNet20(), () => PeerResNet.ResNet20(), batch: 128, size: 32, classes: 10, ResNet20.MultAdds);
+            case "generator":
+                return Generator(name, variant);
             default:
                 throw new ArgumentException($"unknown case '{name}'; the cases are: {string.Join(", ", Names)}");
         }
+    }
+
+    /// <summary>A full generator run (parse, plan, check, emit) on a one-class project, as a cold build does it.</summary>
+    private static Case Generator(string name, string variant)
+    {
+        var attribute = variant switch
+        {
+            "resnet152" => "[ResNet(Block.Bottleneck, 3, 8, 36, 3)]",
+            "resnet1202" => "[ResNet(Block.Basic, 200, 200, 200, Stem = Stem.Cifar, BaseWidth = 16, NumClasses = 10, Shortcut = Shortcut.ZeroPad)]",
+            _ => throw new ArgumentException($"unknown variant '{variant}'"),
+        };
+        var tree = Microsoft.CodeAnalysis.CSharp.CSharpSyntaxTree.ParseText($"using ResNetGen;\n{attribute}\npublic partial class Net {{ }}");
+        var references = ((string)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES")!).Split(System.IO.Path.PathSeparator)
+            .Where(p => System.IO.Path.GetFileName(p) is "System.Runtime.dll" or "System.Private.CoreLib.dll" or "netstandard.dll")
+            .Append(typeof(ResNetAttribute).Assembly.Location)
+            .Select(p => Microsoft.CodeAnalysis.MetadataReference.CreateFromFile(p));
+        var compilation = Microsoft.CodeAnalysis.CSharp.CSharpCompilation.Create("User", new[] { tree }, references);
+        return new Case(name, double.NaN, () =>
+        {
+            var driver = Microsoft.CodeAnalysis.CSharp.CSharpGeneratorDriver.Create(new ResNetGen.Generator.ResNetGenerator());
+            var result = driver.RunGenerators(compilation).GetRunResult();
+            if (result.GeneratedTrees.Length != 1) throw new InvalidOperationException("the generator produced no source: " + string.Join("; ", result.Diagnostics));
+        });
     }
 
     /// <summary>Copies the generated network's weights into the peer: the same state_dict keys on both sides.</summary>

@@ -45,7 +45,7 @@ var ratios = Interleaved.Ratios(options.Cases, options.Rounds);
 var memory = new Dictionary<string, double>();
 if (options.Memory)
 {
-    foreach (var name in options.Cases.Where(c => c != "mm-2048"))
+    foreach (var name in options.Cases.Where(c => c != "mm-2048" && !c.StartsWith("generator/", StringComparison.Ordinal)))
     {
         Console.WriteLine($"memory: {name} …");
         memory[name] = MemoryProbe.Spawn(name, options.ProbeRuns);
@@ -197,7 +197,7 @@ internal static class Interleaved
     public static Dictionary<string, double> Ratios(IReadOnlyList<string> cases, int rounds)
     {
         var result = new Dictionary<string, double>();
-        foreach (var family in cases.Where(c => c.Contains('/')).GroupBy(c => c.Split('/')[0]))
+        foreach (var family in cases.Where(c => c.Contains('/') && !c.StartsWith("generator/", StringComparison.Ordinal)).GroupBy(c => c.Split('/')[0]))
         {
             var members = family.ToList();
             var peer = members.FirstOrDefault(m => m.EndsWith("/peer", StringComparison.Ordinal) || m.EndsWith("/peer-scope", StringComparison.Ordinal));
@@ -259,7 +259,9 @@ internal static class Report
             var ratio = ratios.TryGetValue(name, out var r) ? r.ToString("0.00", CultureInfo.InvariantCulture) : name.Contains("/peer") ? "1 (peer)" : "—";
             var gflops = Gflop(name) / (ms / 1e3);
             var mem = memory.TryGetValue(name, out var mb) ? mb.ToString("0", CultureInfo.InvariantCulture) : "—";
-            sb.AppendLine(FormattableString.Invariant($"| {name} | {ms:0.0} | {ratio} | {gflops:0.0} | {100 * gflops / peak:0}% | {mem} |"));
+            sb.AppendLine(double.IsNaN(gflops)
+                ? FormattableString.Invariant($"| {name} | {ms:0.0} | — | — | — | — |")
+                : FormattableString.Invariant($"| {name} | {ms:0.0} | {ratio} | {gflops:0.0} | {100 * gflops / peak:0}% | {mem} |"));
         }
         return sb.ToString();
     }

@@ -87,10 +87,10 @@ public class ShapeTests
         Assert.Contains("Total params: 11,689,512", summary);
         Assert.Contains("Total mult-adds (G): 1.81", summary);
         Assert.Contains("Params size (MB): 46.76", summary);
-        Assert.Contains("├─conv1 (Conv2d)                            [1, 64, 112, 112]         9,408", summary);
-        Assert.Contains("├─layer1 (Stage)                            [1, 64, 56, 56]           147,968", summary);
-        Assert.Contains("│    └─0 (BasicBlock)                       [1, 128, 28, 28]          230,144", summary);
-        Assert.Contains("├─fc (Linear)                               [1, 1000]                 513,000", summary);
+        Assert.Contains("├─conv1 (Conv2d)                        [1, 64, 112, 112]       9,408", summary);
+        Assert.Contains("├─layer1 (Stage)                        [1, 64, 56, 56]         147,968", summary);
+        Assert.Contains("│    └─0 (BasicBlock)                   [1, 128, 28, 28]        230,144", summary);
+        Assert.Contains("├─fc (Linear)                           [1, 1000]               513,000", summary);
         Assert.Equal(4, summary.Split('\n').Count(l => l.Contains("(Stage)")));
         Assert.Equal(8, summary.Split('\n').Count(l => l.Contains("(BasicBlock)")));
         Assert.Contains("Total mult-adds (G): 4.09", ResNet50.Summary);

@@ -305,8 +305,9 @@ internal static class Emitter
     /// <summary>The torchinfo-style summary: one row per stem layer, stage and block, then totals.</summary>
     public static string SummaryTable(NetworkPlan plan)
     {
-        const int nameWidth = 44, shapeWidth = 26;
-        var rule = new string('=', nameWidth + shapeWidth + 16);
+        // 78 columns: the table fits an 80-column terminal.
+        const int nameWidth = 40, shapeWidth = 24;
+        var rule = new string('=', nameWidth + shapeWidth + 14);
         var sb = new StringBuilder();
         void Row(string a, string b, string c) => sb.Append(a.PadRight(nameWidth)).Append(b.PadRight(shapeWidth)).Append(c).Append('\n');
         sb.Append(rule).Append('\n');

@@ -1,0 +1,226 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.IO.Compression;
+using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
+using ResNetGen.Sample;
+using Spectre.Console;
+using TorchSharp;
+using Xunit;
+
+namespace ResNetGen.Generator.Tests.SampleApplication;
+
+/// <summary>The sample's commands, driven in process on a tiny Fashion-MNIST subset, including every bad input.</summary>
+public sealed class SampleAppTests : IDisposable
+{
+    private readonly string _folder = Directory.CreateTempSubdirectory("resnetgen-sample-").FullName;
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_folder, recursive: true); } catch (IOException) { }
+    }
+
+    private string Output => Path.Combine(_folder, "out");
+
+    private static (int Code, string Text) Run(CancellationToken cancel, params string[] args)
+    {
+        var writer = new StringWriter();
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Ansi = AnsiSupport.No,
+            ColorSystem = ColorSystemSupport.NoColors,
+            Interactive = InteractionSupport.No,
+            Out = new AnsiConsoleOutput(writer),
+        });
+        console.Profile.Width = 200;
+        var code = new SampleApp(console, cancel).Run(args);
+        return (code, writer.ToString());
+    }
+
+    private static (int Code, string Text) Run(params string[] args) => Run(CancellationToken.None, args);
+
+    /// <summary>The first <paramref name="train"/> and <paramref name="test"/> images of the embedded subset, as IDX files.</summary>
+    private string TinyData(int train = 256, int test = 64, string name = "data")
+    {
+        var folder = Path.Combine(_folder, name);
+        Directory.CreateDirectory(folder);
+        var assembly = typeof(SampleApp).Assembly;
+        void Copy(string name, int headerBytes, int itemBytes, int count)
+        {
+            using var source = new GZipStream(assembly.GetManifestResourceStream("ResNetGen.Sample.Data." + name)!, CompressionMode.Decompress);
+            using var all = new MemoryStream();
+            source.CopyTo(all);
+            var bytes = all.ToArray().Take(headerBytes + itemBytes * count).ToArray();
+            bytes[4] = (byte)(count >> 24); bytes[5] = (byte)(count >> 16); bytes[6] = (byte)(count >> 8); bytes[7] = (byte)count;
+            File.WriteAllBytes(Path.Combine(folder, name.Replace(".gz", "")), bytes);
+        }
+        Copy("train-images-idx3-ubyte.gz", 16, 784, train);
+        Copy("train-labels-idx1-ubyte.gz", 8, 1, train);
+        Copy("t10k-images-idx3-ubyte.gz", 16, 784, test);
+        Copy("t10k-labels-idx1-ubyte.gz", 8, 1, test);
+        return folder;
+    }
+
+    private static void AssertOneLineError(int code, string text, string expected)
+    {
+        Assert.Equal(1, code);
+        Assert.Contains("error: " + expected, text);
+        Assert.DoesNotContain("   at ", text); // no stack trace
+        Assert.Single(text.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.StartsWith("error:", StringComparison.Ordinal));
+    }
+
+    private string Train(string data, int epochs = 1)
+    {
+        var (code, text) = Run("train", "--data", data, "--epochs", epochs.ToString(), "--limit", "256", "--batch-size", "64", "--output", Output);
+        Assert.True(code == 0, text);
+        return text;
+    }
+
+    [Fact]
+    public void Train_evaluate_and_predict_on_a_tiny_subset()
+    {
+        var data = TinyData();
+        var text = Train(data);
+        Assert.Contains($"Data: Fashion-MNIST from {data}", text);
+        Assert.Contains("Training ResNet20 on 256 images for 1 epoch(s)", text);
+        Assert.Contains("test acc", text);
+        var checkpoint = Path.Combine(Output, SampleApp.Checkpoint);
+        Assert.Equal("1", Safetensors.ReadMetadata(checkpoint)["epoch"]);
+        Assert.Equal("ResNet20", Safetensors.ReadMetadata(checkpoint)["architecture"]);
+        var png = File.ReadAllBytes(Path.Combine(Output, SampleApp.CurvesFile));
+        Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, png.Take(4));
+
+        var (code, eval) = Run("eval", "--data", data, "--output", Output);
+        Assert.True(code == 0, eval);
+        Assert.Contains("Ankle boot", eval);
+        Assert.Matches(@"accuracy \d+\.\d\d% on 64 images", eval);
+
+        using var fashion = FashionMnistFrom(data);
+        var picture = Path.Combine(_folder, "garment.png");
+        Images.SavePng(fashion.TestImages[0], picture);
+        var (predictCode, prediction) = Run("predict", picture, "--output", Output, "--top", "2");
+        Assert.True(predictCode == 0, prediction);
+        Assert.Contains("garment.png", prediction);
+        Assert.Matches(@"(T-shirt/top|Trouser|Pullover|Dress|Coat|Sandal|Shirt|Sneaker|Bag|Ankle boot) \d+\.\d%, ", prediction);
+    }
+
+    private static FashionMnist FashionMnistFrom(string folder) => FashionMnist.Load(folder);
+
+    [Fact]
+    public async Task Ctrl_c_during_training_keeps_the_last_completed_epochs_checkpoint()
+    {
+        var data = TinyData();
+        var checkpoint = Path.Combine(Output, SampleApp.Checkpoint);
+        using var cancel = new CancellationTokenSource();
+        var watcher = Task.Run(async () =>
+        {
+            while (!File.Exists(checkpoint)) await Task.Delay(5);
+            cancel.Cancel(); // as Ctrl+C does, once epoch 1's checkpoint is on disk
+        });
+        var (code, text) = Run(cancel.Token, "train", "--data", data, "--epochs", "30", "--limit", "256", "--batch-size", "16", "--output", Output);
+        await watcher;
+        Assert.Equal(130, code);
+        Assert.Contains("Interrupted.", text);
+        var epoch = int.Parse(Safetensors.ReadMetadata(checkpoint)["epoch"]);
+        Assert.InRange(epoch, 1, 29);
+        Assert.Contains($"The checkpoint of epoch {epoch} is intact", text);
+        using var network = new ResNet20();
+        Safetensors.Load(network, checkpoint); // whole and loadable
+        Assert.Empty(Directory.GetFiles(Output, "*.tmp-*"));
+    }
+
+    [Fact]
+    public void A_missing_data_folder() =>
+        AssertOneLineError(Run("train", "--data", Path.Combine(_folder, "nowhere")) is var r ? r.Code : 0, r.Text, "--data " + Path.Combine(_folder, "nowhere") + ": no such folder");
+
+    [Fact]
+    public void A_missing_data_file()
+    {
+        var data = TinyData();
+        File.Delete(Path.Combine(data, "t10k-labels-idx1-ubyte"));
+        var (code, text) = Run("train", "--data", data, "--epochs", "1");
+        AssertOneLineError(code, text, Path.Combine(data, "t10k-labels-idx1-ubyte") + ".gz is missing");
+    }
+
+    [Fact]
+    public void A_corrupt_or_truncated_data_file()
+    {
+        var data = TinyData();
+        var images = Path.Combine(data, "train-images-idx3-ubyte");
+        var bytes = File.ReadAllBytes(images);
+        File.WriteAllBytes(images, bytes.Take(bytes.Length - 100).ToArray());
+        var (code, text) = Run("train", "--data", data);
+        AssertOneLineError(code, text, images + " is truncated or corrupt: 256 images need 200720 bytes, the file has 200620");
+
+        File.Delete(images);
+        File.WriteAllBytes(images + ".gz", new byte[] { 0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 });
+        (code, text) = Run("train", "--data", data);
+        AssertOneLineError(code, text, images + ".gz is corrupt");
+
+        File.WriteAllBytes(images + ".gz", new byte[100]);
+        (code, text) = Run("eval", "--data", data, "--output", Output);
+        Assert.Equal(1, code); // no checkpoint yet: that is reported first
+        Train(TinyData(name: "good"));
+        (code, text) = Run("eval", "--data", data, "--output", Output);
+        AssertOneLineError(code, text, images + ".gz is not an IDX image file");
+    }
+
+    [Fact]
+    public void A_file_that_is_not_an_image()
+    {
+        Train(TinyData());
+        var fake = Path.Combine(_folder, "notes.png");
+        File.WriteAllText(fake, "these are not pixels");
+        var (code, text) = Run("predict", fake, "--output", Output);
+        AssertOneLineError(code, text, fake + " is not a PNG or JPEG image");
+        (code, text) = Run("predict", Path.Combine(_folder, "missing.jpg"), "--output", Output);
+        AssertOneLineError(code, text, Path.Combine(_folder, "missing.jpg") + ": no such file or folder");
+    }
+
+    [Fact]
+    public void A_checkpoint_for_another_architecture()
+    {
+        Directory.CreateDirectory(Output);
+        var foreign = Path.Combine(Output, "resnet50.safetensors");
+        using (var resnet50 = new ResNetGen.Sample.ResNet50())
+            Safetensors.Write(foreign, resnet50.state_dict(), new Dictionary<string, string> { ["architecture"] = "ResNet50" });
+        var (code, text) = Run("eval", "--checkpoint", foreign, "--data", TinyData());
+        AssertOneLineError(code, text, foreign + " holds weights for ResNet50, not ResNet20");
+
+        var anonymous = Path.Combine(Output, "other.safetensors");
+        using (var other = new Weights.TinyResNet()) Safetensors.Save(other, anonymous);
+        (code, text) = Run("eval", "--checkpoint", anonymous, "--data", TinyData());
+        AssertOneLineError(code, text, anonymous + ": ");
+        Assert.Contains("the file does not match the model", text);
+
+        (code, text) = Run("eval", "--checkpoint", Path.Combine(Output, "none.safetensors"));
+        AssertOneLineError(code, text, Path.Combine(Output, "none.safetensors") + ": no checkpoint there");
+    }
+
+    [Fact]
+    public void Help_and_bad_options()
+    {
+        var (code, text) = Run("--help");
+        Assert.Equal(0, code);
+        foreach (var command in new[] { "summary", "train", "eval", "predict", "bench" }) Assert.Contains(command, text);
+        (code, text) = Run("train", "--help");
+        Assert.Contains("--batch-size", text);
+        Assert.Contains("--seed", text);
+        (code, text) = Run("train", "--epochs", "0");
+        Assert.Equal(1, code);
+        Assert.Contains("--epochs must be a positive whole number", text);
+        (code, text) = Run("train", "--device", "tpu");
+        AssertOneLineError(code, text, "--device tpu: unknown device");
+    }
+
+    [Fact]
+    public void Summary_prints_both_compile_time_tables()
+    {
+        var (code, text) = Run("summary");
+        Assert.Equal(0, code);
+        Assert.Contains("Total params: 272,186", text);
+        Assert.Contains("Total params: 25,557,032", text);
+    }
+}

@@ -1,0 +1,177 @@
+using System;
+using System.Buffers.Binary;
+using System.IO;
+using System.IO.Compression;
+using System.Linq;
+using TorchSharp;
+
+namespace ResNetGen.Sample;
+
+/// <summary>Fashion-MNIST in memory: 28×28 grayscale images as bytes, and labels.</summary>
+public sealed class FashionMnist : IDisposable
+{
+    public static readonly string[] Classes =
+        { "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot" };
+
+    /// <summary>Where Debian's dataset-fashion-mnist package puts the files.</summary>
+    public const string DebianFolder = "/usr/share/datasets/fashion-mnist";
+
+    public const float Mean = 0.2860f, Std = 0.3530f;
+
+    private FashionMnist(torch.Tensor trainImages, torch.Tensor trainLabels, torch.Tensor testImages, torch.Tensor testLabels, string source)
+    {
+        TrainImages = trainImages;
+        TrainLabels = trainLabels;
+        TestImages = testImages;
+        TestLabels = testLabels;
+        Source = source;
+    }
+
+    /// <summary>[N, 1, 28, 28] bytes.</summary>
+    public torch.Tensor TrainImages { get; }
+    public torch.Tensor TrainLabels { get; }
+    public torch.Tensor TestImages { get; }
+    public torch.Tensor TestLabels { get; }
+
+    /// <summary>Where the data came from, for the user.</summary>
+    public string Source { get; }
+
+    public long TrainCount => TrainLabels.shape[0];
+    public long TestCount => TestLabels.shape[0];
+
+    /// <summary>
+    /// The data in <paramref name="folder"/> if given (an error if it is not there), else Debian's copy if installed,
+    /// else the subset embedded in this program.
+    /// </summary>
+    public static FashionMnist Load(string? folder)
+    {
+        if (folder is not null)
+        {
+            if (!Directory.Exists(folder)) throw new SampleException($"--data {folder}: no such folder. Point --data at a folder with the four Fashion-MNIST IDX files (train-images-idx3-ubyte.gz, …).");
+            return FromFolder(folder, $"Fashion-MNIST from {folder}");
+        }
+        if (Directory.Exists(DebianFolder) && File.Exists(Path.Combine(DebianFolder, "train-images-idx3-ubyte.gz")))
+            return FromFolder(DebianFolder, $"full Fashion-MNIST from {DebianFolder} (Debian's dataset-fashion-mnist)");
+        return Embedded();
+    }
+
+    private static FashionMnist FromFolder(string folder, string source)
+    {
+        string Find(string stem)
+        {
+            foreach (var name in new[] { stem + ".gz", stem })
+            {
+                var path = Path.Combine(folder, name);
+                if (File.Exists(path)) return path;
+            }
+            throw new SampleException($"{Path.Combine(folder, stem)}.gz is missing. Fashion-MNIST needs train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (.gz or not); install dataset-fashion-mnist or download them from the Fashion-MNIST repository.");
+        }
+        return Create(
+            File.OpenRead(Find("train-images-idx3-ubyte")), Find("train-images-idx3-ubyte"),
+            File.OpenRead(Find("train-labels-idx1-ubyte")), Find("train-labels-idx1-ubyte"),
+            File.OpenRead(Find("t10k-images-idx3-ubyte")), Find("t10k-images-idx3-ubyte"),
+            File.OpenRead(Find("t10k-labels-idx1-ubyte")), Find("t10k-labels-idx1-ubyte"),
+            source);
+    }
+
+    private static FashionMnist Embedded()
+    {
+        var assembly = typeof(FashionMnist).Assembly;
+        Stream Open(string name) => assembly.GetManifestResourceStream("ResNetGen.Sample.Data." + name)
+                                    ?? throw new SampleException($"the embedded subset lacks {name}; rebuild the sample");
+        var data = Create(
+            Open("train-images-idx3-ubyte.gz"), "embedded train-images-idx3-ubyte.gz",
+            Open("train-labels-idx1-ubyte.gz"), "embedded train-labels-idx1-ubyte.gz",
+            Open("t10k-images-idx3-ubyte.gz"), "embedded t10k-images-idx3-ubyte.gz",
+            Open("t10k-labels-idx1-ubyte.gz"), "embedded t10k-labels-idx1-ubyte.gz",
+            "");
+        return new FashionMnist(data.TrainImages, data.TrainLabels, data.TestImages, data.TestLabels,
+            $"the Fashion-MNIST subset embedded in the sample ({data.TrainCount:N0} train / {data.TestCount:N0} test images); install dataset-fashion-mnist or pass --data DIR for the full 60,000 / 10,000");
+    }
+
+    private static FashionMnist Create(Stream trainImages, string trainImagesName, Stream trainLabels, string trainLabelsName,
+        Stream testImages, string testImagesName, Stream testLabels, string testLabelsName, string source)
+    {
+        var (trainX, n1) = ReadImages(trainImages, trainImagesName);
+        var (trainY, n2) = ReadLabels(trainLabels, trainLabelsName);
+        var (testX, n3) = ReadImages(testImages, testImagesName);
+        var (testY, n4) = ReadLabels(testLabels, testLabelsName);
+        if (n1 != n2) throw new SampleException($"{trainImagesName} has {n1} images but {trainLabelsName} has {n2} labels: the files do not belong together.");
+        if (n3 != n4) throw new SampleException($"{testImagesName} has {n3} images but {testLabelsName} has {n4} labels: the files do not belong together.");
+        return new FashionMnist(
+            torch.tensor(trainX, new long[] { n1, 1, 28, 28 }), torch.tensor(trainY.Select(b => (long)b).ToArray()),
+            torch.tensor(testX, new long[] { n3, 1, 28, 28 }), torch.tensor(testY.Select(b => (long)b).ToArray()),
+            source);
+    }
+
+    private static byte[] ReadAll(Stream stream, string name)
+    {
+        using (stream)
+        {
+            try
+            {
+                var buffered = new BufferedStream(stream);
+                var head = new byte[2];
+                var got = buffered.Read(head, 0, 2);
+                using var memory = new MemoryStream();
+                memory.Write(head, 0, got);
+                buffered.CopyTo(memory);
+                var bytes = memory.ToArray();
+                if (bytes.Length >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b)
+                {
+                    using var gzip = new GZipStream(new MemoryStream(bytes), CompressionMode.Decompress);
+                    using var raw = new MemoryStream();
+                    gzip.CopyTo(raw);
+                    return raw.ToArray();
+                }
+                return bytes;
+            }
+            catch (InvalidDataException e)
+            {
+                throw new SampleException($"{name} is corrupt ({e.Message}). Download it again, or point --data at a good copy.");
+            }
+        }
+    }
+
+    private static (byte[] Pixels, int Count) ReadImages(Stream stream, string name)
+    {
+        var bytes = ReadAll(stream, name);
+        if (bytes.Length < 16 || BinaryPrimitives.ReadInt32BigEndian(bytes) != 2051)
+            throw new SampleException($"{name} is not an IDX image file (its magic number is not 2051). Download it again, or point --data at a good copy.");
+        var count = BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(4));
+        var rows = BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(8));
+        var cols = BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(12));
+        if (rows != 28 || cols != 28) throw new SampleException($"{name} holds {rows}×{cols} images; Fashion-MNIST's are 28×28.");
+        if (count < 0 || bytes.LongLength != 16 + (long)count * 784)
+            throw new SampleException($"{name} is truncated or corrupt: {count} images need {16 + (long)count * 784} bytes, the file has {bytes.Length}. Download it again.");
+        return (bytes.AsSpan(16).ToArray(), count);
+    }
+
+    private static (byte[] Labels, int Count) ReadLabels(Stream stream, string name)
+    {
+        var bytes = ReadAll(stream, name);
+        if (bytes.Length < 8 || BinaryPrimitives.ReadInt32BigEndian(bytes) != 2049)
+            throw new SampleException($"{name} is not an IDX label file (its magic number is not 2049). Download it again, or point --data at a good copy.");
+        var count = BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(4));
+        if (count < 0 || bytes.LongLength != 8 + (long)count)
+            throw new SampleException($"{name} is truncated or corrupt: {count} labels need {8 + (long)count} bytes, the file has {bytes.Length}. Download it again.");
+        var labels = bytes.AsSpan(8).ToArray();
+        if (labels.Any(l => l > 9)) throw new SampleException($"{name} has labels outside 0–9: it is not Fashion-MNIST.");
+        return (labels, count);
+    }
+
+    /// <summary>Bytes [N, 1, 28, 28] to the normalised floats the network trains on.</summary>
+    public static torch.Tensor Normalize(torch.Tensor bytes, torch.Device device)
+    {
+        var floats = bytes.to(torch.float32, device);
+        return floats.div_(255f).sub_(Mean).div_(Std); // in place on the fresh copy, which is returned
+    }
+
+    public void Dispose()
+    {
+        TrainImages.Dispose();
+        TrainLabels.Dispose();
+        TestImages.Dispose();
+        TestLabels.Dispose();
+    }
+}
