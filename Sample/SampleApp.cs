@@ -43,6 +43,9 @@ public sealed class SampleApp
         var checkpoint = new Option<string?>("--checkpoint") { Description = $"safetensors checkpoint (default: <output>/{Checkpoint})" };
         var top = new Option<int>("--top") { Description = "classes to show per image", DefaultValueFactory = _ => 3 };
         var paths = new Argument<string[]>("paths") { Description = "PNG or JPEG files, or folders of them", Arity = ArgumentArity.OneOrMore };
+        var onnx = new Option<string?>("--onnx") { Description = "run this exported ONNX model on ONNX Runtime instead of TorchSharp" };
+        var onnxOut = new Option<string?>("--to") { Description = $"the .onnx file to write (default: <output>/fashion-resnet20.onnx)" };
+        var opset = new Option<int>("--opset") { Description = "ONNX opset", DefaultValueFactory = _ => 17 };
         foreach (var option in new Option<int>[] { epochs, batchSize, top })
             option.Validators.Add(r => { if (r.GetValueOrDefault<int>() <= 0) r.AddError($"{r.Option.Name} must be a positive whole number."); });
         lr.Validators.Add(r => { if (r.GetValueOrDefault<double>() is <= 0 or > 10) r.AddError("--lr must be above 0 and at most 10."); });
@@ -59,8 +62,11 @@ public sealed class SampleApp
         var eval = new Command("eval", "Evaluate a checkpoint on the Fashion-MNIST test set, per class.") { device, data, output, checkpoint, limit };
         eval.SetAction(r => Guard(() => Eval(Device(r.GetValue(device)!), r.GetValue(data), CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(limit))));
 
-        var predict = new Command("predict", "Classify pictures (PNG or JPEG files, or folders of them) with a checkpoint.") { paths, device, output, checkpoint, top };
-        predict.SetAction(r => Guard(() => Predict(Device(r.GetValue(device)!), r.GetValue(paths)!, CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(top))));
+        var predict = new Command("predict", "Classify pictures (PNG or JPEG files, or folders of them) with a checkpoint, or with an exported model on ONNX Runtime (--onnx).") { paths, device, output, checkpoint, top, onnx };
+        predict.SetAction(r => Guard(() => Predict(Device(r.GetValue(device)!), r.GetValue(paths)!, CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(top), r.GetValue(onnx))));
+
+        var export = new Command("export", "Export a checkpoint as an ONNX model (folded batch-norm), for ONNX Runtime, Triton or TensorRT.") { output, checkpoint, onnxOut, opset };
+        export.SetAction(r => Guard(() => Export(CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(onnxOut) ?? Path.Combine(r.GetValue(output)!, "fashion-resnet20.onnx"), r.GetValue(opset))));
 
         var bench = new Command("bench", "Time inference of the generated ResNet-20 and ResNet-50.") { device, seed };
         bench.SetAction(r => Guard(() => Bench(Device(r.GetValue(device)!), r.GetValue(seed))));
@@ -70,7 +76,7 @@ public sealed class SampleApp
             With no command it runs a two-minute demo: summary, a short training run, evaluation and a prediction.
             """)
         {
-            summary, train, eval, predict, bench, device, data, seed, output,
+            summary, train, eval, predict, export, bench, device, data, seed, output,
         };
         root.SetAction(r => Guard(() => Demo(Device(r.GetValue(device)!), r.GetValue(data), r.GetValue(seed), r.GetValue(output)!)));
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = Writer, Error = Writer, EnableDefaultExceptionHandler = false });
@@ -148,6 +154,13 @@ public sealed class SampleApp
         }
         _console.MarkupLine($"Three test images written to {Markup.Escape(pictures)} (their true class is in the file name); `predict` reads them back:");
         code = Predict(device, new[] { pictures }, Path.Combine(output, Checkpoint), 3);
+        if (code != 0) return code;
+
+        _console.Write(new Rule("[bold]5. Serving: ONNX[/]").LeftJustified());
+        var model = Path.Combine(output, "fashion-resnet20.onnx");
+        code = Export(Path.Combine(output, Checkpoint), model, 17);
+        if (code != 0) return code;
+        code = Predict(device, new[] { pictures }, Path.Combine(output, Checkpoint), 3, model);
         _console.MarkupLine("Train on the full data with [bold]dotnet run --project Sample -- train[/] (see --help).");
         return code;
     }
@@ -257,7 +270,26 @@ public sealed class SampleApp
         return 0;
     }
 
-    private int Predict(torch.Device device, string[] inputs, string checkpointPath, int top)
+    private int Export(string checkpointPath, string path, int opset)
+    {
+        using var network = LoadNetwork(checkpointPath, torch.CPU);
+        network.FuseForInference();
+        OnnxExport export;
+        try
+        {
+            export = network.ExportOnnx(path, opset);
+        }
+        catch (ArgumentOutOfRangeException e)
+        {
+            throw new SampleException(e.Message.Split(" (Parameter")[0]);
+        }
+        foreach (var warning in export.Warnings) _console.MarkupLine($"[yellow]warning:[/] {Markup.Escape(warning)}");
+        _console.MarkupLine(Markup.Escape($"Wrote {export.Path}: opset {export.Opset}, {export.Nodes} nodes, {export.Initializers} initializers; input [N, 1, H, W], output logits [N, 10]."));
+        _console.MarkupLine($"Run it on ONNX Runtime: predict <images> --onnx {Markup.Escape(export.Path)}");
+        return 0;
+    }
+
+    private int Predict(torch.Device device, string[] inputs, string checkpointPath, int top, string? onnxModel = null)
     {
         var files = new List<string>();
         foreach (var input in inputs)
@@ -272,19 +304,54 @@ public sealed class SampleApp
             else throw new SampleException($"{input}: no such file or folder.");
         }
         if (files.Count == 0) throw new SampleException($"{string.Join(", ", inputs)}: no PNG or JPEG files there.");
-        using var network = LoadNetwork(checkpointPath, device);
+        Func<torch.Tensor, float[]> classify;
+        IDisposable owner;
+        if (onnxModel is not null)
+        {
+            if (!File.Exists(onnxModel)) throw new SampleException($"{onnxModel}: no such ONNX model. Write one with the export command.");
+            Microsoft.ML.OnnxRuntime.InferenceSession session;
+            try
+            {
+                session = new Microsoft.ML.OnnxRuntime.InferenceSession(onnxModel);
+            }
+            catch (Microsoft.ML.OnnxRuntime.OnnxRuntimeException e)
+            {
+                throw new SampleException($"{onnxModel} is not an ONNX model ONNX Runtime can load: {e.Message.Split('\n')[0]}");
+            }
+            owner = session;
+            classify = input =>
+            {
+                var tensor = new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>(input.contiguous().data<float>().ToArray(), new[] { 1, 1, 28, 28 });
+                using var results = session.Run(new[] { Microsoft.ML.OnnxRuntime.NamedOnnxValue.CreateFromTensor("input", tensor) });
+                var logits = results.First().AsEnumerable<float>().ToArray();
+                var max = logits.Max();
+                var exp = logits.Select(l => Math.Exp(l - max)).ToArray();
+                return exp.Select(e => (float)(e / exp.Sum())).ToArray();
+            };
+            _console.MarkupLine($"Running {Markup.Escape(onnxModel)} on ONNX Runtime.");
+        }
+        else
+        {
+            var torchNetwork = LoadNetwork(checkpointPath, device);
+            owner = torchNetwork;
+            classify = input =>
+            {
+                using var noGrad = torch.no_grad();
+                using var logits = torchNetwork.call(input);
+                using var probabilities = torch.nn.functional.softmax(logits, 1).cpu();
+                return probabilities[0].data<float>().ToArray();
+            };
+        }
+        using var _ = owner;
         var table = new Table().AddColumns("image", "prediction");
         top = Math.Min(top, 10);
         foreach (var file in files)
         {
             var (pixels, inverted) = Images.Load(file);
             using (pixels)
-            using (var noGrad = torch.no_grad())
-            using (var input = FashionMnist.Normalize(pixels, device))
-            using (var logits = network.call(input))
-            using (var probabilities = torch.nn.functional.softmax(logits, 1).cpu())
+            using (var input = FashionMnist.Normalize(pixels, onnxModel is null ? device : torch.CPU))
             {
-                var p = probabilities[0].data<float>().ToArray();
+                var p = classify(input);
                 var best = Enumerable.Range(0, 10).OrderByDescending(i => p[i]).Take(top)
                     .Select(i => FormattableString.Invariant($"{FashionMnist.Classes[i]} {100 * p[i]:0.0}%"));
                 table.AddRow(Markup.Escape(Path.GetFileName(file)) + (inverted ? " [grey](inverted)[/]" : ""), Markup.Escape(string.Join(", ", best)));

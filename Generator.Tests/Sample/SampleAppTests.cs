@@ -109,6 +109,33 @@ public sealed class SampleAppTests : IDisposable
     private static FashionMnist FashionMnistFrom(string folder) => FashionMnist.Load(folder);
 
     [Fact]
+    public void Export_then_predict_on_onnx_runtime_agrees_with_torchsharp()
+    {
+        var data = TinyData();
+        Train(data);
+        using var fashion = FashionMnistFrom(data);
+        var picture = Path.Combine(_folder, "garment.png");
+        Images.SavePng(fashion.TestImages[3], picture);
+        var model = Path.Combine(_folder, "model.onnx");
+        var (code, text) = Run("export", "--output", Output, "--to", model);
+        Assert.True(code == 0, text);
+        Assert.Contains("Wrote " + model + ": opset 17", text);
+        var (torchCode, viaTorch) = Run("predict", picture, "--output", Output);
+        var (onnxCode, viaOnnx) = Run("predict", picture, "--onnx", model);
+        Assert.Equal((0, 0), (torchCode, onnxCode));
+        Assert.Contains("on ONNX Runtime", viaOnnx);
+        string Row(string t) => t.Split('\n').Single(l => l.Contains("garment.png"));
+        Assert.Equal(Row(viaTorch), Row(viaOnnx)); // same classes, same rounded probabilities
+
+        var notAModel = Path.Combine(_folder, "notes.onnx");
+        File.WriteAllText(notAModel, "not protobuf");
+        (code, text) = Run("predict", picture, "--onnx", notAModel);
+        AssertOneLineError(code, text, notAModel + " is not an ONNX model ONNX Runtime can load");
+        (code, text) = Run("export", "--output", Output, "--opset", "8");
+        AssertOneLineError(code, text, "ResNet20 needs ONNX opset 9 or later");
+    }
+
+    [Fact]
     public async Task Ctrl_c_during_training_keeps_the_last_completed_epochs_checkpoint()
     {
         var data = TinyData();

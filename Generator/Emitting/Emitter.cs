@@ -50,6 +50,7 @@ internal static class Emitter
         Constructor(w, plan);
         Forward(w, plan);
         Fusion(w, plan);
+        Onnx(w, plan);
         ForwardFeatures(w, plan);
         Dispose(w, plan);
 
@@ -209,6 +210,89 @@ internal static class Emitter
         w.Open($"private {Tensor} ForwardFused({Tensor} input)");
         foreach (var op in plan.FusedOps) Op(w, op);
         w.Line($"return {Var(plan.OutputTensor)};");
+        w.Close();
+        w.Line();
+    }
+
+    private static void Onnx(SourceWriter w, NetworkPlan plan)
+    {
+        var shortcuts = plan.Ops.Any(o => o.Kind is OpKind.ZeroPadShortcut or OpKind.AvgPoolZeroPadShortcut);
+        var dynamicSpatial = !plan.Ops.Any(o => o.Kind == OpKind.AvgPoolZeroPadShortcut);
+        var output = plan.NumClasses > 0 ? "logits" : "features";
+        w.Line("/// <summary>");
+        w.Line($"/// Writes the network as an ONNX model: input <c>input</c> [N, {I(plan.InChannels)}, {(dynamicSpatial ? "H, W" : I(plan.InputSize) + ", " + I(plan.InputSize))}], output <c>{output}</c> {Xml(plan.OutputShape.Format())},");
+        w.Line("/// weights as initializers named by the state_dict, nodes named by layer. After <see cref=\"FuseForInference\"/> it");
+        w.Line("/// writes the folded graph. A network in training mode is written with eval semantics, with a warning.");
+        w.Line("/// </summary>");
+        w.Line($"/// <param name=\"path\">The .onnx file to write (replaced whole, never half-written).</param>");
+        w.Line($"/// <param name=\"opset\">The ONNX opset: {(shortcuts ? 11 : 9)} to {{global::ResNetGen.OnnxGraphBuilder.MaxOpset}}.</param>");
+        w.Open($"public global::ResNetGen.OnnxExport ExportOnnx(string path, int opset = 17)");
+        w.Line($"var onnx = new global::ResNetGen.OnnxGraphBuilder(\"{plan.Target.Name}\", opset, {(shortcuts ? 11 : 9)}, {I(plan.InChannels)}, {(dynamicSpatial ? "true" : "false")}, {I(plan.InputSize)}, training);");
+        w.Line($"var result = _fused ? OnnxFolded(onnx) : OnnxLayers(onnx);");
+        w.Line($"return onnx.Save(path, result, \"{output}\", {I(plan.OutputShape.Channels)});");
+        w.Close();
+        w.Line();
+        OnnxGraph(w, plan, "OnnxLayers", plan.Ops);
+        OnnxGraph(w, plan, "OnnxFolded", plan.FusedOps);
+    }
+
+    private static void OnnxGraph(SourceWriter w, NetworkPlan plan, string method, IEnumerable<OpPlan> ops)
+    {
+        var modules = plan.Modules.ToDictionary(m => m.Path);
+        var names = new Dictionary<int, string> { [0] = "input" };
+        var counters = new Dictionary<string, int>();
+        string Next(string kind)
+        {
+            counters[kind] = counters.TryGetValue(kind, out var n) ? n + 1 : 1;
+            return kind + "." + I(counters[kind]);
+        }
+        string Rename(int tensor)
+        {
+            var name = "x" + I(tensor) + "_" + I(counters["v"] = counters.TryGetValue("v", out var n) ? n + 1 : 1);
+            names[tensor] = name;
+            return name;
+        }
+        w.Open($"private string {method}(global::ResNetGen.OnnxGraphBuilder onnx)");
+        foreach (var op in ops)
+        {
+            var input = names[op.Arg];
+            switch (op.Kind)
+            {
+                case OpKind.Call:
+                case OpKind.FusedCall:
+                {
+                    var m = modules[op.Module!];
+                    var output = names[op.Result] = "x" + I(op.Result);
+                    var field = op.Kind == OpKind.FusedCall ? FusedField(m.Path) + "!" : m.FieldName;
+                    w.Line(m.Kind switch
+                    {
+                        ModuleKind.Conv2d => $"onnx.Conv(\"{m.Path}\", \"{input}\", \"{output}\", {field}, {I(m.Kernel)}, {I(m.Stride)}, {I(m.Padding)}, {I(m.Dilation)}, {I(m.Groups)});",
+                        ModuleKind.BatchNorm2d => $"onnx.BatchNorm(\"{m.Path}\", \"{input}\", \"{output}\", {field});",
+                        _ => $"onnx.Linear(\"{m.Path}\", \"{input}\", \"{output}\", {field});",
+                    });
+                    break;
+                }
+                case OpKind.ReluInPlace:
+                    w.Line($"onnx.Relu(\"{Next("relu")}\", \"{input}\", \"{Rename(op.Arg)}\");");
+                    break;
+                case OpKind.AddInPlace:
+                    w.Line($"onnx.Add(\"{Next("add")}\", \"{input}\", \"{names[op.Other]}\", \"{Rename(op.Arg)}\");");
+                    break;
+                case OpKind.MaxPool:
+                    w.Line($"onnx.MaxPool(\"maxpool\", \"{input}\", \"{names[op.Result] = "x" + I(op.Result)}\");");
+                    break;
+                case OpKind.ZeroPadShortcut:
+                    w.Line($"onnx.ZeroPadShortcut(\"{Next("shortcut")}\", \"{input}\", \"{names[op.Result] = "x" + I(op.Result)}\", {I(op.Stride)}, {I(op.PadChannels)});");
+                    break;
+                case OpKind.AvgPoolZeroPadShortcut:
+                    w.Line($"onnx.AvgPoolZeroPadShortcut(\"{Next("shortcut")}\", \"{input}\", \"{names[op.Result] = "x" + I(op.Result)}\", {I(op.Stride)}, {I(op.PadChannels)});");
+                    break;
+                case OpKind.GlobalAveragePool:
+                    w.Line($"onnx.GlobalAveragePool(\"avgpool\", \"{input}\", \"{names[op.Result] = "x" + I(op.Result)}\");");
+                    break;
+            }
+        }
+        w.Line($"return \"{names[plan.OutputTensor]}\";");
         w.Close();
         w.Line();
     }

@@ -782,6 +782,174 @@ Params size (MB): 1.14
             return x58;
         }
 
+        /// <summary>
+        /// Writes the network as an ONNX model: input <c>input</c> [N, 3, H, W], output <c>logits</c> [N, 10],
+        /// weights as initializers named by the state_dict, nodes named by layer. After <see cref="FuseForInference"/> it
+        /// writes the folded graph. A network in training mode is written with eval semantics, with a warning.
+        /// </summary>
+        /// <param name="path">The .onnx file to write (replaced whole, never half-written).</param>
+        /// <param name="opset">The ONNX opset: 9 to {global::ResNetGen.OnnxGraphBuilder.MaxOpset}.</param>
+        public global::ResNetGen.OnnxExport ExportOnnx(string path, int opset = 17)
+        {
+            var onnx = new global::ResNetGen.OnnxGraphBuilder("ResNet20", opset, 9, 3, true, 32, training);
+            var result = _fused ? OnnxFolded(onnx) : OnnxLayers(onnx);
+            return onnx.Save(path, result, "logits", 10);
+        }
+
+        private string OnnxLayers(global::ResNetGen.OnnxGraphBuilder onnx)
+        {
+            onnx.Conv("conv1", "input", "x1", conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("bn1", "x1", "x2", bn1);
+            onnx.Relu("relu.1", "x2", "x2_1");
+            onnx.Conv("layer1.0.conv1", "x2_1", "x3", layer1_0_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer1.0.bn1", "x3", "x4", layer1_0_bn1);
+            onnx.Relu("relu.2", "x4", "x4_2");
+            onnx.Conv("layer1.0.conv2", "x4_2", "x5", layer1_0_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer1.0.bn2", "x5", "x6", layer1_0_bn2);
+            onnx.Conv("layer1.0.downsample.0", "x2_1", "x7", layer1_0_downsample_0, 1, 1, 0, 1, 1);
+            onnx.BatchNorm("layer1.0.downsample.1", "x7", "x8", layer1_0_downsample_1);
+            onnx.Add("add.1", "x6", "x8", "x6_3");
+            onnx.Relu("relu.3", "x6_3", "x6_4");
+            onnx.Conv("layer1.1.conv1", "x6_4", "x9", layer1_1_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer1.1.bn1", "x9", "x10", layer1_1_bn1);
+            onnx.Relu("relu.4", "x10", "x10_5");
+            onnx.Conv("layer1.1.conv2", "x10_5", "x11", layer1_1_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer1.1.bn2", "x11", "x12", layer1_1_bn2);
+            onnx.Conv("layer1.1.downsample.0", "x6_4", "x13", layer1_1_downsample_0, 1, 1, 0, 1, 1);
+            onnx.BatchNorm("layer1.1.downsample.1", "x13", "x14", layer1_1_downsample_1);
+            onnx.Add("add.2", "x12", "x14", "x12_6");
+            onnx.Relu("relu.5", "x12_6", "x12_7");
+            onnx.Conv("layer1.2.conv1", "x12_7", "x15", layer1_2_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer1.2.bn1", "x15", "x16", layer1_2_bn1);
+            onnx.Relu("relu.6", "x16", "x16_8");
+            onnx.Conv("layer1.2.conv2", "x16_8", "x17", layer1_2_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer1.2.bn2", "x17", "x18", layer1_2_bn2);
+            onnx.Conv("layer1.2.downsample.0", "x12_7", "x19", layer1_2_downsample_0, 1, 1, 0, 1, 1);
+            onnx.BatchNorm("layer1.2.downsample.1", "x19", "x20", layer1_2_downsample_1);
+            onnx.Add("add.3", "x18", "x20", "x18_9");
+            onnx.Relu("relu.7", "x18_9", "x18_10");
+            onnx.Conv("layer2.0.conv1", "x18_10", "x21", layer2_0_conv1, 3, 2, 1, 1, 1);
+            onnx.BatchNorm("layer2.0.bn1", "x21", "x22", layer2_0_bn1);
+            onnx.Relu("relu.8", "x22", "x22_11");
+            onnx.Conv("layer2.0.conv2", "x22_11", "x23", layer2_0_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer2.0.bn2", "x23", "x24", layer2_0_bn2);
+            onnx.Conv("layer2.0.downsample.0", "x18_10", "x25", layer2_0_downsample_0, 1, 2, 0, 1, 1);
+            onnx.BatchNorm("layer2.0.downsample.1", "x25", "x26", layer2_0_downsample_1);
+            onnx.Add("add.4", "x24", "x26", "x24_12");
+            onnx.Relu("relu.9", "x24_12", "x24_13");
+            onnx.Conv("layer2.1.conv1", "x24_13", "x27", layer2_1_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer2.1.bn1", "x27", "x28", layer2_1_bn1);
+            onnx.Relu("relu.10", "x28", "x28_14");
+            onnx.Conv("layer2.1.conv2", "x28_14", "x29", layer2_1_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer2.1.bn2", "x29", "x30", layer2_1_bn2);
+            onnx.Conv("layer2.1.downsample.0", "x24_13", "x31", layer2_1_downsample_0, 1, 1, 0, 1, 1);
+            onnx.BatchNorm("layer2.1.downsample.1", "x31", "x32", layer2_1_downsample_1);
+            onnx.Add("add.5", "x30", "x32", "x30_15");
+            onnx.Relu("relu.11", "x30_15", "x30_16");
+            onnx.Conv("layer2.2.conv1", "x30_16", "x33", layer2_2_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer2.2.bn1", "x33", "x34", layer2_2_bn1);
+            onnx.Relu("relu.12", "x34", "x34_17");
+            onnx.Conv("layer2.2.conv2", "x34_17", "x35", layer2_2_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer2.2.bn2", "x35", "x36", layer2_2_bn2);
+            onnx.Conv("layer2.2.downsample.0", "x30_16", "x37", layer2_2_downsample_0, 1, 1, 0, 1, 1);
+            onnx.BatchNorm("layer2.2.downsample.1", "x37", "x38", layer2_2_downsample_1);
+            onnx.Add("add.6", "x36", "x38", "x36_18");
+            onnx.Relu("relu.13", "x36_18", "x36_19");
+            onnx.Conv("layer3.0.conv1", "x36_19", "x39", layer3_0_conv1, 3, 2, 1, 1, 1);
+            onnx.BatchNorm("layer3.0.bn1", "x39", "x40", layer3_0_bn1);
+            onnx.Relu("relu.14", "x40", "x40_20");
+            onnx.Conv("layer3.0.conv2", "x40_20", "x41", layer3_0_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer3.0.bn2", "x41", "x42", layer3_0_bn2);
+            onnx.Conv("layer3.0.downsample.0", "x36_19", "x43", layer3_0_downsample_0, 1, 2, 0, 1, 1);
+            onnx.BatchNorm("layer3.0.downsample.1", "x43", "x44", layer3_0_downsample_1);
+            onnx.Add("add.7", "x42", "x44", "x42_21");
+            onnx.Relu("relu.15", "x42_21", "x42_22");
+            onnx.Conv("layer3.1.conv1", "x42_22", "x45", layer3_1_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer3.1.bn1", "x45", "x46", layer3_1_bn1);
+            onnx.Relu("relu.16", "x46", "x46_23");
+            onnx.Conv("layer3.1.conv2", "x46_23", "x47", layer3_1_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer3.1.bn2", "x47", "x48", layer3_1_bn2);
+            onnx.Conv("layer3.1.downsample.0", "x42_22", "x49", layer3_1_downsample_0, 1, 1, 0, 1, 1);
+            onnx.BatchNorm("layer3.1.downsample.1", "x49", "x50", layer3_1_downsample_1);
+            onnx.Add("add.8", "x48", "x50", "x48_24");
+            onnx.Relu("relu.17", "x48_24", "x48_25");
+            onnx.Conv("layer3.2.conv1", "x48_25", "x51", layer3_2_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer3.2.bn1", "x51", "x52", layer3_2_bn1);
+            onnx.Relu("relu.18", "x52", "x52_26");
+            onnx.Conv("layer3.2.conv2", "x52_26", "x53", layer3_2_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer3.2.bn2", "x53", "x54", layer3_2_bn2);
+            onnx.Conv("layer3.2.downsample.0", "x48_25", "x55", layer3_2_downsample_0, 1, 1, 0, 1, 1);
+            onnx.BatchNorm("layer3.2.downsample.1", "x55", "x56", layer3_2_downsample_1);
+            onnx.Add("add.9", "x54", "x56", "x54_27");
+            onnx.Relu("relu.19", "x54_27", "x54_28");
+            onnx.GlobalAveragePool("avgpool", "x54_28", "x57");
+            onnx.Linear("fc", "x57", "x58", fc);
+            return "x58";
+        }
+
+        private string OnnxFolded(global::ResNetGen.OnnxGraphBuilder onnx)
+        {
+            onnx.Conv("conv1", "input", "x2", _fused_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.1", "x2", "x2_1");
+            onnx.Conv("layer1.0.conv1", "x2_1", "x4", _fused_layer1_0_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.2", "x4", "x4_2");
+            onnx.Conv("layer1.0.conv2", "x4_2", "x6", _fused_layer1_0_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer1.0.downsample.0", "x2_1", "x8", _fused_layer1_0_downsample_0!, 1, 1, 0, 1, 1);
+            onnx.Add("add.1", "x6", "x8", "x6_3");
+            onnx.Relu("relu.3", "x6_3", "x6_4");
+            onnx.Conv("layer1.1.conv1", "x6_4", "x10", _fused_layer1_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.4", "x10", "x10_5");
+            onnx.Conv("layer1.1.conv2", "x10_5", "x12", _fused_layer1_1_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer1.1.downsample.0", "x6_4", "x14", _fused_layer1_1_downsample_0!, 1, 1, 0, 1, 1);
+            onnx.Add("add.2", "x12", "x14", "x12_6");
+            onnx.Relu("relu.5", "x12_6", "x12_7");
+            onnx.Conv("layer1.2.conv1", "x12_7", "x16", _fused_layer1_2_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.6", "x16", "x16_8");
+            onnx.Conv("layer1.2.conv2", "x16_8", "x18", _fused_layer1_2_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer1.2.downsample.0", "x12_7", "x20", _fused_layer1_2_downsample_0!, 1, 1, 0, 1, 1);
+            onnx.Add("add.3", "x18", "x20", "x18_9");
+            onnx.Relu("relu.7", "x18_9", "x18_10");
+            onnx.Conv("layer2.0.conv1", "x18_10", "x22", _fused_layer2_0_conv1!, 3, 2, 1, 1, 1);
+            onnx.Relu("relu.8", "x22", "x22_11");
+            onnx.Conv("layer2.0.conv2", "x22_11", "x24", _fused_layer2_0_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer2.0.downsample.0", "x18_10", "x26", _fused_layer2_0_downsample_0!, 1, 2, 0, 1, 1);
+            onnx.Add("add.4", "x24", "x26", "x24_12");
+            onnx.Relu("relu.9", "x24_12", "x24_13");
+            onnx.Conv("layer2.1.conv1", "x24_13", "x28", _fused_layer2_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.10", "x28", "x28_14");
+            onnx.Conv("layer2.1.conv2", "x28_14", "x30", _fused_layer2_1_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer2.1.downsample.0", "x24_13", "x32", _fused_layer2_1_downsample_0!, 1, 1, 0, 1, 1);
+            onnx.Add("add.5", "x30", "x32", "x30_15");
+            onnx.Relu("relu.11", "x30_15", "x30_16");
+            onnx.Conv("layer2.2.conv1", "x30_16", "x34", _fused_layer2_2_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.12", "x34", "x34_17");
+            onnx.Conv("layer2.2.conv2", "x34_17", "x36", _fused_layer2_2_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer2.2.downsample.0", "x30_16", "x38", _fused_layer2_2_downsample_0!, 1, 1, 0, 1, 1);
+            onnx.Add("add.6", "x36", "x38", "x36_18");
+            onnx.Relu("relu.13", "x36_18", "x36_19");
+            onnx.Conv("layer3.0.conv1", "x36_19", "x40", _fused_layer3_0_conv1!, 3, 2, 1, 1, 1);
+            onnx.Relu("relu.14", "x40", "x40_20");
+            onnx.Conv("layer3.0.conv2", "x40_20", "x42", _fused_layer3_0_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer3.0.downsample.0", "x36_19", "x44", _fused_layer3_0_downsample_0!, 1, 2, 0, 1, 1);
+            onnx.Add("add.7", "x42", "x44", "x42_21");
+            onnx.Relu("relu.15", "x42_21", "x42_22");
+            onnx.Conv("layer3.1.conv1", "x42_22", "x46", _fused_layer3_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.16", "x46", "x46_23");
+            onnx.Conv("layer3.1.conv2", "x46_23", "x48", _fused_layer3_1_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer3.1.downsample.0", "x42_22", "x50", _fused_layer3_1_downsample_0!, 1, 1, 0, 1, 1);
+            onnx.Add("add.8", "x48", "x50", "x48_24");
+            onnx.Relu("relu.17", "x48_24", "x48_25");
+            onnx.Conv("layer3.2.conv1", "x48_25", "x52", _fused_layer3_2_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.18", "x52", "x52_26");
+            onnx.Conv("layer3.2.conv2", "x52_26", "x54", _fused_layer3_2_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer3.2.downsample.0", "x48_25", "x56", _fused_layer3_2_downsample_0!, 1, 1, 0, 1, 1);
+            onnx.Add("add.9", "x54", "x56", "x54_27");
+            onnx.Relu("relu.19", "x54_27", "x54_28");
+            onnx.GlobalAveragePool("avgpool", "x54_28", "x57");
+            onnx.Linear("fc", "x57", "x58", fc);
+            return "x58";
+        }
+
         /// <summary>Runs the stem and every stage, and returns each one's output (what detection and segmentation heads consume).</summary>
         public Features ForwardFeatures(global::TorchSharp.torch.Tensor input)
         {

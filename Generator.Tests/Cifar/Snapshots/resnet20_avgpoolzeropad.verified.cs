@@ -588,6 +588,151 @@ Params size (MB): 1.08
             return x42;
         }
 
+        /// <summary>
+        /// Writes the network as an ONNX model: input <c>input</c> [N, 3, 32, 32], output <c>logits</c> [N, 10],
+        /// weights as initializers named by the state_dict, nodes named by layer. After <see cref="FuseForInference"/> it
+        /// writes the folded graph. A network in training mode is written with eval semantics, with a warning.
+        /// </summary>
+        /// <param name="path">The .onnx file to write (replaced whole, never half-written).</param>
+        /// <param name="opset">The ONNX opset: 11 to {global::ResNetGen.OnnxGraphBuilder.MaxOpset}.</param>
+        public global::ResNetGen.OnnxExport ExportOnnx(string path, int opset = 17)
+        {
+            var onnx = new global::ResNetGen.OnnxGraphBuilder("ResNet20", opset, 11, 3, false, 32, training);
+            var result = _fused ? OnnxFolded(onnx) : OnnxLayers(onnx);
+            return onnx.Save(path, result, "logits", 10);
+        }
+
+        private string OnnxLayers(global::ResNetGen.OnnxGraphBuilder onnx)
+        {
+            onnx.Conv("conv1", "input", "x1", conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("bn1", "x1", "x2", bn1);
+            onnx.Relu("relu.1", "x2", "x2_1");
+            onnx.Conv("layer1.0.conv1", "x2_1", "x3", layer1_0_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer1.0.bn1", "x3", "x4", layer1_0_bn1);
+            onnx.Relu("relu.2", "x4", "x4_2");
+            onnx.Conv("layer1.0.conv2", "x4_2", "x5", layer1_0_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer1.0.bn2", "x5", "x6", layer1_0_bn2);
+            onnx.Add("add.1", "x6", "x2_1", "x6_3");
+            onnx.Relu("relu.3", "x6_3", "x6_4");
+            onnx.Conv("layer1.1.conv1", "x6_4", "x7", layer1_1_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer1.1.bn1", "x7", "x8", layer1_1_bn1);
+            onnx.Relu("relu.4", "x8", "x8_5");
+            onnx.Conv("layer1.1.conv2", "x8_5", "x9", layer1_1_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer1.1.bn2", "x9", "x10", layer1_1_bn2);
+            onnx.Add("add.2", "x10", "x6_4", "x10_6");
+            onnx.Relu("relu.5", "x10_6", "x10_7");
+            onnx.Conv("layer1.2.conv1", "x10_7", "x11", layer1_2_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer1.2.bn1", "x11", "x12", layer1_2_bn1);
+            onnx.Relu("relu.6", "x12", "x12_8");
+            onnx.Conv("layer1.2.conv2", "x12_8", "x13", layer1_2_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer1.2.bn2", "x13", "x14", layer1_2_bn2);
+            onnx.Add("add.3", "x14", "x10_7", "x14_9");
+            onnx.Relu("relu.7", "x14_9", "x14_10");
+            onnx.Conv("layer2.0.conv1", "x14_10", "x15", layer2_0_conv1, 3, 2, 1, 1, 1);
+            onnx.BatchNorm("layer2.0.bn1", "x15", "x16", layer2_0_bn1);
+            onnx.Relu("relu.8", "x16", "x16_11");
+            onnx.Conv("layer2.0.conv2", "x16_11", "x17", layer2_0_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer2.0.bn2", "x17", "x18", layer2_0_bn2);
+            onnx.AvgPoolZeroPadShortcut("shortcut.1", "x14_10", "x19", 2, 16);
+            onnx.Add("add.4", "x18", "x19", "x18_12");
+            onnx.Relu("relu.9", "x18_12", "x18_13");
+            onnx.Conv("layer2.1.conv1", "x18_13", "x20", layer2_1_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer2.1.bn1", "x20", "x21", layer2_1_bn1);
+            onnx.Relu("relu.10", "x21", "x21_14");
+            onnx.Conv("layer2.1.conv2", "x21_14", "x22", layer2_1_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer2.1.bn2", "x22", "x23", layer2_1_bn2);
+            onnx.Add("add.5", "x23", "x18_13", "x23_15");
+            onnx.Relu("relu.11", "x23_15", "x23_16");
+            onnx.Conv("layer2.2.conv1", "x23_16", "x24", layer2_2_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer2.2.bn1", "x24", "x25", layer2_2_bn1);
+            onnx.Relu("relu.12", "x25", "x25_17");
+            onnx.Conv("layer2.2.conv2", "x25_17", "x26", layer2_2_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer2.2.bn2", "x26", "x27", layer2_2_bn2);
+            onnx.Add("add.6", "x27", "x23_16", "x27_18");
+            onnx.Relu("relu.13", "x27_18", "x27_19");
+            onnx.Conv("layer3.0.conv1", "x27_19", "x28", layer3_0_conv1, 3, 2, 1, 1, 1);
+            onnx.BatchNorm("layer3.0.bn1", "x28", "x29", layer3_0_bn1);
+            onnx.Relu("relu.14", "x29", "x29_20");
+            onnx.Conv("layer3.0.conv2", "x29_20", "x30", layer3_0_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer3.0.bn2", "x30", "x31", layer3_0_bn2);
+            onnx.AvgPoolZeroPadShortcut("shortcut.2", "x27_19", "x32", 2, 32);
+            onnx.Add("add.7", "x31", "x32", "x31_21");
+            onnx.Relu("relu.15", "x31_21", "x31_22");
+            onnx.Conv("layer3.1.conv1", "x31_22", "x33", layer3_1_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer3.1.bn1", "x33", "x34", layer3_1_bn1);
+            onnx.Relu("relu.16", "x34", "x34_23");
+            onnx.Conv("layer3.1.conv2", "x34_23", "x35", layer3_1_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer3.1.bn2", "x35", "x36", layer3_1_bn2);
+            onnx.Add("add.8", "x36", "x31_22", "x36_24");
+            onnx.Relu("relu.17", "x36_24", "x36_25");
+            onnx.Conv("layer3.2.conv1", "x36_25", "x37", layer3_2_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer3.2.bn1", "x37", "x38", layer3_2_bn1);
+            onnx.Relu("relu.18", "x38", "x38_26");
+            onnx.Conv("layer3.2.conv2", "x38_26", "x39", layer3_2_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer3.2.bn2", "x39", "x40", layer3_2_bn2);
+            onnx.Add("add.9", "x40", "x36_25", "x40_27");
+            onnx.Relu("relu.19", "x40_27", "x40_28");
+            onnx.GlobalAveragePool("avgpool", "x40_28", "x41");
+            onnx.Linear("fc", "x41", "x42", fc);
+            return "x42";
+        }
+
+        private string OnnxFolded(global::ResNetGen.OnnxGraphBuilder onnx)
+        {
+            onnx.Conv("conv1", "input", "x2", _fused_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.1", "x2", "x2_1");
+            onnx.Conv("layer1.0.conv1", "x2_1", "x4", _fused_layer1_0_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.2", "x4", "x4_2");
+            onnx.Conv("layer1.0.conv2", "x4_2", "x6", _fused_layer1_0_conv2!, 3, 1, 1, 1, 1);
+            onnx.Add("add.1", "x6", "x2_1", "x6_3");
+            onnx.Relu("relu.3", "x6_3", "x6_4");
+            onnx.Conv("layer1.1.conv1", "x6_4", "x8", _fused_layer1_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.4", "x8", "x8_5");
+            onnx.Conv("layer1.1.conv2", "x8_5", "x10", _fused_layer1_1_conv2!, 3, 1, 1, 1, 1);
+            onnx.Add("add.2", "x10", "x6_4", "x10_6");
+            onnx.Relu("relu.5", "x10_6", "x10_7");
+            onnx.Conv("layer1.2.conv1", "x10_7", "x12", _fused_layer1_2_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.6", "x12", "x12_8");
+            onnx.Conv("layer1.2.conv2", "x12_8", "x14", _fused_layer1_2_conv2!, 3, 1, 1, 1, 1);
+            onnx.Add("add.3", "x14", "x10_7", "x14_9");
+            onnx.Relu("relu.7", "x14_9", "x14_10");
+            onnx.Conv("layer2.0.conv1", "x14_10", "x16", _fused_layer2_0_conv1!, 3, 2, 1, 1, 1);
+            onnx.Relu("relu.8", "x16", "x16_11");
+            onnx.Conv("layer2.0.conv2", "x16_11", "x18", _fused_layer2_0_conv2!, 3, 1, 1, 1, 1);
+            onnx.AvgPoolZeroPadShortcut("shortcut.1", "x14_10", "x19", 2, 16);
+            onnx.Add("add.4", "x18", "x19", "x18_12");
+            onnx.Relu("relu.9", "x18_12", "x18_13");
+            onnx.Conv("layer2.1.conv1", "x18_13", "x21", _fused_layer2_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.10", "x21", "x21_14");
+            onnx.Conv("layer2.1.conv2", "x21_14", "x23", _fused_layer2_1_conv2!, 3, 1, 1, 1, 1);
+            onnx.Add("add.5", "x23", "x18_13", "x23_15");
+            onnx.Relu("relu.11", "x23_15", "x23_16");
+            onnx.Conv("layer2.2.conv1", "x23_16", "x25", _fused_layer2_2_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.12", "x25", "x25_17");
+            onnx.Conv("layer2.2.conv2", "x25_17", "x27", _fused_layer2_2_conv2!, 3, 1, 1, 1, 1);
+            onnx.Add("add.6", "x27", "x23_16", "x27_18");
+            onnx.Relu("relu.13", "x27_18", "x27_19");
+            onnx.Conv("layer3.0.conv1", "x27_19", "x29", _fused_layer3_0_conv1!, 3, 2, 1, 1, 1);
+            onnx.Relu("relu.14", "x29", "x29_20");
+            onnx.Conv("layer3.0.conv2", "x29_20", "x31", _fused_layer3_0_conv2!, 3, 1, 1, 1, 1);
+            onnx.AvgPoolZeroPadShortcut("shortcut.2", "x27_19", "x32", 2, 32);
+            onnx.Add("add.7", "x31", "x32", "x31_21");
+            onnx.Relu("relu.15", "x31_21", "x31_22");
+            onnx.Conv("layer3.1.conv1", "x31_22", "x34", _fused_layer3_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.16", "x34", "x34_23");
+            onnx.Conv("layer3.1.conv2", "x34_23", "x36", _fused_layer3_1_conv2!, 3, 1, 1, 1, 1);
+            onnx.Add("add.8", "x36", "x31_22", "x36_24");
+            onnx.Relu("relu.17", "x36_24", "x36_25");
+            onnx.Conv("layer3.2.conv1", "x36_25", "x38", _fused_layer3_2_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.18", "x38", "x38_26");
+            onnx.Conv("layer3.2.conv2", "x38_26", "x40", _fused_layer3_2_conv2!, 3, 1, 1, 1, 1);
+            onnx.Add("add.9", "x40", "x36_25", "x40_27");
+            onnx.Relu("relu.19", "x40_27", "x40_28");
+            onnx.GlobalAveragePool("avgpool", "x40_28", "x41");
+            onnx.Linear("fc", "x41", "x42", fc);
+            return "x42";
+        }
+
         /// <summary>Runs the stem and every stage, and returns each one's output (what detection and segmentation heads consume).</summary>
         public Features ForwardFeatures(global::TorchSharp.torch.Tensor input)
         {

@@ -628,6 +628,153 @@ Params size (MB): 1.09
             return x44;
         }
 
+        /// <summary>
+        /// Writes the network as an ONNX model: input <c>input</c> [N, 3, H, W], output <c>logits</c> [N, 10],
+        /// weights as initializers named by the state_dict, nodes named by layer. After <see cref="FuseForInference"/> it
+        /// writes the folded graph. A network in training mode is written with eval semantics, with a warning.
+        /// </summary>
+        /// <param name="path">The .onnx file to write (replaced whole, never half-written).</param>
+        /// <param name="opset">The ONNX opset: 9 to {global::ResNetGen.OnnxGraphBuilder.MaxOpset}.</param>
+        public global::ResNetGen.OnnxExport ExportOnnx(string path, int opset = 17)
+        {
+            var onnx = new global::ResNetGen.OnnxGraphBuilder("ResNet20", opset, 9, 3, true, 32, training);
+            var result = _fused ? OnnxFolded(onnx) : OnnxLayers(onnx);
+            return onnx.Save(path, result, "logits", 10);
+        }
+
+        private string OnnxLayers(global::ResNetGen.OnnxGraphBuilder onnx)
+        {
+            onnx.Conv("conv1", "input", "x1", conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("bn1", "x1", "x2", bn1);
+            onnx.Relu("relu.1", "x2", "x2_1");
+            onnx.Conv("layer1.0.conv1", "x2_1", "x3", layer1_0_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer1.0.bn1", "x3", "x4", layer1_0_bn1);
+            onnx.Relu("relu.2", "x4", "x4_2");
+            onnx.Conv("layer1.0.conv2", "x4_2", "x5", layer1_0_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer1.0.bn2", "x5", "x6", layer1_0_bn2);
+            onnx.Add("add.1", "x6", "x2_1", "x6_3");
+            onnx.Relu("relu.3", "x6_3", "x6_4");
+            onnx.Conv("layer1.1.conv1", "x6_4", "x7", layer1_1_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer1.1.bn1", "x7", "x8", layer1_1_bn1);
+            onnx.Relu("relu.4", "x8", "x8_5");
+            onnx.Conv("layer1.1.conv2", "x8_5", "x9", layer1_1_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer1.1.bn2", "x9", "x10", layer1_1_bn2);
+            onnx.Add("add.2", "x10", "x6_4", "x10_6");
+            onnx.Relu("relu.5", "x10_6", "x10_7");
+            onnx.Conv("layer1.2.conv1", "x10_7", "x11", layer1_2_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer1.2.bn1", "x11", "x12", layer1_2_bn1);
+            onnx.Relu("relu.6", "x12", "x12_8");
+            onnx.Conv("layer1.2.conv2", "x12_8", "x13", layer1_2_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer1.2.bn2", "x13", "x14", layer1_2_bn2);
+            onnx.Add("add.3", "x14", "x10_7", "x14_9");
+            onnx.Relu("relu.7", "x14_9", "x14_10");
+            onnx.Conv("layer2.0.conv1", "x14_10", "x15", layer2_0_conv1, 3, 2, 1, 1, 1);
+            onnx.BatchNorm("layer2.0.bn1", "x15", "x16", layer2_0_bn1);
+            onnx.Relu("relu.8", "x16", "x16_11");
+            onnx.Conv("layer2.0.conv2", "x16_11", "x17", layer2_0_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer2.0.bn2", "x17", "x18", layer2_0_bn2);
+            onnx.Conv("layer2.0.downsample.0", "x14_10", "x19", layer2_0_downsample_0, 1, 2, 0, 1, 1);
+            onnx.BatchNorm("layer2.0.downsample.1", "x19", "x20", layer2_0_downsample_1);
+            onnx.Add("add.4", "x18", "x20", "x18_12");
+            onnx.Relu("relu.9", "x18_12", "x18_13");
+            onnx.Conv("layer2.1.conv1", "x18_13", "x21", layer2_1_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer2.1.bn1", "x21", "x22", layer2_1_bn1);
+            onnx.Relu("relu.10", "x22", "x22_14");
+            onnx.Conv("layer2.1.conv2", "x22_14", "x23", layer2_1_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer2.1.bn2", "x23", "x24", layer2_1_bn2);
+            onnx.Add("add.5", "x24", "x18_13", "x24_15");
+            onnx.Relu("relu.11", "x24_15", "x24_16");
+            onnx.Conv("layer2.2.conv1", "x24_16", "x25", layer2_2_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer2.2.bn1", "x25", "x26", layer2_2_bn1);
+            onnx.Relu("relu.12", "x26", "x26_17");
+            onnx.Conv("layer2.2.conv2", "x26_17", "x27", layer2_2_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer2.2.bn2", "x27", "x28", layer2_2_bn2);
+            onnx.Add("add.6", "x28", "x24_16", "x28_18");
+            onnx.Relu("relu.13", "x28_18", "x28_19");
+            onnx.Conv("layer3.0.conv1", "x28_19", "x29", layer3_0_conv1, 3, 2, 1, 1, 1);
+            onnx.BatchNorm("layer3.0.bn1", "x29", "x30", layer3_0_bn1);
+            onnx.Relu("relu.14", "x30", "x30_20");
+            onnx.Conv("layer3.0.conv2", "x30_20", "x31", layer3_0_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer3.0.bn2", "x31", "x32", layer3_0_bn2);
+            onnx.Conv("layer3.0.downsample.0", "x28_19", "x33", layer3_0_downsample_0, 1, 2, 0, 1, 1);
+            onnx.BatchNorm("layer3.0.downsample.1", "x33", "x34", layer3_0_downsample_1);
+            onnx.Add("add.7", "x32", "x34", "x32_21");
+            onnx.Relu("relu.15", "x32_21", "x32_22");
+            onnx.Conv("layer3.1.conv1", "x32_22", "x35", layer3_1_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer3.1.bn1", "x35", "x36", layer3_1_bn1);
+            onnx.Relu("relu.16", "x36", "x36_23");
+            onnx.Conv("layer3.1.conv2", "x36_23", "x37", layer3_1_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer3.1.bn2", "x37", "x38", layer3_1_bn2);
+            onnx.Add("add.8", "x38", "x32_22", "x38_24");
+            onnx.Relu("relu.17", "x38_24", "x38_25");
+            onnx.Conv("layer3.2.conv1", "x38_25", "x39", layer3_2_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer3.2.bn1", "x39", "x40", layer3_2_bn1);
+            onnx.Relu("relu.18", "x40", "x40_26");
+            onnx.Conv("layer3.2.conv2", "x40_26", "x41", layer3_2_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer3.2.bn2", "x41", "x42", layer3_2_bn2);
+            onnx.Add("add.9", "x42", "x38_25", "x42_27");
+            onnx.Relu("relu.19", "x42_27", "x42_28");
+            onnx.GlobalAveragePool("avgpool", "x42_28", "x43");
+            onnx.Linear("fc", "x43", "x44", fc);
+            return "x44";
+        }
+
+        private string OnnxFolded(global::ResNetGen.OnnxGraphBuilder onnx)
+        {
+            onnx.Conv("conv1", "input", "x2", _fused_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.1", "x2", "x2_1");
+            onnx.Conv("layer1.0.conv1", "x2_1", "x4", _fused_layer1_0_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.2", "x4", "x4_2");
+            onnx.Conv("layer1.0.conv2", "x4_2", "x6", _fused_layer1_0_conv2!, 3, 1, 1, 1, 1);
+            onnx.Add("add.1", "x6", "x2_1", "x6_3");
+            onnx.Relu("relu.3", "x6_3", "x6_4");
+            onnx.Conv("layer1.1.conv1", "x6_4", "x8", _fused_layer1_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.4", "x8", "x8_5");
+            onnx.Conv("layer1.1.conv2", "x8_5", "x10", _fused_layer1_1_conv2!, 3, 1, 1, 1, 1);
+            onnx.Add("add.2", "x10", "x6_4", "x10_6");
+            onnx.Relu("relu.5", "x10_6", "x10_7");
+            onnx.Conv("layer1.2.conv1", "x10_7", "x12", _fused_layer1_2_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.6", "x12", "x12_8");
+            onnx.Conv("layer1.2.conv2", "x12_8", "x14", _fused_layer1_2_conv2!, 3, 1, 1, 1, 1);
+            onnx.Add("add.3", "x14", "x10_7", "x14_9");
+            onnx.Relu("relu.7", "x14_9", "x14_10");
+            onnx.Conv("layer2.0.conv1", "x14_10", "x16", _fused_layer2_0_conv1!, 3, 2, 1, 1, 1);
+            onnx.Relu("relu.8", "x16", "x16_11");
+            onnx.Conv("layer2.0.conv2", "x16_11", "x18", _fused_layer2_0_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer2.0.downsample.0", "x14_10", "x20", _fused_layer2_0_downsample_0!, 1, 2, 0, 1, 1);
+            onnx.Add("add.4", "x18", "x20", "x18_12");
+            onnx.Relu("relu.9", "x18_12", "x18_13");
+            onnx.Conv("layer2.1.conv1", "x18_13", "x22", _fused_layer2_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.10", "x22", "x22_14");
+            onnx.Conv("layer2.1.conv2", "x22_14", "x24", _fused_layer2_1_conv2!, 3, 1, 1, 1, 1);
+            onnx.Add("add.5", "x24", "x18_13", "x24_15");
+            onnx.Relu("relu.11", "x24_15", "x24_16");
+            onnx.Conv("layer2.2.conv1", "x24_16", "x26", _fused_layer2_2_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.12", "x26", "x26_17");
+            onnx.Conv("layer2.2.conv2", "x26_17", "x28", _fused_layer2_2_conv2!, 3, 1, 1, 1, 1);
+            onnx.Add("add.6", "x28", "x24_16", "x28_18");
+            onnx.Relu("relu.13", "x28_18", "x28_19");
+            onnx.Conv("layer3.0.conv1", "x28_19", "x30", _fused_layer3_0_conv1!, 3, 2, 1, 1, 1);
+            onnx.Relu("relu.14", "x30", "x30_20");
+            onnx.Conv("layer3.0.conv2", "x30_20", "x32", _fused_layer3_0_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer3.0.downsample.0", "x28_19", "x34", _fused_layer3_0_downsample_0!, 1, 2, 0, 1, 1);
+            onnx.Add("add.7", "x32", "x34", "x32_21");
+            onnx.Relu("relu.15", "x32_21", "x32_22");
+            onnx.Conv("layer3.1.conv1", "x32_22", "x36", _fused_layer3_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.16", "x36", "x36_23");
+            onnx.Conv("layer3.1.conv2", "x36_23", "x38", _fused_layer3_1_conv2!, 3, 1, 1, 1, 1);
+            onnx.Add("add.8", "x38", "x32_22", "x38_24");
+            onnx.Relu("relu.17", "x38_24", "x38_25");
+            onnx.Conv("layer3.2.conv1", "x38_25", "x40", _fused_layer3_2_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.18", "x40", "x40_26");
+            onnx.Conv("layer3.2.conv2", "x40_26", "x42", _fused_layer3_2_conv2!, 3, 1, 1, 1, 1);
+            onnx.Add("add.9", "x42", "x38_25", "x42_27");
+            onnx.Relu("relu.19", "x42_27", "x42_28");
+            onnx.GlobalAveragePool("avgpool", "x42_28", "x43");
+            onnx.Linear("fc", "x43", "x44", fc);
+            return "x44";
+        }
+
         /// <summary>Runs the stem and every stage, and returns each one's output (what detection and segmentation heads consume).</summary>
         public Features ForwardFeatures(global::TorchSharp.torch.Tensor input)
         {

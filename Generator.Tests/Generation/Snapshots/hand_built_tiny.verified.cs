@@ -242,6 +242,65 @@ Params size (MB): 0.02
                 return x13;
             }
 
+            /// <summary>
+            /// Writes the network as an ONNX model: input <c>input</c> [N, 3, H, W], output <c>logits</c> [N, 3],
+            /// weights as initializers named by the state_dict, nodes named by layer. After <see cref="FuseForInference"/> it
+            /// writes the folded graph. A network in training mode is written with eval semantics, with a warning.
+            /// </summary>
+            /// <param name="path">The .onnx file to write (replaced whole, never half-written).</param>
+            /// <param name="opset">The ONNX opset: 11 to {global::ResNetGen.OnnxGraphBuilder.MaxOpset}.</param>
+            public global::ResNetGen.OnnxExport ExportOnnx(string path, int opset = 17)
+            {
+                var onnx = new global::ResNetGen.OnnxGraphBuilder("TinyNet", opset, 11, 3, true, 8, training);
+                var result = _fused ? OnnxFolded(onnx) : OnnxLayers(onnx);
+                return onnx.Save(path, result, "logits", 3);
+            }
+
+            private string OnnxLayers(global::ResNetGen.OnnxGraphBuilder onnx)
+            {
+                onnx.Conv("conv1", "input", "x1", conv1, 3, 1, 1, 1, 1);
+                onnx.BatchNorm("bn1", "x1", "x2", bn1);
+                onnx.Relu("relu.1", "x2", "x2_1");
+                onnx.Conv("layer1.0.conv1", "x2_1", "x3", layer1_0_conv1, 3, 1, 1, 1, 1);
+                onnx.BatchNorm("layer1.0.bn1", "x3", "x4", layer1_0_bn1);
+                onnx.Relu("relu.2", "x4", "x4_2");
+                onnx.Conv("layer1.0.conv2", "x4_2", "x5", layer1_0_conv2, 3, 1, 1, 1, 1);
+                onnx.BatchNorm("layer1.0.bn2", "x5", "x6", layer1_0_bn2);
+                onnx.Add("add.1", "x6", "x2_1", "x6_3");
+                onnx.Relu("relu.3", "x6_3", "x6_4");
+                onnx.Conv("layer2.0.conv1", "x6_4", "x7", layer2_0_conv1, 3, 2, 1, 1, 1);
+                onnx.BatchNorm("layer2.0.bn1", "x7", "x8", layer2_0_bn1);
+                onnx.Relu("relu.4", "x8", "x8_5");
+                onnx.Conv("layer2.0.conv2", "x8_5", "x9", layer2_0_conv2, 3, 1, 1, 1, 1);
+                onnx.BatchNorm("layer2.0.bn2", "x9", "x10", layer2_0_bn2);
+                onnx.ZeroPadShortcut("shortcut.1", "x6_4", "x11", 2, 8);
+                onnx.Add("add.2", "x10", "x11", "x10_6");
+                onnx.Relu("relu.5", "x10_6", "x10_7");
+                onnx.GlobalAveragePool("avgpool", "x10_7", "x12");
+                onnx.Linear("fc", "x12", "x13", fc);
+                return "x13";
+            }
+
+            private string OnnxFolded(global::ResNetGen.OnnxGraphBuilder onnx)
+            {
+                onnx.Conv("conv1", "input", "x2", _fused_conv1!, 3, 1, 1, 1, 1);
+                onnx.Relu("relu.1", "x2", "x2_1");
+                onnx.Conv("layer1.0.conv1", "x2_1", "x4", _fused_layer1_0_conv1!, 3, 1, 1, 1, 1);
+                onnx.Relu("relu.2", "x4", "x4_2");
+                onnx.Conv("layer1.0.conv2", "x4_2", "x6", _fused_layer1_0_conv2!, 3, 1, 1, 1, 1);
+                onnx.Add("add.1", "x6", "x2_1", "x6_3");
+                onnx.Relu("relu.3", "x6_3", "x6_4");
+                onnx.Conv("layer2.0.conv1", "x6_4", "x8", _fused_layer2_0_conv1!, 3, 2, 1, 1, 1);
+                onnx.Relu("relu.4", "x8", "x8_5");
+                onnx.Conv("layer2.0.conv2", "x8_5", "x10", _fused_layer2_0_conv2!, 3, 1, 1, 1, 1);
+                onnx.ZeroPadShortcut("shortcut.1", "x6_4", "x11", 2, 8);
+                onnx.Add("add.2", "x10", "x11", "x10_6");
+                onnx.Relu("relu.5", "x10_6", "x10_7");
+                onnx.GlobalAveragePool("avgpool", "x10_7", "x12");
+                onnx.Linear("fc", "x12", "x13", fc);
+                return "x13";
+            }
+
             /// <summary>Runs the stem and every stage, and returns each one's output (what detection and segmentation heads consume).</summary>
             public Features ForwardFeatures(global::TorchSharp.torch.Tensor input)
             {

@@ -607,6 +607,146 @@ Params size (MB): 46.76
             return x43;
         }
 
+        /// <summary>
+        /// Writes the network as an ONNX model: input <c>input</c> [N, 3, H, W], output <c>logits</c> [N, 1000],
+        /// weights as initializers named by the state_dict, nodes named by layer. After <see cref="FuseForInference"/> it
+        /// writes the folded graph. A network in training mode is written with eval semantics, with a warning.
+        /// </summary>
+        /// <param name="path">The .onnx file to write (replaced whole, never half-written).</param>
+        /// <param name="opset">The ONNX opset: 9 to {global::ResNetGen.OnnxGraphBuilder.MaxOpset}.</param>
+        public global::ResNetGen.OnnxExport ExportOnnx(string path, int opset = 17)
+        {
+            var onnx = new global::ResNetGen.OnnxGraphBuilder("ResNet18", opset, 9, 3, true, 224, training);
+            var result = _fused ? OnnxFolded(onnx) : OnnxLayers(onnx);
+            return onnx.Save(path, result, "logits", 1000);
+        }
+
+        private string OnnxLayers(global::ResNetGen.OnnxGraphBuilder onnx)
+        {
+            onnx.Conv("conv1", "input", "x1", conv1, 7, 2, 3, 1, 1);
+            onnx.BatchNorm("bn1", "x1", "x2", bn1);
+            onnx.Relu("relu.1", "x2", "x2_1");
+            onnx.MaxPool("maxpool", "x2_1", "x3");
+            onnx.Conv("layer1.0.conv1", "x3", "x4", layer1_0_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer1.0.bn1", "x4", "x5", layer1_0_bn1);
+            onnx.Relu("relu.2", "x5", "x5_2");
+            onnx.Conv("layer1.0.conv2", "x5_2", "x6", layer1_0_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer1.0.bn2", "x6", "x7", layer1_0_bn2);
+            onnx.Add("add.1", "x7", "x3", "x7_3");
+            onnx.Relu("relu.3", "x7_3", "x7_4");
+            onnx.Conv("layer1.1.conv1", "x7_4", "x8", layer1_1_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer1.1.bn1", "x8", "x9", layer1_1_bn1);
+            onnx.Relu("relu.4", "x9", "x9_5");
+            onnx.Conv("layer1.1.conv2", "x9_5", "x10", layer1_1_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer1.1.bn2", "x10", "x11", layer1_1_bn2);
+            onnx.Add("add.2", "x11", "x7_4", "x11_6");
+            onnx.Relu("relu.5", "x11_6", "x11_7");
+            onnx.Conv("layer2.0.conv1", "x11_7", "x12", layer2_0_conv1, 3, 2, 1, 1, 1);
+            onnx.BatchNorm("layer2.0.bn1", "x12", "x13", layer2_0_bn1);
+            onnx.Relu("relu.6", "x13", "x13_8");
+            onnx.Conv("layer2.0.conv2", "x13_8", "x14", layer2_0_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer2.0.bn2", "x14", "x15", layer2_0_bn2);
+            onnx.Conv("layer2.0.downsample.0", "x11_7", "x16", layer2_0_downsample_0, 1, 2, 0, 1, 1);
+            onnx.BatchNorm("layer2.0.downsample.1", "x16", "x17", layer2_0_downsample_1);
+            onnx.Add("add.3", "x15", "x17", "x15_9");
+            onnx.Relu("relu.7", "x15_9", "x15_10");
+            onnx.Conv("layer2.1.conv1", "x15_10", "x18", layer2_1_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer2.1.bn1", "x18", "x19", layer2_1_bn1);
+            onnx.Relu("relu.8", "x19", "x19_11");
+            onnx.Conv("layer2.1.conv2", "x19_11", "x20", layer2_1_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer2.1.bn2", "x20", "x21", layer2_1_bn2);
+            onnx.Add("add.4", "x21", "x15_10", "x21_12");
+            onnx.Relu("relu.9", "x21_12", "x21_13");
+            onnx.Conv("layer3.0.conv1", "x21_13", "x22", layer3_0_conv1, 3, 2, 1, 1, 1);
+            onnx.BatchNorm("layer3.0.bn1", "x22", "x23", layer3_0_bn1);
+            onnx.Relu("relu.10", "x23", "x23_14");
+            onnx.Conv("layer3.0.conv2", "x23_14", "x24", layer3_0_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer3.0.bn2", "x24", "x25", layer3_0_bn2);
+            onnx.Conv("layer3.0.downsample.0", "x21_13", "x26", layer3_0_downsample_0, 1, 2, 0, 1, 1);
+            onnx.BatchNorm("layer3.0.downsample.1", "x26", "x27", layer3_0_downsample_1);
+            onnx.Add("add.5", "x25", "x27", "x25_15");
+            onnx.Relu("relu.11", "x25_15", "x25_16");
+            onnx.Conv("layer3.1.conv1", "x25_16", "x28", layer3_1_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer3.1.bn1", "x28", "x29", layer3_1_bn1);
+            onnx.Relu("relu.12", "x29", "x29_17");
+            onnx.Conv("layer3.1.conv2", "x29_17", "x30", layer3_1_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer3.1.bn2", "x30", "x31", layer3_1_bn2);
+            onnx.Add("add.6", "x31", "x25_16", "x31_18");
+            onnx.Relu("relu.13", "x31_18", "x31_19");
+            onnx.Conv("layer4.0.conv1", "x31_19", "x32", layer4_0_conv1, 3, 2, 1, 1, 1);
+            onnx.BatchNorm("layer4.0.bn1", "x32", "x33", layer4_0_bn1);
+            onnx.Relu("relu.14", "x33", "x33_20");
+            onnx.Conv("layer4.0.conv2", "x33_20", "x34", layer4_0_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer4.0.bn2", "x34", "x35", layer4_0_bn2);
+            onnx.Conv("layer4.0.downsample.0", "x31_19", "x36", layer4_0_downsample_0, 1, 2, 0, 1, 1);
+            onnx.BatchNorm("layer4.0.downsample.1", "x36", "x37", layer4_0_downsample_1);
+            onnx.Add("add.7", "x35", "x37", "x35_21");
+            onnx.Relu("relu.15", "x35_21", "x35_22");
+            onnx.Conv("layer4.1.conv1", "x35_22", "x38", layer4_1_conv1, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer4.1.bn1", "x38", "x39", layer4_1_bn1);
+            onnx.Relu("relu.16", "x39", "x39_23");
+            onnx.Conv("layer4.1.conv2", "x39_23", "x40", layer4_1_conv2, 3, 1, 1, 1, 1);
+            onnx.BatchNorm("layer4.1.bn2", "x40", "x41", layer4_1_bn2);
+            onnx.Add("add.8", "x41", "x35_22", "x41_24");
+            onnx.Relu("relu.17", "x41_24", "x41_25");
+            onnx.GlobalAveragePool("avgpool", "x41_25", "x42");
+            onnx.Linear("fc", "x42", "x43", fc);
+            return "x43";
+        }
+
+        private string OnnxFolded(global::ResNetGen.OnnxGraphBuilder onnx)
+        {
+            onnx.Conv("conv1", "input", "x2", _fused_conv1!, 7, 2, 3, 1, 1);
+            onnx.Relu("relu.1", "x2", "x2_1");
+            onnx.MaxPool("maxpool", "x2_1", "x3");
+            onnx.Conv("layer1.0.conv1", "x3", "x5", _fused_layer1_0_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.2", "x5", "x5_2");
+            onnx.Conv("layer1.0.conv2", "x5_2", "x7", _fused_layer1_0_conv2!, 3, 1, 1, 1, 1);
+            onnx.Add("add.1", "x7", "x3", "x7_3");
+            onnx.Relu("relu.3", "x7_3", "x7_4");
+            onnx.Conv("layer1.1.conv1", "x7_4", "x9", _fused_layer1_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.4", "x9", "x9_5");
+            onnx.Conv("layer1.1.conv2", "x9_5", "x11", _fused_layer1_1_conv2!, 3, 1, 1, 1, 1);
+            onnx.Add("add.2", "x11", "x7_4", "x11_6");
+            onnx.Relu("relu.5", "x11_6", "x11_7");
+            onnx.Conv("layer2.0.conv1", "x11_7", "x13", _fused_layer2_0_conv1!, 3, 2, 1, 1, 1);
+            onnx.Relu("relu.6", "x13", "x13_8");
+            onnx.Conv("layer2.0.conv2", "x13_8", "x15", _fused_layer2_0_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer2.0.downsample.0", "x11_7", "x17", _fused_layer2_0_downsample_0!, 1, 2, 0, 1, 1);
+            onnx.Add("add.3", "x15", "x17", "x15_9");
+            onnx.Relu("relu.7", "x15_9", "x15_10");
+            onnx.Conv("layer2.1.conv1", "x15_10", "x19", _fused_layer2_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.8", "x19", "x19_11");
+            onnx.Conv("layer2.1.conv2", "x19_11", "x21", _fused_layer2_1_conv2!, 3, 1, 1, 1, 1);
+            onnx.Add("add.4", "x21", "x15_10", "x21_12");
+            onnx.Relu("relu.9", "x21_12", "x21_13");
+            onnx.Conv("layer3.0.conv1", "x21_13", "x23", _fused_layer3_0_conv1!, 3, 2, 1, 1, 1);
+            onnx.Relu("relu.10", "x23", "x23_14");
+            onnx.Conv("layer3.0.conv2", "x23_14", "x25", _fused_layer3_0_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer3.0.downsample.0", "x21_13", "x27", _fused_layer3_0_downsample_0!, 1, 2, 0, 1, 1);
+            onnx.Add("add.5", "x25", "x27", "x25_15");
+            onnx.Relu("relu.11", "x25_15", "x25_16");
+            onnx.Conv("layer3.1.conv1", "x25_16", "x29", _fused_layer3_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.12", "x29", "x29_17");
+            onnx.Conv("layer3.1.conv2", "x29_17", "x31", _fused_layer3_1_conv2!, 3, 1, 1, 1, 1);
+            onnx.Add("add.6", "x31", "x25_16", "x31_18");
+            onnx.Relu("relu.13", "x31_18", "x31_19");
+            onnx.Conv("layer4.0.conv1", "x31_19", "x33", _fused_layer4_0_conv1!, 3, 2, 1, 1, 1);
+            onnx.Relu("relu.14", "x33", "x33_20");
+            onnx.Conv("layer4.0.conv2", "x33_20", "x35", _fused_layer4_0_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer4.0.downsample.0", "x31_19", "x37", _fused_layer4_0_downsample_0!, 1, 2, 0, 1, 1);
+            onnx.Add("add.7", "x35", "x37", "x35_21");
+            onnx.Relu("relu.15", "x35_21", "x35_22");
+            onnx.Conv("layer4.1.conv1", "x35_22", "x39", _fused_layer4_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Relu("relu.16", "x39", "x39_23");
+            onnx.Conv("layer4.1.conv2", "x39_23", "x41", _fused_layer4_1_conv2!, 3, 1, 1, 1, 1);
+            onnx.Add("add.8", "x41", "x35_22", "x41_24");
+            onnx.Relu("relu.17", "x41_24", "x41_25");
+            onnx.GlobalAveragePool("avgpool", "x41_25", "x42");
+            onnx.Linear("fc", "x42", "x43", fc);
+            return "x43";
+        }
+
         /// <summary>Runs the stem and every stage, and returns each one's output (what detection and segmentation heads consume).</summary>
         public Features ForwardFeatures(global::TorchSharp.torch.Tensor input)
         {

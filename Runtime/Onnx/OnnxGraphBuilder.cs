@@ -1,0 +1,281 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using Google.Protobuf;
+using TorchSharp;
+using TorchSharp.Modules;
+
+namespace ResNetGen;
+
+/// <summary>What an ONNX export wrote.</summary>
+/// <param name="Path">The file.</param>
+/// <param name="Opset">The default-domain opset it declares.</param>
+/// <param name="Nodes">Graph nodes.</param>
+/// <param name="Initializers">Weight tensors stored in the file.</param>
+/// <param name="Warnings">Things the caller should know (e.g. a network exported from training mode).</param>
+public sealed record OnnxExport(string Path, int Opset, int Nodes, int Initializers, IReadOnlyList<string> Warnings);
+
+/// <summary>
+/// Builds an ONNX model (the protobuf messages of the ONNX specification, written with Google.Protobuf's
+/// <see cref="CodedOutputStream"/>) for generated networks' <c>ExportOnnx</c>: one call per layer, in forward order,
+/// with tensor names that follow the state_dict (initializers <c>layer1.0.conv1.weight</c>, nodes <c>layer1.0.conv1</c>).
+/// </summary>
+public sealed class OnnxGraphBuilder
+{
+    /// <summary>The highest opset this builder has been checked against.</summary>
+    public const int MaxOpset = 21;
+
+    private readonly string _graph;
+    private readonly int _opset;
+    private readonly long _inChannels;
+    private readonly bool _dynamicSpatial;
+    private readonly int _fixedSize;
+    private readonly List<ByteString> _nodes = new();
+    private readonly List<ByteString> _initializers = new();
+    private readonly List<string> _warnings = new();
+    private readonly HashSet<string> _names = new(StringComparer.Ordinal);
+
+    /// <param name="graph">The network's name.</param>
+    /// <param name="opset">The opset asked for.</param>
+    /// <param name="minimumOpset">The lowest opset whose operators this network's graph can be written with.</param>
+    /// <param name="inChannels">Input channels.</param>
+    /// <param name="dynamicSpatial">Whether height and width may vary; otherwise they are fixed at <paramref name="fixedSize"/>.</param>
+    /// <param name="fixedSize">The declared input size.</param>
+    /// <param name="training">Whether the network is in training mode (exported with eval semantics, with a warning).</param>
+    public OnnxGraphBuilder(string graph, int opset, int minimumOpset, long inChannels, bool dynamicSpatial, int fixedSize, bool training)
+    {
+        if (opset < minimumOpset)
+            throw new ArgumentOutOfRangeException(nameof(opset), opset,
+                $"{graph} needs ONNX opset {minimumOpset} or later (its graph uses {(minimumOpset >= 11 ? "Pad and Slice with tensor inputs for its parameter-free shortcuts" : "BatchNormalization-9 and Gemm")}); pass opset: {Math.Max(minimumOpset, 17)}.");
+        if (opset > MaxOpset)
+            throw new ArgumentOutOfRangeException(nameof(opset), opset, $"opset {opset} is newer than ResNetGen has been checked against ({MaxOpset}); pass opset: 17 (the default) or up to {MaxOpset}.");
+        _graph = graph;
+        _opset = opset;
+        _inChannels = inChannels;
+        _dynamicSpatial = dynamicSpatial;
+        _fixedSize = fixedSize;
+        if (training)
+            _warnings.Add($"{graph} was in training mode; it is exported with eval semantics (batch-norm uses its running statistics). Call eval() before exporting to silence this.");
+    }
+
+    /// <summary>A convolution (with its bias, if it has one) from <paramref name="input"/> to <paramref name="output"/>.</summary>
+    public void Conv(string name, string input, string output, Conv2d conv, long kernel, long stride, long padding, long dilation, long groups)
+    {
+        var inputs = new List<string> { input, Weight(name + ".weight", conv.weight!) };
+        if (conv.bias is { } bias) inputs.Add(Weight(name + ".bias", bias));
+        Node("Conv", name, inputs, output,
+            Ints("dilations", dilation, dilation), Int("group", groups), Ints("kernel_shape", kernel, kernel),
+            Ints("pads", padding, padding, padding, padding), Ints("strides", stride, stride));
+    }
+
+    /// <summary>Eval-mode batch-norm with the module's running statistics.</summary>
+    public void BatchNorm(string name, string input, string output, BatchNorm2d norm) =>
+        Node("BatchNormalization", name,
+            new[] { input, Weight(name + ".weight", norm.weight!), Weight(name + ".bias", norm.bias!), Weight(name + ".running_mean", norm.running_mean!), Weight(name + ".running_var", norm.running_var!) },
+            output, Float("epsilon", (float)norm.eps), Float("momentum", (float)(1 - (norm.momentum ?? 0.1))));
+
+    /// <summary>ReLU.</summary>
+    public void Relu(string name, string input, string output) => Node("Relu", name, new[] { input }, output);
+
+    /// <summary>The residual add.</summary>
+    public void Add(string name, string a, string b, string output) => Node("Add", name, new[] { a, b }, output);
+
+    /// <summary>The ImageNet stem's 3×3 stride-2 max-pool.</summary>
+    public void MaxPool(string name, string input, string output) =>
+        Node("MaxPool", name, new[] { input }, output, Ints("kernel_shape", 3, 3), Ints("pads", 1, 1, 1, 1), Ints("strides", 2, 2));
+
+    /// <summary>Option A: <c>x[:, :, ::stride, ::stride]</c> then zero channels appended.</summary>
+    public void ZeroPadShortcut(string name, string input, string output, long stride, long padChannels)
+    {
+        var source = input;
+        if (stride != 1)
+        {
+            source = output + "_sampled";
+            Node("Slice", name + ".subsample",
+                new[] { input, Constant(name + ".starts", 0, 0), Constant(name + ".ends", long.MaxValue, long.MaxValue), Constant(name + ".axes", 2, 3), Constant(name + ".steps", stride, stride) },
+                source);
+        }
+        PadChannels(name, source, output, padChannels);
+    }
+
+    /// <summary>Option A with average pooling: zero channels appended, then 2×2 average pooling where the stride is 2.</summary>
+    public void AvgPoolZeroPadShortcut(string name, string input, string output, long stride, long padChannels)
+    {
+        if (stride == 1)
+        {
+            PadChannels(name, input, output, padChannels);
+            return;
+        }
+        var padded = output + "_padded";
+        PadChannels(name, input, padded, padChannels);
+        Node("AveragePool", name + ".pool", new[] { padded }, output, Ints("kernel_shape", stride, stride), Ints("strides", stride, stride));
+    }
+
+    private void PadChannels(string name, string input, string output, long padChannels) =>
+        Node("Pad", name + ".pad", new[] { input, Constant(name + ".pads", 0, 0, 0, 0, 0, padChannels, 0, 0) }, output, Str("mode", "constant"));
+
+    /// <summary>Global average pooling to [N, C].</summary>
+    public void GlobalAveragePool(string name, string input, string output)
+    {
+        Node("GlobalAveragePool", name, new[] { input }, output + "_4d");
+        Node("Flatten", name + ".flatten", new[] { output + "_4d" }, output, Int("axis", 1));
+    }
+
+    /// <summary>The classifier, as Gemm with the weight transposed.</summary>
+    public void Linear(string name, string input, string output, Linear linear) =>
+        Node("Gemm", name, new[] { input, Weight(name + ".weight", linear.weight!), Weight(name + ".bias", linear.bias!) }, output, Int("transB", 1));
+
+    /// <summary>Writes the model (to a file beside <paramref name="path"/>, then renamed into place) and reports on it.</summary>
+    public OnnxExport Save(string path, string result, string outputName, long outputFeatures)
+    {
+        Node("Identity", "output", new[] { result }, outputName);
+        var graph = Message(g =>
+        {
+            foreach (var node in _nodes) g.Bytes(1, node);
+            g.String(2, _graph);
+            foreach (var init in _initializers) g.Bytes(5, init);
+            g.Bytes(11, ValueInfo("input", "N", _inChannels, _dynamicSpatial ? "H" : null, _dynamicSpatial ? "W" : null));
+            g.Bytes(12, ValueInfo(outputName, "N", outputFeatures, null, null, rank2: true));
+        });
+        var model = Message(m =>
+        {
+            m.Int64(1, IrVersion(_opset));
+            m.String(2, "ResNetGen");
+            m.String(3, typeof(OnnxGraphBuilder).Assembly.GetName().Version?.ToString(3) ?? "0");
+            m.Bytes(7, graph);
+            m.Bytes(8, Message(o => { o.String(1, ""); o.Int64(2, _opset); }));
+        });
+
+        var full = System.IO.Path.GetFullPath(path);
+        var temp = full + ".tmp-" + Guid.NewGuid().ToString("N").Substring(0, 8);
+        try
+        {
+            File.WriteAllBytes(temp, model.ToByteArray());
+            File.Move(temp, full, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"cannot write the ONNX model to {path}: {e.Message}", e);
+        }
+        finally
+        {
+            if (File.Exists(temp)) File.Delete(temp);
+        }
+        return new OnnxExport(full, _opset, _nodes.Count, _initializers.Count, _warnings);
+    }
+
+    private static long IrVersion(int opset) => opset switch
+    {
+        <= 9 => 4,
+        10 => 5,
+        11 => 6,
+        <= 14 => 7,
+        <= 18 => 8,
+        <= 20 => 9,
+        _ => 10,
+    };
+
+    // ---- protobuf messages, field numbers from onnx.proto ----
+
+    private sealed class Writer
+    {
+        public readonly MemoryStream Stream = new();
+        public readonly CodedOutputStream Coded;
+        public Writer() => Coded = new CodedOutputStream(Stream);
+        public void Tag(int field, WireFormat.WireType type) => Coded.WriteTag(field, type);
+        public void Int64(int field, long value) { Tag(field, WireFormat.WireType.Varint); Coded.WriteInt64(value); }
+        public void Float(int field, float value) { Tag(field, WireFormat.WireType.Fixed32); Coded.WriteFloat(value); }
+        public void String(int field, string value) { Tag(field, WireFormat.WireType.LengthDelimited); Coded.WriteString(value); }
+        public void Bytes(int field, ByteString value) { Tag(field, WireFormat.WireType.LengthDelimited); Coded.WriteBytes(value); }
+    }
+
+    private static ByteString Message(Action<Writer> write)
+    {
+        var w = new Writer();
+        write(w);
+        w.Coded.Flush();
+        return ByteString.CopyFrom(w.Stream.GetBuffer(), 0, (int)w.Stream.Length);
+    }
+
+    private delegate void Attribute(Writer w);
+
+    // AttributeProto: name = 1, f = 2, i = 3, s = 4, ints = 8, type = 20 (FLOAT = 1, INT = 2, STRING = 3, INTS = 7).
+    private static Attribute Int(string name, long value) => w => w.Bytes(5, Message(a => { a.String(1, name); a.Int64(3, value); a.Int64(20, 2); }));
+
+    private static Attribute Float(string name, float value) => w => w.Bytes(5, Message(a => { a.String(1, name); a.Float(2, value); a.Int64(20, 1); }));
+
+    private static Attribute Str(string name, string value) => w => w.Bytes(5, Message(a => { a.String(1, name); a.Bytes(4, ByteString.CopyFromUtf8(value)); a.Int64(20, 3); }));
+
+    private static Attribute Ints(string name, params long[] values) => w => w.Bytes(5, Message(a =>
+    {
+        a.String(1, name);
+        foreach (var v in values) a.Int64(8, v);
+        a.Int64(20, 7);
+    }));
+
+    // NodeProto: input = 1, output = 2, name = 3, op_type = 4, attribute = 5.
+    private void Node(string opType, string name, IEnumerable<string> inputs, string output, params Attribute[] attributes)
+    {
+        if (!_names.Add("node:" + name)) throw new InvalidOperationException($"two ONNX nodes are named {name}");
+        _nodes.Add(Message(n =>
+        {
+            foreach (var input in inputs) n.String(1, input);
+            n.String(2, output);
+            n.String(3, name);
+            n.String(4, opType);
+            foreach (var attribute in attributes) attribute(n);
+        }));
+    }
+
+    // TensorProto: dims = 1, data_type = 2 (FLOAT = 1, INT64 = 7), name = 8, raw_data = 9 (little-endian).
+    private string Weight(string name, torch.Tensor tensor)
+    {
+        if (!_names.Add("tensor:" + name)) throw new InvalidOperationException($"two ONNX initializers are named {name}");
+        using var cpu = tensor.detach().to(torch.float32).cpu().contiguous();
+        var bytes = cpu.numel() == 0 ? Array.Empty<byte>() : cpu.bytes.ToArray();
+        _initializers.Add(Message(t =>
+        {
+            foreach (var d in cpu.shape) t.Int64(1, d);
+            t.Int64(2, 1);
+            t.String(8, name);
+            t.Bytes(9, ByteString.CopyFrom(bytes));
+        }));
+        return name;
+    }
+
+    private string Constant(string name, params long[] values)
+    {
+        if (!_names.Add("tensor:" + name)) throw new InvalidOperationException($"two ONNX initializers are named {name}");
+        var bytes = new byte[values.Length * 8];
+        for (var i = 0; i < values.Length; i++) BitConverter.TryWriteBytes(bytes.AsSpan(i * 8), values[i]);
+        _initializers.Add(Message(t =>
+        {
+            t.Int64(1, values.Length);
+            t.Int64(2, 7);
+            t.String(8, name);
+            t.Bytes(9, ByteString.CopyFrom(bytes));
+        }));
+        return name;
+    }
+
+    // ValueInfoProto: name = 1, type = 2; TypeProto.tensor_type = 1 { elem_type = 1, shape = 2 };
+    // TensorShapeProto.dim = 1 { dim_value = 1, dim_param = 2 }.
+    private ByteString ValueInfo(string name, string batch, long channels, string? height, string? width, bool rank2 = false) =>
+        Message(v =>
+        {
+            v.String(1, name);
+            v.Bytes(2, Message(type => type.Bytes(1, Message(tensor =>
+            {
+                tensor.Int64(1, 1);
+                tensor.Bytes(2, Message(shape =>
+                {
+                    shape.Bytes(1, Message(d => d.String(2, batch)));
+                    shape.Bytes(1, Message(d => d.Int64(1, channels)));
+                    if (rank2) return;
+                    shape.Bytes(1, Message(d => { if (height is null) d.Int64(1, _fixedSize); else d.String(2, height); }));
+                    shape.Bytes(1, Message(d => { if (width is null) d.Int64(1, _fixedSize); else d.String(2, width); }));
+                }));
+            }))));
+        });
+}
