@@ -38,7 +38,7 @@ public sealed class Case : IDisposable
     {
         "mm-2048",
         "resnet50-infer/peer", "resnet50-infer/generated", "resnet50-infer/generated-inference-mode",
-        "resnet50-infer/generated-fused", "resnet50-infer/generated-fused-inference-mode",
+        "resnet50-infer/generated-fused", "resnet50-infer/generated-fused-inference-mode", "resnet50-infer/onnxruntime",
         "resnet50-train/peer-scope", "resnet50-train/peer-no-scope", "resnet50-train/generated",
         "resnet20-train/peer-scope", "resnet20-train/peer-no-scope", "resnet20-train/generated",
         "generator/resnet152", "generator/resnet1202",
@@ -159,6 +159,20 @@ public sealed class Case : IDisposable
                     generated.call(input).Dispose();
                 });
                 break;
+            case "onnxruntime":
+            {
+                // The same weights exported (folded) and served by ONNX Runtime's CPU provider, threads as it defaults.
+                generated.FuseForInference();
+                var path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"resnetgen-bench-{Environment.ProcessId}.onnx");
+                generated.ExportOnnx(path);
+                var session = new Microsoft.ML.OnnxRuntime.InferenceSession(path);
+                System.IO.File.Delete(path);
+                var data = new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>(input.data<float>().ToArray(), new[] { batch, 3, 224, 224 });
+                var inputs = new[] { Microsoft.ML.OnnxRuntime.NamedOnnxValue.CreateFromTensor("input", data) };
+                c = new Case(name, gflop, () => session.Run(inputs).Dispose());
+                c._owned.Add(session);
+                break;
+            }
             default:
                 throw new ArgumentException($"unknown variant '{variant}'");
         }
