@@ -215,6 +215,10 @@ internal static class Interleaved
                     {
                         var index = (round + k) % created.Count;
                         created[index].Run(); // back in its own steady state (allocator caches) before it is timed
+                        // Tensors a case leaks (the peer without a DisposeScope) go only when finalizers run: run them
+                        // here, untimed, or the leaks of many rounds exhaust the machine's memory.
+                        GC.Collect();
+                        GC.WaitForPendingFinalizers();
                         var clock = Stopwatch.StartNew();
                         created[index].Run();
                         times[members[index]] = clock.Elapsed.TotalMilliseconds;
