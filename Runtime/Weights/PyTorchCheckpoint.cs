@@ -53,15 +53,7 @@ public static class PyTorchCheckpoint
     /// </summary>
     public static LoadReport Load(torch.nn.Module module, string path, bool strict = true)
     {
-        var tensors = Read(path);
-        try
-        {
-            return StateDictLoader.Apply(module, tensors, strict, path);
-        }
-        finally
-        {
-            foreach (var tensor in tensors.Values) tensor.Dispose();
-        }
+        return StateDictLoader.ApplyAndDispose(module, Read(path), strict, path);
     }
 
     private static Dictionary<string, torch.Tensor> ReadArchive(ZipArchive zip, string path)

@@ -156,15 +156,7 @@ public static class Safetensors
     /// </summary>
     public static LoadReport Load(torch.nn.Module module, string path, bool strict = true)
     {
-        var tensors = Read(path);
-        try
-        {
-            return StateDictLoader.Apply(module, tensors, strict, path);
-        }
-        finally
-        {
-            foreach (var tensor in tensors.Values) tensor.Dispose();
-        }
+        return StateDictLoader.ApplyAndDispose(module, Read(path), strict, path);
     }
 
     /// <summary>Saves <paramref name="module"/>'s state_dict (torchvision's keys, buffers included).</summary>

@@ -8,6 +8,19 @@ namespace ResNetGen;
 /// <summary>Copies a file's tensors into a module's state_dict, after checking every key, shape and dtype first.</summary>
 internal static class StateDictLoader
 {
+    /// <summary>Applies the tensors a reader produced, then disposes them whatever happens.</summary>
+    public static LoadReport ApplyAndDispose(torch.nn.Module module, Dictionary<string, torch.Tensor> file, bool strict, string path)
+    {
+        try
+        {
+            return Apply(module, file, strict, path);
+        }
+        finally
+        {
+            foreach (var tensor in file.Values) tensor.Dispose();
+        }
+    }
+
     public static LoadReport Apply(torch.nn.Module module, IReadOnlyDictionary<string, torch.Tensor> file, bool strict, string path)
     {
         if (module is null) throw new ArgumentNullException(nameof(module));
