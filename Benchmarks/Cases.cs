@@ -15,17 +15,23 @@ public sealed class Case : IDisposable
 {
     private readonly List<IDisposable> _owned = new();
 
-    private Case(string name, double gflopPerRun, Action run)
+    private Case(string name, Action run)
     {
         Name = name;
-        GflopPerRun = gflopPerRun;
         Run = run;
     }
 
     public string Name { get; }
 
-    /// <summary>Floating-point work of one run, in GFLOP (2 per multiply-add; a training step counts 3 passes).</summary>
-    public double GflopPerRun { get; }
+    /// <summary>Nominal floating-point work of one run of a case, in GFLOP (2 per multiply-add; a training step counts 3 passes).</summary>
+    public static double Gflop(string name) => name.Split('/')[0] switch
+    {
+        "mm-2048" => 2.0 * 2048 * 2048 * 2048 / 1e9,
+        "resnet50-infer" => 2.0 * ResNet50.MultAdds * 8 / 1e9,
+        "resnet50-train" => 3 * 2.0 * ResNet50.MultAdds * 8 / 1e9,
+        "resnet20-train" => 3 * 2.0 * ResNet20.MultAdds * 128 / 1e9,
+        _ => double.NaN,
+    };
 
     public Action Run { get; }
 
@@ -54,16 +60,16 @@ public sealed class Case : IDisposable
             {
                 var a = torch.randn(2048, 2048);
                 var b = torch.randn(2048, 2048);
-                var c = new Case(name, 2.0 * 2048 * 2048 * 2048 / 1e9, () => torch.mm(a, b).Dispose());
+                var c = new Case(name, () => torch.mm(a, b).Dispose());
                 c._owned.AddRange(new IDisposable[] { a, b });
                 return c;
             }
             case "resnet50-infer":
                 return Inference(name, variant);
             case "resnet50-train":
-                return Training(name, variant, () => new ResNet50(), () => PeerResNet.ResNet50(), batch: 8, size: 224, classes: 1000, ResNet50.MultAdds);
+                return Training(name, variant, () => new ResNet50(), () => PeerResNet.ResNet50(), batch: 8, size: 224, classes: 1000);
             case "resnet20-train":
-                return Training(name, variant, () => new ResNet20(), () => PeerResNet.ResNet20(), batch: 128, size: 32, classes: 10, ResNet20.MultAdds);
+                return Training(name, variant, () => new ResNet20(), () => PeerResNet.ResNet20(), batch: 128, size: 32, classes: 10);
             case "generator":
                 return Generator(name, variant);
             default:
@@ -86,7 +92,7 @@ public sealed class Case : IDisposable
             .Append(typeof(ResNetAttribute).Assembly.Location)
             .Select(p => Microsoft.CodeAnalysis.MetadataReference.CreateFromFile(p));
         var compilation = Microsoft.CodeAnalysis.CSharp.CSharpCompilation.Create("User", new[] { tree }, references);
-        return new Case(name, double.NaN, () =>
+        return new Case(name, () =>
         {
             var driver = Microsoft.CodeAnalysis.CSharp.CSharpGeneratorDriver.Create(new ResNetGen.Generator.ResNetGenerator());
             var result = driver.RunGenerators(compilation).GetRunResult();
@@ -111,7 +117,6 @@ public sealed class Case : IDisposable
         var input = torch.randn(batch, 3, 224, 224);
         var generated = new ResNet50();
         generated.eval();
-        var gflop = 2.0 * ResNet50.MultAdds * batch / 1e9;
         Case c;
         switch (variant)
         {
@@ -120,7 +125,7 @@ public sealed class Case : IDisposable
                 var peer = PeerResNet.ResNet50();
                 SameWeights(generated, peer);
                 peer.eval();
-                c = new Case(name, gflop, () =>
+                c = new Case(name, () =>
                 {
                     using var scope = torch.NewDisposeScope();
                     using var noGrad = torch.no_grad();
@@ -130,14 +135,14 @@ public sealed class Case : IDisposable
                 break;
             }
             case "generated":
-                c = new Case(name, gflop, () =>
+                c = new Case(name, () =>
                 {
                     using var noGrad = torch.no_grad();
                     generated.call(input).Dispose();
                 });
                 break;
             case "generated-inference-mode":
-                c = new Case(name, gflop, () =>
+                c = new Case(name, () =>
                 {
                     using var mode = torch.inference_mode();
                     generated.call(input).Dispose();
@@ -145,7 +150,7 @@ public sealed class Case : IDisposable
                 break;
             case "generated-fused":
                 generated.FuseForInference();
-                c = new Case(name, gflop, () =>
+                c = new Case(name, () =>
                 {
                     using var noGrad = torch.no_grad();
                     generated.call(input).Dispose();
@@ -153,7 +158,7 @@ public sealed class Case : IDisposable
                 break;
             case "generated-fused-inference-mode":
                 generated.FuseForInference();
-                c = new Case(name, gflop, () =>
+                c = new Case(name, () =>
                 {
                     using var mode = torch.inference_mode();
                     generated.call(input).Dispose();
@@ -169,7 +174,7 @@ public sealed class Case : IDisposable
                 System.IO.File.Delete(path);
                 var data = new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>(input.data<float>().ToArray(), new[] { batch, 3, 224, 224 });
                 var inputs = new[] { Microsoft.ML.OnnxRuntime.NamedOnnxValue.CreateFromTensor("input", data) };
-                c = new Case(name, gflop, () => session.Run(inputs).Dispose());
+                c = new Case(name, () => session.Run(inputs).Dispose());
                 c._owned.Add(session);
                 break;
             }
@@ -181,7 +186,7 @@ public sealed class Case : IDisposable
     }
 
     private static Case Training(string name, string variant, Func<torch.nn.Module<Tensor, Tensor>> createGenerated,
-        Func<torch.nn.Module<Tensor, Tensor>> createPeer, int batch, int size, int classes, long multAdds)
+        Func<torch.nn.Module<Tensor, Tensor>> createPeer, int batch, int size, int classes)
     {
         var input = torch.randn(batch, 3, size, size);
         var labels = torch.randint(0, classes, new long[] { batch });
@@ -195,7 +200,6 @@ public sealed class Case : IDisposable
         }
         network.train();
         var optimizer = torch.optim.SGD(network.parameters(), 0.01, momentum: 0.9);
-        var gflop = 3 * 2.0 * multAdds * batch / 1e9; // forward, and a backward of about twice its work
         Action step = variant switch
         {
             "peer-scope" => () =>
@@ -216,7 +220,7 @@ public sealed class Case : IDisposable
                 optimizer.step();
             },
         };
-        var c = new Case(name, gflop, step);
+        var c = new Case(name, step);
         c._owned.AddRange(new IDisposable[] { optimizer, network, input, labels });
         return c;
     }

@@ -248,7 +248,7 @@ internal static class Report
     public static string Table(IReadOnlyList<string> cases, Dictionary<string, double> medians, Dictionary<string, double> ratios,
         Dictionary<string, double> memory, int rounds)
     {
-        var peak = medians.TryGetValue("mm-2048", out var mm) ? Gflop("mm-2048") / (mm / 1e3) : double.NaN;
+        var peak = medians.TryGetValue("mm-2048", out var mm) ? Case.Gflop("mm-2048") / (mm / 1e3) : double.NaN;
         var sb = new StringBuilder();
         sb.AppendLine($"Machine: {Environment.ProcessorCount} logical cores, {RuntimeInfo()}; torch threads: {TorchSharp.torch.get_num_threads()}.");
         sb.AppendLine(FormattableString.Invariant($"Peak: torch.mm 2048×2048 at {peak:0.0} GFLOP/s."));
@@ -266,7 +266,7 @@ internal static class Report
             var family = name.Split('/')[0];
             var peerName = cases.FirstOrDefault(c => c == family + "/peer" || c == family + "/peer-scope");
             var medianRatio = peerName is not null && medians.TryGetValue(peerName, out var peerMs) ? (ms / peerMs).ToString("0.00", CultureInfo.InvariantCulture) : "—";
-            var gflops = Gflop(name) / (ms / 1e3);
+            var gflops = Case.Gflop(name) / (ms / 1e3);
             var mem = memory.TryGetValue(name, out var mb) ? mb.ToString("0", CultureInfo.InvariantCulture) : "—";
             sb.AppendLine(double.IsNaN(gflops)
                 ? FormattableString.Invariant($"| {name} | {ms:0.0} | — | — | — | — | — |")
@@ -275,14 +275,6 @@ internal static class Report
         return sb.ToString();
     }
 
-    private static double Gflop(string name) => name.Split('/')[0] switch
-    {
-        "mm-2048" => 2.0 * 2048 * 2048 * 2048 / 1e9,
-        "resnet50-infer" => 2.0 * ResNet50.MultAdds * 8 / 1e9,
-        "resnet50-train" => 3 * 2.0 * ResNet50.MultAdds * 8 / 1e9,
-        "resnet20-train" => 3 * 2.0 * ResNet20.MultAdds * 128 / 1e9,
-        _ => double.NaN,
-    };
 
     private static string RuntimeInfo() => $"{System.Runtime.InteropServices.RuntimeInformation.OSDescription.Trim()}, .NET {Environment.Version}";
 }
