@@ -111,7 +111,7 @@ internal static class Emitter
             {
                 var path = string.Join(".", parts, 0, depth);
                 if (!registered.Add(path)) continue;
-                var local = "g_" + path.Replace('.', '_');
+                var local = "g_" + ModulePlan.FieldOf(path);
                 groups.Add(local);
                 w.Line($"var {local} = new global::ResNetGen.ModuleGroup(\"{path}\");");
                 w.Line(depth == 1
@@ -186,11 +186,7 @@ internal static class Emitter
         w.Line("DropFusion();");
         foreach (var f in plan.Fusions)
         {
-            var conv = convs[f.Conv];
-            var create = $"{Nn}.Conv2d({I(conv.InFeatures)}, {I(conv.OutFeatures)}, {I(conv.Kernel)}, stride: {I(conv.Stride)}"
-                         + (conv.Padding != 0 ? $", padding: {I(conv.Padding)}" : "")
-                         + $", dilation: {I(conv.Dilation)}, groups: {I(conv.Groups)}, bias: true)";
-            w.Line($"{FusedField(f.Conv)} = global::ResNetGen.Fusion.Fold({Field(f.Conv)}, {Field(f.Norm)}, {create});");
+            w.Line($"{FusedField(f.Conv)} = global::ResNetGen.Fusion.Fold({ModulePlan.FieldOf(f.Conv)}, {ModulePlan.FieldOf(f.Norm)}, {CreateConv(convs[f.Conv], bias: true)});");
         }
         w.Line("_fused = true;");
         w.Close();
@@ -216,7 +212,8 @@ internal static class Emitter
 
     private static void Onnx(SourceWriter w, NetworkPlan plan)
     {
-        var shortcuts = plan.Ops.Any(o => o.Kind is OpKind.ZeroPadShortcut or OpKind.AvgPoolZeroPadShortcut);
+        // Slice and Pad with tensor inputs (the parameter-free shortcuts) need opset 11; the rest, 9.
+        var minimumOpset = plan.Ops.Any(o => o.Kind is OpKind.ZeroPadShortcut or OpKind.AvgPoolZeroPadShortcut) ? 11 : 9;
         var dynamicSpatial = !plan.Ops.Any(o => o.Kind == OpKind.AvgPoolZeroPadShortcut);
         var output = plan.NumClasses > 0 ? "logits" : "features";
         w.Line("/// <summary>");
@@ -225,9 +222,9 @@ internal static class Emitter
         w.Line("/// writes the folded graph. A network in training mode is written with eval semantics, with a warning.");
         w.Line("/// </summary>");
         w.Line($"/// <param name=\"path\">The .onnx file to write (replaced whole, never half-written).</param>");
-        w.Line($"/// <param name=\"opset\">The ONNX opset: {(shortcuts ? 11 : 9)} to {{global::ResNetGen.OnnxGraphBuilder.MaxOpset}}.</param>");
+        w.Line($"/// <param name=\"opset\">The ONNX opset: {I(minimumOpset)} to {{global::ResNetGen.OnnxGraphBuilder.MaxOpset}}.</param>");
         w.Open($"public global::ResNetGen.OnnxExport ExportOnnx(string path, int opset = 17)");
-        w.Line($"var onnx = new global::ResNetGen.OnnxGraphBuilder(\"{plan.Target.Name}\", opset, {(shortcuts ? 11 : 9)}, {I(plan.InChannels)}, {(dynamicSpatial ? "true" : "false")}, {I(plan.InputSize)}, training);");
+        w.Line($"var onnx = new global::ResNetGen.OnnxGraphBuilder(\"{plan.Target.Name}\", opset, {I(minimumOpset)}, {I(plan.InChannels)}, {(dynamicSpatial ? "true" : "false")}, {I(plan.InputSize)}, training);");
         w.Line($"var result = _fused ? OnnxFolded(onnx) : OnnxLayers(onnx);");
         w.Line($"return onnx.Save(path, result, \"{output}\", {I(plan.OutputShape.Channels)});");
         w.Close();
@@ -297,9 +294,7 @@ internal static class Emitter
         w.Line();
     }
 
-    private static string Field(string path) => path.Replace('.', '_');
-
-    private static string FusedField(string path) => "_fused_" + Field(path);
+    private static string FusedField(string path) => "_fused_" + ModulePlan.FieldOf(path);
 
     private static void ForwardFeatures(SourceWriter w, NetworkPlan plan)
     {
@@ -345,7 +340,7 @@ internal static class Emitter
         var result = Var(op.Result);
         string code = op.Kind switch
         {
-            OpKind.Call => $"var {result} = {op.Module!.Replace('.', '_')}.forward({x});",
+            OpKind.Call => $"var {result} = {ModulePlan.FieldOf(op.Module!)}.forward({x});",
             OpKind.ReluInPlace => $"{x}.relu_();",
             OpKind.AddInPlace => $"{x}.add_({Var(op.Other)});",
             OpKind.MaxPool => $"var {result} = {Nn}.functional.max_pool2d({x}, 3, 2, 1);",
@@ -368,13 +363,16 @@ internal static class Emitter
 
     private static string Create(ModulePlan m) => m.Kind switch
     {
-        // padding: 0 is left out: a literal 0 would also convert to TorchSharp's Padding enum and make the call ambiguous.
-        ModuleKind.Conv2d => $"{Nn}.Conv2d({I(m.InFeatures)}, {I(m.OutFeatures)}, {I(m.Kernel)}, stride: {I(m.Stride)}"
-                             + (m.Padding != 0 ? $", padding: {I(m.Padding)}" : "")
-                             + $", dilation: {I(m.Dilation)}, groups: {I(m.Groups)}, bias: false)",
+        ModuleKind.Conv2d => CreateConv(m, bias: false),
         ModuleKind.BatchNorm2d => $"{Nn}.BatchNorm2d({I(m.OutFeatures)})",
         _ => $"{Nn}.Linear({I(m.InFeatures)}, {I(m.OutFeatures)})",
     };
+
+    // padding: 0 is left out: a literal 0 would also convert to TorchSharp's Padding enum and make the call ambiguous.
+    private static string CreateConv(ModulePlan m, bool bias) =>
+        $"{Nn}.Conv2d({I(m.InFeatures)}, {I(m.OutFeatures)}, {I(m.Kernel)}, stride: {I(m.Stride)}"
+        + (m.Padding != 0 ? $", padding: {I(m.Padding)}" : "")
+        + $", dilation: {I(m.Dilation)}, groups: {I(m.Groups)}, bias: {(bias ? "true" : "false")})";
 
     private static string Describe(ModulePlan m) => m.Kind switch
     {

@@ -40,7 +40,10 @@ internal sealed record ModulePlan(
     Shape Output = default)
 {
     /// <summary>The C# field that holds it: the path with '.' replaced by '_'.</summary>
-    public string FieldName => Path.Replace('.', '_');
+    public string FieldName => FieldOf(Path);
+
+    /// <summary>The C# field for a state_dict path.</summary>
+    public static string FieldOf(string path) => path.Replace('.', '_');
 }
 
 internal enum OpKind
