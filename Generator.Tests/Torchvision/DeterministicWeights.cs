@@ -58,7 +58,15 @@ public static class DeterministicWeights
         return u.Select(v => (float)rule(v)).ToArray();
     }
 
-    public static torch.Tensor Input() => torch.tensor(Uniform("input", InputShape.Aggregate(1L, (a, b) => a * b)).Select(v => (float)v).ToArray(), InputShape);
+    /// <summary>The deterministic input of the reference scripts ([2, 3, 64, 64] unless another shape is given).</summary>
+    public static torch.Tensor Input(params long[] shape)
+    {
+        if (shape.Length == 0) shape = InputShape;
+        return torch.tensor(Uniform("input", shape.Aggregate(1L, (a, b) => a * b)).Select(v => (float)v).ToArray(), shape);
+    }
+
+    /// <summary>Tensors alive on this thread, for checking that a forward pass leaks none.</summary>
+    public static long LiveTensors => DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount;
 
     /// <summary>Overwrites every float tensor of the module's state_dict with its deterministic values.</summary>
     public static void Apply(torch.nn.Module module)

@@ -11,8 +11,6 @@ namespace ResNetGen.Generator.Tests.Torchvision;
 /// <summary>Generated forwards at run time: shapes, exact tensor lifetimes, the input check, feature maps.</summary>
 public class ForwardTests
 {
-    private static long LiveTensors => DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount;
-
     [Fact]
     public void Forward_on_a_small_input_gives_logits()
     {
@@ -33,7 +31,7 @@ public class ForwardTests
         using var network = new ResNet50();
         network.train(training);
         using var input = torch.randn(2, 3, 64, 64);
-        var before = LiveTensors;
+        var before = DeterministicWeights.LiveTensors;
         var output = network.call(input);
         if (training)
         {
@@ -41,7 +39,7 @@ public class ForwardTests
             loss.backward();
         }
         output.Dispose();
-        Assert.Equal(before, LiveTensors);
+        Assert.Equal(before, DeterministicWeights.LiveTensors);
         network.zero_grad();
     }
 

@@ -6,8 +6,6 @@ namespace ResNetGen.Generator.Tests.Torchvision;
 /// <summary>FuseForInference: batch-norm folded into the convolution before it, outputs unchanged.</summary>
 public class FusionTests
 {
-    private static long LiveTensors => DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount;
-
     [Theory]
     [InlineData("resnet50")]
     [InlineData("resnext50_32x4d")]
@@ -36,9 +34,9 @@ public class FusionTests
         using var input = torch.randn(2, 3, 64, 64);
         using (torch.no_grad())
         {
-            var before = LiveTensors;
+            var before = DeterministicWeights.LiveTensors;
             network.call(input).Dispose();
-            Assert.Equal(before, LiveTensors);
+            Assert.Equal(before, DeterministicWeights.LiveTensors);
         }
         Assert.True(network.IsFused);
         network.train();

@@ -16,8 +16,7 @@ public class PyTorchCheckpointTests : IDisposable
 
     public void Dispose() => _kit.Dispose();
 
-    private static torch.Tensor Input() =>
-        torch.tensor(DeterministicWeights.Uniform("input", 2 * 3 * 8 * 8).Select(v => (float)v).ToArray(), new long[] { 2, 3, 8, 8 });
+    private static torch.Tensor Input() => DeterministicWeights.Input(2, 3, 8, 8);
 
     [Theory]
     [InlineData("tiny_resnet.pth", "tiny_resnet.eval.bin")]

@@ -77,7 +77,7 @@ public class SafetensorsTests : IDisposable
         using var network = new TinyResNet();
         Safetensors.Load(network, WeightTestKit.Reference("tiny_resnet.safetensors"));
         network.eval();
-        using var input = torch.tensor(DeterministicWeights.Uniform("input", 2 * 3 * 8 * 8).Select(v => (float)v).ToArray(), new long[] { 2, 3, 8, 8 });
+        using var input = DeterministicWeights.Input(2, 3, 8, 8);
         using var noGrad = torch.no_grad();
         using var output = network.call(input);
         TorchvisionFamilyTests.AssertClose(DeterministicWeights.ReadFloats("tiny_resnet.eval.bin"), output, "tiny_resnet.safetensors");
