@@ -131,14 +131,14 @@ public class ForwardTests
             Assert.Equal(1, forward.ToString().Split(local + ".Dispose();").Length - 1);
         }
         Assert.DoesNotContain("input.Dispose()", forward.ToString());
-        // 53 convolutions (4 of them downsample projections), 53 batch-norms, max-pool, average pool and the
-        // classifier each make one tensor; ReLU and the residual add work in place.
-        Assert.Equal(53 + 53 + 3, locals.Count);
+        // The input's compute-layout handle, then 53 convolutions (4 of them downsample projections), 53 batch-norms,
+        // max-pool, average pool and the classifier each make one tensor; ReLU and the residual add work in place.
+        Assert.Equal(1 + 53 + 53 + 3, locals.Count);
 
         // The folded forward: each convolution and its batch-norm are one step.
         var fused = root.DescendantNodes().OfType<MethodDeclarationSyntax>().Single(m => m.Identifier.Text == "ForwardFused");
         Assert.Empty(fused.DescendantNodes().OfType<ForStatementSyntax>());
-        Assert.Equal(53 + 3, fused.DescendantNodes().OfType<VariableDeclaratorSyntax>().Count());
+        Assert.Equal(1 + 53 + 3, fused.DescendantNodes().OfType<VariableDeclaratorSyntax>().Count());
         Assert.DoesNotContain("_bn", fused.ToString());
     }
 }

@@ -48,6 +48,7 @@ internal static class Emitter
         Constants(w, plan);
         Fields(w, plan);
         Constructor(w, plan);
+        Layout(w);
         Forward(w, plan);
         Fusion(w, plan);
         Onnx(w, plan);
@@ -154,7 +155,8 @@ internal static class Emitter
         w.Line("/// <summary>");
         w.Line($"/// Runs the network on <paramref name=\"input\"/> of shape [N, {I(plan.InChannels)}, H, W]; returns {Xml(plan.OutputShape.Format())}" +
                (plan.NumClasses > 0 ? " logits" : " pooled features") + ".");
-        w.Line("/// Every intermediate tensor is disposed right after its last use; the input is not disposed.");
+        w.Line("/// Every intermediate tensor is disposed right after its last use; the input is not disposed. Activations are laid");
+        w.Line("/// out as <see cref=\"ActivationLayout\"/> says; the result's values do not depend on it.");
         w.Line("/// </summary>");
         w.Open($"public override {Tensor} forward({Tensor} input)");
         w.Line($"global::ResNetGen.NetworkInput.Check(input, {I(plan.InChannels)}, \"{plan.Target.Name}\");");
@@ -163,11 +165,27 @@ internal static class Emitter
             w.Line("if (!training) return ForwardFused(input);");
             w.Line("DropFusion(); // training changes the weights the folded convolutions were made from");
         }
+        ComputeInput(w, plan);
         foreach (var op in plan.Ops) Op(w, op);
         w.Line($"return {Var(plan.OutputTensor)};");
         w.Close();
         w.Line();
     }
+
+    private static void Layout(SourceWriter w)
+    {
+        w.Line("/// <summary>");
+        w.Line("/// How <see cref=\"forward\"/> and <see cref=\"ForwardFeatures\"/> lay out activations while they compute. The default,");
+        w.Line("/// <see cref=\"global::ResNetGen.ActivationLayout.Auto\"/>, computes float32 and bfloat16 CPU inputs channels-last, which");
+        w.Line("/// libtorch's CPU convolutions run faster on; the input is never changed and results are the same up to rounding.");
+        w.Line("/// </summary>");
+        w.Line("public global::ResNetGen.ActivationLayout ActivationLayout { get; set; } = global::ResNetGen.ActivationLayout.Auto;");
+        w.Line();
+    }
+
+    /// <summary>Tensor 0 of every op list: the input, re-laid-out for computing, owned (and disposed) by the forward.</summary>
+    private static void ComputeInput(SourceWriter w, NetworkPlan plan) =>
+        w.Line($"var {Var(0)} = global::ResNetGen.TensorLayout.ForCompute(input, ActivationLayout); // [N, {I(plan.InChannels)}, {I(plan.InputSize)}, {I(plan.InputSize)}] input, laid out for computing");
 
     private static void Fusion(SourceWriter w, NetworkPlan plan)
     {
@@ -204,6 +222,7 @@ internal static class Emitter
         w.Close();
         w.Line();
         w.Open($"private {Tensor} ForwardFused({Tensor} input)");
+        ComputeInput(w, plan);
         foreach (var op in plan.FusedOps) Op(w, op);
         w.Line($"return {Var(plan.OutputTensor)};");
         w.Close();
@@ -298,11 +317,19 @@ internal static class Emitter
 
     private static void ForwardFeatures(SourceWriter w, NetworkPlan plan)
     {
-        w.Line("/// <summary>Runs the stem and every stage, and returns each one's output (what detection and segmentation heads consume).</summary>");
+        w.Line("/// <summary>");
+        w.Line("/// Runs the stem and every stage, and returns each one's output (what detection and segmentation heads consume),");
+        w.Line("/// contiguous in the standard [N, C, H, W] layout whatever <see cref=\"ActivationLayout\"/> computed in.");
+        w.Line("/// </summary>");
         w.Open($"public Features ForwardFeatures({Tensor} input)");
         w.Line($"global::ResNetGen.NetworkInput.Check(input, {I(plan.InChannels)}, \"{plan.Target.Name}\");");
+        ComputeInput(w, plan);
         foreach (var op in plan.FeatureOps) Op(w, op);
-        w.Line($"return new Features({string.Join(", ", plan.Features.Select(f => Var(f.Tensor)))});");
+        w.Line("return new Features(");
+        for (var i = 0; i < plan.Features.Count; i++)
+        {
+            w.Line($"    global::ResNetGen.TensorLayout.ToContiguous({Var(plan.Features[i].Tensor)}){(i < plan.Features.Count - 1 ? "," : ");")}");
+        }
         w.Close();
         w.Line();
 
@@ -359,7 +386,7 @@ internal static class Emitter
         w.Line($"{code} // {op.Shape.Format()} {comment}");
     }
 
-    private static string Var(int tensor) => tensor == 0 ? "input" : "x" + I(tensor);
+    private static string Var(int tensor) => "x" + I(tensor);
 
     private static string Create(ModulePlan m) => m.Kind switch
     {

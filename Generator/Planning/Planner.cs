@@ -345,8 +345,9 @@ internal static class Planner
     }
 
     /// <summary>
-    /// Exact liveness: each tensor is disposed right after the op that reads it last. The input (tensor 0), the
-    /// returned tensor and the tensors in <paramref name="keep"/> are never disposed.
+    /// Exact liveness: each tensor is disposed right after the op that reads it last, tensor 0 included (the forward's
+    /// own handle on the input, never the caller's). The returned tensor and the tensors in <paramref name="keep"/> are
+    /// never disposed.
     /// </summary>
     private static List<OpPlan> WithDisposal(List<OpPlan> ops, int output, HashSet<int> keep)
     {
@@ -366,7 +367,7 @@ internal static class Planner
             {
                 // An in-place op's argument lives on as its result.
                 if (t == op.Result) continue;
-                if (t != 0 && t != output && !keep.Contains(t) && lastUse[t] == i && !dispose.Contains(t)) dispose.Add(t);
+                if (t != output && !keep.Contains(t) && lastUse[t] == i && !dispose.Contains(t)) dispose.Add(t);
             }
             result.Add(op with { Dispose = dispose.ToEquatableArray() });
         }

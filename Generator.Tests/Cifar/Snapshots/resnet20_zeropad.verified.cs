@@ -349,8 +349,16 @@ Params size (MB): 1.08
         }
 
         /// <summary>
+        /// How <see cref="forward"/> and <see cref="ForwardFeatures"/> lay out activations while they compute. The default,
+        /// <see cref="global::ResNetGen.ActivationLayout.Auto"/>, computes float32 and bfloat16 CPU inputs channels-last, which
+        /// libtorch's CPU convolutions run faster on; the input is never changed and results are the same up to rounding.
+        /// </summary>
+        public global::ResNetGen.ActivationLayout ActivationLayout { get; set; } = global::ResNetGen.ActivationLayout.Auto;
+
+        /// <summary>
         /// Runs the network on <paramref name="input"/> of shape [N, 3, H, W]; returns [N, 10] logits.
-        /// Every intermediate tensor is disposed right after its last use; the input is not disposed.
+        /// Every intermediate tensor is disposed right after its last use; the input is not disposed. Activations are laid
+        /// out as <see cref="ActivationLayout"/> says; the result's values do not depend on it.
         /// </summary>
         public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor input)
         {
@@ -360,7 +368,8 @@ Params size (MB): 1.08
                 if (!training) return ForwardFused(input);
                 DropFusion(); // training changes the weights the folded convolutions were made from
             }
-            var x1 = conv1.forward(input); // [N, 16, 32, 32] conv1
+            var x0 = global::ResNetGen.TensorLayout.ForCompute(input, ActivationLayout); // [N, 3, 32, 32] input, laid out for computing
+            var x1 = conv1.forward(x0); x0.Dispose(); // [N, 16, 32, 32] conv1
             var x2 = bn1.forward(x1); x1.Dispose(); // [N, 16, 32, 32] bn1
             x2.relu_(); // [N, 16, 32, 32] relu
             var x3 = layer1_0_conv1.forward(x2); // [N, 16, 32, 32] layer1.0.conv1
@@ -534,7 +543,8 @@ Params size (MB): 1.08
 
         private global::TorchSharp.torch.Tensor ForwardFused(global::TorchSharp.torch.Tensor input)
         {
-            var x2 = _fused_conv1!.forward(input); // [N, 16, 32, 32] conv1 with bn1 folded in
+            var x0 = global::ResNetGen.TensorLayout.ForCompute(input, ActivationLayout); // [N, 3, 32, 32] input, laid out for computing
+            var x2 = _fused_conv1!.forward(x0); x0.Dispose(); // [N, 16, 32, 32] conv1 with bn1 folded in
             x2.relu_(); // [N, 16, 32, 32] relu
             var x4 = _fused_layer1_0_conv1!.forward(x2); // [N, 16, 32, 32] layer1.0.conv1 with layer1.0.bn1 folded in
             x4.relu_(); // [N, 16, 32, 32] relu
@@ -733,11 +743,15 @@ Params size (MB): 1.08
             return "x42";
         }
 
-        /// <summary>Runs the stem and every stage, and returns each one's output (what detection and segmentation heads consume).</summary>
+        /// <summary>
+        /// Runs the stem and every stage, and returns each one's output (what detection and segmentation heads consume),
+        /// contiguous in the standard [N, C, H, W] layout whatever <see cref="ActivationLayout"/> computed in.
+        /// </summary>
         public Features ForwardFeatures(global::TorchSharp.torch.Tensor input)
         {
             global::ResNetGen.NetworkInput.Check(input, 3, "ResNet20");
-            var x1 = conv1.forward(input); // [N, 16, 32, 32] conv1
+            var x0 = global::ResNetGen.TensorLayout.ForCompute(input, ActivationLayout); // [N, 3, 32, 32] input, laid out for computing
+            var x1 = conv1.forward(x0); x0.Dispose(); // [N, 16, 32, 32] conv1
             var x2 = bn1.forward(x1); x1.Dispose(); // [N, 16, 32, 32] bn1
             x2.relu_(); // [N, 16, 32, 32] relu
             var x3 = layer1_0_conv1.forward(x2); // [N, 16, 32, 32] layer1.0.conv1
@@ -805,7 +819,11 @@ Params size (MB): 1.08
             var x40 = layer3_2_bn2.forward(x39); x39.Dispose(); // [N, 64, 8, 8] layer3.2.bn2
             x40.add_(x36); x36.Dispose(); // [N, 64, 8, 8] layer3.2: residual add
             x40.relu_(); // [N, 64, 8, 8] relu
-            return new Features(x2, x14, x27, x40);
+            return new Features(
+                global::ResNetGen.TensorLayout.ToContiguous(x2),
+                global::ResNetGen.TensorLayout.ToContiguous(x14),
+                global::ResNetGen.TensorLayout.ToContiguous(x27),
+                global::ResNetGen.TensorLayout.ToContiguous(x40));
         }
 
         /// <summary>The outputs of the stem and of each stage. Disposing it disposes them all.</summary>

@@ -369,8 +369,16 @@ Params size (MB): 46.76
         }
 
         /// <summary>
+        /// How <see cref="forward"/> and <see cref="ForwardFeatures"/> lay out activations while they compute. The default,
+        /// <see cref="global::ResNetGen.ActivationLayout.Auto"/>, computes float32 and bfloat16 CPU inputs channels-last, which
+        /// libtorch's CPU convolutions run faster on; the input is never changed and results are the same up to rounding.
+        /// </summary>
+        public global::ResNetGen.ActivationLayout ActivationLayout { get; set; } = global::ResNetGen.ActivationLayout.Auto;
+
+        /// <summary>
         /// Runs the network on <paramref name="input"/> of shape [N, 3, H, W]; returns [N, 1000] logits.
-        /// Every intermediate tensor is disposed right after its last use; the input is not disposed.
+        /// Every intermediate tensor is disposed right after its last use; the input is not disposed. Activations are laid
+        /// out as <see cref="ActivationLayout"/> says; the result's values do not depend on it.
         /// </summary>
         public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor input)
         {
@@ -380,7 +388,8 @@ Params size (MB): 46.76
                 if (!training) return ForwardFused(input);
                 DropFusion(); // training changes the weights the folded convolutions were made from
             }
-            var x1 = conv1.forward(input); // [N, 64, 112, 112] conv1
+            var x0 = global::ResNetGen.TensorLayout.ForCompute(input, ActivationLayout); // [N, 3, 224, 224] input, laid out for computing
+            var x1 = conv1.forward(x0); x0.Dispose(); // [N, 64, 112, 112] conv1
             var x2 = bn1.forward(x1); x1.Dispose(); // [N, 64, 112, 112] bn1
             x2.relu_(); // [N, 64, 112, 112] relu
             var x3 = global::TorchSharp.torch.nn.functional.max_pool2d(x2, 3, 2, 1); x2.Dispose(); // [N, 64, 56, 56] maxpool: 3×3, stride 2, padding 1
@@ -556,7 +565,8 @@ Params size (MB): 46.76
 
         private global::TorchSharp.torch.Tensor ForwardFused(global::TorchSharp.torch.Tensor input)
         {
-            var x2 = _fused_conv1!.forward(input); // [N, 64, 112, 112] conv1 with bn1 folded in
+            var x0 = global::ResNetGen.TensorLayout.ForCompute(input, ActivationLayout); // [N, 3, 224, 224] input, laid out for computing
+            var x2 = _fused_conv1!.forward(x0); x0.Dispose(); // [N, 64, 112, 112] conv1 with bn1 folded in
             x2.relu_(); // [N, 64, 112, 112] relu
             var x3 = global::TorchSharp.torch.nn.functional.max_pool2d(x2, 3, 2, 1); x2.Dispose(); // [N, 64, 56, 56] maxpool: 3×3, stride 2, padding 1
             var x5 = _fused_layer1_0_conv1!.forward(x3); // [N, 64, 56, 56] layer1.0.conv1 with layer1.0.bn1 folded in
@@ -747,11 +757,15 @@ Params size (MB): 46.76
             return "x43";
         }
 
-        /// <summary>Runs the stem and every stage, and returns each one's output (what detection and segmentation heads consume).</summary>
+        /// <summary>
+        /// Runs the stem and every stage, and returns each one's output (what detection and segmentation heads consume),
+        /// contiguous in the standard [N, C, H, W] layout whatever <see cref="ActivationLayout"/> computed in.
+        /// </summary>
         public Features ForwardFeatures(global::TorchSharp.torch.Tensor input)
         {
             global::ResNetGen.NetworkInput.Check(input, 3, "ResNet18");
-            var x1 = conv1.forward(input); // [N, 64, 112, 112] conv1
+            var x0 = global::ResNetGen.TensorLayout.ForCompute(input, ActivationLayout); // [N, 3, 224, 224] input, laid out for computing
+            var x1 = conv1.forward(x0); x0.Dispose(); // [N, 64, 112, 112] conv1
             var x2 = bn1.forward(x1); x1.Dispose(); // [N, 64, 112, 112] bn1
             x2.relu_(); // [N, 64, 112, 112] relu
             var x3 = global::TorchSharp.torch.nn.functional.max_pool2d(x2, 3, 2, 1); x2.Dispose(); // [N, 64, 56, 56] maxpool: 3×3, stride 2, padding 1
@@ -817,7 +831,12 @@ Params size (MB): 46.76
             var x41 = layer4_1_bn2.forward(x40); x40.Dispose(); // [N, 512, 7, 7] layer4.1.bn2
             x41.add_(x35); x35.Dispose(); // [N, 512, 7, 7] layer4.1: residual add
             x41.relu_(); // [N, 512, 7, 7] relu
-            return new Features(x3, x11, x21, x31, x41);
+            return new Features(
+                global::ResNetGen.TensorLayout.ToContiguous(x3),
+                global::ResNetGen.TensorLayout.ToContiguous(x11),
+                global::ResNetGen.TensorLayout.ToContiguous(x21),
+                global::ResNetGen.TensorLayout.ToContiguous(x31),
+                global::ResNetGen.TensorLayout.ToContiguous(x41));
         }
 
         /// <summary>The outputs of the stem and of each stage. Disposing it disposes them all.</summary>

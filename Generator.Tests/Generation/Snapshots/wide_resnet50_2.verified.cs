@@ -824,8 +824,16 @@ Params size (MB): 275.53
         }
 
         /// <summary>
+        /// How <see cref="forward"/> and <see cref="ForwardFeatures"/> lay out activations while they compute. The default,
+        /// <see cref="global::ResNetGen.ActivationLayout.Auto"/>, computes float32 and bfloat16 CPU inputs channels-last, which
+        /// libtorch's CPU convolutions run faster on; the input is never changed and results are the same up to rounding.
+        /// </summary>
+        public global::ResNetGen.ActivationLayout ActivationLayout { get; set; } = global::ResNetGen.ActivationLayout.Auto;
+
+        /// <summary>
         /// Runs the network on <paramref name="input"/> of shape [N, 3, H, W]; returns [N, 1000] logits.
-        /// Every intermediate tensor is disposed right after its last use; the input is not disposed.
+        /// Every intermediate tensor is disposed right after its last use; the input is not disposed. Activations are laid
+        /// out as <see cref="ActivationLayout"/> says; the result's values do not depend on it.
         /// </summary>
         public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor input)
         {
@@ -835,7 +843,8 @@ Params size (MB): 275.53
                 if (!training) return ForwardFused(input);
                 DropFusion(); // training changes the weights the folded convolutions were made from
             }
-            var x1 = conv1.forward(input); // [N, 64, 112, 112] conv1
+            var x0 = global::ResNetGen.TensorLayout.ForCompute(input, ActivationLayout); // [N, 3, 224, 224] input, laid out for computing
+            var x1 = conv1.forward(x0); x0.Dispose(); // [N, 64, 112, 112] conv1
             var x2 = bn1.forward(x1); x1.Dispose(); // [N, 64, 112, 112] bn1
             x2.relu_(); // [N, 64, 112, 112] relu
             var x3 = global::TorchSharp.torch.nn.functional.max_pool2d(x2, 3, 2, 1); x2.Dispose(); // [N, 64, 56, 56] maxpool: 3×3, stride 2, padding 1
@@ -1249,7 +1258,8 @@ Params size (MB): 275.53
 
         private global::TorchSharp.torch.Tensor ForwardFused(global::TorchSharp.torch.Tensor input)
         {
-            var x2 = _fused_conv1!.forward(input); // [N, 64, 112, 112] conv1 with bn1 folded in
+            var x0 = global::ResNetGen.TensorLayout.ForCompute(input, ActivationLayout); // [N, 3, 224, 224] input, laid out for computing
+            var x2 = _fused_conv1!.forward(x0); x0.Dispose(); // [N, 64, 112, 112] conv1 with bn1 folded in
             x2.relu_(); // [N, 64, 112, 112] relu
             var x3 = global::TorchSharp.torch.nn.functional.max_pool2d(x2, 3, 2, 1); x2.Dispose(); // [N, 64, 56, 56] maxpool: 3×3, stride 2, padding 1
             var x5 = _fused_layer1_0_conv1!.forward(x3); // [N, 128, 56, 56] layer1.0.conv1 with layer1.0.bn1 folded in
@@ -1692,11 +1702,15 @@ Params size (MB): 275.53
             return "x109";
         }
 
-        /// <summary>Runs the stem and every stage, and returns each one's output (what detection and segmentation heads consume).</summary>
+        /// <summary>
+        /// Runs the stem and every stage, and returns each one's output (what detection and segmentation heads consume),
+        /// contiguous in the standard [N, C, H, W] layout whatever <see cref="ActivationLayout"/> computed in.
+        /// </summary>
         public Features ForwardFeatures(global::TorchSharp.torch.Tensor input)
         {
             global::ResNetGen.NetworkInput.Check(input, 3, "WideResNet50_2");
-            var x1 = conv1.forward(input); // [N, 64, 112, 112] conv1
+            var x0 = global::ResNetGen.TensorLayout.ForCompute(input, ActivationLayout); // [N, 3, 224, 224] input, laid out for computing
+            var x1 = conv1.forward(x0); x0.Dispose(); // [N, 64, 112, 112] conv1
             var x2 = bn1.forward(x1); x1.Dispose(); // [N, 64, 112, 112] bn1
             x2.relu_(); // [N, 64, 112, 112] relu
             var x3 = global::TorchSharp.torch.nn.functional.max_pool2d(x2, 3, 2, 1); x2.Dispose(); // [N, 64, 56, 56] maxpool: 3×3, stride 2, padding 1
@@ -1868,7 +1882,12 @@ Params size (MB): 275.53
             var x107 = layer4_2_bn3.forward(x106); x106.Dispose(); // [N, 2048, 7, 7] layer4.2.bn3
             x107.add_(x101); x101.Dispose(); // [N, 2048, 7, 7] layer4.2: residual add
             x107.relu_(); // [N, 2048, 7, 7] relu
-            return new Features(x3, x23, x49, x87, x107);
+            return new Features(
+                global::ResNetGen.TensorLayout.ToContiguous(x3),
+                global::ResNetGen.TensorLayout.ToContiguous(x23),
+                global::ResNetGen.TensorLayout.ToContiguous(x49),
+                global::ResNetGen.TensorLayout.ToContiguous(x87),
+                global::ResNetGen.TensorLayout.ToContiguous(x107));
         }
 
         /// <summary>The outputs of the stem and of each stage. Disposing it disposes them all.</summary>

@@ -1,0 +1,174 @@
+using System.Linq;
+using TorchSharp;
+using Xunit;
+
+namespace ResNetGen.Generator.Tests.Torchvision;
+
+/// <summary>
+/// ActivationLayout: generated networks compute CPU float32 inputs channels-last by default. Only strides change:
+/// values, the caller's input, tensor lifetimes and gradients must be the same as in the input's own layout.
+/// </summary>
+public class ActivationLayoutTests
+{
+    private static torch.Tensor ChannelsLastCopy(torch.Tensor t) =>
+        torch.empty_strided(t.shape, TensorLayout.ChannelsLastStrides(t.shape), dtype: t.dtype).copy_(t);
+
+    private static void AssertClose(torch.Tensor expected, torch.Tensor actual, string what)
+    {
+        Assert.Equal(expected.shape, actual.shape);
+        var scale = expected.abs().max().to(torch.float64).item<double>();
+        var worst = (actual - expected).abs().max().to(torch.float64).item<double>();
+        Assert.True(worst <= 1e-4 * scale, $"{what}: max |Δ| {worst} > 1e-4 × {scale}");
+    }
+
+    [Fact]
+    public void Channels_last_is_recognised_by_exact_strides()
+    {
+        using var nchw = torch.randn(2, 3, 5, 7);
+        using var nhwc = nchw.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
+        Assert.False(TensorLayout.IsChannelsLast(nchw));
+        Assert.True(TensorLayout.IsChannelsLast(nhwc));
+        Assert.Equal(new long[] { 105, 1, 21, 3 }, nhwc.stride());
+        // A one-channel NCHW tensor has the same memory order, but not the strides libtorch keeps channels-last for.
+        using var gray = torch.randn(2, 1, 5, 7);
+        Assert.False(TensorLayout.IsChannelsLast(gray));
+        using var grayLast = TensorLayout.ForCompute(gray, ActivationLayout.Auto);
+        Assert.True(TensorLayout.IsChannelsLast(grayLast));
+        Assert.Equal(new long[] { 35, 1, 7, 1 }, grayLast.stride());
+        using var flat = torch.randn(2, 3);
+        Assert.False(TensorLayout.IsChannelsLast(flat));
+    }
+
+    [Theory]
+    [InlineData(ActivationLayout.Auto, torch.ScalarType.Float32, true)]
+    [InlineData(ActivationLayout.Auto, torch.ScalarType.BFloat16, true)]
+    [InlineData(ActivationLayout.Auto, torch.ScalarType.Float64, false)]
+    [InlineData(ActivationLayout.AsGiven, torch.ScalarType.Float32, false)]
+    [InlineData(ActivationLayout.ChannelsLast, torch.ScalarType.Float64, true)]
+    public void Each_layout_computes_channels_last_where_it_says(ActivationLayout layout, torch.ScalarType dtype, bool channelsLast)
+    {
+        using var input = torch.randn(new long[] { 2, 3, 8, 8 }, dtype);
+        Assert.Equal(channelsLast, TensorLayout.UsesChannelsLast(input, layout));
+        using var compute = TensorLayout.ForCompute(input, layout);
+        Assert.Equal(channelsLast, TensorLayout.IsChannelsLast(compute));
+        Assert.False(TensorLayout.IsChannelsLast(input));
+        Assert.True(compute.eq(input).all().item<bool>());
+    }
+
+    [Fact]
+    public void The_compute_tensor_is_the_callers_to_dispose_never_the_input()
+    {
+        using var nhwc = ChannelsLastCopy(torch.randn(2, 3, 8, 8));
+        // Already channels-last: a second handle on the same storage, which can be disposed on its own.
+        var handle = TensorLayout.ForCompute(nhwc, ActivationLayout.Auto);
+        Assert.NotSame(nhwc, handle);
+        using (torch.no_grad()) handle[0, 0, 0, 0] = torch.tensor(42f);
+        Assert.Equal(42f, nhwc[0, 0, 0, 0].item<float>());
+        handle.Dispose();
+        Assert.False(nhwc.IsInvalid);
+        Assert.Equal(42f, nhwc[0, 0, 0, 0].item<float>());
+    }
+
+    [Fact]
+    public void To_contiguous_keeps_contiguous_tensors_and_replaces_the_others()
+    {
+        using var nchw = torch.randn(2, 3, 4, 4);
+        Assert.Same(nchw, TensorLayout.ToContiguous(nchw));
+        var nhwc = ChannelsLastCopy(nchw);
+        using var back = TensorLayout.ToContiguous(nhwc);
+        Assert.True(nhwc.IsInvalid);
+        Assert.True(back.is_contiguous());
+        Assert.True(back.eq(nchw).all().item<bool>());
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Eval_outputs_do_not_depend_on_the_layout(bool fused)
+    {
+        using var network = new ResNet50();
+        DeterministicWeights.Apply(network);
+        network.eval();
+        if (fused) network.FuseForInference();
+        using var input = DeterministicWeights.Input();
+        using var noGrad = torch.no_grad();
+        network.ActivationLayout = ActivationLayout.AsGiven;
+        using var given = network.call(input);
+        network.ActivationLayout = ActivationLayout.Auto;
+        using var auto = network.call(input);
+        network.ActivationLayout = ActivationLayout.ChannelsLast;
+        using var nhwcInput = ChannelsLastCopy(input);
+        using var last = network.call(nhwcInput);
+        AssertClose(given, auto, "Auto");
+        AssertClose(given, last, "a channels-last input");
+        Assert.True(auto.is_contiguous());
+        Assert.False(nhwcInput.IsInvalid);
+        Assert.True(TensorLayout.IsChannelsLast(nhwcInput));
+    }
+
+    [Fact]
+    public void Training_gradients_do_not_depend_on_the_layout()
+    {
+        torch.Tensor[] Gradients(ActivationLayout layout)
+        {
+            using var network = new ResNet18();
+            DeterministicWeights.Apply(network);
+            network.ActivationLayout = layout;
+            network.train();
+            using var input = DeterministicWeights.Input().requires_grad_();
+            using var output = network.call(input);
+            using var loss = output.square().mean();
+            loss.backward();
+            return new[] { input.grad!.clone(), network.conv1.weight!.grad!.clone(), network.fc.weight!.grad!.clone(), network.bn1.running_mean!.clone() };
+        }
+        var given = Gradients(ActivationLayout.AsGiven);
+        var auto = Gradients(ActivationLayout.Auto);
+        foreach (var (name, i) in new[] { ("input.grad", 0), ("conv1.weight.grad", 1), ("fc.weight.grad", 2), ("bn1.running_mean", 3) })
+        {
+            AssertClose(given[i], auto[i], name);
+        }
+        foreach (var t in given.Concat(auto)) t.Dispose();
+    }
+
+    [Fact]
+    public void Features_come_back_contiguous_with_the_same_values()
+    {
+        using var network = new ResNet50();
+        DeterministicWeights.Apply(network);
+        network.eval();
+        using var input = DeterministicWeights.Input();
+        using var noGrad = torch.no_grad();
+        network.ActivationLayout = ActivationLayout.AsGiven;
+        using var given = network.ForwardFeatures(input);
+        network.ActivationLayout = ActivationLayout.Auto;
+        var before = DeterministicWeights.LiveTensors;
+        using var auto = network.ForwardFeatures(input);
+        Assert.Equal(5, DeterministicWeights.LiveTensors - before); // the five features and nothing else
+        foreach (var (a, b, name) in new[] { (given.Stem, auto.Stem, "Stem"), (given.Layer1, auto.Layer1, "Layer1"), (given.Layer4, auto.Layer4, "Layer4") })
+        {
+            Assert.True(b.is_contiguous(), name);
+            AssertClose(a, b, name);
+        }
+        using var flat = auto.Layer4.view(auto.Layer4.shape[0], -1); // view needs the standard layout
+        Assert.Equal(auto.Layer4.numel(), flat.numel());
+    }
+
+    [Fact]
+    public void A_one_channel_network_matches_its_own_layout_too()
+    {
+        using var network = new ResNet18Gray();
+        DeterministicWeights.Apply(network);
+        network.eval();
+        using var input = torch.rand(4, 1, 28, 28);
+        using var noGrad = torch.no_grad();
+        network.ActivationLayout = ActivationLayout.AsGiven;
+        using var given = network.call(input);
+        network.ActivationLayout = ActivationLayout.Auto;
+        using var auto = network.call(input);
+        AssertClose(given, auto, "one-channel input");
+    }
+}
+
+/// <summary>A one-channel CIFAR-stem network, as the sample trains on Fashion-MNIST.</summary>
+[ResNet(Block.Basic, 2, 2, 2, 2, Stem = Stem.Cifar, InChannels = 1, NumClasses = 10)]
+public partial class ResNet18Gray { }

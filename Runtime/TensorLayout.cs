@@ -1,0 +1,93 @@
+using System;
+using TorchSharp;
+
+namespace ResNetGen;
+
+/// <summary>How a generated network lays out its activations in memory while it computes.</summary>
+public enum ActivationLayout
+{
+    /// <summary>
+    /// Channels-last (NHWC strides) for float32 and bfloat16 tensors on the CPU, where libtorch's oneDNN
+    /// convolutions run fastest on it; on other devices and dtypes, the input's own layout.
+    /// </summary>
+    Auto = 0,
+
+    /// <summary>The input's own layout, whatever it is (the layout a hand-written TorchSharp module computes in).</summary>
+    AsGiven = 1,
+
+    /// <summary>Channels-last on every device and dtype.</summary>
+    ChannelsLast = 2,
+}
+
+/// <summary>Memory-layout helpers used by generated forwards. Shapes and values never change; only strides do.</summary>
+public static class TensorLayout
+{
+    /// <summary>
+    /// Whether <paramref name="tensor"/> is a 4-D tensor laid out channels-last: its memory is ordered N, H, W, C
+    /// while its shape stays [N, C, H, W]. The strides must be exactly those of a packed NHWC tensor, as libtorch's
+    /// convolutions require before they keep the layout (a one-channel NCHW tensor does not count).
+    /// </summary>
+    public static bool IsChannelsLast(torch.Tensor tensor)
+    {
+        if (tensor is null) throw new ArgumentNullException(nameof(tensor));
+        if (tensor.dim() != 4) return false;
+        var expected = ChannelsLastStrides(tensor.shape);
+        var stride = tensor.stride();
+        for (var d = 0; d < 4; d++)
+        {
+            if (stride[d] != expected[d]) return false;
+        }
+        return true;
+    }
+
+    /// <summary>Whether a generated network computes in channels-last for this input under <paramref name="layout"/>.</summary>
+    public static bool UsesChannelsLast(torch.Tensor input, ActivationLayout layout)
+    {
+        if (input is null) throw new ArgumentNullException(nameof(input));
+        return input.dim() == 4 && layout switch
+        {
+            ActivationLayout.ChannelsLast => true,
+            ActivationLayout.Auto => input.device_type == DeviceType.CPU
+                                     && input.dtype is torch.ScalarType.Float32 or torch.ScalarType.BFloat16,
+            _ => false,
+        };
+    }
+
+    /// <summary>
+    /// The tensor a generated forward computes on: a channels-last copy of <paramref name="input"/> when
+    /// <paramref name="layout"/> asks for one and the input is not channels-last already, otherwise a new handle on
+    /// the input's own storage. Either way the caller owns (and disposes) the result, never the input.
+    /// Differentiable: gradients flow back to <paramref name="input"/>.
+    /// </summary>
+    public static torch.Tensor ForCompute(torch.Tensor input, ActivationLayout layout)
+    {
+        if (!UsesChannelsLast(input, layout) || IsChannelsLast(input)) return input.alias();
+        // Strides set explicitly rather than through permute().contiguous(), which leaves a one-channel tensor's
+        // strides as they were (its memory order is already N, H, W, C) and libtorch would then compute in NCHW.
+        var result = torch.empty_strided(input.shape, ChannelsLastStrides(input.shape), dtype: input.dtype, device: input.device);
+        return result.copy_(input); // differentiable: the gradient flows back to the input
+    }
+
+    /// <summary>The strides of a packed channels-last tensor of shape [N, C, H, W].</summary>
+    public static long[] ChannelsLastStrides(long[] shape)
+    {
+        if (shape is null) throw new ArgumentNullException(nameof(shape));
+        if (shape.Length != 4) throw new ArgumentException($"channels-last needs 4 dimensions [N, C, H, W], not {shape.Length}", nameof(shape));
+        var (c, h, w) = (shape[1], shape[2], shape[3]);
+        return new[] { h * w * c, 1, w * c, c };
+    }
+
+    /// <summary>
+    /// <paramref name="tensor"/> in the standard contiguous (NCHW) layout: itself when it already is, otherwise a
+    /// contiguous copy, in which case <paramref name="tensor"/> is disposed. Generated <c>ForwardFeatures</c> uses it so
+    /// that the stage outputs it hands out support <c>view</c> and raw data access.
+    /// </summary>
+    public static torch.Tensor ToContiguous(torch.Tensor tensor)
+    {
+        if (tensor is null) throw new ArgumentNullException(nameof(tensor));
+        if (tensor.is_contiguous()) return tensor;
+        var copy = tensor.contiguous();
+        tensor.Dispose();
+        return copy;
+    }
+}
