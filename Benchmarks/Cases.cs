@@ -43,10 +43,10 @@ public sealed class Case : IDisposable
     public static readonly string[] Names =
     {
         "mm-2048",
-        "resnet50-infer/peer", "resnet50-infer/generated", "resnet50-infer/generated-inference-mode",
-        "resnet50-infer/generated-fused", "resnet50-infer/generated-fused-inference-mode", "resnet50-infer/onnxruntime",
-        "resnet50-train/peer-scope", "resnet50-train/peer-no-scope", "resnet50-train/generated",
-        "resnet20-train/peer-scope", "resnet20-train/peer-no-scope", "resnet20-train/generated",
+        "resnet50-infer/peer", "resnet50-infer/peer-channels-last", "resnet50-infer/generated", "resnet50-infer/generated-nchw",
+        "resnet50-infer/generated-inference-mode", "resnet50-infer/generated-fused", "resnet50-infer/onnxruntime",
+        "resnet50-train/peer-scope", "resnet50-train/peer-no-scope", "resnet50-train/generated", "resnet50-train/generated-nchw",
+        "resnet20-train/peer-scope", "resnet20-train/peer-no-scope", "resnet20-train/generated", "resnet20-train/generated-nchw",
         "generator/resnet152", "generator/resnet1202",
     };
 
@@ -134,7 +134,32 @@ public sealed class Case : IDisposable
                 c._owned.Add(peer);
                 break;
             }
+            case "peer-channels-last":
+            {
+                // The peer on the layout the generated network picks by itself, laid out by hand (once, untimed).
+                var peer = PeerResNet.ResNet50();
+                SameWeights(generated, peer);
+                peer.eval();
+                var nhwc = TensorLayout.ForCompute(input, ActivationLayout.ChannelsLast);
+                c = new Case(name, () =>
+                {
+                    using var scope = torch.NewDisposeScope();
+                    using var noGrad = torch.no_grad();
+                    peer.call(nhwc);
+                });
+                c._owned.AddRange(new IDisposable[] { peer, nhwc });
+                break;
+            }
             case "generated":
+                c = new Case(name, () =>
+                {
+                    using var noGrad = torch.no_grad();
+                    generated.call(input).Dispose();
+                });
+                break;
+            case "generated-nchw":
+                // The generated forward computing in the input's own (NCHW) layout: what ActivationLayout.Auto adds.
+                generated.ActivationLayout = ActivationLayout.AsGiven;
                 c = new Case(name, () =>
                 {
                     using var noGrad = torch.no_grad();
@@ -153,14 +178,6 @@ public sealed class Case : IDisposable
                 c = new Case(name, () =>
                 {
                     using var noGrad = torch.no_grad();
-                    generated.call(input).Dispose();
-                });
-                break;
-            case "generated-fused-inference-mode":
-                generated.FuseForInference();
-                c = new Case(name, () =>
-                {
-                    using var mode = torch.inference_mode();
                     generated.call(input).Dispose();
                 });
                 break;
@@ -192,7 +209,15 @@ public sealed class Case : IDisposable
         var labels = torch.randint(0, classes, new long[] { batch });
         var generated = createGenerated();
         torch.nn.Module<Tensor, Tensor> network = generated;
-        if (variant != "generated")
+        if (variant == "generated-nchw")
+        {
+            switch (generated)
+            {
+                case ResNet50 r: r.ActivationLayout = ActivationLayout.AsGiven; break;
+                case ResNet20 r: r.ActivationLayout = ActivationLayout.AsGiven; break;
+            }
+        }
+        else if (variant != "generated")
         {
             network = createPeer();
             SameWeights(generated, network);
