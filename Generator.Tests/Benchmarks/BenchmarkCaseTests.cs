@@ -1,0 +1,101 @@
+using System.Collections.Generic;
+using System.Linq;
+using ResNetGen.Benchmarks;
+using ResNet20 = ResNetGen.Benchmarks.ResNet20;
+using ResNet50 = ResNetGen.Benchmarks.ResNet50;
+using ResNetGen.Benchmarks.Peers;
+using ResNetGen.Generator.Tests.Torchvision;
+using TorchSharp;
+using Xunit;
+
+namespace ResNetGen.Generator.Tests.Benchmarks;
+
+/// <summary>
+/// The benchmark compares like with like only if the peer computes what the generated network computes, and it is
+/// only useful if every case it lists runs. Both are checked here; the timing itself is the benchmark project's.
+/// </summary>
+public class BenchmarkCaseTests
+{
+    private static void CopyWeights(torch.nn.Module from, torch.nn.Module to)
+    {
+        var target = to.state_dict();
+        using var noGrad = torch.no_grad();
+        foreach (var (key, tensor) in from.state_dict()) target[key].copy_(tensor);
+    }
+
+    private static void AssertClose(torch.Tensor expected, torch.Tensor actual, string what)
+    {
+        var scale = expected.abs().max().item<float>();
+        var worst = (actual - expected).abs().max().item<float>();
+        Assert.True(worst <= 1e-4 * scale, $"{what}: max |Δ| {worst} > 1e-4 × {scale}");
+    }
+
+    [Fact]
+    public void The_peer_has_the_generated_state_dict_and_outputs()
+    {
+        using var generated = new ResNet50();
+        using var peer = PeerResNet.ResNet50();
+        Assert.Equal(generated.state_dict().Keys.OrderBy(k => k), peer.state_dict().Keys.OrderBy(k => k));
+        Assert.All(generated.state_dict(), kv => Assert.Equal(kv.Value.shape, peer.state_dict()[kv.Key].shape));
+        DeterministicWeights.Apply(generated);
+        CopyWeights(generated, peer);
+        generated.eval();
+        peer.eval();
+        using var input = DeterministicWeights.Input();
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        AssertClose(peer.call(input), generated.call(input), "ResNet-50 eval");
+    }
+
+    [Fact]
+    public void A_peer_training_step_matches_the_generated_one()
+    {
+        // In float64, so that what is compared is the arithmetic, not float32 rounding (which batch-norm's backward
+        // amplifies to ~1e-3 of the largest gradient once the summation order changes, as channels-last changes it).
+        (double loss, torch.Tensor conv1Grad) Step(torch.nn.Module<torch.Tensor, torch.Tensor> network, torch.Tensor input, torch.Tensor labels)
+        {
+            network.train();
+            using var logits = network.call(input);
+            using var loss = torch.nn.functional.cross_entropy(logits, labels);
+            loss.backward();
+            var grad = network.named_parameters().First(p => p.name == "conv1.weight").parameter.grad!.clone();
+            return (loss.item<double>(), grad);
+        }
+        using var generated = new ResNet20();
+        using var peer = PeerResNet.ResNet20();
+        DeterministicWeights.Apply(generated);
+        CopyWeights(generated, peer);
+        generated.to(torch.float64);
+        peer.to(torch.float64);
+        generated.ActivationLayout = ActivationLayout.ChannelsLast; // and the peer in NCHW
+        using var input = DeterministicWeights.Input(16, 3, 32, 32).to(torch.float64);
+        using var labels = torch.arange(16).remainder(10);
+        var (peerLoss, peerGrad) = Step(peer, input, labels);
+        var (generatedLoss, generatedGrad) = Step(generated, input, labels);
+        Assert.Equal(peerLoss, generatedLoss, 10);
+        var scale = peerGrad.abs().max().item<double>();
+        var worst = (generatedGrad - peerGrad).abs().max().item<double>();
+        Assert.True(worst <= 1e-10 * scale, $"conv1.weight.grad: max |Δ| {worst} > 1e-10 × {scale}");
+        peerGrad.Dispose();
+        generatedGrad.Dispose();
+    }
+
+    public static IEnumerable<object[]> Names() => Case.Names.Select(n => new object[] { n });
+
+    [Theory]
+    [MemberData(nameof(Names))]
+    public void Every_listed_case_sets_up_and_runs(string name)
+    {
+        using var c = Case.Create(name);
+        c.Run();
+        Assert.True(double.IsNaN(Case.Gflop(name)) == name.StartsWith("generator/"), "every timed network case has a nominal work figure");
+    }
+
+    [Fact]
+    public void An_unknown_case_is_refused_with_the_list()
+    {
+        var error = Assert.Throws<System.ArgumentException>(() => Case.Create("resnet51-infer/peer"));
+        Assert.Contains("unknown case 'resnet51-infer/peer'", error.Message);
+        Assert.Contains("resnet50-infer/generated-nchw", error.Message);
+    }
+}
