@@ -172,6 +172,26 @@ public class DiagnosticTests
         new Expected("RNG0011", Error, "Net", "a parameterless constructor"));
 
     [Fact]
+    public void RNG0011_the_class_declares_members_the_generated_code_declares() => Check("""
+        using ResNetGen;
+        [ResNet(Block.Basic, 2, 2, 2, 2)]
+        public partial class Net
+        {
+            public const string Summary = "mine";
+            public ActivationLayout ActivationLayout { get; set; }
+            public sealed class Features { }
+            public void FuseForInference(bool strict) { }
+            protected virtual void Dispose(bool disposing) { }
+            public int Layers { get; } // not generated: allowed
+        }
+        """,
+        new Expected("RNG0011", Error, "Summary", "'Net' already declares a member 'Summary'", "Remove it (or rename it)"),
+        new Expected("RNG0011", Error, "ActivationLayout", "a member 'ActivationLayout'"),
+        new Expected("RNG0011", Error, "Features", "a member 'Features'"),
+        new Expected("RNG0011", Error, "FuseForInference", "a method 'FuseForInference'"),
+        new Expected("RNG0011", Error, "Dispose", "a method 'Dispose(bool)'"));
+
+    [Fact]
     public void RNG0012_an_undefined_enum_value() => Check(Net("ResNet((Block)7, 2, 2)"),
         new Expected("RNG0012", Error, "(Block)7", "Block is 7", "Block.Basic, Block.Bottleneck"));
 

@@ -50,7 +50,7 @@ internal static class DiagnosticDescriptors
 
     public static readonly DiagnosticDescriptor MemberAlreadyDeclared = Error(
         "RNG0011", "The class declares a member the generator owns",
-        "'{0}' already declares {1}, which ResNetGen generates. Remove it: the generated class derives from Module<Tensor, Tensor> and defines forward and the parameterless constructor.");
+        "'{0}' already declares {1}, which ResNetGen generates. Remove it (or rename it): the generated class derives from Module<Tensor, Tensor> and defines the parameterless constructor, forward, ForwardFeatures, Features, FuseForInference, IsFused, ExportOnnx, ActivationLayout, ParameterCount, MultAdds, Summary, InputSize and InputChannels.");
 
     public static readonly DiagnosticDescriptor UndefinedEnumValue = Error(
         "RNG0012", "An enum argument is not one of its members",

@@ -1,3 +1,4 @@
+using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Threading;
@@ -116,7 +117,10 @@ internal static class SpecParser
             string? what = member switch
             {
                 IMethodSymbol { MethodKind: MethodKind.Constructor, Parameters.Length: 0, IsStatic: false } => "a parameterless constructor",
-                IMethodSymbol { Name: "forward" } => "a method 'forward'",
+                IMethodSymbol { MethodKind: MethodKind.Ordinary, Name: "Dispose", Parameters.Length: 1 } m
+                    when m.Parameters[0].Type.SpecialType == SpecialType.System_Boolean => "a method 'Dispose(bool)'",
+                IMethodSymbol { MethodKind: MethodKind.Ordinary } m when GeneratedMembers.Contains(m.Name) => $"a method '{m.Name}'",
+                IPropertySymbol or IFieldSymbol or INamedTypeSymbol or IEventSymbol when GeneratedMembers.Contains(member.Name) => $"a member '{member.Name}'",
                 _ => null,
             };
             if (what is null) continue;
@@ -125,6 +129,14 @@ internal static class SpecParser
                 LocationInfo.From(location) ?? at, symbol.Name, what));
         }
     }
+
+    /// <summary>The names of the members every generated class declares (its layer fields vary with the network).</summary>
+    private static readonly HashSet<string> GeneratedMembers = new(StringComparer.Ordinal)
+    {
+        "forward", "ForwardFeatures", "Features", "FuseForInference", "IsFused", "ExportOnnx", "ActivationLayout",
+        "ParameterCount", "MultAdds", "Summary", "InputSize", "InputChannels",
+        "ForwardFused", "DropFusion", "OnnxLayers", "OnnxFolded", "_fused", "_groups",
+    };
 
     /// <summary>Where each argument was written: positional ones by index, named ones by name.</summary>
     private static EquatableArray<ArgumentLocation> ArgumentLocations(AttributeSyntax? syntax, LocationInfo? fallback)
