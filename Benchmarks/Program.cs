@@ -114,12 +114,12 @@ internal sealed record Options(IReadOnlyList<string> Cases, int Warmup, int Iter
                               --help            this text
 
                             Cases:
-                            """ + "  " + string.Join("\n  ", Case.Names));
+                            """ + "\n  " + string.Join("\n  ", Case.Names));
                         return null;
                     case "--cases":
                         var wanted = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
                         cases = Case.Names.Where(n => wanted.Any(w => n == w || n.StartsWith(w, StringComparison.Ordinal))).ToList();
-                        if (cases.Count == 0) throw new ArgumentException($"no case matches '{string.Join(",", wanted)}'; see --help for the list");
+                        if (cases.Count == 0) throw new ArgumentException($"no case matches '{string.Join(",", wanted)}'; the list of cases");
                         if (!cases.Contains("mm-2048")) cases.Insert(0, "mm-2048"); // the peak every GFLOP/s figure is read against
                         break;
                     case "--warmup": warmup = Positive(Next(), "--warmup", allowZero: true); break;
