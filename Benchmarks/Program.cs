@@ -119,7 +119,7 @@ internal sealed record Options(IReadOnlyList<string> Cases, int Warmup, int Iter
                     case "--cases":
                         var wanted = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
                         cases = Case.Names.Where(n => wanted.Any(w => n == w || n.StartsWith(w, StringComparison.Ordinal))).ToList();
-                        if (cases.Count == 0) throw new ArgumentException($"no case matches '{string.Join(",", wanted)}'; the list of cases");
+                        if (cases.Count == 0) throw new ArgumentException($"no case matches '{string.Join(",", wanted)}'; --help lists the cases");
                         if (!cases.Contains("mm-2048")) cases.Insert(0, "mm-2048"); // the peak every GFLOP/s figure is read against
                         break;
                     case "--warmup": warmup = Positive(Next(), "--warmup", allowZero: true); break;
@@ -133,7 +133,7 @@ internal sealed record Options(IReadOnlyList<string> Cases, int Warmup, int Iter
             }
             catch (ArgumentException e)
             {
-                Console.Error.WriteLine($"error: {e.Message} (see --help)");
+                Console.Error.WriteLine($"error: {e.Message}" + (e.Message.Contains("--help") ? "" : " (see --help)"));
                 return null;
             }
         }
