@@ -7,6 +7,7 @@ using ResNetGen.Benchmarks.Peers;
 using ResNetGen.Generator.Tests.Torchvision;
 using TorchSharp;
 using Xunit;
+using ResNetGen.Generator.Tests.Infrastructure;
 
 namespace ResNetGen.Generator.Tests.Benchmarks;
 
@@ -23,13 +24,6 @@ public class BenchmarkCaseTests
         foreach (var (key, tensor) in from.state_dict()) target[key].copy_(tensor);
     }
 
-    private static void AssertClose(torch.Tensor expected, torch.Tensor actual, string what)
-    {
-        var scale = expected.abs().max().item<float>();
-        var worst = (actual - expected).abs().max().item<float>();
-        Assert.True(worst <= 1e-4 * scale, $"{what}: max |Δ| {worst} > 1e-4 × {scale}");
-    }
-
     [Fact]
     public void The_peer_has_the_generated_state_dict_and_outputs()
     {
@@ -44,7 +38,7 @@ public class BenchmarkCaseTests
         using var input = DeterministicWeights.Input();
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
-        AssertClose(peer.call(input), generated.call(input), "ResNet-50 eval");
+        Tolerance.AssertClose(peer.call(input), generated.call(input), "ResNet-50 eval");
     }
 
     [Fact]
@@ -73,9 +67,7 @@ public class BenchmarkCaseTests
         var (peerLoss, peerGrad) = Step(peer, input, labels);
         var (generatedLoss, generatedGrad) = Step(generated, input, labels);
         Assert.Equal(peerLoss, generatedLoss, 10);
-        var scale = peerGrad.abs().max().item<double>();
-        var worst = (generatedGrad - peerGrad).abs().max().item<double>();
-        Assert.True(worst <= 1e-10 * scale, $"conv1.weight.grad: max |Δ| {worst} > 1e-10 × {scale}");
+        Tolerance.AssertClose(peerGrad, generatedGrad, "conv1.weight.grad", relative: 1e-10);
         peerGrad.Dispose();
         generatedGrad.Dispose();
     }

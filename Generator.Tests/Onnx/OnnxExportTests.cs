@@ -8,6 +8,7 @@ using ResNetGen.Generator.Tests.Cifar;
 using ResNetGen.Generator.Tests.Torchvision;
 using TorchSharp;
 using Xunit;
+using ResNetGen.Generator.Tests.Infrastructure;
 
 namespace ResNetGen.Generator.Tests.Onnx;
 
@@ -65,7 +66,7 @@ public sealed class OnnxExportTests : IDisposable
             using var input = torch.randn(batch, 3, size, size);
             using var noGrad = torch.no_grad();
             using var expected = network.call(input);
-            TorchvisionFamilyTests.AssertClose(expected.data<float>().ToArray(), torch.tensor(OnnxRuntime(path, input)), $"{name} batch {batch} at {size}×{size}");
+            Tolerance.AssertClose(expected.data<float>().ToArray(), torch.tensor(OnnxRuntime(path, input)), $"{name} batch {batch} at {size}×{size}");
         }
 
         // The folded graph, after FuseForInference, gives the same outputs with no batch-norm left in it.
@@ -75,7 +76,7 @@ public sealed class OnnxExportTests : IDisposable
         using var check = torch.randn(2, 3, sizes[0], sizes[0]);
         using (torch.no_grad())
         using (var expected = network.call(check))
-            TorchvisionFamilyTests.AssertClose(expected.data<float>().ToArray(), torch.tensor(OnnxRuntime(folded.Path, check)), name + " folded");
+            Tolerance.AssertClose(expected.data<float>().ToArray(), torch.tensor(OnnxRuntime(folded.Path, check)), name + " folded");
     }
 
     [Fact]
@@ -122,7 +123,7 @@ public sealed class OnnxExportTests : IDisposable
         using var input = torch.randn(2, 3, 32, 32);
         using var noGrad = torch.no_grad();
         using var expected = network.call(input);
-        TorchvisionFamilyTests.AssertClose(expected.data<float>().ToArray(), torch.tensor(OnnxRuntime(export.Path, input)), "eval semantics");
+        Tolerance.AssertClose(expected.data<float>().ToArray(), torch.tensor(OnnxRuntime(export.Path, input)), "eval semantics");
     }
 
     [Fact]
@@ -145,6 +146,6 @@ public sealed class OnnxExportTests : IDisposable
         using var input = torch.randn(1, 3, 32, 32);
         using var noGrad = torch.no_grad();
         using var expected = network.call(input);
-        TorchvisionFamilyTests.AssertClose(expected.data<float>().ToArray(), torch.tensor(OnnxRuntime(old.Path, input)), "opset 11");
+        Tolerance.AssertClose(expected.data<float>().ToArray(), torch.tensor(OnnxRuntime(old.Path, input)), "opset 11");
     }
 }

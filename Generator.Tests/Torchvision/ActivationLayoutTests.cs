@@ -1,6 +1,7 @@
 using System.Linq;
 using TorchSharp;
 using Xunit;
+using ResNetGen.Generator.Tests.Infrastructure;
 
 namespace ResNetGen.Generator.Tests.Torchvision;
 
@@ -12,14 +13,6 @@ public class ActivationLayoutTests
 {
     private static torch.Tensor ChannelsLastCopy(torch.Tensor t) =>
         torch.empty_strided(t.shape, TensorLayout.ChannelsLastStrides(t.shape), dtype: t.dtype).copy_(t);
-
-    private static void AssertClose(torch.Tensor expected, torch.Tensor actual, string what)
-    {
-        Assert.Equal(expected.shape, actual.shape);
-        var scale = expected.abs().max().to(torch.float64).item<double>();
-        var worst = (actual - expected).abs().max().to(torch.float64).item<double>();
-        Assert.True(worst <= 1e-4 * scale, $"{what}: max |Δ| {worst} > 1e-4 × {scale}");
-    }
 
     [Fact]
     public void Channels_last_is_recognised_by_exact_strides()
@@ -99,8 +92,8 @@ public class ActivationLayoutTests
         network.ActivationLayout = ActivationLayout.ChannelsLast;
         using var nhwcInput = ChannelsLastCopy(input);
         using var last = network.call(nhwcInput);
-        AssertClose(given, auto, "Auto");
-        AssertClose(given, last, "a channels-last input");
+        Tolerance.AssertClose(given, auto, "Auto");
+        Tolerance.AssertClose(given, last, "a channels-last input");
         Assert.True(auto.is_contiguous());
         Assert.False(nhwcInput.IsInvalid);
         Assert.True(TensorLayout.IsChannelsLast(nhwcInput));
@@ -128,9 +121,7 @@ public class ActivationLayoutTests
         var last = Gradients(ActivationLayout.ChannelsLast);
         foreach (var (name, i) in new[] { ("input.grad", 0), ("conv1.weight.grad", 1), ("fc.weight.grad", 2), ("bn1.running_mean", 3) })
         {
-            var scale = given[i].abs().max().item<double>();
-            var worst = (last[i] - given[i]).abs().max().item<double>();
-            Assert.True(worst <= 1e-10 * scale, $"{name}: max |Δ| {worst} > 1e-10 × {scale}");
+            Tolerance.AssertClose(given[i], last[i], name, relative: 1e-10);
         }
         foreach (var t in given.Concat(last)) t.Dispose();
     }
@@ -152,7 +143,7 @@ public class ActivationLayoutTests
         foreach (var (a, b, name) in new[] { (given.Stem, auto.Stem, "Stem"), (given.Layer1, auto.Layer1, "Layer1"), (given.Layer4, auto.Layer4, "Layer4") })
         {
             Assert.True(b.is_contiguous(), name);
-            AssertClose(a, b, name);
+            Tolerance.AssertClose(a, b, name);
         }
         using var flat = auto.Layer4.view(auto.Layer4.shape[0], -1); // view needs the standard layout
         Assert.Equal(auto.Layer4.numel(), flat.numel());
@@ -170,7 +161,7 @@ public class ActivationLayoutTests
         using var given = network.call(input);
         network.ActivationLayout = ActivationLayout.Auto;
         using var auto = network.call(input);
-        AssertClose(given, auto, "one-channel input");
+        Tolerance.AssertClose(given, auto, "one-channel input");
     }
 }
 

@@ -86,9 +86,7 @@ public class ForwardTests
         using var direct = network.call(input);
         // The two paths pool in different layouts (contiguous features, channels-last inside forward), so the sums
         // round differently: the suite's float32 tolerance, not bit equality.
-        var scale = direct.abs().max().item<float>();
-        var worst = (logits - direct).abs().max().item<float>();
-        Assert.True(worst <= 1e-4 * scale, $"max |Δ| {worst} > 1e-4 × {scale}");
+        Tolerance.AssertClose(direct, logits, "features → pooled → fc");
     }
 
     [Fact]

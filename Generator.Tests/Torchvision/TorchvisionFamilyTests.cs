@@ -2,6 +2,7 @@ using System;
 using System.Linq;
 using TorchSharp;
 using Xunit;
+using ResNetGen.Generator.Tests.Infrastructure;
 
 namespace ResNetGen.Generator.Tests.Torchvision;
 
@@ -49,7 +50,7 @@ public class TorchvisionFamilyTests
         using var input = DeterministicWeights.Input();
         using var noGrad = torch.no_grad();
         using var output = network.call(input);
-        AssertClose(DeterministicWeights.ReadFloats(model + ".eval.bin"), output, model);
+        Tolerance.AssertClose(DeterministicWeights.ReadFloats(model + ".eval.bin"), output, model);
     }
 
     [Theory]
@@ -64,7 +65,7 @@ public class TorchvisionFamilyTests
         using (var noGrad = torch.no_grad())
         using (var output = network.call(input))
         {
-            AssertClose(DeterministicWeights.ReadFloats(model + ".train.bin"), output, model + " train-mode logits");
+            Tolerance.AssertClose(DeterministicWeights.ReadFloats(model + ".train.bin"), output, model + " train-mode logits");
         }
         var state = network.state_dict();
         var expected = DeterministicWeights.ReadFloats(model + ".train.stats.bin");
@@ -72,7 +73,7 @@ public class TorchvisionFamilyTests
         foreach (var key in new[] { "bn1.running_mean", "bn1.running_var", lastNorm + ".running_mean", lastNorm + ".running_var" })
         {
             var count = (int)state[key].numel();
-            AssertClose(expected.Skip(offset).Take(count).ToArray(), state[key], key + " after one train-mode forward");
+            Tolerance.AssertClose(expected.Skip(offset).Take(count).ToArray(), state[key], key + " after one train-mode forward");
             offset += count;
         }
         Assert.Equal(expected.Length, offset);
@@ -98,15 +99,5 @@ public class TorchvisionFamilyTests
         Assert.True(zeroInit.layer1_0_bn1.weight!.eq(1).all().item<bool>());
         using var backbone = new ResNet50Backbone();
         Assert.True(backbone.layer4_2_bn3.weight!.eq(0).all().item<bool>());
-    }
-
-    /// <summary>max |Δ| ≤ 1e-4 × max |reference|.</summary>
-    internal static void AssertClose(float[] expected, torch.Tensor actual, string what)
-    {
-        var values = actual.contiguous().data<float>().ToArray();
-        Assert.Equal(expected.Length, values.Length);
-        var scale = expected.Max(Math.Abs);
-        var worst = expected.Zip(values, (e, a) => Math.Abs(e - a)).Max();
-        Assert.True(worst <= 1e-4 * scale, $"{what}: max |Δ| = {worst:G4} exceeds 1e-4 × max |reference| = {1e-4 * scale:G4}");
     }
 }
