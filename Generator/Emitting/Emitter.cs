@@ -191,7 +191,7 @@ internal static class Emitter
     {
         var convs = plan.Modules.ToDictionary(m => m.Path);
         w.Line("private bool _fused;");
-        foreach (var f in plan.Fusions) w.Line($"private global::TorchSharp.Modules.Conv2d? {FusedField(f.Conv)};");
+        foreach (var f in plan.Fusions) w.Line($"private global::TorchSharp.Modules.Conv2d? {FusedField(f.Module!)};");
         w.Line();
         w.Line("/// <summary>");
         w.Line("/// Switches to eval mode and folds every batch-norm into the convolution before it, so that inference runs one");
@@ -204,7 +204,7 @@ internal static class Emitter
         w.Line("DropFusion();");
         foreach (var f in plan.Fusions)
         {
-            w.Line($"{FusedField(f.Conv)} = global::ResNetGen.Fusion.Fold({ModulePlan.FieldOf(f.Conv)}, {ModulePlan.FieldOf(f.Norm)}, {CreateConv(convs[f.Conv], bias: true)});");
+            w.Line($"{FusedField(f.Module!)} = global::ResNetGen.Fusion.Fold({ModulePlan.FieldOf(f.Module!)}, {ModulePlan.FieldOf(f.Norm!)}, {CreateConv(convs[f.Module!], bias: true)});");
         }
         w.Line("_fused = true;");
         w.Close();
@@ -216,8 +216,8 @@ internal static class Emitter
         w.Line("_fused = false;");
         foreach (var f in plan.Fusions)
         {
-            w.Line($"{FusedField(f.Conv)}?.Dispose();");
-            w.Line($"{FusedField(f.Conv)} = null;");
+            w.Line($"{FusedField(f.Module!)}?.Dispose();");
+            w.Line($"{FusedField(f.Module!)} = null;");
         }
         w.Close();
         w.Line();

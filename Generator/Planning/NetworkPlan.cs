@@ -1,3 +1,5 @@
+using System.Collections.Generic;
+using System.Linq;
 using System.Globalization;
 using ResNetGen.Generator.Model;
 using ResNetGen.Generator.Parsing;
@@ -83,9 +85,6 @@ internal sealed record OpPlan(
     string? Comment = null,
     string? Norm = null);
 
-/// <summary>A convolution and the batch-norm folded into it for inference.</summary>
-internal sealed record FusionPlan(string Conv, string Norm);
-
 /// <summary>One named output of <c>ForwardFeatures</c>: the stem or a stage, and the tensor that holds it.</summary>
 internal sealed record FeaturePlan(string Name, int Tensor, Shape Shape);
 
@@ -118,8 +117,8 @@ internal sealed record NetworkPlan(
     /// <summary>The forward steps with each batch-norm folded into the convolution before it (after <c>FuseForInference</c>).</summary>
     public EquatableArray<OpPlan> FusedOps { get; init; } = EquatableArray<OpPlan>.Empty;
 
-    /// <summary>Each convolution and the batch-norm that directly follows it, by path.</summary>
-    public EquatableArray<FusionPlan> Fusions { get; init; } = EquatableArray<FusionPlan>.Empty;
+    /// <summary>The folded steps of <see cref="FusedOps"/>: each convolution (Module) with the batch-norm (Norm) folded into it.</summary>
+    public IEnumerable<OpPlan> Fusions => FusedOps.Where(o => o.Kind == OpKind.FusedCall);
 }
 
 /// <summary>The plan step's output: a plan where the spec allows one, and every diagnostic the checks found.</summary>

@@ -124,7 +124,6 @@ internal static class Planner
             }
 
             var ops = WithDisposal(_ops, x, keep: new HashSet<int>());
-            var (fusedOps, fusions) = Fold(_ops, _modules);
             var featureOps = WithDisposal(_ops.Take(lastFeatureOp).ToList(), -1, keep: new HashSet<int>(featureTensors));
             return new NetworkPlan(
                 _spec.Target,
@@ -143,8 +142,7 @@ internal static class Planner
                 _modules.Sum(m => m.MultAdds))
             {
                 FeatureOps = featureOps.ToEquatableArray(),
-                FusedOps = WithDisposal(fusedOps, x, keep: new HashSet<int>()).ToEquatableArray(),
-                Fusions = fusions.ToEquatableArray(),
+                FusedOps = WithDisposal(Fold(_ops, _modules), x, keep: new HashSet<int>()).ToEquatableArray(),
             };
         }
 
@@ -322,18 +320,16 @@ internal static class Planner
     /// Folds each batch-norm into the convolution whose output it reads: the pair becomes one step producing the
     /// batch-norm's tensor, and the convolution's own tensor disappears.
     /// </summary>
-    private static (List<OpPlan> Ops, List<FusionPlan> Fusions) Fold(List<OpPlan> ops, List<ModulePlan> modules)
+    private static List<OpPlan> Fold(List<OpPlan> ops, List<ModulePlan> modules)
     {
         var kinds = modules.ToDictionary(m => m.Path, m => m.Kind);
         var result = new List<OpPlan>(ops.Count);
-        var fusions = new List<FusionPlan>();
         for (var i = 0; i < ops.Count; i++)
         {
             var op = ops[i];
             if (op.Kind == OpKind.Call && kinds[op.Module!] == ModuleKind.Conv2d
                 && i + 1 < ops.Count && ops[i + 1] is { Kind: OpKind.Call } next && next.Arg == op.Result && kinds[next.Module!] == ModuleKind.BatchNorm2d)
             {
-                fusions.Add(new FusionPlan(op.Module!, next.Module!));
                 result.Add(new OpPlan(OpKind.FusedCall, next.Result, op.Arg, Module: op.Module, Norm: next.Module, Shape: next.Shape,
                     Comment: $"{op.Module} with {next.Module} folded in"));
                 i++;
@@ -341,7 +337,7 @@ internal static class Planner
             }
             result.Add(op);
         }
-        return (result, fusions);
+        return result;
     }
 
     /// <summary>
