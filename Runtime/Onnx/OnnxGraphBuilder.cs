@@ -147,20 +147,14 @@ public sealed class OnnxGraphBuilder
             m.Bytes(8, Message(o => { o.String(1, ""); o.Int64(2, _opset); }));
         });
 
-        var full = System.IO.Path.GetFullPath(path);
-        var temp = full + ".tmp-" + Guid.NewGuid().ToString("N").Substring(0, 8);
+        string full;
         try
         {
-            File.WriteAllBytes(temp, model.ToByteArray());
-            File.Move(temp, full, overwrite: true);
+            full = AtomicFile.Write(path, model.WriteTo);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new IOException($"cannot write the ONNX model to {path}: {e.Message}", e);
-        }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
         }
         return new OnnxExport(full, _opset, _nodes.Count, _initializers.Count, _warnings);
     }

@@ -123,30 +123,19 @@ public static class Safetensors
         // Pad the header with spaces so the data starts 8-byte aligned.
         while (json.Length % 8 != 0) json.WriteByte((byte)' ');
 
-        var full = Path.GetFullPath(path);
-        var temp = full + ".tmp-" + Guid.NewGuid().ToString("N").Substring(0, 8);
-        try
+        AtomicFile.Write(path, file =>
         {
-            using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+            Span<byte> length = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)json.Length);
+            file.Write(length);
+            json.Position = 0;
+            json.CopyTo(file);
+            foreach (var key in keys)
             {
-                Span<byte> length = stackalloc byte[8];
-                BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)json.Length);
-                file.Write(length);
-                json.Position = 0;
-                json.CopyTo(file);
-                foreach (var key in keys)
-                {
-                    var tensor = tensors[key];
-                    using var cpu = tensor.detach().cpu().contiguous();
-                    if (cpu.numel() > 0) cpu.WriteBytesToStream(file);
-                }
+                using var cpu = tensors[key].detach().cpu().contiguous();
+                if (cpu.numel() > 0) cpu.WriteBytesToStream(file);
             }
-            File.Move(temp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-        }
+        });
     }
 
     /// <summary>
