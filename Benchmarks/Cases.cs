@@ -101,7 +101,7 @@ public sealed class Case : IDisposable
     }
 
     /// <summary>Copies the generated network's weights into the peer: the same state_dict keys on both sides.</summary>
-    private static void SameWeights(torch.nn.Module from, torch.nn.Module to)
+    internal static void SameWeights(torch.nn.Module from, torch.nn.Module to)
     {
         var source = from.state_dict();
         var target = to.state_dict();
@@ -118,53 +118,46 @@ public sealed class Case : IDisposable
         var generated = new ResNet50();
         generated.eval();
         Case c;
+        // A peer on the generated network's weights; a case owns what it creates.
+        Case OnPeer(Tensor x, params IDisposable[] owned)
+        {
+            var peer = PeerResNet.ResNet50();
+            SameWeights(generated, peer);
+            peer.eval();
+            var peerCase = new Case(name, () =>
+            {
+                using var scope = torch.NewDisposeScope();
+                using var noGrad = torch.no_grad();
+                peer.call(x);
+            });
+            peerCase._owned.Add(peer);
+            peerCase._owned.AddRange(owned);
+            return peerCase;
+        }
+        Case UnderNoGrad() => new(name, () =>
+        {
+            using var noGrad = torch.no_grad();
+            generated.call(input).Dispose();
+        });
         switch (variant)
         {
             case "peer":
-            {
-                var peer = PeerResNet.ResNet50();
-                SameWeights(generated, peer);
-                peer.eval();
-                c = new Case(name, () =>
-                {
-                    using var scope = torch.NewDisposeScope();
-                    using var noGrad = torch.no_grad();
-                    peer.call(input);
-                });
-                c._owned.Add(peer);
+                c = OnPeer(input);
                 break;
-            }
             case "peer-channels-last":
             {
                 // The peer on the layout the generated network picks by itself, laid out by hand (once, untimed).
-                var peer = PeerResNet.ResNet50();
-                SameWeights(generated, peer);
-                peer.eval();
                 var nhwc = TensorLayout.ForCompute(input, ActivationLayout.ChannelsLast);
-                c = new Case(name, () =>
-                {
-                    using var scope = torch.NewDisposeScope();
-                    using var noGrad = torch.no_grad();
-                    peer.call(nhwc);
-                });
-                c._owned.AddRange(new IDisposable[] { peer, nhwc });
+                c = OnPeer(nhwc, nhwc);
                 break;
             }
             case "generated":
-                c = new Case(name, () =>
-                {
-                    using var noGrad = torch.no_grad();
-                    generated.call(input).Dispose();
-                });
+                c = UnderNoGrad();
                 break;
             case "generated-nchw":
                 // The generated forward computing in the input's own (NCHW) layout: what ActivationLayout.Auto adds.
                 generated.ActivationLayout = ActivationLayout.AsGiven;
-                c = new Case(name, () =>
-                {
-                    using var noGrad = torch.no_grad();
-                    generated.call(input).Dispose();
-                });
+                c = UnderNoGrad();
                 break;
             case "generated-inference-mode":
                 c = new Case(name, () =>
@@ -175,11 +168,7 @@ public sealed class Case : IDisposable
                 break;
             case "generated-fused":
                 generated.FuseForInference();
-                c = new Case(name, () =>
-                {
-                    using var noGrad = torch.no_grad();
-                    generated.call(input).Dispose();
-                });
+                c = UnderNoGrad();
                 break;
             case "onnxruntime":
             {

@@ -17,13 +17,6 @@ namespace ResNetGen.Generator.Tests.Benchmarks;
 /// </summary>
 public class BenchmarkCaseTests
 {
-    private static void CopyWeights(torch.nn.Module from, torch.nn.Module to)
-    {
-        var target = to.state_dict();
-        using var noGrad = torch.no_grad();
-        foreach (var (key, tensor) in from.state_dict()) target[key].copy_(tensor);
-    }
-
     [Fact]
     public void The_peer_has_the_generated_state_dict_and_outputs()
     {
@@ -32,7 +25,7 @@ public class BenchmarkCaseTests
         Assert.Equal(generated.state_dict().Keys.OrderBy(k => k), peer.state_dict().Keys.OrderBy(k => k));
         Assert.All(generated.state_dict(), kv => Assert.Equal(kv.Value.shape, peer.state_dict()[kv.Key].shape));
         DeterministicWeights.Apply(generated);
-        CopyWeights(generated, peer);
+        Case.SameWeights(generated, peer);
         generated.eval();
         peer.eval();
         using var input = DeterministicWeights.Input();
@@ -58,7 +51,7 @@ public class BenchmarkCaseTests
         using var generated = new ResNet20();
         using var peer = PeerResNet.ResNet20();
         DeterministicWeights.Apply(generated);
-        CopyWeights(generated, peer);
+        Case.SameWeights(generated, peer);
         generated.to(torch.float64);
         peer.to(torch.float64);
         generated.ActivationLayout = ActivationLayout.ChannelsLast; // and the peer in NCHW
