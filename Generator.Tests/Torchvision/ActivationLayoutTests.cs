@@ -11,8 +11,7 @@ namespace ResNetGen.Generator.Tests.Torchvision;
 /// </summary>
 public class ActivationLayoutTests
 {
-    private static torch.Tensor ChannelsLastCopy(torch.Tensor t) =>
-        torch.empty_strided(t.shape, TensorLayout.ChannelsLastStrides(t.shape), dtype: t.dtype).copy_(t);
+    private static torch.Tensor ChannelsLastCopy(torch.Tensor t) => TensorLayout.ForCompute(t, ActivationLayout.ChannelsLast);
 
     [Fact]
     public void Channels_last_is_recognised_by_exact_strides()
