@@ -1,4 +1,5 @@
 using System;
+using System.Linq;
 using TorchSharp;
 
 namespace ResNetGen;
@@ -30,14 +31,7 @@ public static class TensorLayout
     public static bool IsChannelsLast(torch.Tensor tensor)
     {
         if (tensor is null) throw new ArgumentNullException(nameof(tensor));
-        if (tensor.dim() != 4) return false;
-        var expected = ChannelsLastStrides(tensor.shape);
-        var stride = tensor.stride();
-        for (var d = 0; d < 4; d++)
-        {
-            if (stride[d] != expected[d]) return false;
-        }
-        return true;
+        return tensor.dim() == 4 && tensor.stride().SequenceEqual(ChannelsLastStrides(tensor.shape));
     }
 
     /// <summary>Whether a generated network computes in channels-last for this input under <paramref name="layout"/>.</summary>
