@@ -19,6 +19,7 @@ public sealed class SampleApp
 {
     public const string Checkpoint = "fashion-resnet20.safetensors";
     public const string CurvesFile = "fashion-resnet20-curves.png";
+    public const string OnnxFile = "fashion-resnet20.onnx";
     private const string Architecture = nameof(ResNet20);
 
     private readonly IAnsiConsole _console;
@@ -44,7 +45,7 @@ public sealed class SampleApp
         var top = new Option<int>("--top") { Description = "classes to show per image", DefaultValueFactory = _ => 3 };
         var paths = new Argument<string[]>("paths") { Description = "PNG or JPEG files, or folders of them", Arity = ArgumentArity.OneOrMore };
         var onnx = new Option<string?>("--onnx") { Description = "run this exported ONNX model on ONNX Runtime instead of TorchSharp" };
-        var onnxOut = new Option<string?>("--to") { Description = $"the .onnx file to write (default: <output>/fashion-resnet20.onnx)" };
+        var onnxOut = new Option<string?>("--to") { Description = $"the .onnx file to write (default: <output>/{OnnxFile})" };
         var opset = new Option<int>("--opset") { Description = "ONNX opset", DefaultValueFactory = _ => 17 };
         foreach (var option in new Option<int>[] { epochs, batchSize, top })
             option.Validators.Add(r => { if (r.GetValueOrDefault<int>() <= 0) r.AddError($"{r.Option.Name} must be a positive whole number."); });
@@ -66,7 +67,7 @@ public sealed class SampleApp
         predict.SetAction(r => Guard(() => Predict(Device(r.GetValue(device)!), r.GetValue(paths)!, CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(top), r.GetValue(onnx))));
 
         var export = new Command("export", "Export a checkpoint as an ONNX model (folded batch-norm), for ONNX Runtime, Triton or TensorRT.") { output, checkpoint, onnxOut, opset };
-        export.SetAction(r => Guard(() => Export(CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(onnxOut) ?? Path.Combine(r.GetValue(output)!, "fashion-resnet20.onnx"), r.GetValue(opset))));
+        export.SetAction(r => Guard(() => Export(CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(onnxOut) ?? Path.Combine(r.GetValue(output)!, OnnxFile), r.GetValue(opset))));
 
         var bench = new Command("bench", "Time inference of the generated ResNet-20 and ResNet-50.") { device, seed };
         bench.SetAction(r => Guard(() => Bench(Device(r.GetValue(device)!), r.GetValue(seed))));
@@ -137,7 +138,8 @@ public sealed class SampleApp
         if (code != 0) return code;
 
         _console.Write(new Rule("[bold]3. Evaluation of the checkpoint[/]").LeftJustified());
-        code = Eval(device, dataFolder, Path.Combine(output, Checkpoint), 2000);
+        var checkpoint = CheckpointPath(null, output);
+        code = Eval(device, dataFolder, checkpoint, 2000);
         if (code != 0) return code;
 
         _console.Write(new Rule("[bold]4. A prediction[/]").LeftJustified());
@@ -153,14 +155,14 @@ public sealed class SampleApp
             }
         }
         _console.MarkupLine($"Three test images written to {Markup.Escape(pictures)} (their true class is in the file name); `predict` reads them back:");
-        code = Predict(device, new[] { pictures }, Path.Combine(output, Checkpoint), 3);
+        code = Predict(device, new[] { pictures }, checkpoint, 3);
         if (code != 0) return code;
 
         _console.Write(new Rule("[bold]5. Serving: ONNX[/]").LeftJustified());
-        var model = Path.Combine(output, "fashion-resnet20.onnx");
-        code = Export(Path.Combine(output, Checkpoint), model, 17);
+        var model = Path.Combine(output, OnnxFile);
+        code = Export(checkpoint, model, 17);
         if (code != 0) return code;
-        code = Predict(device, new[] { pictures }, Path.Combine(output, Checkpoint), 3, model);
+        code = Predict(device, new[] { pictures }, checkpoint, 3, model);
         _console.MarkupLine("Train on the full data with [bold]dotnet run --project Sample -- train[/] (see --help).");
         return code;
     }
@@ -171,7 +173,7 @@ public sealed class SampleApp
         using var data = FashionMnist.Load(dataFolder);
         _console.MarkupLine($"Data: {Markup.Escape(data.Source)}.");
         Directory.CreateDirectory(output);
-        var checkpointPath = Path.Combine(output, Checkpoint);
+        var checkpointPath = CheckpointPath(null, output);
         using var network = new ResNet20();
         network.to(device);
         var trainCount = Math.Min(data.TrainCount, settings.TrainLimit ?? long.MaxValue);
@@ -326,7 +328,8 @@ public sealed class SampleApp
                 var logits = results.First().AsEnumerable<float>().ToArray();
                 var max = logits.Max();
                 var exp = logits.Select(l => Math.Exp(l - max)).ToArray();
-                return exp.Select(e => (float)(e / exp.Sum())).ToArray();
+                var sum = exp.Sum();
+                return exp.Select(e => (float)(e / sum)).ToArray();
             };
             _console.MarkupLine($"Running {Markup.Escape(onnxModel)} on ONNX Runtime.");
         }
