@@ -131,7 +131,7 @@ internal static class SpecParser
     }
 
     /// <summary>The names of the members every generated class declares (its layer fields vary with the network).</summary>
-    private static readonly HashSet<string> GeneratedMembers = new(StringComparer.Ordinal)
+    internal static readonly HashSet<string> GeneratedMembers = new(StringComparer.Ordinal)
     {
         "forward", "ForwardFeatures", "Features", "FuseForInference", "IsFused", "ExportOnnx", "ActivationLayout",
         "ParameterCount", "MultAdds", "Summary", "InputSize", "InputChannels",
