@@ -53,9 +53,11 @@ public sealed class ResNetGenerator : IIncrementalGenerator
         var diagnostics = planned
             .Select(static (result, _) => result.Diagnostics)
             .WithTrackingName(TrackingNames.Diagnostics);
-        context.RegisterSourceOutput(diagnostics, static (spc, list) =>
+        // Reported against the compilation's own syntax trees (not a rebuilt path-and-span location), so that
+        // #pragma warning disable and .editorconfig severities apply. Only this cheap reporting step sees the compilation.
+        context.RegisterSourceOutput(diagnostics.Combine(context.CompilationProvider), static (spc, pair) =>
         {
-            foreach (var diagnostic in list) spc.ReportDiagnostic(diagnostic.ToDiagnostic());
+            foreach (var diagnostic in pair.Left) spc.ReportDiagnostic(diagnostic.ToDiagnostic(pair.Right));
         });
 
         // 3b. Source, from the plan alone (no locations in it).

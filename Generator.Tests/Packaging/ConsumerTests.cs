@@ -93,6 +93,15 @@ public class ConsumerTests
                 [ResNet(Block.Basic, 1, 1, Stem = Stem.Cifar, BaseWidth = 8, NumClasses = 3, InputSize = 16)]
                 partial class Tiny { }
                 """);
+            // RNG0009 (a stage gets a 1×1 map) is a warning, an error under TreatWarningsAsErrors: the build passes only if
+            // the pragma reaches the generator's diagnostic.
+            File.WriteAllText(Path.Combine(app, "Small.cs"), """
+                using ResNetGen;
+
+                #pragma warning disable RNG0009 // a deliberately small ImageNet-stem network
+                [ResNet(Block.Basic, 1, 1, 1, 1, BaseWidth = 8, NumClasses = 2, InputSize = 16)]
+                partial class Small { }
+                """);
             Run(app, "build", "-nologo", "-v", "q");
             var output = Run(app, "run", "--no-build");
             Assert.Contains("output [2, 3]", output);

@@ -8,12 +8,13 @@ internal sealed record DiagnosticInfo(string Id, LocationInfo? Location, Equatab
     public static DiagnosticInfo Create(DiagnosticDescriptor descriptor, LocationInfo? location, params string[] args)
         => new(descriptor.Id, location, args.ToEquatableArray());
 
-    public Diagnostic ToDiagnostic()
+    /// <summary>The diagnostic, located in <paramref name="compilation"/>'s syntax tree where it has the file.</summary>
+    public Diagnostic ToDiagnostic(Compilation? compilation = null)
     {
         var descriptor = Diagnostics.DiagnosticDescriptors.ById(Id);
         // Message arguments are objects for Roslyn; they are strings here so the model stays equatable.
         var args = new object[MessageArgs.Count];
         for (var i = 0; i < args.Length; i++) args[i] = MessageArgs[i];
-        return Diagnostic.Create(descriptor, Location?.ToLocation(), args);
+        return Diagnostic.Create(descriptor, Location?.ToLocation(compilation), args);
     }
 }

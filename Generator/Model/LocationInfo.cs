@@ -6,7 +6,21 @@ namespace ResNetGen.Generator.Model;
 /// <summary>A source location as plain data (file path and spans), so that pipeline models hold no Roslyn objects.</summary>
 internal sealed record LocationInfo(string FilePath, TextSpan Span, LinePositionSpan LineSpan)
 {
-    public Location ToLocation() => Location.Create(FilePath, Span, LineSpan);
+    /// <summary>
+    /// The location in <paramref name="compilation"/>'s syntax tree of that path, so that <c>#pragma warning disable</c> and
+    /// .editorconfig severities apply to the diagnostic; a path-only location (which they ignore) where no tree matches.
+    /// </summary>
+    public Location ToLocation(Compilation? compilation)
+    {
+        if (compilation is not null)
+        {
+            foreach (var tree in compilation.SyntaxTrees)
+            {
+                if (tree.FilePath == FilePath && Span.End <= tree.Length) return Location.Create(tree, Span);
+            }
+        }
+        return Location.Create(FilePath, Span, LineSpan);
+    }
 
     public static LocationInfo? From(Location? location)
     {
