@@ -24,11 +24,16 @@ public sealed class SampleApp
 
     private readonly IAnsiConsole _console;
     private readonly CancellationToken _cancel;
+    private readonly Func<string[], ProcessStartInfo> _self;
 
-    public SampleApp(IAnsiConsole console, CancellationToken cancel)
+    /// <param name="console">Where every command writes.</param>
+    /// <param name="cancel">Ctrl+C.</param>
+    /// <param name="self">Starts this program with the given arguments, for the doctor's child processes (default: this process's own command).</param>
+    public SampleApp(IAnsiConsole console, CancellationToken cancel, Func<string[], ProcessStartInfo>? self = null)
     {
         _console = console;
         _cancel = cancel;
+        _self = self ?? KernelProbes.Self;
     }
 
     public int Run(string[] args)
@@ -69,6 +74,12 @@ public sealed class SampleApp
         var export = new Command("export", "Export a checkpoint as an ONNX model (folded batch-norm), for ONNX Runtime, Triton or TensorRT.") { output, checkpoint, onnxOut, opset };
         export.SetAction(r => Guard(() => Export(CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(onnxOut) ?? Path.Combine(r.GetValue(output)!, OnnxFile), r.GetValue(opset))));
 
+        var probe = new Option<string?>("--probe") { Description = "run one probe in this process (what doctor's child processes do)", Hidden = true };
+        var doctor = new Command("doctor", "What this machine can run safely: CPU, caches, libtorch, oneDNN, threads, and every ResNet convolution probed forward and backward in both layouts, each in a child process.") { probe };
+        doctor.SetAction(r => Guard(() => r.GetValue(probe) is { } name
+            ? Doctor.Probe(name)
+            : new Doctor(_console, n => _self(new[] { "doctor", "--probe", n })).Run()));
+
         var bench = new Command("bench", "Time inference of the generated ResNet-20 and ResNet-50.") { device, seed };
         bench.SetAction(r => Guard(() => Bench(Device(r.GetValue(device)!), r.GetValue(seed))));
 
@@ -77,7 +88,7 @@ public sealed class SampleApp
             With no command it runs a two-minute demo: summary, a short training run, evaluation and a prediction.
             """)
         {
-            summary, train, eval, predict, export, bench, device, data, seed, output,
+            summary, train, eval, predict, export, bench, doctor, device, data, seed, output,
         };
         root.SetAction(r => Guard(() => Demo(Device(r.GetValue(device)!), r.GetValue(data), r.GetValue(seed), r.GetValue(output)!)));
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = Writer, Error = Writer, EnableDefaultExceptionHandler = false });
@@ -92,7 +103,7 @@ public sealed class SampleApp
         {
             return action();
         }
-        catch (Exception e) when (e is SampleException or WeightFileException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is SampleException or WeightFileException or IOException or UnauthorizedAccessException or ArgumentException)
         {
             _console.MarkupLine($"[red]error:[/] {Markup.Escape(e.Message)}");
             return 1;

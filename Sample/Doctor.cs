@@ -1,0 +1,116 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Globalization;
+using System.Linq;
+using Spectre.Console;
+using TorchSharp;
+
+namespace ResNetGen.Sample;
+
+/// <summary>
+/// The doctor command: what this machine can run safely. It prints the CPU, its cache description, libtorch, oneDNN and
+/// threads, what ResNetGen's once-per-process check decided, then probes every kind of ResNet convolution in both
+/// layouts, forward and backward, each in a child process, with libtorch's defaults and with ResNetGen's.
+/// </summary>
+public sealed class Doctor
+{
+    private readonly IAnsiConsole _console;
+    private readonly Func<string, ProcessStartInfo> _child;
+
+    /// <param name="console">Where the report goes.</param>
+    /// <param name="child">Starts a child that runs one probe (this program's <c>doctor --probe NAME</c>).</param>
+    public Doctor(IAnsiConsole console, Func<string, ProcessStartInfo> child)
+    {
+        _console = console;
+        _child = child;
+    }
+
+    /// <summary>Runs one probe in this process and writes the protocol lines to standard output (the child's side).</summary>
+    public static int Probe(string name)
+    {
+        var probe = KernelProbes.Find(name);
+        OneDnn.EnsureChecked();
+        KernelProbes.RunHere(probe, Console.Out);
+        return 0;
+    }
+
+    /// <summary>The report; exit code 0 when every probe passes with ResNetGen's defaults, 1 otherwise.</summary>
+    public int Run()
+    {
+        _console.Write(new Rule("[bold]This machine[/]").LeftJustified());
+        var facts = new Grid().AddColumn().AddColumn();
+        void Fact(string name, string value) => facts.AddRow($"[grey]{name}[/]", Markup.Escape(value));
+        Fact("CPU", CpuCaches.Model ?? System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture.ToString());
+        Fact("caches (CPUID)", CpuCaches.Description + (CpuCaches.DescriptionComplete() ? "" : "  ← incomplete"));
+        Fact("libtorch", torch.__version__);
+        Fact("oneDNN", OneDnn.Version ?? "version not readable here");
+        Fact("threads", $"{torch.get_num_threads()} intra-op, {torch.get_num_interop_threads()} inter-op, {Environment.ProcessorCount} logical cores");
+        Fact(OneDnn.PolicyVariable, Environment.GetEnvironmentVariable(OneDnn.PolicyVariable) ?? "(unset: check)");
+        Fact(OneDnn.IsaVariable, Environment.GetEnvironmentVariable(OneDnn.IsaVariable) ?? "(unset)");
+        _console.Write(facts);
+
+        var status = OneDnn.EnsureChecked();
+        _console.MarkupLine($"ResNetGen's check ({status.Milliseconds:0} ms): " + Markup.Escape(status.Message ?? (status.Enabled
+            ? "oneDNN computes the test convolution correctly; nothing changed."
+            : "oneDNN is off for this process.")));
+
+        _console.Write(new Rule("[bold]Convolutions, each in a child process[/]").LeftJustified());
+        _console.MarkupLine("[grey]float32 against a float64 reference computed without oneDNN; ok means a relative error ≤ 1e-4.[/]");
+        var probes = KernelProbes.All;
+        var columns = new (string Title, string? Policy)[] { ("libtorch", "on"), ("ResNetGen", null) };
+        var outcomes = new Dictionary<string, IReadOnlyList<ProbeOutcome>>();
+        foreach (var (title, policy) in columns)
+        {
+            var clock = Stopwatch.StartNew();
+            var done = 0;
+            outcomes[title] = KernelProbes.RunIsolated(probes, name =>
+                {
+                    var start = _child(name);
+                    start.Environment.Remove(OneDnn.PolicyVariable);
+                    // libtorch's defaults: without the ISA limit this process's check set (a user's own setting stays).
+                    if (status.IsaCap is not null) start.Environment.Remove(OneDnn.IsaVariable);
+                    if (policy is not null) start.Environment[OneDnn.PolicyVariable] = policy;
+                    return start;
+                }, TimeSpan.FromMinutes(2), (probe, _) => _console.MarkupLine(
+                    $"[grey]{System.Threading.Interlocked.Increment(ref done),2}/{probes.Count} {Markup.Escape(probe.Name)} with {title}'s defaults[/]"));
+            _console.MarkupLine($"Probed {probes.Count} convolutions with {title}'s defaults in {clock.Elapsed.TotalSeconds:0} s.");
+        }
+
+        var table = new Table().AddColumn("convolution");
+        foreach (var (title, _) in columns) table.AddColumn($"{title} forward").AddColumn($"{title} backward");
+        foreach (var probe in probes)
+        {
+            var row = new List<string> { probe.Name };
+            foreach (var (title, _) in columns)
+            {
+                foreach (var direction in new[] { "forward", "backward" })
+                    row.Add(Cell(outcomes[title].Single(o => o.Probe == probe.Name && o.Direction == direction)));
+            }
+            table.AddRow(row.ToArray());
+        }
+        _console.Write(table);
+
+        var raw = outcomes[columns[0].Title].Where(o => !o.Passed).ToList();
+        var guarded = outcomes[columns[1].Title].Where(o => !o.Passed).ToList();
+        if (guarded.Count == 0)
+        {
+            _console.MarkupLine(raw.Count == 0
+                ? "[green]Every convolution is correct here, with libtorch's defaults and with ResNetGen's.[/] Channels-last (ActivationLayout.ChannelsLast) is safe on this machine."
+                : $"[green]With ResNetGen's defaults every convolution is correct here.[/] [yellow]With libtorch's defaults {raw.Count} of {raw.Count + outcomes[columns[0].Title].Count(o => o.Passed)} are not[/], so keep {OneDnn.PolicyVariable} unset (or =off) and do not use TorchSharp convolutions before the first generated network is built.");
+            return 0;
+        }
+        _console.MarkupLine($"[red]{guarded.Count} convolution(s) compute wrongly or crash here even with ResNetGen's defaults.[/] " +
+            $"Turn libtorch's oneDNN off for the process: set {OneDnn.PolicyVariable}=off, or call OneDnn.Enabled = false; before the first convolution (correct, slower).");
+        return 1;
+    }
+
+    private static string Cell(ProbeOutcome outcome) => outcome.Verdict switch
+    {
+        "ok" => $"[green]ok[/] {outcome.Error.ToString("0.0e+0", CultureInfo.InvariantCulture)}",
+        "wrong" => $"[red]wrong[/] {outcome.Error.ToString("0.0e+0", CultureInfo.InvariantCulture)}",
+        "non-finite" => "[red]NaN/Inf[/]",
+        "crashed" => $"[red]crashed[/] {Markup.Escape(outcome.Detail.Split(' ').Skip(2).FirstOrDefault() ?? "")}",
+        _ => "[grey]not run[/]",
+    };
+}
