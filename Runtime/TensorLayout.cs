@@ -8,16 +8,18 @@ namespace ResNetGen;
 public enum ActivationLayout
 {
     /// <summary>
-    /// Channels-last (NHWC strides) for float32 and bfloat16 tensors on the CPU, where libtorch's oneDNN
-    /// convolutions run fastest on it; on other devices and dtypes, the input's own layout.
+    /// The default: the input's own layout (NCHW for an ordinary tensor), as PyTorch, torchvision and a hand-written
+    /// TorchSharp module compute.
     /// </summary>
-    Auto = 0,
+    AsGiven = 0,
 
-    /// <summary>The input's own layout, whatever it is (the layout a hand-written TorchSharp module computes in).</summary>
-    AsGiven = 1,
-
-    /// <summary>Channels-last on every device and dtype.</summary>
-    ChannelsLast = 2,
+    /// <summary>
+    /// Channels-last (NHWC strides, same shape), the user's explicit choice: libtorch's oneDNN CPU convolutions ran
+    /// 1.1–1.4× faster on it where its kernels work. It is the path oneDNN gets wrong on CPUs that describe their caches
+    /// incompletely (see <see cref="OneDnn"/>, which guards against that); run the sample's <c>doctor</c> command to
+    /// learn whether this machine computes it correctly.
+    /// </summary>
+    ChannelsLast = 1,
 }
 
 /// <summary>Memory-layout helpers used by generated forwards. Shapes and values never change; only strides do.</summary>
@@ -38,13 +40,7 @@ public static class TensorLayout
     public static bool UsesChannelsLast(torch.Tensor input, ActivationLayout layout)
     {
         if (input is null) throw new ArgumentNullException(nameof(input));
-        return input.dim() == 4 && layout switch
-        {
-            ActivationLayout.ChannelsLast => true,
-            ActivationLayout.Auto => input.device_type == DeviceType.CPU
-                                     && input.dtype is torch.ScalarType.Float32 or torch.ScalarType.BFloat16,
-            _ => false,
-        };
+        return input.dim() == 4 && layout == ActivationLayout.ChannelsLast;
     }
 
     /// <summary>

@@ -1,12 +1,25 @@
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using ResNetGen.Generator.Tests.Weights;
 using TorchSharp;
 using Xunit;
 using ResNetGen.Generator.Tests.Infrastructure;
 
 namespace ResNetGen.Generator.Tests.Torchvision;
 
-/// <summary>FuseForInference: batch-norm folded into the convolution before it, outputs unchanged.</summary>
-public class FusionTests
+/// <summary>
+/// FuseForInference: batch-norm folded into the convolution before it, outputs unchanged, and never stale: every change
+/// of weights, statistics, dtype or device after the fold shows in the next forward and export.
+/// </summary>
+public sealed class FusionTests : System.IDisposable
 {
+    private readonly WeightTestKit _kit = new();
+
+    public void Dispose() => _kit.Dispose();
+
     [Theory]
     [InlineData("resnet50")]
     [InlineData("resnext50_32x4d")]
@@ -26,13 +39,14 @@ public class FusionTests
     }
 
     [Fact]
-    public void The_folded_forward_leaks_nothing_and_training_drops_the_fold()
+    public void The_folded_forward_leaks_nothing_and_training_computes_unfolded()
     {
         using var network = new ResNet18();
         network.FuseForInference();
         using var input = torch.randn(2, 3, 64, 64);
         using (torch.no_grad())
         {
+            network.call(input).Dispose(); // the first forward folds
             var before = DeterministicWeights.LiveTensors;
             network.call(input).Dispose();
             Assert.Equal(before, DeterministicWeights.LiveTensors);
@@ -40,7 +54,199 @@ public class FusionTests
         Assert.True(network.IsFused);
         network.train();
         using (var output = network.call(input)) Assert.Equal(new long[] { 2, 1000 }, output.shape);
-        Assert.False(network.IsFused);
-        Assert.Equal(11_689_512, System.Linq.Enumerable.Sum(network.parameters(), p => p.numel())); // the state_dict is untouched
+        Assert.True(network.IsFused); // still folding in eval mode, from the weights as they are then
+        Assert.Equal(11_689_512, network.parameters().Sum(p => p.numel())); // the state_dict is untouched
+    }
+
+    /// <summary>A second set of weights, with batch-norm statistics far from 0 and 1 so that a stale fold shows.</summary>
+    private static ResNet18 Other()
+    {
+        var other = new ResNet18();
+        torch.manual_seed(7);
+        using var noGrad = torch.no_grad();
+        foreach (var (key, tensor) in other.state_dict())
+        {
+            if (key.EndsWith("running_mean")) tensor.copy_(torch.randn(tensor.shape) * 0.1);
+            if (key.EndsWith("running_var")) tensor.copy_(torch.rand(tensor.shape) + 0.5);
+            if (key.Contains("bn") && key.EndsWith("weight")) tensor.copy_(torch.rand(tensor.shape) + 0.5);
+        }
+        other.eval();
+        return other;
+    }
+
+    /// <summary>A fused network with the deterministic weights, folded once already.</summary>
+    private static ResNet18 FusedAndUsed(torch.Tensor input)
+    {
+        var network = new ResNet18();
+        DeterministicWeights.Apply(network);
+        network.FuseForInference();
+        using (torch.no_grad()) network.call(input).Dispose();
+        return network;
+    }
+
+    private static void AssertSameOutputs(torch.nn.Module<torch.Tensor, torch.Tensor> expected, ResNet18 fused, torch.Tensor input, string what)
+    {
+        using var noGrad = torch.no_grad();
+        using var want = expected.call(input);
+        using var got = fused.call(input);
+        Assert.True(fused.IsFused);
+        Tolerance.AssertClose(want, got, what);
+    }
+
+    [Fact]
+    public void Weights_loaded_from_safetensors_after_the_fold_are_used()
+    {
+        using var input = DeterministicWeights.Input();
+        using var other = Other();
+        var file = _kit.PathOf("other.safetensors");
+        Safetensors.Save(other, file);
+        using var network = FusedAndUsed(input);
+        Safetensors.Load(network, file);
+        AssertSameOutputs(other, network, input, "Safetensors.Load after the fold");
+    }
+
+    [Fact]
+    public void Weights_loaded_from_a_pytorch_checkpoint_after_the_fold_are_used()
+    {
+        using var network = new TinyResNet();
+        network.FuseForInference();
+        using var input = DeterministicWeights.Input(2, 3, 8, 8);
+        using (torch.no_grad()) network.call(input).Dispose();
+        PyTorchCheckpoint.Load(network, WeightTestKit.Reference("tiny_resnet.pth"));
+        using var noGrad = torch.no_grad();
+        using var output = network.call(input);
+        Assert.True(network.IsFused);
+        Tolerance.AssertClose(DeterministicWeights.ReadFloats("tiny_resnet.eval.bin"), output, "PyTorchCheckpoint.Load after the fold");
+    }
+
+    [Fact]
+    public void A_state_dict_loaded_after_the_fold_is_used()
+    {
+        using var input = DeterministicWeights.Input();
+        using var other = Other();
+        using var network = FusedAndUsed(input);
+        network.load_state_dict(other.state_dict());
+        AssertSameOutputs(other, network, input, "load_state_dict after the fold");
+    }
+
+    [Fact]
+    public void In_place_edits_of_weights_and_statistics_after_the_fold_are_used()
+    {
+        using var input = DeterministicWeights.Input();
+        using var reference = new ResNet18();
+        DeterministicWeights.Apply(reference);
+        reference.eval();
+        using var network = FusedAndUsed(input);
+        foreach (var net in new[] { reference, network })
+        {
+            using var noGrad = torch.no_grad();
+            net.conv1.weight!.mul_(1.5);
+            net.layer2_0_downsample_1.running_var!.add_(2.0);
+            net.layer4_1_bn2.bias!.sub_(0.25);
+        }
+        AssertSameOutputs(reference, network, input, "in-place edits after the fold");
+        reference.bn1.eps = 0.5;
+        network.bn1.eps = 0.5;
+        AssertSameOutputs(reference, network, input, "a changed eps after the fold");
+    }
+
+    [Fact]
+    public void A_replaced_parameter_after_the_fold_is_used()
+    {
+        using var input = DeterministicWeights.Input();
+        using var reference = new ResNet18();
+        DeterministicWeights.Apply(reference);
+        reference.eval();
+        using var network = FusedAndUsed(input);
+        using (torch.no_grad())
+        {
+            var weight = reference.layer3_0_conv2.weight!.clone().neg_();
+            reference.layer3_0_conv2.weight = new TorchSharp.Modules.Parameter(weight.clone());
+            network.layer3_0_conv2.weight = new TorchSharp.Modules.Parameter(weight);
+        }
+        AssertSameOutputs(reference, network, input, "a replaced parameter after the fold");
+    }
+
+    [Fact]
+    public void A_dtype_change_after_the_fold_folds_in_the_new_dtype()
+    {
+        using var input = DeterministicWeights.Input();
+        using var reference = new ResNet18();
+        DeterministicWeights.Apply(reference);
+        reference.eval();
+        reference.to(torch.float64);
+        using var network = FusedAndUsed(input);
+        network.to(torch.float64);
+        using var input64 = input.to(torch.float64);
+        using var noGrad = torch.no_grad();
+        using var want = reference.call(input64);
+        using var got = network.call(input64);
+        Assert.Equal(torch.ScalarType.Float64, got.dtype);
+        Tolerance.AssertClose(want, got, "float64 after the fold", relative: 1e-10);
+    }
+
+    [Fact]
+    public void Training_then_eval_folds_the_trained_weights()
+    {
+        using var input = DeterministicWeights.Input();
+        using var network = FusedAndUsed(input);
+        network.train();
+        using (var optimizer = torch.optim.SGD(network.parameters(), 0.05, momentum: 0.9))
+        {
+            for (var step = 0; step < 2; step++)
+            {
+                optimizer.zero_grad();
+                using var output = network.call(input);
+                using var loss = output.square().mean();
+                loss.backward();
+                optimizer.step();
+            }
+        }
+        network.eval();
+        // The same weights and statistics, never folded: what the fused network must compute now.
+        using var reference = new ResNet18();
+        reference.load_state_dict(network.state_dict());
+        reference.eval();
+        AssertSameOutputs(reference, network, input, "eval after training");
+    }
+
+    [Fact]
+    public void An_export_after_loading_new_weights_writes_the_new_weights()
+    {
+        using var input = DeterministicWeights.Input();
+        using var other = Other();
+        using var network = FusedAndUsed(input);
+        network.load_state_dict(other.state_dict());
+        var path = _kit.PathOf("fused.onnx");
+        network.ExportOnnx(path);
+        using var session = new InferenceSession(path);
+        var tensor = new DenseTensor<float>(input.contiguous().data<float>().ToArray(), input.shape.Select(d => (int)d).ToArray());
+        using var results = session.Run(new[] { NamedOnnxValue.CreateFromTensor("input", tensor) });
+        using var noGrad = torch.no_grad();
+        using var expected = other.call(input);
+        Tolerance.AssertClose(expected.data<float>().ToArray(), torch.tensor(results.Single().AsEnumerable<float>().ToArray()), "the folded export after a load");
+    }
+
+    [Fact]
+    public void A_fold_is_made_once_and_again_only_when_a_source_changes()
+    {
+        using var conv = torch.nn.Conv2d(4, 8, 3, padding: 1, bias: false);
+        using var norm = torch.nn.BatchNorm2d(8);
+        norm.eval();
+        using var fold = new FoldedConvolution(conv, norm, torch.nn.Conv2d(4, 8, 3, padding: 1, bias: true));
+        using var x = torch.randn(1, 4, 5, 5);
+        using var noGrad = torch.no_grad();
+        fold.forward(x).Dispose();
+        fold.forward(x).Dispose();
+        Assert.Equal(1, fold.Folds);
+        norm.running_mean!.add_(1);
+        using (var folded = fold.forward(x))
+        using (var conved = conv.forward(x))
+        using (var expected = norm.forward(conved))
+            Tolerance.AssertClose(expected, folded, "after a running_mean change");
+        Assert.Equal(2, fold.Folds);
+        fold.Release();
+        fold.forward(x).Dispose();
+        Assert.Equal(3, fold.Folds);
     }
 }

@@ -96,6 +96,7 @@ internal static class Emitter
         var name = plan.Target.Name;
         w.Line($"/// <summary>Builds the network with torchvision's initialisation.</summary>");
         w.Open($"public {name}() : base(\"{name}\")");
+        w.Line("global::ResNetGen.OneDnn.EnsureChecked(); // once per process, before the first convolution: see OneDnn");
         foreach (var m in plan.Modules)
         {
             w.Line($"{m.FieldName} = {Create(m)};");
@@ -159,11 +160,11 @@ internal static class Emitter
         w.Line("/// out as <see cref=\"ActivationLayout\"/> says; the result's values do not depend on it.");
         w.Line("/// </summary>");
         w.Open($"public override {Tensor} forward({Tensor} input)");
-        w.Line($"global::ResNetGen.NetworkInput.Check(input, {I(plan.InChannels)}, \"{plan.Target.Name}\");");
+        w.Line($"global::ResNetGen.NetworkInput.Check(input, {I(plan.InChannels)}, \"{plan.Target.Name}.forward\");");
         using (w.Block("if (_fused)"))
         {
             w.Line("if (!training) return ForwardFused(input);");
-            w.Line("DropFusion(); // training changes the weights the folded convolutions were made from");
+            w.Line("global::ResNetGen.FoldedConvolution.ReleaseAll(_folds); // training changes what they fold; eval folds again");
         }
         ComputeInput(w, plan);
         foreach (var op in plan.Ops) Op(w, op);
@@ -175,11 +176,11 @@ internal static class Emitter
     private static void Layout(SourceWriter w)
     {
         w.Line("/// <summary>");
-        w.Line("/// How <see cref=\"forward\"/> and <see cref=\"ForwardFeatures\"/> lay out activations while they compute. The default,");
-        w.Line("/// <see cref=\"global::ResNetGen.ActivationLayout.Auto\"/>, computes float32 and bfloat16 CPU inputs channels-last, which");
-        w.Line("/// libtorch's CPU convolutions run faster on; the input is never changed and results are the same up to rounding.");
+        w.Line("/// How <see cref=\"forward\"/> and <see cref=\"ForwardFeatures\"/> lay out activations while they compute: by default the");
+        w.Line("/// input's own layout, as PyTorch does; <see cref=\"global::ResNetGen.ActivationLayout.ChannelsLast\"/> on request. The input is");
+        w.Line("/// never changed and results are the same up to rounding.");
         w.Line("/// </summary>");
-        w.Line("public global::ResNetGen.ActivationLayout ActivationLayout { get; set; } = global::ResNetGen.ActivationLayout.Auto;");
+        w.Line("public global::ResNetGen.ActivationLayout ActivationLayout { get; set; } = global::ResNetGen.ActivationLayout.AsGiven;");
         w.Line();
     }
 
@@ -191,35 +192,29 @@ internal static class Emitter
     {
         var convs = plan.Modules.ToDictionary(m => m.Path);
         w.Line("private bool _fused;");
-        foreach (var f in plan.Fusions) w.Line($"private global::TorchSharp.Modules.Conv2d? {FusedField(f.Module!)};");
+        w.Line("private global::ResNetGen.FoldedConvolution[] _folds = global::System.Array.Empty<global::ResNetGen.FoldedConvolution>();");
+        foreach (var f in plan.Fusions) w.Line($"private global::ResNetGen.FoldedConvolution? {FusedField(f.Module!)};");
         w.Line();
         w.Line("/// <summary>");
-        w.Line("/// Switches to eval mode and folds every batch-norm into the convolution before it, so that inference runs one");
-        w.Line("/// convolution (with bias) where it ran a convolution and a batch-norm. Outputs are unchanged up to rounding.");
-        w.Line("/// The layers and the state_dict stay as they are; a forward in training mode drops the folded copies (call this");
-        w.Line("/// again after training). Call it after moving the network to its device and dtype.");
+        w.Line("/// Switches to eval mode and from then on runs eval-mode forwards and <see cref=\"ExportOnnx\"/> with every batch-norm");
+        w.Line("/// folded into the convolution before it: one convolution (with bias) where there were a convolution and a batch-norm.");
+        w.Line("/// Outputs are unchanged up to rounding. The folds follow their sources: a weight loaded, edited in place, replaced,");
+        w.Line("/// converted to another dtype or moved to another device afterwards is folded again before the next use, and a");
+        w.Line("/// training-mode forward computes unfolded. The layers and the state_dict stay as they are.");
         w.Line("/// </summary>");
         w.Open("public void FuseForInference()");
         w.Line("eval();");
-        w.Line("DropFusion();");
+        w.Line("if (_fused) return;");
         foreach (var f in plan.Fusions)
         {
-            w.Line($"{FusedField(f.Module!)} = global::ResNetGen.Fusion.Fold({ModulePlan.FieldOf(f.Module!)}, {ModulePlan.FieldOf(f.Norm!)}, {CreateConv(convs[f.Module!], bias: true)});");
+            w.Line($"{FusedField(f.Module!)} = new global::ResNetGen.FoldedConvolution({ModulePlan.FieldOf(f.Module!)}, {ModulePlan.FieldOf(f.Norm!)}, {CreateConv(convs[f.Module!], bias: true)});");
         }
+        w.Line($"_folds = new global::ResNetGen.FoldedConvolution[] {{ {string.Join(", ", plan.Fusions.Select(f => FusedField(f.Module!)))} }};");
         w.Line("_fused = true;");
         w.Close();
         w.Line();
         w.Line("/// <summary>Whether <see cref=\"FuseForInference\"/> is in effect (eval-mode forwards use the folded convolutions).</summary>");
         w.Line("public bool IsFused => _fused;");
-        w.Line();
-        w.Open("private void DropFusion()");
-        w.Line("_fused = false;");
-        foreach (var f in plan.Fusions)
-        {
-            w.Line($"{FusedField(f.Module!)}?.Dispose();");
-            w.Line($"{FusedField(f.Module!)} = null;");
-        }
-        w.Close();
         w.Line();
         w.Open($"private {Tensor} ForwardFused({Tensor} input)");
         ComputeInput(w, plan);
@@ -241,7 +236,7 @@ internal static class Emitter
         w.Line("/// writes the folded graph. A network in training mode is written with eval semantics, with a warning.");
         w.Line("/// </summary>");
         w.Line($"/// <param name=\"path\">The .onnx file to write (replaced whole, never half-written).</param>");
-        w.Line($"/// <param name=\"opset\">The ONNX opset: {I(minimumOpset)} to {{global::ResNetGen.OnnxGraphBuilder.MaxOpset}}.</param>");
+        w.Line($"/// <param name=\"opset\">The ONNX opset: {I(minimumOpset)} to <see cref=\"global::ResNetGen.OnnxGraphBuilder.MaxOpset\"/>.</param>");
         w.Open($"public global::ResNetGen.OnnxExport ExportOnnx(string path, int opset = 17)");
         w.Line($"var onnx = new global::ResNetGen.OnnxGraphBuilder(\"{plan.Target.Name}\", opset, {I(minimumOpset)}, {I(plan.InChannels)}, {(dynamicSpatial ? "true" : "false")}, {I(plan.InputSize)}, training);");
         w.Line($"var result = _fused ? OnnxFolded(onnx) : OnnxLayers(onnx);");
@@ -279,7 +274,7 @@ internal static class Emitter
                 {
                     var m = modules[op.Module!];
                     var output = names[op.Result] = "x" + I(op.Result);
-                    var field = op.Kind == OpKind.FusedCall ? FusedField(m.Path) + "!" : m.FieldName;
+                    var field = op.Kind == OpKind.FusedCall ? FusedField(m.Path) + "!.Current" : m.FieldName;
                     w.Line(m.Kind switch
                     {
                         ModuleKind.Conv2d => $"onnx.Conv(\"{m.Path}\", \"{input}\", \"{output}\", {field}, {I(m.Kernel)}, {I(m.Stride)}, {I(m.Padding)}, {I(m.Dilation)}, {I(m.Groups)});",
@@ -322,7 +317,7 @@ internal static class Emitter
         w.Line("/// contiguous in the standard [N, C, H, W] layout whatever <see cref=\"ActivationLayout\"/> computed in.");
         w.Line("/// </summary>");
         w.Open($"public Features ForwardFeatures({Tensor} input)");
-        w.Line($"global::ResNetGen.NetworkInput.Check(input, {I(plan.InChannels)}, \"{plan.Target.Name}\");");
+        w.Line($"global::ResNetGen.NetworkInput.Check(input, {I(plan.InChannels)}, \"{plan.Target.Name}.ForwardFeatures\");");
         ComputeInput(w, plan);
         foreach (var op in plan.FeatureOps) Op(w, op);
         w.Line("return new Features(");
@@ -355,7 +350,7 @@ internal static class Emitter
         {
             foreach (var m in plan.Modules) w.Line($"{m.FieldName}.Dispose();");
             w.Line("foreach (var group in _groups) group.Dispose();");
-            w.Line("DropFusion();");
+            w.Line("global::ResNetGen.FoldedConvolution.DisposeAll(_folds);");
         }
         w.Line("base.Dispose(disposing);");
         w.Close();

@@ -135,7 +135,7 @@ internal static class SpecParser
     {
         "forward", "ForwardFeatures", "Features", "FuseForInference", "IsFused", "ExportOnnx", "ActivationLayout",
         "ParameterCount", "MultAdds", "Summary", "InputSize", "InputChannels",
-        "ForwardFused", "DropFusion", "OnnxLayers", "OnnxFolded", "_fused", "_groups",
+        "ForwardFused", "OnnxLayers", "OnnxFolded", "_fused", "_folds", "_groups",
     };
 
     /// <summary>Where each argument was written: positional ones by index, named ones by name.</summary>

@@ -232,6 +232,7 @@ Params size (MB): 1.14
         /// <summary>Builds the network with torchvision's initialisation.</summary>
         public ResNet20() : base("ResNet20")
         {
+            global::ResNetGen.OneDnn.EnsureChecked(); // once per process, before the first convolution: see OneDnn
             conv1 = global::TorchSharp.torch.nn.Conv2d(3, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: false);
             bn1 = global::TorchSharp.torch.nn.BatchNorm2d(16);
             layer1_0_conv1 = global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: false);
@@ -484,11 +485,11 @@ Params size (MB): 1.14
         }
 
         /// <summary>
-        /// How <see cref="forward"/> and <see cref="ForwardFeatures"/> lay out activations while they compute. The default,
-        /// <see cref="global::ResNetGen.ActivationLayout.Auto"/>, computes float32 and bfloat16 CPU inputs channels-last, which
-        /// libtorch's CPU convolutions run faster on; the input is never changed and results are the same up to rounding.
+        /// How <see cref="forward"/> and <see cref="ForwardFeatures"/> lay out activations while they compute: by default the
+        /// input's own layout, as PyTorch does; <see cref="global::ResNetGen.ActivationLayout.ChannelsLast"/> on request. The input is
+        /// never changed and results are the same up to rounding.
         /// </summary>
-        public global::ResNetGen.ActivationLayout ActivationLayout { get; set; } = global::ResNetGen.ActivationLayout.Auto;
+        public global::ResNetGen.ActivationLayout ActivationLayout { get; set; } = global::ResNetGen.ActivationLayout.AsGiven;
 
         /// <summary>
         /// Runs the network on <paramref name="input"/> of shape [N, 3, H, W]; returns [N, 10] logits.
@@ -497,11 +498,11 @@ Params size (MB): 1.14
         /// </summary>
         public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor input)
         {
-            global::ResNetGen.NetworkInput.Check(input, 3, "ResNet20");
+            global::ResNetGen.NetworkInput.Check(input, 3, "ResNet20.forward");
             if (_fused)
             {
                 if (!training) return ForwardFused(input);
-                DropFusion(); // training changes the weights the folded convolutions were made from
+                global::ResNetGen.FoldedConvolution.ReleaseAll(_folds); // training changes what they fold; eval folds again
             }
             var x0 = global::ResNetGen.TensorLayout.ForCompute(input, ActivationLayout); // [N, 3, 32, 32] input, laid out for computing
             var x1 = conv1.forward(x0); x0.Dispose(); // [N, 16, 32, 32] conv1
@@ -594,139 +595,81 @@ Params size (MB): 1.14
         }
 
         private bool _fused;
-        private global::TorchSharp.Modules.Conv2d? _fused_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_downsample_0;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_1_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_1_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_1_downsample_0;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_2_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_2_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_2_downsample_0;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_downsample_0;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_1_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_1_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_1_downsample_0;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_2_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_2_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_2_downsample_0;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_0_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_0_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_0_downsample_0;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_1_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_1_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_1_downsample_0;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_2_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_2_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_2_downsample_0;
+        private global::ResNetGen.FoldedConvolution[] _folds = global::System.Array.Empty<global::ResNetGen.FoldedConvolution>();
+        private global::ResNetGen.FoldedConvolution? _fused_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_0_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_0_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_0_downsample_0;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_1_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_1_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_1_downsample_0;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_2_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_2_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_2_downsample_0;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_0_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_0_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_0_downsample_0;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_1_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_1_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_1_downsample_0;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_2_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_2_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_2_downsample_0;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_0_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_0_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_0_downsample_0;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_1_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_1_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_1_downsample_0;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_2_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_2_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_2_downsample_0;
 
         /// <summary>
-        /// Switches to eval mode and folds every batch-norm into the convolution before it, so that inference runs one
-        /// convolution (with bias) where it ran a convolution and a batch-norm. Outputs are unchanged up to rounding.
-        /// The layers and the state_dict stay as they are; a forward in training mode drops the folded copies (call this
-        /// again after training). Call it after moving the network to its device and dtype.
+        /// Switches to eval mode and from then on runs eval-mode forwards and <see cref="ExportOnnx"/> with every batch-norm
+        /// folded into the convolution before it: one convolution (with bias) where there were a convolution and a batch-norm.
+        /// Outputs are unchanged up to rounding. The folds follow their sources: a weight loaded, edited in place, replaced,
+        /// converted to another dtype or moved to another device afterwards is folded again before the next use, and a
+        /// training-mode forward computes unfolded. The layers and the state_dict stay as they are.
         /// </summary>
         public void FuseForInference()
         {
             eval();
-            DropFusion();
-            _fused_conv1 = global::ResNetGen.Fusion.Fold(conv1, bn1, global::TorchSharp.torch.nn.Conv2d(3, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_0_conv1 = global::ResNetGen.Fusion.Fold(layer1_0_conv1, layer1_0_bn1, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_0_conv2 = global::ResNetGen.Fusion.Fold(layer1_0_conv2, layer1_0_bn2, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_0_downsample_0 = global::ResNetGen.Fusion.Fold(layer1_0_downsample_0, layer1_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(16, 16, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_1_conv1 = global::ResNetGen.Fusion.Fold(layer1_1_conv1, layer1_1_bn1, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_1_conv2 = global::ResNetGen.Fusion.Fold(layer1_1_conv2, layer1_1_bn2, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_1_downsample_0 = global::ResNetGen.Fusion.Fold(layer1_1_downsample_0, layer1_1_downsample_1, global::TorchSharp.torch.nn.Conv2d(16, 16, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_2_conv1 = global::ResNetGen.Fusion.Fold(layer1_2_conv1, layer1_2_bn1, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_2_conv2 = global::ResNetGen.Fusion.Fold(layer1_2_conv2, layer1_2_bn2, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_2_downsample_0 = global::ResNetGen.Fusion.Fold(layer1_2_downsample_0, layer1_2_downsample_1, global::TorchSharp.torch.nn.Conv2d(16, 16, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_0_conv1 = global::ResNetGen.Fusion.Fold(layer2_0_conv1, layer2_0_bn1, global::TorchSharp.torch.nn.Conv2d(16, 32, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_0_conv2 = global::ResNetGen.Fusion.Fold(layer2_0_conv2, layer2_0_bn2, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_0_downsample_0 = global::ResNetGen.Fusion.Fold(layer2_0_downsample_0, layer2_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(16, 32, 1, stride: 2, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_1_conv1 = global::ResNetGen.Fusion.Fold(layer2_1_conv1, layer2_1_bn1, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_1_conv2 = global::ResNetGen.Fusion.Fold(layer2_1_conv2, layer2_1_bn2, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_1_downsample_0 = global::ResNetGen.Fusion.Fold(layer2_1_downsample_0, layer2_1_downsample_1, global::TorchSharp.torch.nn.Conv2d(32, 32, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_2_conv1 = global::ResNetGen.Fusion.Fold(layer2_2_conv1, layer2_2_bn1, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_2_conv2 = global::ResNetGen.Fusion.Fold(layer2_2_conv2, layer2_2_bn2, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_2_downsample_0 = global::ResNetGen.Fusion.Fold(layer2_2_downsample_0, layer2_2_downsample_1, global::TorchSharp.torch.nn.Conv2d(32, 32, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_0_conv1 = global::ResNetGen.Fusion.Fold(layer3_0_conv1, layer3_0_bn1, global::TorchSharp.torch.nn.Conv2d(32, 64, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_0_conv2 = global::ResNetGen.Fusion.Fold(layer3_0_conv2, layer3_0_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_0_downsample_0 = global::ResNetGen.Fusion.Fold(layer3_0_downsample_0, layer3_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(32, 64, 1, stride: 2, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_1_conv1 = global::ResNetGen.Fusion.Fold(layer3_1_conv1, layer3_1_bn1, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_1_conv2 = global::ResNetGen.Fusion.Fold(layer3_1_conv2, layer3_1_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_1_downsample_0 = global::ResNetGen.Fusion.Fold(layer3_1_downsample_0, layer3_1_downsample_1, global::TorchSharp.torch.nn.Conv2d(64, 64, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_2_conv1 = global::ResNetGen.Fusion.Fold(layer3_2_conv1, layer3_2_bn1, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_2_conv2 = global::ResNetGen.Fusion.Fold(layer3_2_conv2, layer3_2_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_2_downsample_0 = global::ResNetGen.Fusion.Fold(layer3_2_downsample_0, layer3_2_downsample_1, global::TorchSharp.torch.nn.Conv2d(64, 64, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            if (_fused) return;
+            _fused_conv1 = new global::ResNetGen.FoldedConvolution(conv1, bn1, global::TorchSharp.torch.nn.Conv2d(3, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_0_conv1 = new global::ResNetGen.FoldedConvolution(layer1_0_conv1, layer1_0_bn1, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_0_conv2 = new global::ResNetGen.FoldedConvolution(layer1_0_conv2, layer1_0_bn2, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_0_downsample_0 = new global::ResNetGen.FoldedConvolution(layer1_0_downsample_0, layer1_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(16, 16, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_1_conv1 = new global::ResNetGen.FoldedConvolution(layer1_1_conv1, layer1_1_bn1, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_1_conv2 = new global::ResNetGen.FoldedConvolution(layer1_1_conv2, layer1_1_bn2, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_1_downsample_0 = new global::ResNetGen.FoldedConvolution(layer1_1_downsample_0, layer1_1_downsample_1, global::TorchSharp.torch.nn.Conv2d(16, 16, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_2_conv1 = new global::ResNetGen.FoldedConvolution(layer1_2_conv1, layer1_2_bn1, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_2_conv2 = new global::ResNetGen.FoldedConvolution(layer1_2_conv2, layer1_2_bn2, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_2_downsample_0 = new global::ResNetGen.FoldedConvolution(layer1_2_downsample_0, layer1_2_downsample_1, global::TorchSharp.torch.nn.Conv2d(16, 16, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_0_conv1 = new global::ResNetGen.FoldedConvolution(layer2_0_conv1, layer2_0_bn1, global::TorchSharp.torch.nn.Conv2d(16, 32, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_0_conv2 = new global::ResNetGen.FoldedConvolution(layer2_0_conv2, layer2_0_bn2, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_0_downsample_0 = new global::ResNetGen.FoldedConvolution(layer2_0_downsample_0, layer2_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(16, 32, 1, stride: 2, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_1_conv1 = new global::ResNetGen.FoldedConvolution(layer2_1_conv1, layer2_1_bn1, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_1_conv2 = new global::ResNetGen.FoldedConvolution(layer2_1_conv2, layer2_1_bn2, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_1_downsample_0 = new global::ResNetGen.FoldedConvolution(layer2_1_downsample_0, layer2_1_downsample_1, global::TorchSharp.torch.nn.Conv2d(32, 32, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_2_conv1 = new global::ResNetGen.FoldedConvolution(layer2_2_conv1, layer2_2_bn1, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_2_conv2 = new global::ResNetGen.FoldedConvolution(layer2_2_conv2, layer2_2_bn2, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_2_downsample_0 = new global::ResNetGen.FoldedConvolution(layer2_2_downsample_0, layer2_2_downsample_1, global::TorchSharp.torch.nn.Conv2d(32, 32, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_0_conv1 = new global::ResNetGen.FoldedConvolution(layer3_0_conv1, layer3_0_bn1, global::TorchSharp.torch.nn.Conv2d(32, 64, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_0_conv2 = new global::ResNetGen.FoldedConvolution(layer3_0_conv2, layer3_0_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_0_downsample_0 = new global::ResNetGen.FoldedConvolution(layer3_0_downsample_0, layer3_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(32, 64, 1, stride: 2, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_1_conv1 = new global::ResNetGen.FoldedConvolution(layer3_1_conv1, layer3_1_bn1, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_1_conv2 = new global::ResNetGen.FoldedConvolution(layer3_1_conv2, layer3_1_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_1_downsample_0 = new global::ResNetGen.FoldedConvolution(layer3_1_downsample_0, layer3_1_downsample_1, global::TorchSharp.torch.nn.Conv2d(64, 64, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_2_conv1 = new global::ResNetGen.FoldedConvolution(layer3_2_conv1, layer3_2_bn1, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_2_conv2 = new global::ResNetGen.FoldedConvolution(layer3_2_conv2, layer3_2_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_2_downsample_0 = new global::ResNetGen.FoldedConvolution(layer3_2_downsample_0, layer3_2_downsample_1, global::TorchSharp.torch.nn.Conv2d(64, 64, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _folds = new global::ResNetGen.FoldedConvolution[] { _fused_conv1, _fused_layer1_0_conv1, _fused_layer1_0_conv2, _fused_layer1_0_downsample_0, _fused_layer1_1_conv1, _fused_layer1_1_conv2, _fused_layer1_1_downsample_0, _fused_layer1_2_conv1, _fused_layer1_2_conv2, _fused_layer1_2_downsample_0, _fused_layer2_0_conv1, _fused_layer2_0_conv2, _fused_layer2_0_downsample_0, _fused_layer2_1_conv1, _fused_layer2_1_conv2, _fused_layer2_1_downsample_0, _fused_layer2_2_conv1, _fused_layer2_2_conv2, _fused_layer2_2_downsample_0, _fused_layer3_0_conv1, _fused_layer3_0_conv2, _fused_layer3_0_downsample_0, _fused_layer3_1_conv1, _fused_layer3_1_conv2, _fused_layer3_1_downsample_0, _fused_layer3_2_conv1, _fused_layer3_2_conv2, _fused_layer3_2_downsample_0 };
             _fused = true;
         }
 
         /// <summary>Whether <see cref="FuseForInference"/> is in effect (eval-mode forwards use the folded convolutions).</summary>
         public bool IsFused => _fused;
-
-        private void DropFusion()
-        {
-            _fused = false;
-            _fused_conv1?.Dispose();
-            _fused_conv1 = null;
-            _fused_layer1_0_conv1?.Dispose();
-            _fused_layer1_0_conv1 = null;
-            _fused_layer1_0_conv2?.Dispose();
-            _fused_layer1_0_conv2 = null;
-            _fused_layer1_0_downsample_0?.Dispose();
-            _fused_layer1_0_downsample_0 = null;
-            _fused_layer1_1_conv1?.Dispose();
-            _fused_layer1_1_conv1 = null;
-            _fused_layer1_1_conv2?.Dispose();
-            _fused_layer1_1_conv2 = null;
-            _fused_layer1_1_downsample_0?.Dispose();
-            _fused_layer1_1_downsample_0 = null;
-            _fused_layer1_2_conv1?.Dispose();
-            _fused_layer1_2_conv1 = null;
-            _fused_layer1_2_conv2?.Dispose();
-            _fused_layer1_2_conv2 = null;
-            _fused_layer1_2_downsample_0?.Dispose();
-            _fused_layer1_2_downsample_0 = null;
-            _fused_layer2_0_conv1?.Dispose();
-            _fused_layer2_0_conv1 = null;
-            _fused_layer2_0_conv2?.Dispose();
-            _fused_layer2_0_conv2 = null;
-            _fused_layer2_0_downsample_0?.Dispose();
-            _fused_layer2_0_downsample_0 = null;
-            _fused_layer2_1_conv1?.Dispose();
-            _fused_layer2_1_conv1 = null;
-            _fused_layer2_1_conv2?.Dispose();
-            _fused_layer2_1_conv2 = null;
-            _fused_layer2_1_downsample_0?.Dispose();
-            _fused_layer2_1_downsample_0 = null;
-            _fused_layer2_2_conv1?.Dispose();
-            _fused_layer2_2_conv1 = null;
-            _fused_layer2_2_conv2?.Dispose();
-            _fused_layer2_2_conv2 = null;
-            _fused_layer2_2_downsample_0?.Dispose();
-            _fused_layer2_2_downsample_0 = null;
-            _fused_layer3_0_conv1?.Dispose();
-            _fused_layer3_0_conv1 = null;
-            _fused_layer3_0_conv2?.Dispose();
-            _fused_layer3_0_conv2 = null;
-            _fused_layer3_0_downsample_0?.Dispose();
-            _fused_layer3_0_downsample_0 = null;
-            _fused_layer3_1_conv1?.Dispose();
-            _fused_layer3_1_conv1 = null;
-            _fused_layer3_1_conv2?.Dispose();
-            _fused_layer3_1_conv2 = null;
-            _fused_layer3_1_downsample_0?.Dispose();
-            _fused_layer3_1_downsample_0 = null;
-            _fused_layer3_2_conv1?.Dispose();
-            _fused_layer3_2_conv1 = null;
-            _fused_layer3_2_conv2?.Dispose();
-            _fused_layer3_2_conv2 = null;
-            _fused_layer3_2_downsample_0?.Dispose();
-            _fused_layer3_2_downsample_0 = null;
-        }
 
         private global::TorchSharp.torch.Tensor ForwardFused(global::TorchSharp.torch.Tensor input)
         {
@@ -798,7 +741,7 @@ Params size (MB): 1.14
         /// writes the folded graph. A network in training mode is written with eval semantics, with a warning.
         /// </summary>
         /// <param name="path">The .onnx file to write (replaced whole, never half-written).</param>
-        /// <param name="opset">The ONNX opset: 9 to {global::ResNetGen.OnnxGraphBuilder.MaxOpset}.</param>
+        /// <param name="opset">The ONNX opset: 9 to <see cref="global::ResNetGen.OnnxGraphBuilder.MaxOpset"/>.</param>
         public global::ResNetGen.OnnxExport ExportOnnx(string path, int opset = 17)
         {
             var onnx = new global::ResNetGen.OnnxGraphBuilder("ResNet20", opset, 9, 3, true, 32, training);
@@ -899,60 +842,60 @@ Params size (MB): 1.14
 
         private string OnnxFolded(global::ResNetGen.OnnxGraphBuilder onnx)
         {
-            onnx.Conv("conv1", "input", "x2", _fused_conv1!, 3, 1, 1, 1, 1);
+            onnx.Conv("conv1", "input", "x2", _fused_conv1!.Current, 3, 1, 1, 1, 1);
             onnx.Relu("relu.1", "x2", "x2_1");
-            onnx.Conv("layer1.0.conv1", "x2_1", "x4", _fused_layer1_0_conv1!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer1.0.conv1", "x2_1", "x4", _fused_layer1_0_conv1!.Current, 3, 1, 1, 1, 1);
             onnx.Relu("relu.2", "x4", "x4_2");
-            onnx.Conv("layer1.0.conv2", "x4_2", "x6", _fused_layer1_0_conv2!, 3, 1, 1, 1, 1);
-            onnx.Conv("layer1.0.downsample.0", "x2_1", "x8", _fused_layer1_0_downsample_0!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer1.0.conv2", "x4_2", "x6", _fused_layer1_0_conv2!.Current, 3, 1, 1, 1, 1);
+            onnx.Conv("layer1.0.downsample.0", "x2_1", "x8", _fused_layer1_0_downsample_0!.Current, 1, 1, 0, 1, 1);
             onnx.Add("add.1", "x6", "x8", "x6_3");
             onnx.Relu("relu.3", "x6_3", "x6_4");
-            onnx.Conv("layer1.1.conv1", "x6_4", "x10", _fused_layer1_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer1.1.conv1", "x6_4", "x10", _fused_layer1_1_conv1!.Current, 3, 1, 1, 1, 1);
             onnx.Relu("relu.4", "x10", "x10_5");
-            onnx.Conv("layer1.1.conv2", "x10_5", "x12", _fused_layer1_1_conv2!, 3, 1, 1, 1, 1);
-            onnx.Conv("layer1.1.downsample.0", "x6_4", "x14", _fused_layer1_1_downsample_0!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer1.1.conv2", "x10_5", "x12", _fused_layer1_1_conv2!.Current, 3, 1, 1, 1, 1);
+            onnx.Conv("layer1.1.downsample.0", "x6_4", "x14", _fused_layer1_1_downsample_0!.Current, 1, 1, 0, 1, 1);
             onnx.Add("add.2", "x12", "x14", "x12_6");
             onnx.Relu("relu.5", "x12_6", "x12_7");
-            onnx.Conv("layer1.2.conv1", "x12_7", "x16", _fused_layer1_2_conv1!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer1.2.conv1", "x12_7", "x16", _fused_layer1_2_conv1!.Current, 3, 1, 1, 1, 1);
             onnx.Relu("relu.6", "x16", "x16_8");
-            onnx.Conv("layer1.2.conv2", "x16_8", "x18", _fused_layer1_2_conv2!, 3, 1, 1, 1, 1);
-            onnx.Conv("layer1.2.downsample.0", "x12_7", "x20", _fused_layer1_2_downsample_0!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer1.2.conv2", "x16_8", "x18", _fused_layer1_2_conv2!.Current, 3, 1, 1, 1, 1);
+            onnx.Conv("layer1.2.downsample.0", "x12_7", "x20", _fused_layer1_2_downsample_0!.Current, 1, 1, 0, 1, 1);
             onnx.Add("add.3", "x18", "x20", "x18_9");
             onnx.Relu("relu.7", "x18_9", "x18_10");
-            onnx.Conv("layer2.0.conv1", "x18_10", "x22", _fused_layer2_0_conv1!, 3, 2, 1, 1, 1);
+            onnx.Conv("layer2.0.conv1", "x18_10", "x22", _fused_layer2_0_conv1!.Current, 3, 2, 1, 1, 1);
             onnx.Relu("relu.8", "x22", "x22_11");
-            onnx.Conv("layer2.0.conv2", "x22_11", "x24", _fused_layer2_0_conv2!, 3, 1, 1, 1, 1);
-            onnx.Conv("layer2.0.downsample.0", "x18_10", "x26", _fused_layer2_0_downsample_0!, 1, 2, 0, 1, 1);
+            onnx.Conv("layer2.0.conv2", "x22_11", "x24", _fused_layer2_0_conv2!.Current, 3, 1, 1, 1, 1);
+            onnx.Conv("layer2.0.downsample.0", "x18_10", "x26", _fused_layer2_0_downsample_0!.Current, 1, 2, 0, 1, 1);
             onnx.Add("add.4", "x24", "x26", "x24_12");
             onnx.Relu("relu.9", "x24_12", "x24_13");
-            onnx.Conv("layer2.1.conv1", "x24_13", "x28", _fused_layer2_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer2.1.conv1", "x24_13", "x28", _fused_layer2_1_conv1!.Current, 3, 1, 1, 1, 1);
             onnx.Relu("relu.10", "x28", "x28_14");
-            onnx.Conv("layer2.1.conv2", "x28_14", "x30", _fused_layer2_1_conv2!, 3, 1, 1, 1, 1);
-            onnx.Conv("layer2.1.downsample.0", "x24_13", "x32", _fused_layer2_1_downsample_0!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer2.1.conv2", "x28_14", "x30", _fused_layer2_1_conv2!.Current, 3, 1, 1, 1, 1);
+            onnx.Conv("layer2.1.downsample.0", "x24_13", "x32", _fused_layer2_1_downsample_0!.Current, 1, 1, 0, 1, 1);
             onnx.Add("add.5", "x30", "x32", "x30_15");
             onnx.Relu("relu.11", "x30_15", "x30_16");
-            onnx.Conv("layer2.2.conv1", "x30_16", "x34", _fused_layer2_2_conv1!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer2.2.conv1", "x30_16", "x34", _fused_layer2_2_conv1!.Current, 3, 1, 1, 1, 1);
             onnx.Relu("relu.12", "x34", "x34_17");
-            onnx.Conv("layer2.2.conv2", "x34_17", "x36", _fused_layer2_2_conv2!, 3, 1, 1, 1, 1);
-            onnx.Conv("layer2.2.downsample.0", "x30_16", "x38", _fused_layer2_2_downsample_0!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer2.2.conv2", "x34_17", "x36", _fused_layer2_2_conv2!.Current, 3, 1, 1, 1, 1);
+            onnx.Conv("layer2.2.downsample.0", "x30_16", "x38", _fused_layer2_2_downsample_0!.Current, 1, 1, 0, 1, 1);
             onnx.Add("add.6", "x36", "x38", "x36_18");
             onnx.Relu("relu.13", "x36_18", "x36_19");
-            onnx.Conv("layer3.0.conv1", "x36_19", "x40", _fused_layer3_0_conv1!, 3, 2, 1, 1, 1);
+            onnx.Conv("layer3.0.conv1", "x36_19", "x40", _fused_layer3_0_conv1!.Current, 3, 2, 1, 1, 1);
             onnx.Relu("relu.14", "x40", "x40_20");
-            onnx.Conv("layer3.0.conv2", "x40_20", "x42", _fused_layer3_0_conv2!, 3, 1, 1, 1, 1);
-            onnx.Conv("layer3.0.downsample.0", "x36_19", "x44", _fused_layer3_0_downsample_0!, 1, 2, 0, 1, 1);
+            onnx.Conv("layer3.0.conv2", "x40_20", "x42", _fused_layer3_0_conv2!.Current, 3, 1, 1, 1, 1);
+            onnx.Conv("layer3.0.downsample.0", "x36_19", "x44", _fused_layer3_0_downsample_0!.Current, 1, 2, 0, 1, 1);
             onnx.Add("add.7", "x42", "x44", "x42_21");
             onnx.Relu("relu.15", "x42_21", "x42_22");
-            onnx.Conv("layer3.1.conv1", "x42_22", "x46", _fused_layer3_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer3.1.conv1", "x42_22", "x46", _fused_layer3_1_conv1!.Current, 3, 1, 1, 1, 1);
             onnx.Relu("relu.16", "x46", "x46_23");
-            onnx.Conv("layer3.1.conv2", "x46_23", "x48", _fused_layer3_1_conv2!, 3, 1, 1, 1, 1);
-            onnx.Conv("layer3.1.downsample.0", "x42_22", "x50", _fused_layer3_1_downsample_0!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer3.1.conv2", "x46_23", "x48", _fused_layer3_1_conv2!.Current, 3, 1, 1, 1, 1);
+            onnx.Conv("layer3.1.downsample.0", "x42_22", "x50", _fused_layer3_1_downsample_0!.Current, 1, 1, 0, 1, 1);
             onnx.Add("add.8", "x48", "x50", "x48_24");
             onnx.Relu("relu.17", "x48_24", "x48_25");
-            onnx.Conv("layer3.2.conv1", "x48_25", "x52", _fused_layer3_2_conv1!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer3.2.conv1", "x48_25", "x52", _fused_layer3_2_conv1!.Current, 3, 1, 1, 1, 1);
             onnx.Relu("relu.18", "x52", "x52_26");
-            onnx.Conv("layer3.2.conv2", "x52_26", "x54", _fused_layer3_2_conv2!, 3, 1, 1, 1, 1);
-            onnx.Conv("layer3.2.downsample.0", "x48_25", "x56", _fused_layer3_2_downsample_0!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer3.2.conv2", "x52_26", "x54", _fused_layer3_2_conv2!.Current, 3, 1, 1, 1, 1);
+            onnx.Conv("layer3.2.downsample.0", "x48_25", "x56", _fused_layer3_2_downsample_0!.Current, 1, 1, 0, 1, 1);
             onnx.Add("add.9", "x54", "x56", "x54_27");
             onnx.Relu("relu.19", "x54_27", "x54_28");
             onnx.GlobalAveragePool("avgpool", "x54_28", "x57");
@@ -966,7 +909,7 @@ Params size (MB): 1.14
         /// </summary>
         public Features ForwardFeatures(global::TorchSharp.torch.Tensor input)
         {
-            global::ResNetGen.NetworkInput.Check(input, 3, "ResNet20");
+            global::ResNetGen.NetworkInput.Check(input, 3, "ResNet20.ForwardFeatures");
             var x0 = global::ResNetGen.TensorLayout.ForCompute(input, ActivationLayout); // [N, 3, 32, 32] input, laid out for computing
             var x1 = conv1.forward(x0); x0.Dispose(); // [N, 16, 32, 32] conv1
             var x2 = bn1.forward(x1); x1.Dispose(); // [N, 16, 32, 32] bn1
@@ -1138,7 +1081,7 @@ Params size (MB): 1.14
                 layer3_2_downsample_1.Dispose();
                 fc.Dispose();
                 foreach (var group in _groups) group.Dispose();
-                DropFusion();
+                global::ResNetGen.FoldedConvolution.DisposeAll(_folds);
             }
             base.Dispose(disposing);
         }

@@ -178,6 +178,7 @@ Params size (MB): 1.08
         /// <summary>Builds the network with torchvision's initialisation.</summary>
         public ResNet20() : base("ResNet20")
         {
+            global::ResNetGen.OneDnn.EnsureChecked(); // once per process, before the first convolution: see OneDnn
             conv1 = global::TorchSharp.torch.nn.Conv2d(3, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: false);
             bn1 = global::TorchSharp.torch.nn.BatchNorm2d(16);
             layer1_0_conv1 = global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: false);
@@ -349,11 +350,11 @@ Params size (MB): 1.08
         }
 
         /// <summary>
-        /// How <see cref="forward"/> and <see cref="ForwardFeatures"/> lay out activations while they compute. The default,
-        /// <see cref="global::ResNetGen.ActivationLayout.Auto"/>, computes float32 and bfloat16 CPU inputs channels-last, which
-        /// libtorch's CPU convolutions run faster on; the input is never changed and results are the same up to rounding.
+        /// How <see cref="forward"/> and <see cref="ForwardFeatures"/> lay out activations while they compute: by default the
+        /// input's own layout, as PyTorch does; <see cref="global::ResNetGen.ActivationLayout.ChannelsLast"/> on request. The input is
+        /// never changed and results are the same up to rounding.
         /// </summary>
-        public global::ResNetGen.ActivationLayout ActivationLayout { get; set; } = global::ResNetGen.ActivationLayout.Auto;
+        public global::ResNetGen.ActivationLayout ActivationLayout { get; set; } = global::ResNetGen.ActivationLayout.AsGiven;
 
         /// <summary>
         /// Runs the network on <paramref name="input"/> of shape [N, 3, H, W]; returns [N, 10] logits.
@@ -362,11 +363,11 @@ Params size (MB): 1.08
         /// </summary>
         public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor input)
         {
-            global::ResNetGen.NetworkInput.Check(input, 3, "ResNet20");
+            global::ResNetGen.NetworkInput.Check(input, 3, "ResNet20.forward");
             if (_fused)
             {
                 if (!training) return ForwardFused(input);
-                DropFusion(); // training changes the weights the folded convolutions were made from
+                global::ResNetGen.FoldedConvolution.ReleaseAll(_folds); // training changes what they fold; eval folds again
             }
             var x0 = global::ResNetGen.TensorLayout.ForCompute(input, ActivationLayout); // [N, 3, 32, 32] input, laid out for computing
             var x1 = conv1.forward(x0); x0.Dispose(); // [N, 16, 32, 32] conv1
@@ -443,103 +444,63 @@ Params size (MB): 1.08
         }
 
         private bool _fused;
-        private global::TorchSharp.Modules.Conv2d? _fused_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_1_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_1_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_2_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_2_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_1_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_1_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_2_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_2_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_0_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_0_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_1_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_1_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_2_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_2_conv2;
+        private global::ResNetGen.FoldedConvolution[] _folds = global::System.Array.Empty<global::ResNetGen.FoldedConvolution>();
+        private global::ResNetGen.FoldedConvolution? _fused_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_0_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_0_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_1_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_1_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_2_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_2_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_0_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_0_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_1_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_1_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_2_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_2_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_0_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_0_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_1_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_1_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_2_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_2_conv2;
 
         /// <summary>
-        /// Switches to eval mode and folds every batch-norm into the convolution before it, so that inference runs one
-        /// convolution (with bias) where it ran a convolution and a batch-norm. Outputs are unchanged up to rounding.
-        /// The layers and the state_dict stay as they are; a forward in training mode drops the folded copies (call this
-        /// again after training). Call it after moving the network to its device and dtype.
+        /// Switches to eval mode and from then on runs eval-mode forwards and <see cref="ExportOnnx"/> with every batch-norm
+        /// folded into the convolution before it: one convolution (with bias) where there were a convolution and a batch-norm.
+        /// Outputs are unchanged up to rounding. The folds follow their sources: a weight loaded, edited in place, replaced,
+        /// converted to another dtype or moved to another device afterwards is folded again before the next use, and a
+        /// training-mode forward computes unfolded. The layers and the state_dict stay as they are.
         /// </summary>
         public void FuseForInference()
         {
             eval();
-            DropFusion();
-            _fused_conv1 = global::ResNetGen.Fusion.Fold(conv1, bn1, global::TorchSharp.torch.nn.Conv2d(3, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_0_conv1 = global::ResNetGen.Fusion.Fold(layer1_0_conv1, layer1_0_bn1, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_0_conv2 = global::ResNetGen.Fusion.Fold(layer1_0_conv2, layer1_0_bn2, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_1_conv1 = global::ResNetGen.Fusion.Fold(layer1_1_conv1, layer1_1_bn1, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_1_conv2 = global::ResNetGen.Fusion.Fold(layer1_1_conv2, layer1_1_bn2, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_2_conv1 = global::ResNetGen.Fusion.Fold(layer1_2_conv1, layer1_2_bn1, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_2_conv2 = global::ResNetGen.Fusion.Fold(layer1_2_conv2, layer1_2_bn2, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_0_conv1 = global::ResNetGen.Fusion.Fold(layer2_0_conv1, layer2_0_bn1, global::TorchSharp.torch.nn.Conv2d(16, 32, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_0_conv2 = global::ResNetGen.Fusion.Fold(layer2_0_conv2, layer2_0_bn2, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_1_conv1 = global::ResNetGen.Fusion.Fold(layer2_1_conv1, layer2_1_bn1, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_1_conv2 = global::ResNetGen.Fusion.Fold(layer2_1_conv2, layer2_1_bn2, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_2_conv1 = global::ResNetGen.Fusion.Fold(layer2_2_conv1, layer2_2_bn1, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_2_conv2 = global::ResNetGen.Fusion.Fold(layer2_2_conv2, layer2_2_bn2, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_0_conv1 = global::ResNetGen.Fusion.Fold(layer3_0_conv1, layer3_0_bn1, global::TorchSharp.torch.nn.Conv2d(32, 64, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_0_conv2 = global::ResNetGen.Fusion.Fold(layer3_0_conv2, layer3_0_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_1_conv1 = global::ResNetGen.Fusion.Fold(layer3_1_conv1, layer3_1_bn1, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_1_conv2 = global::ResNetGen.Fusion.Fold(layer3_1_conv2, layer3_1_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_2_conv1 = global::ResNetGen.Fusion.Fold(layer3_2_conv1, layer3_2_bn1, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_2_conv2 = global::ResNetGen.Fusion.Fold(layer3_2_conv2, layer3_2_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            if (_fused) return;
+            _fused_conv1 = new global::ResNetGen.FoldedConvolution(conv1, bn1, global::TorchSharp.torch.nn.Conv2d(3, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_0_conv1 = new global::ResNetGen.FoldedConvolution(layer1_0_conv1, layer1_0_bn1, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_0_conv2 = new global::ResNetGen.FoldedConvolution(layer1_0_conv2, layer1_0_bn2, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_1_conv1 = new global::ResNetGen.FoldedConvolution(layer1_1_conv1, layer1_1_bn1, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_1_conv2 = new global::ResNetGen.FoldedConvolution(layer1_1_conv2, layer1_1_bn2, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_2_conv1 = new global::ResNetGen.FoldedConvolution(layer1_2_conv1, layer1_2_bn1, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_2_conv2 = new global::ResNetGen.FoldedConvolution(layer1_2_conv2, layer1_2_bn2, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_0_conv1 = new global::ResNetGen.FoldedConvolution(layer2_0_conv1, layer2_0_bn1, global::TorchSharp.torch.nn.Conv2d(16, 32, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_0_conv2 = new global::ResNetGen.FoldedConvolution(layer2_0_conv2, layer2_0_bn2, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_1_conv1 = new global::ResNetGen.FoldedConvolution(layer2_1_conv1, layer2_1_bn1, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_1_conv2 = new global::ResNetGen.FoldedConvolution(layer2_1_conv2, layer2_1_bn2, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_2_conv1 = new global::ResNetGen.FoldedConvolution(layer2_2_conv1, layer2_2_bn1, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_2_conv2 = new global::ResNetGen.FoldedConvolution(layer2_2_conv2, layer2_2_bn2, global::TorchSharp.torch.nn.Conv2d(32, 32, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_0_conv1 = new global::ResNetGen.FoldedConvolution(layer3_0_conv1, layer3_0_bn1, global::TorchSharp.torch.nn.Conv2d(32, 64, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_0_conv2 = new global::ResNetGen.FoldedConvolution(layer3_0_conv2, layer3_0_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_1_conv1 = new global::ResNetGen.FoldedConvolution(layer3_1_conv1, layer3_1_bn1, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_1_conv2 = new global::ResNetGen.FoldedConvolution(layer3_1_conv2, layer3_1_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_2_conv1 = new global::ResNetGen.FoldedConvolution(layer3_2_conv1, layer3_2_bn1, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_2_conv2 = new global::ResNetGen.FoldedConvolution(layer3_2_conv2, layer3_2_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _folds = new global::ResNetGen.FoldedConvolution[] { _fused_conv1, _fused_layer1_0_conv1, _fused_layer1_0_conv2, _fused_layer1_1_conv1, _fused_layer1_1_conv2, _fused_layer1_2_conv1, _fused_layer1_2_conv2, _fused_layer2_0_conv1, _fused_layer2_0_conv2, _fused_layer2_1_conv1, _fused_layer2_1_conv2, _fused_layer2_2_conv1, _fused_layer2_2_conv2, _fused_layer3_0_conv1, _fused_layer3_0_conv2, _fused_layer3_1_conv1, _fused_layer3_1_conv2, _fused_layer3_2_conv1, _fused_layer3_2_conv2 };
             _fused = true;
         }
 
         /// <summary>Whether <see cref="FuseForInference"/> is in effect (eval-mode forwards use the folded convolutions).</summary>
         public bool IsFused => _fused;
-
-        private void DropFusion()
-        {
-            _fused = false;
-            _fused_conv1?.Dispose();
-            _fused_conv1 = null;
-            _fused_layer1_0_conv1?.Dispose();
-            _fused_layer1_0_conv1 = null;
-            _fused_layer1_0_conv2?.Dispose();
-            _fused_layer1_0_conv2 = null;
-            _fused_layer1_1_conv1?.Dispose();
-            _fused_layer1_1_conv1 = null;
-            _fused_layer1_1_conv2?.Dispose();
-            _fused_layer1_1_conv2 = null;
-            _fused_layer1_2_conv1?.Dispose();
-            _fused_layer1_2_conv1 = null;
-            _fused_layer1_2_conv2?.Dispose();
-            _fused_layer1_2_conv2 = null;
-            _fused_layer2_0_conv1?.Dispose();
-            _fused_layer2_0_conv1 = null;
-            _fused_layer2_0_conv2?.Dispose();
-            _fused_layer2_0_conv2 = null;
-            _fused_layer2_1_conv1?.Dispose();
-            _fused_layer2_1_conv1 = null;
-            _fused_layer2_1_conv2?.Dispose();
-            _fused_layer2_1_conv2 = null;
-            _fused_layer2_2_conv1?.Dispose();
-            _fused_layer2_2_conv1 = null;
-            _fused_layer2_2_conv2?.Dispose();
-            _fused_layer2_2_conv2 = null;
-            _fused_layer3_0_conv1?.Dispose();
-            _fused_layer3_0_conv1 = null;
-            _fused_layer3_0_conv2?.Dispose();
-            _fused_layer3_0_conv2 = null;
-            _fused_layer3_1_conv1?.Dispose();
-            _fused_layer3_1_conv1 = null;
-            _fused_layer3_1_conv2?.Dispose();
-            _fused_layer3_1_conv2 = null;
-            _fused_layer3_2_conv1?.Dispose();
-            _fused_layer3_2_conv1 = null;
-            _fused_layer3_2_conv2?.Dispose();
-            _fused_layer3_2_conv2 = null;
-        }
 
         private global::TorchSharp.torch.Tensor ForwardFused(global::TorchSharp.torch.Tensor input)
         {
@@ -604,7 +565,7 @@ Params size (MB): 1.08
         /// writes the folded graph. A network in training mode is written with eval semantics, with a warning.
         /// </summary>
         /// <param name="path">The .onnx file to write (replaced whole, never half-written).</param>
-        /// <param name="opset">The ONNX opset: 11 to {global::ResNetGen.OnnxGraphBuilder.MaxOpset}.</param>
+        /// <param name="opset">The ONNX opset: 11 to <see cref="global::ResNetGen.OnnxGraphBuilder.MaxOpset"/>.</param>
         public global::ResNetGen.OnnxExport ExportOnnx(string path, int opset = 17)
         {
             var onnx = new global::ResNetGen.OnnxGraphBuilder("ResNet20", opset, 11, 3, false, 32, training);
@@ -689,53 +650,53 @@ Params size (MB): 1.08
 
         private string OnnxFolded(global::ResNetGen.OnnxGraphBuilder onnx)
         {
-            onnx.Conv("conv1", "input", "x2", _fused_conv1!, 3, 1, 1, 1, 1);
+            onnx.Conv("conv1", "input", "x2", _fused_conv1!.Current, 3, 1, 1, 1, 1);
             onnx.Relu("relu.1", "x2", "x2_1");
-            onnx.Conv("layer1.0.conv1", "x2_1", "x4", _fused_layer1_0_conv1!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer1.0.conv1", "x2_1", "x4", _fused_layer1_0_conv1!.Current, 3, 1, 1, 1, 1);
             onnx.Relu("relu.2", "x4", "x4_2");
-            onnx.Conv("layer1.0.conv2", "x4_2", "x6", _fused_layer1_0_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer1.0.conv2", "x4_2", "x6", _fused_layer1_0_conv2!.Current, 3, 1, 1, 1, 1);
             onnx.Add("add.1", "x6", "x2_1", "x6_3");
             onnx.Relu("relu.3", "x6_3", "x6_4");
-            onnx.Conv("layer1.1.conv1", "x6_4", "x8", _fused_layer1_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer1.1.conv1", "x6_4", "x8", _fused_layer1_1_conv1!.Current, 3, 1, 1, 1, 1);
             onnx.Relu("relu.4", "x8", "x8_5");
-            onnx.Conv("layer1.1.conv2", "x8_5", "x10", _fused_layer1_1_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer1.1.conv2", "x8_5", "x10", _fused_layer1_1_conv2!.Current, 3, 1, 1, 1, 1);
             onnx.Add("add.2", "x10", "x6_4", "x10_6");
             onnx.Relu("relu.5", "x10_6", "x10_7");
-            onnx.Conv("layer1.2.conv1", "x10_7", "x12", _fused_layer1_2_conv1!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer1.2.conv1", "x10_7", "x12", _fused_layer1_2_conv1!.Current, 3, 1, 1, 1, 1);
             onnx.Relu("relu.6", "x12", "x12_8");
-            onnx.Conv("layer1.2.conv2", "x12_8", "x14", _fused_layer1_2_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer1.2.conv2", "x12_8", "x14", _fused_layer1_2_conv2!.Current, 3, 1, 1, 1, 1);
             onnx.Add("add.3", "x14", "x10_7", "x14_9");
             onnx.Relu("relu.7", "x14_9", "x14_10");
-            onnx.Conv("layer2.0.conv1", "x14_10", "x16", _fused_layer2_0_conv1!, 3, 2, 1, 1, 1);
+            onnx.Conv("layer2.0.conv1", "x14_10", "x16", _fused_layer2_0_conv1!.Current, 3, 2, 1, 1, 1);
             onnx.Relu("relu.8", "x16", "x16_11");
-            onnx.Conv("layer2.0.conv2", "x16_11", "x18", _fused_layer2_0_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer2.0.conv2", "x16_11", "x18", _fused_layer2_0_conv2!.Current, 3, 1, 1, 1, 1);
             onnx.AvgPoolZeroPadShortcut("shortcut.1", "x14_10", "x19", 2, 16);
             onnx.Add("add.4", "x18", "x19", "x18_12");
             onnx.Relu("relu.9", "x18_12", "x18_13");
-            onnx.Conv("layer2.1.conv1", "x18_13", "x21", _fused_layer2_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer2.1.conv1", "x18_13", "x21", _fused_layer2_1_conv1!.Current, 3, 1, 1, 1, 1);
             onnx.Relu("relu.10", "x21", "x21_14");
-            onnx.Conv("layer2.1.conv2", "x21_14", "x23", _fused_layer2_1_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer2.1.conv2", "x21_14", "x23", _fused_layer2_1_conv2!.Current, 3, 1, 1, 1, 1);
             onnx.Add("add.5", "x23", "x18_13", "x23_15");
             onnx.Relu("relu.11", "x23_15", "x23_16");
-            onnx.Conv("layer2.2.conv1", "x23_16", "x25", _fused_layer2_2_conv1!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer2.2.conv1", "x23_16", "x25", _fused_layer2_2_conv1!.Current, 3, 1, 1, 1, 1);
             onnx.Relu("relu.12", "x25", "x25_17");
-            onnx.Conv("layer2.2.conv2", "x25_17", "x27", _fused_layer2_2_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer2.2.conv2", "x25_17", "x27", _fused_layer2_2_conv2!.Current, 3, 1, 1, 1, 1);
             onnx.Add("add.6", "x27", "x23_16", "x27_18");
             onnx.Relu("relu.13", "x27_18", "x27_19");
-            onnx.Conv("layer3.0.conv1", "x27_19", "x29", _fused_layer3_0_conv1!, 3, 2, 1, 1, 1);
+            onnx.Conv("layer3.0.conv1", "x27_19", "x29", _fused_layer3_0_conv1!.Current, 3, 2, 1, 1, 1);
             onnx.Relu("relu.14", "x29", "x29_20");
-            onnx.Conv("layer3.0.conv2", "x29_20", "x31", _fused_layer3_0_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer3.0.conv2", "x29_20", "x31", _fused_layer3_0_conv2!.Current, 3, 1, 1, 1, 1);
             onnx.AvgPoolZeroPadShortcut("shortcut.2", "x27_19", "x32", 2, 32);
             onnx.Add("add.7", "x31", "x32", "x31_21");
             onnx.Relu("relu.15", "x31_21", "x31_22");
-            onnx.Conv("layer3.1.conv1", "x31_22", "x34", _fused_layer3_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer3.1.conv1", "x31_22", "x34", _fused_layer3_1_conv1!.Current, 3, 1, 1, 1, 1);
             onnx.Relu("relu.16", "x34", "x34_23");
-            onnx.Conv("layer3.1.conv2", "x34_23", "x36", _fused_layer3_1_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer3.1.conv2", "x34_23", "x36", _fused_layer3_1_conv2!.Current, 3, 1, 1, 1, 1);
             onnx.Add("add.8", "x36", "x31_22", "x36_24");
             onnx.Relu("relu.17", "x36_24", "x36_25");
-            onnx.Conv("layer3.2.conv1", "x36_25", "x38", _fused_layer3_2_conv1!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer3.2.conv1", "x36_25", "x38", _fused_layer3_2_conv1!.Current, 3, 1, 1, 1, 1);
             onnx.Relu("relu.18", "x38", "x38_26");
-            onnx.Conv("layer3.2.conv2", "x38_26", "x40", _fused_layer3_2_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer3.2.conv2", "x38_26", "x40", _fused_layer3_2_conv2!.Current, 3, 1, 1, 1, 1);
             onnx.Add("add.9", "x40", "x36_25", "x40_27");
             onnx.Relu("relu.19", "x40_27", "x40_28");
             onnx.GlobalAveragePool("avgpool", "x40_28", "x41");
@@ -749,7 +710,7 @@ Params size (MB): 1.08
         /// </summary>
         public Features ForwardFeatures(global::TorchSharp.torch.Tensor input)
         {
-            global::ResNetGen.NetworkInput.Check(input, 3, "ResNet20");
+            global::ResNetGen.NetworkInput.Check(input, 3, "ResNet20.ForwardFeatures");
             var x0 = global::ResNetGen.TensorLayout.ForCompute(input, ActivationLayout); // [N, 3, 32, 32] input, laid out for computing
             var x1 = conv1.forward(x0); x0.Dispose(); // [N, 16, 32, 32] conv1
             var x2 = bn1.forward(x1); x1.Dispose(); // [N, 16, 32, 32] bn1
@@ -887,7 +848,7 @@ Params size (MB): 1.08
                 layer3_2_bn2.Dispose();
                 fc.Dispose();
                 foreach (var group in _groups) group.Dispose();
-                DropFusion();
+                global::ResNetGen.FoldedConvolution.DisposeAll(_folds);
             }
             base.Dispose(disposing);
         }

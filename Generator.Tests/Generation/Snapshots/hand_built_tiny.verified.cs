@@ -88,6 +88,7 @@ Params size (MB): 0.02
             /// <summary>Builds the network with torchvision's initialisation.</summary>
             public TinyNet() : base("TinyNet")
             {
+                global::ResNetGen.OneDnn.EnsureChecked(); // once per process, before the first convolution: see OneDnn
                 conv1 = global::TorchSharp.torch.nn.Conv2d(3, 8, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: false);
                 bn1 = global::TorchSharp.torch.nn.BatchNorm2d(8);
                 layer1_0_conv1 = global::TorchSharp.torch.nn.Conv2d(8, 8, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: false);
@@ -145,11 +146,11 @@ Params size (MB): 0.02
             }
 
             /// <summary>
-            /// How <see cref="forward"/> and <see cref="ForwardFeatures"/> lay out activations while they compute. The default,
-            /// <see cref="global::ResNetGen.ActivationLayout.Auto"/>, computes float32 and bfloat16 CPU inputs channels-last, which
-            /// libtorch's CPU convolutions run faster on; the input is never changed and results are the same up to rounding.
+            /// How <see cref="forward"/> and <see cref="ForwardFeatures"/> lay out activations while they compute: by default the
+            /// input's own layout, as PyTorch does; <see cref="global::ResNetGen.ActivationLayout.ChannelsLast"/> on request. The input is
+            /// never changed and results are the same up to rounding.
             /// </summary>
-            public global::ResNetGen.ActivationLayout ActivationLayout { get; set; } = global::ResNetGen.ActivationLayout.Auto;
+            public global::ResNetGen.ActivationLayout ActivationLayout { get; set; } = global::ResNetGen.ActivationLayout.AsGiven;
 
             /// <summary>
             /// Runs the network on <paramref name="input"/> of shape [N, 3, H, W]; returns [N, 3] logits.
@@ -158,11 +159,11 @@ Params size (MB): 0.02
             /// </summary>
             public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor input)
             {
-                global::ResNetGen.NetworkInput.Check(input, 3, "TinyNet");
+                global::ResNetGen.NetworkInput.Check(input, 3, "TinyNet.forward");
                 if (_fused)
                 {
                     if (!training) return ForwardFused(input);
-                    DropFusion(); // training changes the weights the folded convolutions were made from
+                    global::ResNetGen.FoldedConvolution.ReleaseAll(_folds); // training changes what they fold; eval folds again
                 }
                 var x0 = global::ResNetGen.TensorLayout.ForCompute(input, ActivationLayout); // [N, 3, 8, 8] input, laid out for computing
                 var x1 = conv1.forward(x0); x0.Dispose(); // [N, 8, 8, 8] conv1
@@ -189,47 +190,35 @@ Params size (MB): 0.02
             }
 
             private bool _fused;
-            private global::TorchSharp.Modules.Conv2d? _fused_conv1;
-            private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_conv1;
-            private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_conv2;
-            private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_conv1;
-            private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_conv2;
+            private global::ResNetGen.FoldedConvolution[] _folds = global::System.Array.Empty<global::ResNetGen.FoldedConvolution>();
+            private global::ResNetGen.FoldedConvolution? _fused_conv1;
+            private global::ResNetGen.FoldedConvolution? _fused_layer1_0_conv1;
+            private global::ResNetGen.FoldedConvolution? _fused_layer1_0_conv2;
+            private global::ResNetGen.FoldedConvolution? _fused_layer2_0_conv1;
+            private global::ResNetGen.FoldedConvolution? _fused_layer2_0_conv2;
 
             /// <summary>
-            /// Switches to eval mode and folds every batch-norm into the convolution before it, so that inference runs one
-            /// convolution (with bias) where it ran a convolution and a batch-norm. Outputs are unchanged up to rounding.
-            /// The layers and the state_dict stay as they are; a forward in training mode drops the folded copies (call this
-            /// again after training). Call it after moving the network to its device and dtype.
+            /// Switches to eval mode and from then on runs eval-mode forwards and <see cref="ExportOnnx"/> with every batch-norm
+            /// folded into the convolution before it: one convolution (with bias) where there were a convolution and a batch-norm.
+            /// Outputs are unchanged up to rounding. The folds follow their sources: a weight loaded, edited in place, replaced,
+            /// converted to another dtype or moved to another device afterwards is folded again before the next use, and a
+            /// training-mode forward computes unfolded. The layers and the state_dict stay as they are.
             /// </summary>
             public void FuseForInference()
             {
                 eval();
-                DropFusion();
-                _fused_conv1 = global::ResNetGen.Fusion.Fold(conv1, bn1, global::TorchSharp.torch.nn.Conv2d(3, 8, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-                _fused_layer1_0_conv1 = global::ResNetGen.Fusion.Fold(layer1_0_conv1, layer1_0_bn1, global::TorchSharp.torch.nn.Conv2d(8, 8, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-                _fused_layer1_0_conv2 = global::ResNetGen.Fusion.Fold(layer1_0_conv2, layer1_0_bn2, global::TorchSharp.torch.nn.Conv2d(8, 8, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-                _fused_layer2_0_conv1 = global::ResNetGen.Fusion.Fold(layer2_0_conv1, layer2_0_bn1, global::TorchSharp.torch.nn.Conv2d(8, 16, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
-                _fused_layer2_0_conv2 = global::ResNetGen.Fusion.Fold(layer2_0_conv2, layer2_0_bn2, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+                if (_fused) return;
+                _fused_conv1 = new global::ResNetGen.FoldedConvolution(conv1, bn1, global::TorchSharp.torch.nn.Conv2d(3, 8, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+                _fused_layer1_0_conv1 = new global::ResNetGen.FoldedConvolution(layer1_0_conv1, layer1_0_bn1, global::TorchSharp.torch.nn.Conv2d(8, 8, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+                _fused_layer1_0_conv2 = new global::ResNetGen.FoldedConvolution(layer1_0_conv2, layer1_0_bn2, global::TorchSharp.torch.nn.Conv2d(8, 8, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+                _fused_layer2_0_conv1 = new global::ResNetGen.FoldedConvolution(layer2_0_conv1, layer2_0_bn1, global::TorchSharp.torch.nn.Conv2d(8, 16, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
+                _fused_layer2_0_conv2 = new global::ResNetGen.FoldedConvolution(layer2_0_conv2, layer2_0_bn2, global::TorchSharp.torch.nn.Conv2d(16, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+                _folds = new global::ResNetGen.FoldedConvolution[] { _fused_conv1, _fused_layer1_0_conv1, _fused_layer1_0_conv2, _fused_layer2_0_conv1, _fused_layer2_0_conv2 };
                 _fused = true;
             }
 
             /// <summary>Whether <see cref="FuseForInference"/> is in effect (eval-mode forwards use the folded convolutions).</summary>
             public bool IsFused => _fused;
-
-            private void DropFusion()
-            {
-                _fused = false;
-                _fused_conv1?.Dispose();
-                _fused_conv1 = null;
-                _fused_layer1_0_conv1?.Dispose();
-                _fused_layer1_0_conv1 = null;
-                _fused_layer1_0_conv2?.Dispose();
-                _fused_layer1_0_conv2 = null;
-                _fused_layer2_0_conv1?.Dispose();
-                _fused_layer2_0_conv1 = null;
-                _fused_layer2_0_conv2?.Dispose();
-                _fused_layer2_0_conv2 = null;
-            }
 
             private global::TorchSharp.torch.Tensor ForwardFused(global::TorchSharp.torch.Tensor input)
             {
@@ -258,7 +247,7 @@ Params size (MB): 0.02
             /// writes the folded graph. A network in training mode is written with eval semantics, with a warning.
             /// </summary>
             /// <param name="path">The .onnx file to write (replaced whole, never half-written).</param>
-            /// <param name="opset">The ONNX opset: 11 to {global::ResNetGen.OnnxGraphBuilder.MaxOpset}.</param>
+            /// <param name="opset">The ONNX opset: 11 to <see cref="global::ResNetGen.OnnxGraphBuilder.MaxOpset"/>.</param>
             public global::ResNetGen.OnnxExport ExportOnnx(string path, int opset = 17)
             {
                 var onnx = new global::ResNetGen.OnnxGraphBuilder("TinyNet", opset, 11, 3, true, 8, training);
@@ -293,16 +282,16 @@ Params size (MB): 0.02
 
             private string OnnxFolded(global::ResNetGen.OnnxGraphBuilder onnx)
             {
-                onnx.Conv("conv1", "input", "x2", _fused_conv1!, 3, 1, 1, 1, 1);
+                onnx.Conv("conv1", "input", "x2", _fused_conv1!.Current, 3, 1, 1, 1, 1);
                 onnx.Relu("relu.1", "x2", "x2_1");
-                onnx.Conv("layer1.0.conv1", "x2_1", "x4", _fused_layer1_0_conv1!, 3, 1, 1, 1, 1);
+                onnx.Conv("layer1.0.conv1", "x2_1", "x4", _fused_layer1_0_conv1!.Current, 3, 1, 1, 1, 1);
                 onnx.Relu("relu.2", "x4", "x4_2");
-                onnx.Conv("layer1.0.conv2", "x4_2", "x6", _fused_layer1_0_conv2!, 3, 1, 1, 1, 1);
+                onnx.Conv("layer1.0.conv2", "x4_2", "x6", _fused_layer1_0_conv2!.Current, 3, 1, 1, 1, 1);
                 onnx.Add("add.1", "x6", "x2_1", "x6_3");
                 onnx.Relu("relu.3", "x6_3", "x6_4");
-                onnx.Conv("layer2.0.conv1", "x6_4", "x8", _fused_layer2_0_conv1!, 3, 2, 1, 1, 1);
+                onnx.Conv("layer2.0.conv1", "x6_4", "x8", _fused_layer2_0_conv1!.Current, 3, 2, 1, 1, 1);
                 onnx.Relu("relu.4", "x8", "x8_5");
-                onnx.Conv("layer2.0.conv2", "x8_5", "x10", _fused_layer2_0_conv2!, 3, 1, 1, 1, 1);
+                onnx.Conv("layer2.0.conv2", "x8_5", "x10", _fused_layer2_0_conv2!.Current, 3, 1, 1, 1, 1);
                 onnx.ZeroPadShortcut("shortcut.1", "x6_4", "x11", 2, 8);
                 onnx.Add("add.2", "x10", "x11", "x10_6");
                 onnx.Relu("relu.5", "x10_6", "x10_7");
@@ -317,7 +306,7 @@ Params size (MB): 0.02
             /// </summary>
             public Features ForwardFeatures(global::TorchSharp.torch.Tensor input)
             {
-                global::ResNetGen.NetworkInput.Check(input, 3, "TinyNet");
+                global::ResNetGen.NetworkInput.Check(input, 3, "TinyNet.ForwardFeatures");
                 var x0 = global::ResNetGen.TensorLayout.ForCompute(input, ActivationLayout); // [N, 3, 8, 8] input, laid out for computing
                 var x1 = conv1.forward(x0); x0.Dispose(); // [N, 8, 8, 8] conv1
                 var x2 = bn1.forward(x1); x1.Dispose(); // [N, 8, 8, 8] bn1
@@ -374,7 +363,7 @@ Params size (MB): 0.02
                     layer2_0_bn2.Dispose();
                     fc.Dispose();
                     foreach (var group in _groups) group.Dispose();
-                    DropFusion();
+                    global::ResNetGen.FoldedConvolution.DisposeAll(_folds);
                 }
                 base.Dispose(disposing);
             }

@@ -185,6 +185,7 @@ Params size (MB): 46.76
         /// <summary>Builds the network with torchvision's initialisation.</summary>
         public ResNet18() : base("ResNet18")
         {
+            global::ResNetGen.OneDnn.EnsureChecked(); // once per process, before the first convolution: see OneDnn
             conv1 = global::TorchSharp.torch.nn.Conv2d(3, 64, 7, stride: 2, padding: 3, dilation: 1, groups: 1, bias: false);
             bn1 = global::TorchSharp.torch.nn.BatchNorm2d(64);
             layer1_0_conv1 = global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: false);
@@ -369,11 +370,11 @@ Params size (MB): 46.76
         }
 
         /// <summary>
-        /// How <see cref="forward"/> and <see cref="ForwardFeatures"/> lay out activations while they compute. The default,
-        /// <see cref="global::ResNetGen.ActivationLayout.Auto"/>, computes float32 and bfloat16 CPU inputs channels-last, which
-        /// libtorch's CPU convolutions run faster on; the input is never changed and results are the same up to rounding.
+        /// How <see cref="forward"/> and <see cref="ForwardFeatures"/> lay out activations while they compute: by default the
+        /// input's own layout, as PyTorch does; <see cref="global::ResNetGen.ActivationLayout.ChannelsLast"/> on request. The input is
+        /// never changed and results are the same up to rounding.
         /// </summary>
-        public global::ResNetGen.ActivationLayout ActivationLayout { get; set; } = global::ResNetGen.ActivationLayout.Auto;
+        public global::ResNetGen.ActivationLayout ActivationLayout { get; set; } = global::ResNetGen.ActivationLayout.AsGiven;
 
         /// <summary>
         /// Runs the network on <paramref name="input"/> of shape [N, 3, H, W]; returns [N, 1000] logits.
@@ -382,11 +383,11 @@ Params size (MB): 46.76
         /// </summary>
         public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor input)
         {
-            global::ResNetGen.NetworkInput.Check(input, 3, "ResNet18");
+            global::ResNetGen.NetworkInput.Check(input, 3, "ResNet18.forward");
             if (_fused)
             {
                 if (!training) return ForwardFused(input);
-                DropFusion(); // training changes the weights the folded convolutions were made from
+                global::ResNetGen.FoldedConvolution.ReleaseAll(_folds); // training changes what they fold; eval folds again
             }
             var x0 = global::ResNetGen.TensorLayout.ForCompute(input, ActivationLayout); // [N, 3, 224, 224] input, laid out for computing
             var x1 = conv1.forward(x0); x0.Dispose(); // [N, 64, 112, 112] conv1
@@ -461,107 +462,65 @@ Params size (MB): 46.76
         }
 
         private bool _fused;
-        private global::TorchSharp.Modules.Conv2d? _fused_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_1_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_1_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_downsample_0;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_1_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_1_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_0_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_0_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_0_downsample_0;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_1_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_1_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer4_0_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer4_0_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer4_0_downsample_0;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer4_1_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer4_1_conv2;
+        private global::ResNetGen.FoldedConvolution[] _folds = global::System.Array.Empty<global::ResNetGen.FoldedConvolution>();
+        private global::ResNetGen.FoldedConvolution? _fused_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_0_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_0_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_1_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_1_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_0_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_0_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_0_downsample_0;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_1_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_1_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_0_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_0_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_0_downsample_0;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_1_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_1_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer4_0_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer4_0_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer4_0_downsample_0;
+        private global::ResNetGen.FoldedConvolution? _fused_layer4_1_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer4_1_conv2;
 
         /// <summary>
-        /// Switches to eval mode and folds every batch-norm into the convolution before it, so that inference runs one
-        /// convolution (with bias) where it ran a convolution and a batch-norm. Outputs are unchanged up to rounding.
-        /// The layers and the state_dict stay as they are; a forward in training mode drops the folded copies (call this
-        /// again after training). Call it after moving the network to its device and dtype.
+        /// Switches to eval mode and from then on runs eval-mode forwards and <see cref="ExportOnnx"/> with every batch-norm
+        /// folded into the convolution before it: one convolution (with bias) where there were a convolution and a batch-norm.
+        /// Outputs are unchanged up to rounding. The folds follow their sources: a weight loaded, edited in place, replaced,
+        /// converted to another dtype or moved to another device afterwards is folded again before the next use, and a
+        /// training-mode forward computes unfolded. The layers and the state_dict stay as they are.
         /// </summary>
         public void FuseForInference()
         {
             eval();
-            DropFusion();
-            _fused_conv1 = global::ResNetGen.Fusion.Fold(conv1, bn1, global::TorchSharp.torch.nn.Conv2d(3, 64, 7, stride: 2, padding: 3, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_0_conv1 = global::ResNetGen.Fusion.Fold(layer1_0_conv1, layer1_0_bn1, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_0_conv2 = global::ResNetGen.Fusion.Fold(layer1_0_conv2, layer1_0_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_1_conv1 = global::ResNetGen.Fusion.Fold(layer1_1_conv1, layer1_1_bn1, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_1_conv2 = global::ResNetGen.Fusion.Fold(layer1_1_conv2, layer1_1_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_0_conv1 = global::ResNetGen.Fusion.Fold(layer2_0_conv1, layer2_0_bn1, global::TorchSharp.torch.nn.Conv2d(64, 128, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_0_conv2 = global::ResNetGen.Fusion.Fold(layer2_0_conv2, layer2_0_bn2, global::TorchSharp.torch.nn.Conv2d(128, 128, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_0_downsample_0 = global::ResNetGen.Fusion.Fold(layer2_0_downsample_0, layer2_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(64, 128, 1, stride: 2, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_1_conv1 = global::ResNetGen.Fusion.Fold(layer2_1_conv1, layer2_1_bn1, global::TorchSharp.torch.nn.Conv2d(128, 128, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_1_conv2 = global::ResNetGen.Fusion.Fold(layer2_1_conv2, layer2_1_bn2, global::TorchSharp.torch.nn.Conv2d(128, 128, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_0_conv1 = global::ResNetGen.Fusion.Fold(layer3_0_conv1, layer3_0_bn1, global::TorchSharp.torch.nn.Conv2d(128, 256, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_0_conv2 = global::ResNetGen.Fusion.Fold(layer3_0_conv2, layer3_0_bn2, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_0_downsample_0 = global::ResNetGen.Fusion.Fold(layer3_0_downsample_0, layer3_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(128, 256, 1, stride: 2, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_1_conv1 = global::ResNetGen.Fusion.Fold(layer3_1_conv1, layer3_1_bn1, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_1_conv2 = global::ResNetGen.Fusion.Fold(layer3_1_conv2, layer3_1_bn2, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer4_0_conv1 = global::ResNetGen.Fusion.Fold(layer4_0_conv1, layer4_0_bn1, global::TorchSharp.torch.nn.Conv2d(256, 512, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer4_0_conv2 = global::ResNetGen.Fusion.Fold(layer4_0_conv2, layer4_0_bn2, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer4_0_downsample_0 = global::ResNetGen.Fusion.Fold(layer4_0_downsample_0, layer4_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(256, 512, 1, stride: 2, dilation: 1, groups: 1, bias: true));
-            _fused_layer4_1_conv1 = global::ResNetGen.Fusion.Fold(layer4_1_conv1, layer4_1_bn1, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer4_1_conv2 = global::ResNetGen.Fusion.Fold(layer4_1_conv2, layer4_1_bn2, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            if (_fused) return;
+            _fused_conv1 = new global::ResNetGen.FoldedConvolution(conv1, bn1, global::TorchSharp.torch.nn.Conv2d(3, 64, 7, stride: 2, padding: 3, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_0_conv1 = new global::ResNetGen.FoldedConvolution(layer1_0_conv1, layer1_0_bn1, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_0_conv2 = new global::ResNetGen.FoldedConvolution(layer1_0_conv2, layer1_0_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_1_conv1 = new global::ResNetGen.FoldedConvolution(layer1_1_conv1, layer1_1_bn1, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_1_conv2 = new global::ResNetGen.FoldedConvolution(layer1_1_conv2, layer1_1_bn2, global::TorchSharp.torch.nn.Conv2d(64, 64, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_0_conv1 = new global::ResNetGen.FoldedConvolution(layer2_0_conv1, layer2_0_bn1, global::TorchSharp.torch.nn.Conv2d(64, 128, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_0_conv2 = new global::ResNetGen.FoldedConvolution(layer2_0_conv2, layer2_0_bn2, global::TorchSharp.torch.nn.Conv2d(128, 128, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_0_downsample_0 = new global::ResNetGen.FoldedConvolution(layer2_0_downsample_0, layer2_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(64, 128, 1, stride: 2, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_1_conv1 = new global::ResNetGen.FoldedConvolution(layer2_1_conv1, layer2_1_bn1, global::TorchSharp.torch.nn.Conv2d(128, 128, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_1_conv2 = new global::ResNetGen.FoldedConvolution(layer2_1_conv2, layer2_1_bn2, global::TorchSharp.torch.nn.Conv2d(128, 128, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_0_conv1 = new global::ResNetGen.FoldedConvolution(layer3_0_conv1, layer3_0_bn1, global::TorchSharp.torch.nn.Conv2d(128, 256, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_0_conv2 = new global::ResNetGen.FoldedConvolution(layer3_0_conv2, layer3_0_bn2, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_0_downsample_0 = new global::ResNetGen.FoldedConvolution(layer3_0_downsample_0, layer3_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(128, 256, 1, stride: 2, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_1_conv1 = new global::ResNetGen.FoldedConvolution(layer3_1_conv1, layer3_1_bn1, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_1_conv2 = new global::ResNetGen.FoldedConvolution(layer3_1_conv2, layer3_1_bn2, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_0_conv1 = new global::ResNetGen.FoldedConvolution(layer4_0_conv1, layer4_0_bn1, global::TorchSharp.torch.nn.Conv2d(256, 512, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_0_conv2 = new global::ResNetGen.FoldedConvolution(layer4_0_conv2, layer4_0_bn2, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_0_downsample_0 = new global::ResNetGen.FoldedConvolution(layer4_0_downsample_0, layer4_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(256, 512, 1, stride: 2, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_1_conv1 = new global::ResNetGen.FoldedConvolution(layer4_1_conv1, layer4_1_bn1, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_1_conv2 = new global::ResNetGen.FoldedConvolution(layer4_1_conv2, layer4_1_bn2, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true));
+            _folds = new global::ResNetGen.FoldedConvolution[] { _fused_conv1, _fused_layer1_0_conv1, _fused_layer1_0_conv2, _fused_layer1_1_conv1, _fused_layer1_1_conv2, _fused_layer2_0_conv1, _fused_layer2_0_conv2, _fused_layer2_0_downsample_0, _fused_layer2_1_conv1, _fused_layer2_1_conv2, _fused_layer3_0_conv1, _fused_layer3_0_conv2, _fused_layer3_0_downsample_0, _fused_layer3_1_conv1, _fused_layer3_1_conv2, _fused_layer4_0_conv1, _fused_layer4_0_conv2, _fused_layer4_0_downsample_0, _fused_layer4_1_conv1, _fused_layer4_1_conv2 };
             _fused = true;
         }
 
         /// <summary>Whether <see cref="FuseForInference"/> is in effect (eval-mode forwards use the folded convolutions).</summary>
         public bool IsFused => _fused;
-
-        private void DropFusion()
-        {
-            _fused = false;
-            _fused_conv1?.Dispose();
-            _fused_conv1 = null;
-            _fused_layer1_0_conv1?.Dispose();
-            _fused_layer1_0_conv1 = null;
-            _fused_layer1_0_conv2?.Dispose();
-            _fused_layer1_0_conv2 = null;
-            _fused_layer1_1_conv1?.Dispose();
-            _fused_layer1_1_conv1 = null;
-            _fused_layer1_1_conv2?.Dispose();
-            _fused_layer1_1_conv2 = null;
-            _fused_layer2_0_conv1?.Dispose();
-            _fused_layer2_0_conv1 = null;
-            _fused_layer2_0_conv2?.Dispose();
-            _fused_layer2_0_conv2 = null;
-            _fused_layer2_0_downsample_0?.Dispose();
-            _fused_layer2_0_downsample_0 = null;
-            _fused_layer2_1_conv1?.Dispose();
-            _fused_layer2_1_conv1 = null;
-            _fused_layer2_1_conv2?.Dispose();
-            _fused_layer2_1_conv2 = null;
-            _fused_layer3_0_conv1?.Dispose();
-            _fused_layer3_0_conv1 = null;
-            _fused_layer3_0_conv2?.Dispose();
-            _fused_layer3_0_conv2 = null;
-            _fused_layer3_0_downsample_0?.Dispose();
-            _fused_layer3_0_downsample_0 = null;
-            _fused_layer3_1_conv1?.Dispose();
-            _fused_layer3_1_conv1 = null;
-            _fused_layer3_1_conv2?.Dispose();
-            _fused_layer3_1_conv2 = null;
-            _fused_layer4_0_conv1?.Dispose();
-            _fused_layer4_0_conv1 = null;
-            _fused_layer4_0_conv2?.Dispose();
-            _fused_layer4_0_conv2 = null;
-            _fused_layer4_0_downsample_0?.Dispose();
-            _fused_layer4_0_downsample_0 = null;
-            _fused_layer4_1_conv1?.Dispose();
-            _fused_layer4_1_conv1 = null;
-            _fused_layer4_1_conv2?.Dispose();
-            _fused_layer4_1_conv2 = null;
-        }
 
         private global::TorchSharp.torch.Tensor ForwardFused(global::TorchSharp.torch.Tensor input)
         {
@@ -623,7 +582,7 @@ Params size (MB): 46.76
         /// writes the folded graph. A network in training mode is written with eval semantics, with a warning.
         /// </summary>
         /// <param name="path">The .onnx file to write (replaced whole, never half-written).</param>
-        /// <param name="opset">The ONNX opset: 9 to {global::ResNetGen.OnnxGraphBuilder.MaxOpset}.</param>
+        /// <param name="opset">The ONNX opset: 9 to <see cref="global::ResNetGen.OnnxGraphBuilder.MaxOpset"/>.</param>
         public global::ResNetGen.OnnxExport ExportOnnx(string path, int opset = 17)
         {
             var onnx = new global::ResNetGen.OnnxGraphBuilder("ResNet18", opset, 9, 3, true, 224, training);
@@ -706,50 +665,50 @@ Params size (MB): 46.76
 
         private string OnnxFolded(global::ResNetGen.OnnxGraphBuilder onnx)
         {
-            onnx.Conv("conv1", "input", "x2", _fused_conv1!, 7, 2, 3, 1, 1);
+            onnx.Conv("conv1", "input", "x2", _fused_conv1!.Current, 7, 2, 3, 1, 1);
             onnx.Relu("relu.1", "x2", "x2_1");
             onnx.MaxPool("maxpool", "x2_1", "x3");
-            onnx.Conv("layer1.0.conv1", "x3", "x5", _fused_layer1_0_conv1!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer1.0.conv1", "x3", "x5", _fused_layer1_0_conv1!.Current, 3, 1, 1, 1, 1);
             onnx.Relu("relu.2", "x5", "x5_2");
-            onnx.Conv("layer1.0.conv2", "x5_2", "x7", _fused_layer1_0_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer1.0.conv2", "x5_2", "x7", _fused_layer1_0_conv2!.Current, 3, 1, 1, 1, 1);
             onnx.Add("add.1", "x7", "x3", "x7_3");
             onnx.Relu("relu.3", "x7_3", "x7_4");
-            onnx.Conv("layer1.1.conv1", "x7_4", "x9", _fused_layer1_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer1.1.conv1", "x7_4", "x9", _fused_layer1_1_conv1!.Current, 3, 1, 1, 1, 1);
             onnx.Relu("relu.4", "x9", "x9_5");
-            onnx.Conv("layer1.1.conv2", "x9_5", "x11", _fused_layer1_1_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer1.1.conv2", "x9_5", "x11", _fused_layer1_1_conv2!.Current, 3, 1, 1, 1, 1);
             onnx.Add("add.2", "x11", "x7_4", "x11_6");
             onnx.Relu("relu.5", "x11_6", "x11_7");
-            onnx.Conv("layer2.0.conv1", "x11_7", "x13", _fused_layer2_0_conv1!, 3, 2, 1, 1, 1);
+            onnx.Conv("layer2.0.conv1", "x11_7", "x13", _fused_layer2_0_conv1!.Current, 3, 2, 1, 1, 1);
             onnx.Relu("relu.6", "x13", "x13_8");
-            onnx.Conv("layer2.0.conv2", "x13_8", "x15", _fused_layer2_0_conv2!, 3, 1, 1, 1, 1);
-            onnx.Conv("layer2.0.downsample.0", "x11_7", "x17", _fused_layer2_0_downsample_0!, 1, 2, 0, 1, 1);
+            onnx.Conv("layer2.0.conv2", "x13_8", "x15", _fused_layer2_0_conv2!.Current, 3, 1, 1, 1, 1);
+            onnx.Conv("layer2.0.downsample.0", "x11_7", "x17", _fused_layer2_0_downsample_0!.Current, 1, 2, 0, 1, 1);
             onnx.Add("add.3", "x15", "x17", "x15_9");
             onnx.Relu("relu.7", "x15_9", "x15_10");
-            onnx.Conv("layer2.1.conv1", "x15_10", "x19", _fused_layer2_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer2.1.conv1", "x15_10", "x19", _fused_layer2_1_conv1!.Current, 3, 1, 1, 1, 1);
             onnx.Relu("relu.8", "x19", "x19_11");
-            onnx.Conv("layer2.1.conv2", "x19_11", "x21", _fused_layer2_1_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer2.1.conv2", "x19_11", "x21", _fused_layer2_1_conv2!.Current, 3, 1, 1, 1, 1);
             onnx.Add("add.4", "x21", "x15_10", "x21_12");
             onnx.Relu("relu.9", "x21_12", "x21_13");
-            onnx.Conv("layer3.0.conv1", "x21_13", "x23", _fused_layer3_0_conv1!, 3, 2, 1, 1, 1);
+            onnx.Conv("layer3.0.conv1", "x21_13", "x23", _fused_layer3_0_conv1!.Current, 3, 2, 1, 1, 1);
             onnx.Relu("relu.10", "x23", "x23_14");
-            onnx.Conv("layer3.0.conv2", "x23_14", "x25", _fused_layer3_0_conv2!, 3, 1, 1, 1, 1);
-            onnx.Conv("layer3.0.downsample.0", "x21_13", "x27", _fused_layer3_0_downsample_0!, 1, 2, 0, 1, 1);
+            onnx.Conv("layer3.0.conv2", "x23_14", "x25", _fused_layer3_0_conv2!.Current, 3, 1, 1, 1, 1);
+            onnx.Conv("layer3.0.downsample.0", "x21_13", "x27", _fused_layer3_0_downsample_0!.Current, 1, 2, 0, 1, 1);
             onnx.Add("add.5", "x25", "x27", "x25_15");
             onnx.Relu("relu.11", "x25_15", "x25_16");
-            onnx.Conv("layer3.1.conv1", "x25_16", "x29", _fused_layer3_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer3.1.conv1", "x25_16", "x29", _fused_layer3_1_conv1!.Current, 3, 1, 1, 1, 1);
             onnx.Relu("relu.12", "x29", "x29_17");
-            onnx.Conv("layer3.1.conv2", "x29_17", "x31", _fused_layer3_1_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer3.1.conv2", "x29_17", "x31", _fused_layer3_1_conv2!.Current, 3, 1, 1, 1, 1);
             onnx.Add("add.6", "x31", "x25_16", "x31_18");
             onnx.Relu("relu.13", "x31_18", "x31_19");
-            onnx.Conv("layer4.0.conv1", "x31_19", "x33", _fused_layer4_0_conv1!, 3, 2, 1, 1, 1);
+            onnx.Conv("layer4.0.conv1", "x31_19", "x33", _fused_layer4_0_conv1!.Current, 3, 2, 1, 1, 1);
             onnx.Relu("relu.14", "x33", "x33_20");
-            onnx.Conv("layer4.0.conv2", "x33_20", "x35", _fused_layer4_0_conv2!, 3, 1, 1, 1, 1);
-            onnx.Conv("layer4.0.downsample.0", "x31_19", "x37", _fused_layer4_0_downsample_0!, 1, 2, 0, 1, 1);
+            onnx.Conv("layer4.0.conv2", "x33_20", "x35", _fused_layer4_0_conv2!.Current, 3, 1, 1, 1, 1);
+            onnx.Conv("layer4.0.downsample.0", "x31_19", "x37", _fused_layer4_0_downsample_0!.Current, 1, 2, 0, 1, 1);
             onnx.Add("add.7", "x35", "x37", "x35_21");
             onnx.Relu("relu.15", "x35_21", "x35_22");
-            onnx.Conv("layer4.1.conv1", "x35_22", "x39", _fused_layer4_1_conv1!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer4.1.conv1", "x35_22", "x39", _fused_layer4_1_conv1!.Current, 3, 1, 1, 1, 1);
             onnx.Relu("relu.16", "x39", "x39_23");
-            onnx.Conv("layer4.1.conv2", "x39_23", "x41", _fused_layer4_1_conv2!, 3, 1, 1, 1, 1);
+            onnx.Conv("layer4.1.conv2", "x39_23", "x41", _fused_layer4_1_conv2!.Current, 3, 1, 1, 1, 1);
             onnx.Add("add.8", "x41", "x35_22", "x41_24");
             onnx.Relu("relu.17", "x41_24", "x41_25");
             onnx.GlobalAveragePool("avgpool", "x41_25", "x42");
@@ -763,7 +722,7 @@ Params size (MB): 46.76
         /// </summary>
         public Features ForwardFeatures(global::TorchSharp.torch.Tensor input)
         {
-            global::ResNetGen.NetworkInput.Check(input, 3, "ResNet18");
+            global::ResNetGen.NetworkInput.Check(input, 3, "ResNet18.ForwardFeatures");
             var x0 = global::ResNetGen.TensorLayout.ForCompute(input, ActivationLayout); // [N, 3, 224, 224] input, laid out for computing
             var x1 = conv1.forward(x0); x0.Dispose(); // [N, 64, 112, 112] conv1
             var x2 = bn1.forward(x1); x1.Dispose(); // [N, 64, 112, 112] bn1
@@ -904,7 +863,7 @@ Params size (MB): 46.76
                 layer4_1_bn2.Dispose();
                 fc.Dispose();
                 foreach (var group in _groups) group.Dispose();
-                DropFusion();
+                global::ResNetGen.FoldedConvolution.DisposeAll(_folds);
             }
             base.Dispose(disposing);
         }

@@ -391,6 +391,7 @@ Params size (MB): 100.12
         /// <summary>Builds the network with torchvision's initialisation.</summary>
         public ResNeXt50_32x4d() : base("ResNeXt50_32x4d")
         {
+            global::ResNetGen.OneDnn.EnsureChecked(); // once per process, before the first convolution: see OneDnn
             conv1 = global::TorchSharp.torch.nn.Conv2d(3, 64, 7, stride: 2, padding: 3, dilation: 1, groups: 1, bias: false);
             bn1 = global::TorchSharp.torch.nn.BatchNorm2d(64);
             layer1_0_conv1 = global::TorchSharp.torch.nn.Conv2d(64, 128, 1, stride: 1, dilation: 1, groups: 1, bias: false);
@@ -824,11 +825,11 @@ Params size (MB): 100.12
         }
 
         /// <summary>
-        /// How <see cref="forward"/> and <see cref="ForwardFeatures"/> lay out activations while they compute. The default,
-        /// <see cref="global::ResNetGen.ActivationLayout.Auto"/>, computes float32 and bfloat16 CPU inputs channels-last, which
-        /// libtorch's CPU convolutions run faster on; the input is never changed and results are the same up to rounding.
+        /// How <see cref="forward"/> and <see cref="ForwardFeatures"/> lay out activations while they compute: by default the
+        /// input's own layout, as PyTorch does; <see cref="global::ResNetGen.ActivationLayout.ChannelsLast"/> on request. The input is
+        /// never changed and results are the same up to rounding.
         /// </summary>
-        public global::ResNetGen.ActivationLayout ActivationLayout { get; set; } = global::ResNetGen.ActivationLayout.Auto;
+        public global::ResNetGen.ActivationLayout ActivationLayout { get; set; } = global::ResNetGen.ActivationLayout.AsGiven;
 
         /// <summary>
         /// Runs the network on <paramref name="input"/> of shape [N, 3, H, W]; returns [N, 1000] logits.
@@ -837,11 +838,11 @@ Params size (MB): 100.12
         /// </summary>
         public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor input)
         {
-            global::ResNetGen.NetworkInput.Check(input, 3, "ResNeXt50_32x4d");
+            global::ResNetGen.NetworkInput.Check(input, 3, "ResNeXt50_32x4d.forward");
             if (_fused)
             {
                 if (!training) return ForwardFused(input);
-                DropFusion(); // training changes the weights the folded convolutions were made from
+                global::ResNetGen.FoldedConvolution.ReleaseAll(_folds); // training changes what they fold; eval folds again
             }
             var x0 = global::ResNetGen.TensorLayout.ForCompute(input, ActivationLayout); // [N, 3, 224, 224] input, laid out for computing
             var x1 = conv1.forward(x0); x0.Dispose(); // [N, 64, 112, 112] conv1
@@ -1022,239 +1023,131 @@ Params size (MB): 100.12
         }
 
         private bool _fused;
-        private global::TorchSharp.Modules.Conv2d? _fused_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_conv3;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_0_downsample_0;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_1_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_1_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_1_conv3;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_2_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_2_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer1_2_conv3;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_conv3;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_0_downsample_0;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_1_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_1_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_1_conv3;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_2_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_2_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_2_conv3;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_3_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_3_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer2_3_conv3;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_0_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_0_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_0_conv3;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_0_downsample_0;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_1_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_1_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_1_conv3;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_2_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_2_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_2_conv3;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_3_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_3_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_3_conv3;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_4_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_4_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_4_conv3;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_5_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_5_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer3_5_conv3;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer4_0_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer4_0_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer4_0_conv3;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer4_0_downsample_0;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer4_1_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer4_1_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer4_1_conv3;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer4_2_conv1;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer4_2_conv2;
-        private global::TorchSharp.Modules.Conv2d? _fused_layer4_2_conv3;
+        private global::ResNetGen.FoldedConvolution[] _folds = global::System.Array.Empty<global::ResNetGen.FoldedConvolution>();
+        private global::ResNetGen.FoldedConvolution? _fused_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_0_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_0_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_0_conv3;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_0_downsample_0;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_1_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_1_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_1_conv3;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_2_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_2_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer1_2_conv3;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_0_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_0_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_0_conv3;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_0_downsample_0;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_1_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_1_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_1_conv3;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_2_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_2_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_2_conv3;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_3_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_3_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer2_3_conv3;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_0_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_0_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_0_conv3;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_0_downsample_0;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_1_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_1_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_1_conv3;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_2_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_2_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_2_conv3;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_3_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_3_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_3_conv3;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_4_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_4_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_4_conv3;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_5_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_5_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer3_5_conv3;
+        private global::ResNetGen.FoldedConvolution? _fused_layer4_0_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer4_0_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer4_0_conv3;
+        private global::ResNetGen.FoldedConvolution? _fused_layer4_0_downsample_0;
+        private global::ResNetGen.FoldedConvolution? _fused_layer4_1_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer4_1_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer4_1_conv3;
+        private global::ResNetGen.FoldedConvolution? _fused_layer4_2_conv1;
+        private global::ResNetGen.FoldedConvolution? _fused_layer4_2_conv2;
+        private global::ResNetGen.FoldedConvolution? _fused_layer4_2_conv3;
 
         /// <summary>
-        /// Switches to eval mode and folds every batch-norm into the convolution before it, so that inference runs one
-        /// convolution (with bias) where it ran a convolution and a batch-norm. Outputs are unchanged up to rounding.
-        /// The layers and the state_dict stay as they are; a forward in training mode drops the folded copies (call this
-        /// again after training). Call it after moving the network to its device and dtype.
+        /// Switches to eval mode and from then on runs eval-mode forwards and <see cref="ExportOnnx"/> with every batch-norm
+        /// folded into the convolution before it: one convolution (with bias) where there were a convolution and a batch-norm.
+        /// Outputs are unchanged up to rounding. The folds follow their sources: a weight loaded, edited in place, replaced,
+        /// converted to another dtype or moved to another device afterwards is folded again before the next use, and a
+        /// training-mode forward computes unfolded. The layers and the state_dict stay as they are.
         /// </summary>
         public void FuseForInference()
         {
             eval();
-            DropFusion();
-            _fused_conv1 = global::ResNetGen.Fusion.Fold(conv1, bn1, global::TorchSharp.torch.nn.Conv2d(3, 64, 7, stride: 2, padding: 3, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_0_conv1 = global::ResNetGen.Fusion.Fold(layer1_0_conv1, layer1_0_bn1, global::TorchSharp.torch.nn.Conv2d(64, 128, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_0_conv2 = global::ResNetGen.Fusion.Fold(layer1_0_conv2, layer1_0_bn2, global::TorchSharp.torch.nn.Conv2d(128, 128, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
-            _fused_layer1_0_conv3 = global::ResNetGen.Fusion.Fold(layer1_0_conv3, layer1_0_bn3, global::TorchSharp.torch.nn.Conv2d(128, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_0_downsample_0 = global::ResNetGen.Fusion.Fold(layer1_0_downsample_0, layer1_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(64, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_1_conv1 = global::ResNetGen.Fusion.Fold(layer1_1_conv1, layer1_1_bn1, global::TorchSharp.torch.nn.Conv2d(256, 128, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_1_conv2 = global::ResNetGen.Fusion.Fold(layer1_1_conv2, layer1_1_bn2, global::TorchSharp.torch.nn.Conv2d(128, 128, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
-            _fused_layer1_1_conv3 = global::ResNetGen.Fusion.Fold(layer1_1_conv3, layer1_1_bn3, global::TorchSharp.torch.nn.Conv2d(128, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_2_conv1 = global::ResNetGen.Fusion.Fold(layer1_2_conv1, layer1_2_bn1, global::TorchSharp.torch.nn.Conv2d(256, 128, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer1_2_conv2 = global::ResNetGen.Fusion.Fold(layer1_2_conv2, layer1_2_bn2, global::TorchSharp.torch.nn.Conv2d(128, 128, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
-            _fused_layer1_2_conv3 = global::ResNetGen.Fusion.Fold(layer1_2_conv3, layer1_2_bn3, global::TorchSharp.torch.nn.Conv2d(128, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_0_conv1 = global::ResNetGen.Fusion.Fold(layer2_0_conv1, layer2_0_bn1, global::TorchSharp.torch.nn.Conv2d(256, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_0_conv2 = global::ResNetGen.Fusion.Fold(layer2_0_conv2, layer2_0_bn2, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 2, padding: 1, dilation: 1, groups: 32, bias: true));
-            _fused_layer2_0_conv3 = global::ResNetGen.Fusion.Fold(layer2_0_conv3, layer2_0_bn3, global::TorchSharp.torch.nn.Conv2d(256, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_0_downsample_0 = global::ResNetGen.Fusion.Fold(layer2_0_downsample_0, layer2_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(256, 512, 1, stride: 2, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_1_conv1 = global::ResNetGen.Fusion.Fold(layer2_1_conv1, layer2_1_bn1, global::TorchSharp.torch.nn.Conv2d(512, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_1_conv2 = global::ResNetGen.Fusion.Fold(layer2_1_conv2, layer2_1_bn2, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
-            _fused_layer2_1_conv3 = global::ResNetGen.Fusion.Fold(layer2_1_conv3, layer2_1_bn3, global::TorchSharp.torch.nn.Conv2d(256, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_2_conv1 = global::ResNetGen.Fusion.Fold(layer2_2_conv1, layer2_2_bn1, global::TorchSharp.torch.nn.Conv2d(512, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_2_conv2 = global::ResNetGen.Fusion.Fold(layer2_2_conv2, layer2_2_bn2, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
-            _fused_layer2_2_conv3 = global::ResNetGen.Fusion.Fold(layer2_2_conv3, layer2_2_bn3, global::TorchSharp.torch.nn.Conv2d(256, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_3_conv1 = global::ResNetGen.Fusion.Fold(layer2_3_conv1, layer2_3_bn1, global::TorchSharp.torch.nn.Conv2d(512, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer2_3_conv2 = global::ResNetGen.Fusion.Fold(layer2_3_conv2, layer2_3_bn2, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
-            _fused_layer2_3_conv3 = global::ResNetGen.Fusion.Fold(layer2_3_conv3, layer2_3_bn3, global::TorchSharp.torch.nn.Conv2d(256, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_0_conv1 = global::ResNetGen.Fusion.Fold(layer3_0_conv1, layer3_0_bn1, global::TorchSharp.torch.nn.Conv2d(512, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_0_conv2 = global::ResNetGen.Fusion.Fold(layer3_0_conv2, layer3_0_bn2, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 2, padding: 1, dilation: 1, groups: 32, bias: true));
-            _fused_layer3_0_conv3 = global::ResNetGen.Fusion.Fold(layer3_0_conv3, layer3_0_bn3, global::TorchSharp.torch.nn.Conv2d(512, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_0_downsample_0 = global::ResNetGen.Fusion.Fold(layer3_0_downsample_0, layer3_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(512, 1024, 1, stride: 2, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_1_conv1 = global::ResNetGen.Fusion.Fold(layer3_1_conv1, layer3_1_bn1, global::TorchSharp.torch.nn.Conv2d(1024, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_1_conv2 = global::ResNetGen.Fusion.Fold(layer3_1_conv2, layer3_1_bn2, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
-            _fused_layer3_1_conv3 = global::ResNetGen.Fusion.Fold(layer3_1_conv3, layer3_1_bn3, global::TorchSharp.torch.nn.Conv2d(512, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_2_conv1 = global::ResNetGen.Fusion.Fold(layer3_2_conv1, layer3_2_bn1, global::TorchSharp.torch.nn.Conv2d(1024, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_2_conv2 = global::ResNetGen.Fusion.Fold(layer3_2_conv2, layer3_2_bn2, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
-            _fused_layer3_2_conv3 = global::ResNetGen.Fusion.Fold(layer3_2_conv3, layer3_2_bn3, global::TorchSharp.torch.nn.Conv2d(512, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_3_conv1 = global::ResNetGen.Fusion.Fold(layer3_3_conv1, layer3_3_bn1, global::TorchSharp.torch.nn.Conv2d(1024, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_3_conv2 = global::ResNetGen.Fusion.Fold(layer3_3_conv2, layer3_3_bn2, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
-            _fused_layer3_3_conv3 = global::ResNetGen.Fusion.Fold(layer3_3_conv3, layer3_3_bn3, global::TorchSharp.torch.nn.Conv2d(512, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_4_conv1 = global::ResNetGen.Fusion.Fold(layer3_4_conv1, layer3_4_bn1, global::TorchSharp.torch.nn.Conv2d(1024, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_4_conv2 = global::ResNetGen.Fusion.Fold(layer3_4_conv2, layer3_4_bn2, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
-            _fused_layer3_4_conv3 = global::ResNetGen.Fusion.Fold(layer3_4_conv3, layer3_4_bn3, global::TorchSharp.torch.nn.Conv2d(512, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_5_conv1 = global::ResNetGen.Fusion.Fold(layer3_5_conv1, layer3_5_bn1, global::TorchSharp.torch.nn.Conv2d(1024, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer3_5_conv2 = global::ResNetGen.Fusion.Fold(layer3_5_conv2, layer3_5_bn2, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
-            _fused_layer3_5_conv3 = global::ResNetGen.Fusion.Fold(layer3_5_conv3, layer3_5_bn3, global::TorchSharp.torch.nn.Conv2d(512, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer4_0_conv1 = global::ResNetGen.Fusion.Fold(layer4_0_conv1, layer4_0_bn1, global::TorchSharp.torch.nn.Conv2d(1024, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer4_0_conv2 = global::ResNetGen.Fusion.Fold(layer4_0_conv2, layer4_0_bn2, global::TorchSharp.torch.nn.Conv2d(1024, 1024, 3, stride: 2, padding: 1, dilation: 1, groups: 32, bias: true));
-            _fused_layer4_0_conv3 = global::ResNetGen.Fusion.Fold(layer4_0_conv3, layer4_0_bn3, global::TorchSharp.torch.nn.Conv2d(1024, 2048, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer4_0_downsample_0 = global::ResNetGen.Fusion.Fold(layer4_0_downsample_0, layer4_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(1024, 2048, 1, stride: 2, dilation: 1, groups: 1, bias: true));
-            _fused_layer4_1_conv1 = global::ResNetGen.Fusion.Fold(layer4_1_conv1, layer4_1_bn1, global::TorchSharp.torch.nn.Conv2d(2048, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer4_1_conv2 = global::ResNetGen.Fusion.Fold(layer4_1_conv2, layer4_1_bn2, global::TorchSharp.torch.nn.Conv2d(1024, 1024, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
-            _fused_layer4_1_conv3 = global::ResNetGen.Fusion.Fold(layer4_1_conv3, layer4_1_bn3, global::TorchSharp.torch.nn.Conv2d(1024, 2048, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer4_2_conv1 = global::ResNetGen.Fusion.Fold(layer4_2_conv1, layer4_2_bn1, global::TorchSharp.torch.nn.Conv2d(2048, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
-            _fused_layer4_2_conv2 = global::ResNetGen.Fusion.Fold(layer4_2_conv2, layer4_2_bn2, global::TorchSharp.torch.nn.Conv2d(1024, 1024, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
-            _fused_layer4_2_conv3 = global::ResNetGen.Fusion.Fold(layer4_2_conv3, layer4_2_bn3, global::TorchSharp.torch.nn.Conv2d(1024, 2048, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            if (_fused) return;
+            _fused_conv1 = new global::ResNetGen.FoldedConvolution(conv1, bn1, global::TorchSharp.torch.nn.Conv2d(3, 64, 7, stride: 2, padding: 3, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_0_conv1 = new global::ResNetGen.FoldedConvolution(layer1_0_conv1, layer1_0_bn1, global::TorchSharp.torch.nn.Conv2d(64, 128, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_0_conv2 = new global::ResNetGen.FoldedConvolution(layer1_0_conv2, layer1_0_bn2, global::TorchSharp.torch.nn.Conv2d(128, 128, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
+            _fused_layer1_0_conv3 = new global::ResNetGen.FoldedConvolution(layer1_0_conv3, layer1_0_bn3, global::TorchSharp.torch.nn.Conv2d(128, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_0_downsample_0 = new global::ResNetGen.FoldedConvolution(layer1_0_downsample_0, layer1_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(64, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_1_conv1 = new global::ResNetGen.FoldedConvolution(layer1_1_conv1, layer1_1_bn1, global::TorchSharp.torch.nn.Conv2d(256, 128, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_1_conv2 = new global::ResNetGen.FoldedConvolution(layer1_1_conv2, layer1_1_bn2, global::TorchSharp.torch.nn.Conv2d(128, 128, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
+            _fused_layer1_1_conv3 = new global::ResNetGen.FoldedConvolution(layer1_1_conv3, layer1_1_bn3, global::TorchSharp.torch.nn.Conv2d(128, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_2_conv1 = new global::ResNetGen.FoldedConvolution(layer1_2_conv1, layer1_2_bn1, global::TorchSharp.torch.nn.Conv2d(256, 128, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer1_2_conv2 = new global::ResNetGen.FoldedConvolution(layer1_2_conv2, layer1_2_bn2, global::TorchSharp.torch.nn.Conv2d(128, 128, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
+            _fused_layer1_2_conv3 = new global::ResNetGen.FoldedConvolution(layer1_2_conv3, layer1_2_bn3, global::TorchSharp.torch.nn.Conv2d(128, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_0_conv1 = new global::ResNetGen.FoldedConvolution(layer2_0_conv1, layer2_0_bn1, global::TorchSharp.torch.nn.Conv2d(256, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_0_conv2 = new global::ResNetGen.FoldedConvolution(layer2_0_conv2, layer2_0_bn2, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 2, padding: 1, dilation: 1, groups: 32, bias: true));
+            _fused_layer2_0_conv3 = new global::ResNetGen.FoldedConvolution(layer2_0_conv3, layer2_0_bn3, global::TorchSharp.torch.nn.Conv2d(256, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_0_downsample_0 = new global::ResNetGen.FoldedConvolution(layer2_0_downsample_0, layer2_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(256, 512, 1, stride: 2, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_1_conv1 = new global::ResNetGen.FoldedConvolution(layer2_1_conv1, layer2_1_bn1, global::TorchSharp.torch.nn.Conv2d(512, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_1_conv2 = new global::ResNetGen.FoldedConvolution(layer2_1_conv2, layer2_1_bn2, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
+            _fused_layer2_1_conv3 = new global::ResNetGen.FoldedConvolution(layer2_1_conv3, layer2_1_bn3, global::TorchSharp.torch.nn.Conv2d(256, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_2_conv1 = new global::ResNetGen.FoldedConvolution(layer2_2_conv1, layer2_2_bn1, global::TorchSharp.torch.nn.Conv2d(512, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_2_conv2 = new global::ResNetGen.FoldedConvolution(layer2_2_conv2, layer2_2_bn2, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
+            _fused_layer2_2_conv3 = new global::ResNetGen.FoldedConvolution(layer2_2_conv3, layer2_2_bn3, global::TorchSharp.torch.nn.Conv2d(256, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_3_conv1 = new global::ResNetGen.FoldedConvolution(layer2_3_conv1, layer2_3_bn1, global::TorchSharp.torch.nn.Conv2d(512, 256, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer2_3_conv2 = new global::ResNetGen.FoldedConvolution(layer2_3_conv2, layer2_3_bn2, global::TorchSharp.torch.nn.Conv2d(256, 256, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
+            _fused_layer2_3_conv3 = new global::ResNetGen.FoldedConvolution(layer2_3_conv3, layer2_3_bn3, global::TorchSharp.torch.nn.Conv2d(256, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_0_conv1 = new global::ResNetGen.FoldedConvolution(layer3_0_conv1, layer3_0_bn1, global::TorchSharp.torch.nn.Conv2d(512, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_0_conv2 = new global::ResNetGen.FoldedConvolution(layer3_0_conv2, layer3_0_bn2, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 2, padding: 1, dilation: 1, groups: 32, bias: true));
+            _fused_layer3_0_conv3 = new global::ResNetGen.FoldedConvolution(layer3_0_conv3, layer3_0_bn3, global::TorchSharp.torch.nn.Conv2d(512, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_0_downsample_0 = new global::ResNetGen.FoldedConvolution(layer3_0_downsample_0, layer3_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(512, 1024, 1, stride: 2, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_1_conv1 = new global::ResNetGen.FoldedConvolution(layer3_1_conv1, layer3_1_bn1, global::TorchSharp.torch.nn.Conv2d(1024, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_1_conv2 = new global::ResNetGen.FoldedConvolution(layer3_1_conv2, layer3_1_bn2, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
+            _fused_layer3_1_conv3 = new global::ResNetGen.FoldedConvolution(layer3_1_conv3, layer3_1_bn3, global::TorchSharp.torch.nn.Conv2d(512, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_2_conv1 = new global::ResNetGen.FoldedConvolution(layer3_2_conv1, layer3_2_bn1, global::TorchSharp.torch.nn.Conv2d(1024, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_2_conv2 = new global::ResNetGen.FoldedConvolution(layer3_2_conv2, layer3_2_bn2, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
+            _fused_layer3_2_conv3 = new global::ResNetGen.FoldedConvolution(layer3_2_conv3, layer3_2_bn3, global::TorchSharp.torch.nn.Conv2d(512, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_3_conv1 = new global::ResNetGen.FoldedConvolution(layer3_3_conv1, layer3_3_bn1, global::TorchSharp.torch.nn.Conv2d(1024, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_3_conv2 = new global::ResNetGen.FoldedConvolution(layer3_3_conv2, layer3_3_bn2, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
+            _fused_layer3_3_conv3 = new global::ResNetGen.FoldedConvolution(layer3_3_conv3, layer3_3_bn3, global::TorchSharp.torch.nn.Conv2d(512, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_4_conv1 = new global::ResNetGen.FoldedConvolution(layer3_4_conv1, layer3_4_bn1, global::TorchSharp.torch.nn.Conv2d(1024, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_4_conv2 = new global::ResNetGen.FoldedConvolution(layer3_4_conv2, layer3_4_bn2, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
+            _fused_layer3_4_conv3 = new global::ResNetGen.FoldedConvolution(layer3_4_conv3, layer3_4_bn3, global::TorchSharp.torch.nn.Conv2d(512, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_5_conv1 = new global::ResNetGen.FoldedConvolution(layer3_5_conv1, layer3_5_bn1, global::TorchSharp.torch.nn.Conv2d(1024, 512, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer3_5_conv2 = new global::ResNetGen.FoldedConvolution(layer3_5_conv2, layer3_5_bn2, global::TorchSharp.torch.nn.Conv2d(512, 512, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
+            _fused_layer3_5_conv3 = new global::ResNetGen.FoldedConvolution(layer3_5_conv3, layer3_5_bn3, global::TorchSharp.torch.nn.Conv2d(512, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_0_conv1 = new global::ResNetGen.FoldedConvolution(layer4_0_conv1, layer4_0_bn1, global::TorchSharp.torch.nn.Conv2d(1024, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_0_conv2 = new global::ResNetGen.FoldedConvolution(layer4_0_conv2, layer4_0_bn2, global::TorchSharp.torch.nn.Conv2d(1024, 1024, 3, stride: 2, padding: 1, dilation: 1, groups: 32, bias: true));
+            _fused_layer4_0_conv3 = new global::ResNetGen.FoldedConvolution(layer4_0_conv3, layer4_0_bn3, global::TorchSharp.torch.nn.Conv2d(1024, 2048, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_0_downsample_0 = new global::ResNetGen.FoldedConvolution(layer4_0_downsample_0, layer4_0_downsample_1, global::TorchSharp.torch.nn.Conv2d(1024, 2048, 1, stride: 2, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_1_conv1 = new global::ResNetGen.FoldedConvolution(layer4_1_conv1, layer4_1_bn1, global::TorchSharp.torch.nn.Conv2d(2048, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_1_conv2 = new global::ResNetGen.FoldedConvolution(layer4_1_conv2, layer4_1_bn2, global::TorchSharp.torch.nn.Conv2d(1024, 1024, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
+            _fused_layer4_1_conv3 = new global::ResNetGen.FoldedConvolution(layer4_1_conv3, layer4_1_bn3, global::TorchSharp.torch.nn.Conv2d(1024, 2048, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_2_conv1 = new global::ResNetGen.FoldedConvolution(layer4_2_conv1, layer4_2_bn1, global::TorchSharp.torch.nn.Conv2d(2048, 1024, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _fused_layer4_2_conv2 = new global::ResNetGen.FoldedConvolution(layer4_2_conv2, layer4_2_bn2, global::TorchSharp.torch.nn.Conv2d(1024, 1024, 3, stride: 1, padding: 1, dilation: 1, groups: 32, bias: true));
+            _fused_layer4_2_conv3 = new global::ResNetGen.FoldedConvolution(layer4_2_conv3, layer4_2_bn3, global::TorchSharp.torch.nn.Conv2d(1024, 2048, 1, stride: 1, dilation: 1, groups: 1, bias: true));
+            _folds = new global::ResNetGen.FoldedConvolution[] { _fused_conv1, _fused_layer1_0_conv1, _fused_layer1_0_conv2, _fused_layer1_0_conv3, _fused_layer1_0_downsample_0, _fused_layer1_1_conv1, _fused_layer1_1_conv2, _fused_layer1_1_conv3, _fused_layer1_2_conv1, _fused_layer1_2_conv2, _fused_layer1_2_conv3, _fused_layer2_0_conv1, _fused_layer2_0_conv2, _fused_layer2_0_conv3, _fused_layer2_0_downsample_0, _fused_layer2_1_conv1, _fused_layer2_1_conv2, _fused_layer2_1_conv3, _fused_layer2_2_conv1, _fused_layer2_2_conv2, _fused_layer2_2_conv3, _fused_layer2_3_conv1, _fused_layer2_3_conv2, _fused_layer2_3_conv3, _fused_layer3_0_conv1, _fused_layer3_0_conv2, _fused_layer3_0_conv3, _fused_layer3_0_downsample_0, _fused_layer3_1_conv1, _fused_layer3_1_conv2, _fused_layer3_1_conv3, _fused_layer3_2_conv1, _fused_layer3_2_conv2, _fused_layer3_2_conv3, _fused_layer3_3_conv1, _fused_layer3_3_conv2, _fused_layer3_3_conv3, _fused_layer3_4_conv1, _fused_layer3_4_conv2, _fused_layer3_4_conv3, _fused_layer3_5_conv1, _fused_layer3_5_conv2, _fused_layer3_5_conv3, _fused_layer4_0_conv1, _fused_layer4_0_conv2, _fused_layer4_0_conv3, _fused_layer4_0_downsample_0, _fused_layer4_1_conv1, _fused_layer4_1_conv2, _fused_layer4_1_conv3, _fused_layer4_2_conv1, _fused_layer4_2_conv2, _fused_layer4_2_conv3 };
             _fused = true;
         }
 
         /// <summary>Whether <see cref="FuseForInference"/> is in effect (eval-mode forwards use the folded convolutions).</summary>
         public bool IsFused => _fused;
-
-        private void DropFusion()
-        {
-            _fused = false;
-            _fused_conv1?.Dispose();
-            _fused_conv1 = null;
-            _fused_layer1_0_conv1?.Dispose();
-            _fused_layer1_0_conv1 = null;
-            _fused_layer1_0_conv2?.Dispose();
-            _fused_layer1_0_conv2 = null;
-            _fused_layer1_0_conv3?.Dispose();
-            _fused_layer1_0_conv3 = null;
-            _fused_layer1_0_downsample_0?.Dispose();
-            _fused_layer1_0_downsample_0 = null;
-            _fused_layer1_1_conv1?.Dispose();
-            _fused_layer1_1_conv1 = null;
-            _fused_layer1_1_conv2?.Dispose();
-            _fused_layer1_1_conv2 = null;
-            _fused_layer1_1_conv3?.Dispose();
-            _fused_layer1_1_conv3 = null;
-            _fused_layer1_2_conv1?.Dispose();
-            _fused_layer1_2_conv1 = null;
-            _fused_layer1_2_conv2?.Dispose();
-            _fused_layer1_2_conv2 = null;
-            _fused_layer1_2_conv3?.Dispose();
-            _fused_layer1_2_conv3 = null;
-            _fused_layer2_0_conv1?.Dispose();
-            _fused_layer2_0_conv1 = null;
-            _fused_layer2_0_conv2?.Dispose();
-            _fused_layer2_0_conv2 = null;
-            _fused_layer2_0_conv3?.Dispose();
-            _fused_layer2_0_conv3 = null;
-            _fused_layer2_0_downsample_0?.Dispose();
-            _fused_layer2_0_downsample_0 = null;
-            _fused_layer2_1_conv1?.Dispose();
-            _fused_layer2_1_conv1 = null;
-            _fused_layer2_1_conv2?.Dispose();
-            _fused_layer2_1_conv2 = null;
-            _fused_layer2_1_conv3?.Dispose();
-            _fused_layer2_1_conv3 = null;
-            _fused_layer2_2_conv1?.Dispose();
-            _fused_layer2_2_conv1 = null;
-            _fused_layer2_2_conv2?.Dispose();
-            _fused_layer2_2_conv2 = null;
-            _fused_layer2_2_conv3?.Dispose();
-            _fused_layer2_2_conv3 = null;
-            _fused_layer2_3_conv1?.Dispose();
-            _fused_layer2_3_conv1 = null;
-            _fused_layer2_3_conv2?.Dispose();
-            _fused_layer2_3_conv2 = null;
-            _fused_layer2_3_conv3?.Dispose();
-            _fused_layer2_3_conv3 = null;
-            _fused_layer3_0_conv1?.Dispose();
-            _fused_layer3_0_conv1 = null;
-            _fused_layer3_0_conv2?.Dispose();
-            _fused_layer3_0_conv2 = null;
-            _fused_layer3_0_conv3?.Dispose();
-            _fused_layer3_0_conv3 = null;
-            _fused_layer3_0_downsample_0?.Dispose();
-            _fused_layer3_0_downsample_0 = null;
-            _fused_layer3_1_conv1?.Dispose();
-            _fused_layer3_1_conv1 = null;
-            _fused_layer3_1_conv2?.Dispose();
-            _fused_layer3_1_conv2 = null;
-            _fused_layer3_1_conv3?.Dispose();
-            _fused_layer3_1_conv3 = null;
-            _fused_layer3_2_conv1?.Dispose();
-            _fused_layer3_2_conv1 = null;
-            _fused_layer3_2_conv2?.Dispose();
-            _fused_layer3_2_conv2 = null;
-            _fused_layer3_2_conv3?.Dispose();
-            _fused_layer3_2_conv3 = null;
-            _fused_layer3_3_conv1?.Dispose();
-            _fused_layer3_3_conv1 = null;
-            _fused_layer3_3_conv2?.Dispose();
-            _fused_layer3_3_conv2 = null;
-            _fused_layer3_3_conv3?.Dispose();
-            _fused_layer3_3_conv3 = null;
-            _fused_layer3_4_conv1?.Dispose();
-            _fused_layer3_4_conv1 = null;
-            _fused_layer3_4_conv2?.Dispose();
-            _fused_layer3_4_conv2 = null;
-            _fused_layer3_4_conv3?.Dispose();
-            _fused_layer3_4_conv3 = null;
-            _fused_layer3_5_conv1?.Dispose();
-            _fused_layer3_5_conv1 = null;
-            _fused_layer3_5_conv2?.Dispose();
-            _fused_layer3_5_conv2 = null;
-            _fused_layer3_5_conv3?.Dispose();
-            _fused_layer3_5_conv3 = null;
-            _fused_layer4_0_conv1?.Dispose();
-            _fused_layer4_0_conv1 = null;
-            _fused_layer4_0_conv2?.Dispose();
-            _fused_layer4_0_conv2 = null;
-            _fused_layer4_0_conv3?.Dispose();
-            _fused_layer4_0_conv3 = null;
-            _fused_layer4_0_downsample_0?.Dispose();
-            _fused_layer4_0_downsample_0 = null;
-            _fused_layer4_1_conv1?.Dispose();
-            _fused_layer4_1_conv1 = null;
-            _fused_layer4_1_conv2?.Dispose();
-            _fused_layer4_1_conv2 = null;
-            _fused_layer4_1_conv3?.Dispose();
-            _fused_layer4_1_conv3 = null;
-            _fused_layer4_2_conv1?.Dispose();
-            _fused_layer4_2_conv1 = null;
-            _fused_layer4_2_conv2?.Dispose();
-            _fused_layer4_2_conv2 = null;
-            _fused_layer4_2_conv3?.Dispose();
-            _fused_layer4_2_conv3 = null;
-        }
 
         private global::TorchSharp.torch.Tensor ForwardFused(global::TorchSharp.torch.Tensor input)
         {
@@ -1389,7 +1282,7 @@ Params size (MB): 100.12
         /// writes the folded graph. A network in training mode is written with eval semantics, with a warning.
         /// </summary>
         /// <param name="path">The .onnx file to write (replaced whole, never half-written).</param>
-        /// <param name="opset">The ONNX opset: 9 to {global::ResNetGen.OnnxGraphBuilder.MaxOpset}.</param>
+        /// <param name="opset">The ONNX opset: 9 to <see cref="global::ResNetGen.OnnxGraphBuilder.MaxOpset"/>.</param>
         public global::ResNetGen.OnnxExport ExportOnnx(string path, int opset = 17)
         {
             var onnx = new global::ResNetGen.OnnxGraphBuilder("ResNeXt50_32x4d", opset, 9, 3, true, 224, training);
@@ -1578,123 +1471,123 @@ Params size (MB): 100.12
 
         private string OnnxFolded(global::ResNetGen.OnnxGraphBuilder onnx)
         {
-            onnx.Conv("conv1", "input", "x2", _fused_conv1!, 7, 2, 3, 1, 1);
+            onnx.Conv("conv1", "input", "x2", _fused_conv1!.Current, 7, 2, 3, 1, 1);
             onnx.Relu("relu.1", "x2", "x2_1");
             onnx.MaxPool("maxpool", "x2_1", "x3");
-            onnx.Conv("layer1.0.conv1", "x3", "x5", _fused_layer1_0_conv1!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer1.0.conv1", "x3", "x5", _fused_layer1_0_conv1!.Current, 1, 1, 0, 1, 1);
             onnx.Relu("relu.2", "x5", "x5_2");
-            onnx.Conv("layer1.0.conv2", "x5_2", "x7", _fused_layer1_0_conv2!, 3, 1, 1, 1, 32);
+            onnx.Conv("layer1.0.conv2", "x5_2", "x7", _fused_layer1_0_conv2!.Current, 3, 1, 1, 1, 32);
             onnx.Relu("relu.3", "x7", "x7_3");
-            onnx.Conv("layer1.0.conv3", "x7_3", "x9", _fused_layer1_0_conv3!, 1, 1, 0, 1, 1);
-            onnx.Conv("layer1.0.downsample.0", "x3", "x11", _fused_layer1_0_downsample_0!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer1.0.conv3", "x7_3", "x9", _fused_layer1_0_conv3!.Current, 1, 1, 0, 1, 1);
+            onnx.Conv("layer1.0.downsample.0", "x3", "x11", _fused_layer1_0_downsample_0!.Current, 1, 1, 0, 1, 1);
             onnx.Add("add.1", "x9", "x11", "x9_4");
             onnx.Relu("relu.4", "x9_4", "x9_5");
-            onnx.Conv("layer1.1.conv1", "x9_5", "x13", _fused_layer1_1_conv1!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer1.1.conv1", "x9_5", "x13", _fused_layer1_1_conv1!.Current, 1, 1, 0, 1, 1);
             onnx.Relu("relu.5", "x13", "x13_6");
-            onnx.Conv("layer1.1.conv2", "x13_6", "x15", _fused_layer1_1_conv2!, 3, 1, 1, 1, 32);
+            onnx.Conv("layer1.1.conv2", "x13_6", "x15", _fused_layer1_1_conv2!.Current, 3, 1, 1, 1, 32);
             onnx.Relu("relu.6", "x15", "x15_7");
-            onnx.Conv("layer1.1.conv3", "x15_7", "x17", _fused_layer1_1_conv3!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer1.1.conv3", "x15_7", "x17", _fused_layer1_1_conv3!.Current, 1, 1, 0, 1, 1);
             onnx.Add("add.2", "x17", "x9_5", "x17_8");
             onnx.Relu("relu.7", "x17_8", "x17_9");
-            onnx.Conv("layer1.2.conv1", "x17_9", "x19", _fused_layer1_2_conv1!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer1.2.conv1", "x17_9", "x19", _fused_layer1_2_conv1!.Current, 1, 1, 0, 1, 1);
             onnx.Relu("relu.8", "x19", "x19_10");
-            onnx.Conv("layer1.2.conv2", "x19_10", "x21", _fused_layer1_2_conv2!, 3, 1, 1, 1, 32);
+            onnx.Conv("layer1.2.conv2", "x19_10", "x21", _fused_layer1_2_conv2!.Current, 3, 1, 1, 1, 32);
             onnx.Relu("relu.9", "x21", "x21_11");
-            onnx.Conv("layer1.2.conv3", "x21_11", "x23", _fused_layer1_2_conv3!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer1.2.conv3", "x21_11", "x23", _fused_layer1_2_conv3!.Current, 1, 1, 0, 1, 1);
             onnx.Add("add.3", "x23", "x17_9", "x23_12");
             onnx.Relu("relu.10", "x23_12", "x23_13");
-            onnx.Conv("layer2.0.conv1", "x23_13", "x25", _fused_layer2_0_conv1!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer2.0.conv1", "x23_13", "x25", _fused_layer2_0_conv1!.Current, 1, 1, 0, 1, 1);
             onnx.Relu("relu.11", "x25", "x25_14");
-            onnx.Conv("layer2.0.conv2", "x25_14", "x27", _fused_layer2_0_conv2!, 3, 2, 1, 1, 32);
+            onnx.Conv("layer2.0.conv2", "x25_14", "x27", _fused_layer2_0_conv2!.Current, 3, 2, 1, 1, 32);
             onnx.Relu("relu.12", "x27", "x27_15");
-            onnx.Conv("layer2.0.conv3", "x27_15", "x29", _fused_layer2_0_conv3!, 1, 1, 0, 1, 1);
-            onnx.Conv("layer2.0.downsample.0", "x23_13", "x31", _fused_layer2_0_downsample_0!, 1, 2, 0, 1, 1);
+            onnx.Conv("layer2.0.conv3", "x27_15", "x29", _fused_layer2_0_conv3!.Current, 1, 1, 0, 1, 1);
+            onnx.Conv("layer2.0.downsample.0", "x23_13", "x31", _fused_layer2_0_downsample_0!.Current, 1, 2, 0, 1, 1);
             onnx.Add("add.4", "x29", "x31", "x29_16");
             onnx.Relu("relu.13", "x29_16", "x29_17");
-            onnx.Conv("layer2.1.conv1", "x29_17", "x33", _fused_layer2_1_conv1!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer2.1.conv1", "x29_17", "x33", _fused_layer2_1_conv1!.Current, 1, 1, 0, 1, 1);
             onnx.Relu("relu.14", "x33", "x33_18");
-            onnx.Conv("layer2.1.conv2", "x33_18", "x35", _fused_layer2_1_conv2!, 3, 1, 1, 1, 32);
+            onnx.Conv("layer2.1.conv2", "x33_18", "x35", _fused_layer2_1_conv2!.Current, 3, 1, 1, 1, 32);
             onnx.Relu("relu.15", "x35", "x35_19");
-            onnx.Conv("layer2.1.conv3", "x35_19", "x37", _fused_layer2_1_conv3!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer2.1.conv3", "x35_19", "x37", _fused_layer2_1_conv3!.Current, 1, 1, 0, 1, 1);
             onnx.Add("add.5", "x37", "x29_17", "x37_20");
             onnx.Relu("relu.16", "x37_20", "x37_21");
-            onnx.Conv("layer2.2.conv1", "x37_21", "x39", _fused_layer2_2_conv1!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer2.2.conv1", "x37_21", "x39", _fused_layer2_2_conv1!.Current, 1, 1, 0, 1, 1);
             onnx.Relu("relu.17", "x39", "x39_22");
-            onnx.Conv("layer2.2.conv2", "x39_22", "x41", _fused_layer2_2_conv2!, 3, 1, 1, 1, 32);
+            onnx.Conv("layer2.2.conv2", "x39_22", "x41", _fused_layer2_2_conv2!.Current, 3, 1, 1, 1, 32);
             onnx.Relu("relu.18", "x41", "x41_23");
-            onnx.Conv("layer2.2.conv3", "x41_23", "x43", _fused_layer2_2_conv3!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer2.2.conv3", "x41_23", "x43", _fused_layer2_2_conv3!.Current, 1, 1, 0, 1, 1);
             onnx.Add("add.6", "x43", "x37_21", "x43_24");
             onnx.Relu("relu.19", "x43_24", "x43_25");
-            onnx.Conv("layer2.3.conv1", "x43_25", "x45", _fused_layer2_3_conv1!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer2.3.conv1", "x43_25", "x45", _fused_layer2_3_conv1!.Current, 1, 1, 0, 1, 1);
             onnx.Relu("relu.20", "x45", "x45_26");
-            onnx.Conv("layer2.3.conv2", "x45_26", "x47", _fused_layer2_3_conv2!, 3, 1, 1, 1, 32);
+            onnx.Conv("layer2.3.conv2", "x45_26", "x47", _fused_layer2_3_conv2!.Current, 3, 1, 1, 1, 32);
             onnx.Relu("relu.21", "x47", "x47_27");
-            onnx.Conv("layer2.3.conv3", "x47_27", "x49", _fused_layer2_3_conv3!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer2.3.conv3", "x47_27", "x49", _fused_layer2_3_conv3!.Current, 1, 1, 0, 1, 1);
             onnx.Add("add.7", "x49", "x43_25", "x49_28");
             onnx.Relu("relu.22", "x49_28", "x49_29");
-            onnx.Conv("layer3.0.conv1", "x49_29", "x51", _fused_layer3_0_conv1!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer3.0.conv1", "x49_29", "x51", _fused_layer3_0_conv1!.Current, 1, 1, 0, 1, 1);
             onnx.Relu("relu.23", "x51", "x51_30");
-            onnx.Conv("layer3.0.conv2", "x51_30", "x53", _fused_layer3_0_conv2!, 3, 2, 1, 1, 32);
+            onnx.Conv("layer3.0.conv2", "x51_30", "x53", _fused_layer3_0_conv2!.Current, 3, 2, 1, 1, 32);
             onnx.Relu("relu.24", "x53", "x53_31");
-            onnx.Conv("layer3.0.conv3", "x53_31", "x55", _fused_layer3_0_conv3!, 1, 1, 0, 1, 1);
-            onnx.Conv("layer3.0.downsample.0", "x49_29", "x57", _fused_layer3_0_downsample_0!, 1, 2, 0, 1, 1);
+            onnx.Conv("layer3.0.conv3", "x53_31", "x55", _fused_layer3_0_conv3!.Current, 1, 1, 0, 1, 1);
+            onnx.Conv("layer3.0.downsample.0", "x49_29", "x57", _fused_layer3_0_downsample_0!.Current, 1, 2, 0, 1, 1);
             onnx.Add("add.8", "x55", "x57", "x55_32");
             onnx.Relu("relu.25", "x55_32", "x55_33");
-            onnx.Conv("layer3.1.conv1", "x55_33", "x59", _fused_layer3_1_conv1!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer3.1.conv1", "x55_33", "x59", _fused_layer3_1_conv1!.Current, 1, 1, 0, 1, 1);
             onnx.Relu("relu.26", "x59", "x59_34");
-            onnx.Conv("layer3.1.conv2", "x59_34", "x61", _fused_layer3_1_conv2!, 3, 1, 1, 1, 32);
+            onnx.Conv("layer3.1.conv2", "x59_34", "x61", _fused_layer3_1_conv2!.Current, 3, 1, 1, 1, 32);
             onnx.Relu("relu.27", "x61", "x61_35");
-            onnx.Conv("layer3.1.conv3", "x61_35", "x63", _fused_layer3_1_conv3!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer3.1.conv3", "x61_35", "x63", _fused_layer3_1_conv3!.Current, 1, 1, 0, 1, 1);
             onnx.Add("add.9", "x63", "x55_33", "x63_36");
             onnx.Relu("relu.28", "x63_36", "x63_37");
-            onnx.Conv("layer3.2.conv1", "x63_37", "x65", _fused_layer3_2_conv1!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer3.2.conv1", "x63_37", "x65", _fused_layer3_2_conv1!.Current, 1, 1, 0, 1, 1);
             onnx.Relu("relu.29", "x65", "x65_38");
-            onnx.Conv("layer3.2.conv2", "x65_38", "x67", _fused_layer3_2_conv2!, 3, 1, 1, 1, 32);
+            onnx.Conv("layer3.2.conv2", "x65_38", "x67", _fused_layer3_2_conv2!.Current, 3, 1, 1, 1, 32);
             onnx.Relu("relu.30", "x67", "x67_39");
-            onnx.Conv("layer3.2.conv3", "x67_39", "x69", _fused_layer3_2_conv3!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer3.2.conv3", "x67_39", "x69", _fused_layer3_2_conv3!.Current, 1, 1, 0, 1, 1);
             onnx.Add("add.10", "x69", "x63_37", "x69_40");
             onnx.Relu("relu.31", "x69_40", "x69_41");
-            onnx.Conv("layer3.3.conv1", "x69_41", "x71", _fused_layer3_3_conv1!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer3.3.conv1", "x69_41", "x71", _fused_layer3_3_conv1!.Current, 1, 1, 0, 1, 1);
             onnx.Relu("relu.32", "x71", "x71_42");
-            onnx.Conv("layer3.3.conv2", "x71_42", "x73", _fused_layer3_3_conv2!, 3, 1, 1, 1, 32);
+            onnx.Conv("layer3.3.conv2", "x71_42", "x73", _fused_layer3_3_conv2!.Current, 3, 1, 1, 1, 32);
             onnx.Relu("relu.33", "x73", "x73_43");
-            onnx.Conv("layer3.3.conv3", "x73_43", "x75", _fused_layer3_3_conv3!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer3.3.conv3", "x73_43", "x75", _fused_layer3_3_conv3!.Current, 1, 1, 0, 1, 1);
             onnx.Add("add.11", "x75", "x69_41", "x75_44");
             onnx.Relu("relu.34", "x75_44", "x75_45");
-            onnx.Conv("layer3.4.conv1", "x75_45", "x77", _fused_layer3_4_conv1!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer3.4.conv1", "x75_45", "x77", _fused_layer3_4_conv1!.Current, 1, 1, 0, 1, 1);
             onnx.Relu("relu.35", "x77", "x77_46");
-            onnx.Conv("layer3.4.conv2", "x77_46", "x79", _fused_layer3_4_conv2!, 3, 1, 1, 1, 32);
+            onnx.Conv("layer3.4.conv2", "x77_46", "x79", _fused_layer3_4_conv2!.Current, 3, 1, 1, 1, 32);
             onnx.Relu("relu.36", "x79", "x79_47");
-            onnx.Conv("layer3.4.conv3", "x79_47", "x81", _fused_layer3_4_conv3!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer3.4.conv3", "x79_47", "x81", _fused_layer3_4_conv3!.Current, 1, 1, 0, 1, 1);
             onnx.Add("add.12", "x81", "x75_45", "x81_48");
             onnx.Relu("relu.37", "x81_48", "x81_49");
-            onnx.Conv("layer3.5.conv1", "x81_49", "x83", _fused_layer3_5_conv1!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer3.5.conv1", "x81_49", "x83", _fused_layer3_5_conv1!.Current, 1, 1, 0, 1, 1);
             onnx.Relu("relu.38", "x83", "x83_50");
-            onnx.Conv("layer3.5.conv2", "x83_50", "x85", _fused_layer3_5_conv2!, 3, 1, 1, 1, 32);
+            onnx.Conv("layer3.5.conv2", "x83_50", "x85", _fused_layer3_5_conv2!.Current, 3, 1, 1, 1, 32);
             onnx.Relu("relu.39", "x85", "x85_51");
-            onnx.Conv("layer3.5.conv3", "x85_51", "x87", _fused_layer3_5_conv3!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer3.5.conv3", "x85_51", "x87", _fused_layer3_5_conv3!.Current, 1, 1, 0, 1, 1);
             onnx.Add("add.13", "x87", "x81_49", "x87_52");
             onnx.Relu("relu.40", "x87_52", "x87_53");
-            onnx.Conv("layer4.0.conv1", "x87_53", "x89", _fused_layer4_0_conv1!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer4.0.conv1", "x87_53", "x89", _fused_layer4_0_conv1!.Current, 1, 1, 0, 1, 1);
             onnx.Relu("relu.41", "x89", "x89_54");
-            onnx.Conv("layer4.0.conv2", "x89_54", "x91", _fused_layer4_0_conv2!, 3, 2, 1, 1, 32);
+            onnx.Conv("layer4.0.conv2", "x89_54", "x91", _fused_layer4_0_conv2!.Current, 3, 2, 1, 1, 32);
             onnx.Relu("relu.42", "x91", "x91_55");
-            onnx.Conv("layer4.0.conv3", "x91_55", "x93", _fused_layer4_0_conv3!, 1, 1, 0, 1, 1);
-            onnx.Conv("layer4.0.downsample.0", "x87_53", "x95", _fused_layer4_0_downsample_0!, 1, 2, 0, 1, 1);
+            onnx.Conv("layer4.0.conv3", "x91_55", "x93", _fused_layer4_0_conv3!.Current, 1, 1, 0, 1, 1);
+            onnx.Conv("layer4.0.downsample.0", "x87_53", "x95", _fused_layer4_0_downsample_0!.Current, 1, 2, 0, 1, 1);
             onnx.Add("add.14", "x93", "x95", "x93_56");
             onnx.Relu("relu.43", "x93_56", "x93_57");
-            onnx.Conv("layer4.1.conv1", "x93_57", "x97", _fused_layer4_1_conv1!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer4.1.conv1", "x93_57", "x97", _fused_layer4_1_conv1!.Current, 1, 1, 0, 1, 1);
             onnx.Relu("relu.44", "x97", "x97_58");
-            onnx.Conv("layer4.1.conv2", "x97_58", "x99", _fused_layer4_1_conv2!, 3, 1, 1, 1, 32);
+            onnx.Conv("layer4.1.conv2", "x97_58", "x99", _fused_layer4_1_conv2!.Current, 3, 1, 1, 1, 32);
             onnx.Relu("relu.45", "x99", "x99_59");
-            onnx.Conv("layer4.1.conv3", "x99_59", "x101", _fused_layer4_1_conv3!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer4.1.conv3", "x99_59", "x101", _fused_layer4_1_conv3!.Current, 1, 1, 0, 1, 1);
             onnx.Add("add.15", "x101", "x93_57", "x101_60");
             onnx.Relu("relu.46", "x101_60", "x101_61");
-            onnx.Conv("layer4.2.conv1", "x101_61", "x103", _fused_layer4_2_conv1!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer4.2.conv1", "x101_61", "x103", _fused_layer4_2_conv1!.Current, 1, 1, 0, 1, 1);
             onnx.Relu("relu.47", "x103", "x103_62");
-            onnx.Conv("layer4.2.conv2", "x103_62", "x105", _fused_layer4_2_conv2!, 3, 1, 1, 1, 32);
+            onnx.Conv("layer4.2.conv2", "x103_62", "x105", _fused_layer4_2_conv2!.Current, 3, 1, 1, 1, 32);
             onnx.Relu("relu.48", "x105", "x105_63");
-            onnx.Conv("layer4.2.conv3", "x105_63", "x107", _fused_layer4_2_conv3!, 1, 1, 0, 1, 1);
+            onnx.Conv("layer4.2.conv3", "x105_63", "x107", _fused_layer4_2_conv3!.Current, 1, 1, 0, 1, 1);
             onnx.Add("add.16", "x107", "x101_61", "x107_64");
             onnx.Relu("relu.49", "x107_64", "x107_65");
             onnx.GlobalAveragePool("avgpool", "x107_65", "x108");
@@ -1708,7 +1601,7 @@ Params size (MB): 100.12
         /// </summary>
         public Features ForwardFeatures(global::TorchSharp.torch.Tensor input)
         {
-            global::ResNetGen.NetworkInput.Check(input, 3, "ResNeXt50_32x4d");
+            global::ResNetGen.NetworkInput.Check(input, 3, "ResNeXt50_32x4d.ForwardFeatures");
             var x0 = global::ResNetGen.TensorLayout.ForCompute(input, ActivationLayout); // [N, 3, 224, 224] input, laid out for computing
             var x1 = conv1.forward(x0); x0.Dispose(); // [N, 64, 112, 112] conv1
             var x2 = bn1.forward(x1); x1.Dispose(); // [N, 64, 112, 112] bn1
@@ -2021,7 +1914,7 @@ Params size (MB): 100.12
                 layer4_2_bn3.Dispose();
                 fc.Dispose();
                 foreach (var group in _groups) group.Dispose();
-                DropFusion();
+                global::ResNetGen.FoldedConvolution.DisposeAll(_folds);
             }
             base.Dispose(disposing);
         }

@@ -1,0 +1,110 @@
+using System;
+using System.Globalization;
+using System.Linq;
+using ResNetGen.Generator.Tests.Infrastructure;
+using ResNetGen.Generator.Tests.Torchvision;
+using TorchSharp;
+using Xunit;
+
+namespace ResNetGen.Generator.Tests.Kernels;
+
+/// <summary>
+/// The once-per-process oneDNN check. Anything that may run libtorch's kernels unguarded runs in a child process: on a
+/// CPU whose oneDNN is broken (an AMD EPYC Zen 5 VM) those kernels compute wrongly or raise SIGFPE.
+/// </summary>
+public class OneDnnTests
+{
+    [Fact]
+    public void The_check_ran_as_the_tests_loaded_and_leaves_the_test_convolution_correct()
+    {
+        var status = OneDnn.Status;
+        Assert.NotNull(status);
+        Assert.Equal(CpuCaches.DescriptionComplete(), status!.CacheDescriptionComplete);
+        Assert.Equal(status.Enabled, OneDnn.Enabled);
+        Assert.True(OneDnn.ProbeChannelsLast1x1Stride2() <= OneDnn.Tolerance, "the guarded process computes the test convolution wrongly");
+        Assert.Same(status, OneDnn.EnsureChecked()); // once per process
+    }
+
+    [Fact]
+    public void Libtorchs_defaults_fail_the_probe_only_where_the_check_intervened()
+    {
+        // The child trusts libtorch (policy on, no ISA limit) and reports what the test convolution gives there.
+        var output = Isolated.Run<OneDnnTests>(nameof(ReportRawProbe), (OneDnn.PolicyVariable, "on"), (OneDnn.IsaVariable, null));
+        var raw = double.Parse(output.Split('\n').Single(l => l.StartsWith("raw-probe ", StringComparison.Ordinal))["raw-probe ".Length..], CultureInfo.InvariantCulture);
+        var status = OneDnn.Status!;
+        if (!(raw <= OneDnn.Tolerance))
+            Assert.True(status.IsaCap is not null || !status.Enabled, $"libtorch's defaults compute the probe wrongly here ({raw:G3}), yet the check left oneDNN as it was");
+        if (status.CacheDescriptionComplete && status.Enabled)
+            Assert.True(raw <= OneDnn.Tolerance, $"the check kept libtorch's defaults, which compute the probe wrongly ({raw:G3})");
+    }
+
+    internal static void ReportRawProbe()
+    {
+        Assert.Equal(OneDnnPolicy.On, OneDnn.Status!.Policy);
+        Assert.Null(Environment.GetEnvironmentVariable(OneDnn.IsaVariable));
+        Console.WriteLine("raw-probe " + OneDnn.ProbeChannelsLast1x1Stride2().ToString("R", CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
+    public void Off_turns_onednn_off_for_the_process_and_resnet18_still_equals_torchvision() =>
+        Isolated.Run<OneDnnTests>(nameof(OffIsCorrect), (OneDnn.PolicyVariable, "off"));
+
+    internal static void OffIsCorrect()
+    {
+        Assert.Equal(OneDnnPolicy.Off, OneDnn.Status!.Policy);
+        Assert.False(OneDnn.Enabled);
+        using var network = new ResNet18();
+        DeterministicWeights.Apply(network);
+        network.eval();
+        using var input = DeterministicWeights.Input();
+        using var noGrad = torch.no_grad();
+        using var output = network.call(input);
+        Tolerance.AssertClose(DeterministicWeights.ReadFloats("resnet18.eval.bin"), output, "resnet18 without oneDNN");
+        OneDnn.Enabled = true; // the switch works both ways
+        Assert.True(OneDnn.Enabled);
+    }
+
+    [Fact]
+    public void A_users_own_isa_setting_is_kept() =>
+        Isolated.Run<OneDnnTests>(nameof(UserIsaKept), (OneDnn.IsaVariable, "AVX"));
+
+    internal static void UserIsaKept()
+    {
+        Assert.Null(OneDnn.Status!.IsaCap);
+        Assert.Equal("AVX", Environment.GetEnvironmentVariable(OneDnn.IsaVariable));
+        Assert.True(OneDnn.ProbeChannelsLast1x1Stride2() <= OneDnn.Tolerance);
+    }
+
+    [Theory]
+    [InlineData(null, OneDnnPolicy.Check)]
+    [InlineData("check", OneDnnPolicy.Check)]
+    [InlineData("ON", OneDnnPolicy.On)]
+    [InlineData("off", OneDnnPolicy.Off)]
+    public void The_policy_comes_from_the_environment(string? value, OneDnnPolicy expected) =>
+        Isolated.Run<OneDnnTests>("ReportPolicy" + expected, (OneDnn.PolicyVariable, value));
+
+    internal static void ReportPolicyCheck() => Assert.Equal(OneDnnPolicy.Check, OneDnn.PolicyFromEnvironment());
+
+    internal static void ReportPolicyOn() => Assert.Equal(OneDnnPolicy.On, OneDnn.PolicyFromEnvironment());
+
+    internal static void ReportPolicyOff() => Assert.Equal(OneDnnPolicy.Off, OneDnn.PolicyFromEnvironment());
+
+    [Fact]
+    public void An_unknown_policy_is_refused_with_the_choices()
+    {
+        var outcome = Isolated.Start(typeof(OneDnnTests).FullName!, nameof(ReportPolicyCheck), new[] { (OneDnn.PolicyVariable, (string?)"sometimes") });
+        Assert.NotEqual(0, outcome.ExitCode);
+        Assert.Contains("RESNETGEN_ONEDNN=sometimes is not a policy. Use check (the default), on or off.", outcome.Error);
+    }
+
+    [Fact]
+    public void The_cpu_and_its_caches_are_described()
+    {
+        Assert.False(string.IsNullOrWhiteSpace(CpuCaches.Description));
+        if (System.Runtime.Intrinsics.X86.X86Base.IsSupported)
+        {
+            Assert.Contains("family", CpuCaches.Model);
+            Assert.NotNull(CpuCaches.Vendor);
+        }
+    }
+}

@@ -1,0 +1,124 @@
+using System.Collections.Generic;
+using System.Globalization;
+using System.Runtime.Intrinsics.X86;
+using System.Text;
+
+namespace ResNetGen;
+
+/// <summary>
+/// What the processor says about itself through CPUID: its name and its cache description, the input oneDNN sizes
+/// its convolution kernels by. Off x86 nothing is read and the description counts as complete.
+/// </summary>
+public static class CpuCaches
+{
+    /// <summary>The processor's vendor string (<c>AuthenticAMD</c>, <c>GenuineIntel</c>), or null off x86.</summary>
+    public static string? Vendor
+    {
+        get
+        {
+            if (!X86Base.IsSupported) return null;
+            var (_, ebx, ecx, edx) = X86Base.CpuId(0, 0);
+            var bytes = new List<byte>();
+            foreach (var register in new[] { ebx, edx, ecx })
+            {
+                for (var i = 0; i < 4; i++) bytes.Add((byte)(register >> (8 * i)));
+            }
+            return Encoding.ASCII.GetString(bytes.ToArray());
+        }
+    }
+
+    /// <summary>The processor's brand string and family (<c>AMD EPYC (family 26, model 2)</c>), or null off x86.</summary>
+    public static string? Model
+    {
+        get
+        {
+            if (!X86Base.IsSupported) return null;
+            var brand = new StringBuilder();
+            if ((uint)X86Base.CpuId(unchecked((int)0x80000000), 0).Eax >= 0x80000004)
+            {
+                for (var leaf = 0x80000002u; leaf <= 0x80000004u; leaf++)
+                {
+                    var (a, b, c, d) = X86Base.CpuId(unchecked((int)leaf), 0);
+                    foreach (var register in new[] { a, b, c, d })
+                    {
+                        for (var i = 0; i < 4; i++) brand.Append((char)(byte)(register >> (8 * i)));
+                    }
+                }
+            }
+            var eax = X86Base.CpuId(1, 0).Eax;
+            var family = (eax >> 8) & 0xf;
+            var model = (eax >> 4) & 0xf;
+            if (family == 0xf) family += (eax >> 20) & 0xff;
+            if (family >= 6) model += ((eax >> 16) & 0xf) << 4;
+            return string.Format(CultureInfo.InvariantCulture, "{0} (family {1}, model {2})", brand.ToString().TrimEnd('\0', ' '), family, model);
+        }
+    }
+
+    /// <summary>The data and unified caches CPUID enumerates, e.g. <c>L1 48 KiB 12-way, L2 1024 KiB 16-way</c>.</summary>
+    public static string Description
+    {
+        get
+        {
+            if (!X86Base.IsSupported) return "not x86: not read";
+            var caches = Enumerate();
+            var parts = new List<string>();
+            foreach (var (level, bytes, ways) in caches)
+                parts.Add(string.Format(CultureInfo.InvariantCulture, "L{0} {1} KiB {2}-way", level, bytes / 1024, ways));
+            if (IsAmd)
+            {
+                var (_, _, ecx, edx) = X86Base.CpuId(unchecked((int)0x80000006), 0);
+                parts.Add(string.Format(CultureInfo.InvariantCulture, "legacy leaf: L2 {0} KiB (associativity code {1}), L3 {2} KiB (associativity code {3})",
+                    (uint)ecx >> 16, (ecx >> 12) & 0xf, ((uint)edx >> 18) * 512, (edx >> 12) & 0xf));
+            }
+            return caches.Count == 0 && parts.Count == 0 ? "none enumerated" : (caches.Count == 0 ? "no cache enumerated; " : "") + string.Join(", ", parts);
+        }
+    }
+
+    /// <summary>
+    /// Whether CPUID enumerates the data caches (AMD's leaf 0x8000001D where the CPU announces it, Intel's leaf 4),
+    /// each with a size and an associativity. Some hypervisors announce the leaf and leave it empty, so the legacy leaf's
+    /// "see leaf 0x8000001D" associativity resolves to nothing: oneDNN then sizes its kernels for a 0-way cache.
+    /// </summary>
+    public static bool DescriptionComplete()
+    {
+        if (!X86Base.IsSupported) return true;
+        var caches = Enumerate();
+        if (IsAmd)
+        {
+            var maxExtended = (uint)X86Base.CpuId(unchecked((int)0x80000000), 0).Eax;
+            var topologyLeaf = maxExtended >= 0x8000001D && (X86Base.CpuId(unchecked((int)0x80000001), 0).Ecx & (1 << 22)) != 0;
+            var (_, _, ecx, edx) = maxExtended >= 0x80000006 ? X86Base.CpuId(unchecked((int)0x80000006), 0) : (0, 0, 0, 0);
+            var deferred = ((ecx >> 12) & 0xf) == 9 || ((edx >> 12) & 0xf) == 9; // "see leaf 0x8000001D"
+            if ((topologyLeaf || deferred) && caches.Count == 0) return false;
+        }
+        else if (X86Base.CpuId(0, 0).Eax >= 4 && caches.Count == 0) return false;
+        foreach (var (_, bytes, ways) in caches)
+        {
+            if (bytes <= 0 || ways <= 0) return false;
+        }
+        return true;
+    }
+
+    private static bool IsAmd => Vendor is "AuthenticAMD" or "HygonGenuine";
+
+    /// <summary>Data and unified caches from the deterministic cache parameters leaf: level, size in bytes, ways.</summary>
+    private static List<(int Level, long Bytes, long Ways)> Enumerate()
+    {
+        var result = new List<(int, long, long)>();
+        var amd = IsAmd;
+        var leaf = amd ? 0x8000001Du : 4u;
+        var max = amd ? (uint)X86Base.CpuId(unchecked((int)0x80000000), 0).Eax : (uint)X86Base.CpuId(0, 0).Eax;
+        if (max < leaf) return result;
+        for (var sub = 0; sub < 16; sub++)
+        {
+            var (eax, ebx, ecx, _) = X86Base.CpuId(unchecked((int)leaf), sub);
+            var type = eax & 0x1f;
+            if (type == 0) break;
+            if (type == 2) continue; // instruction cache
+            var level = (eax >> 5) & 7;
+            long ways = ((uint)ebx >> 22) + 1, partitions = ((ebx >> 12) & 0x3ff) + 1, line = (ebx & 0xfff) + 1, sets = (long)(uint)ecx + 1;
+            result.Add((level, ways * partitions * line * sets, ways));
+        }
+        return result;
+    }
+}

@@ -1,0 +1,221 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Reflection;
+using System.Threading.Tasks;
+using TorchSharp;
+
+namespace ResNetGen;
+
+/// <summary>One kind of convolution a ResNet computes, in one layout, with the shapes it is tried at.</summary>
+/// <param name="Name">The probe's name, e.g. <c>1x1-stride2/channels-last</c>.</param>
+/// <param name="ChannelsLast">Whether the input is laid out channels-last.</param>
+/// <param name="Kernel">Kernel size.</param>
+/// <param name="Stride">Stride.</param>
+/// <param name="Groups">Groups.</param>
+/// <param name="Dilation">Dilation (padding keeps the size for odd kernels).</param>
+/// <param name="Shapes">Batch, input channels, output channels and square size of each convolution tried.</param>
+public sealed record KernelProbe(string Name, bool ChannelsLast, int Kernel, int Stride, int Groups, int Dilation,
+    IReadOnlyList<(int Batch, int In, int Out, int Size)> Shapes);
+
+/// <summary>What one probe direction gave: <c>ok</c>, <c>wrong</c>, <c>non-finite</c>, <c>crashed</c> or <c>not run</c>.</summary>
+public sealed record ProbeOutcome(string Probe, string Direction, string Verdict, double Error, string Detail)
+{
+    /// <summary>Whether the direction computed correctly.</summary>
+    public bool Passed => Verdict == "ok";
+}
+
+/// <summary>
+/// Checks, convolution by convolution, whether this machine's libtorch computes what ResNets need correctly: forward
+/// and backward, in both layouts, against a float64 reference that oneDNN takes no part in. A broken kernel can kill
+/// its process, so <see cref="RunIsolated"/> runs each probe in a child process and reports a crash as an outcome;
+/// <see cref="RunHere"/> is what the child runs.
+/// </summary>
+public static class KernelProbes
+{
+    /// <summary>The line prefix of the child's protocol.</summary>
+    public const string Prefix = "resnetgen-probe";
+
+    /// <summary>Every probe: each kind of ResNet convolution, in NCHW and in channels-last.</summary>
+    public static IReadOnlyList<KernelProbe> All { get; } = Build();
+
+    private static IReadOnlyList<KernelProbe> Build()
+    {
+        var kinds = new (string Name, int Kernel, int Stride, int Groups, int Dilation, (int, int, int, int)[] Shapes)[]
+        {
+            ("1x1-stride1", 1, 1, 1, 1, new[] { (4, 64, 256, 14), (4, 256, 64, 14), (4, 512, 128, 7), (4, 256, 512, 7) }),
+            ("1x1-stride2", 1, 2, 1, 1, new[] { (4, 64, 128, 16), (4, 256, 512, 8), (4, 512, 1024, 8), (2, 1024, 2048, 4) }),
+            ("3x3-stride1", 3, 1, 1, 1, new[] { (4, 64, 64, 14), (4, 128, 128, 7) }),
+            ("3x3-stride2", 3, 2, 1, 1, new[] { (4, 64, 128, 16), (4, 256, 256, 8) }),
+            ("3x3-grouped", 3, 1, 32, 1, new[] { (4, 128, 128, 14), (4, 256, 256, 7) }),
+            ("3x3-dilated", 3, 1, 1, 2, new[] { (4, 256, 256, 14), (2, 512, 512, 7) }),
+            ("7x7-stem", 7, 2, 1, 1, new[] { (2, 3, 64, 32) }),
+        };
+        var result = new List<KernelProbe>();
+        foreach (var channelsLast in new[] { false, true })
+        {
+            foreach (var (name, kernel, stride, groups, dilation, shapes) in kinds)
+                result.Add(new KernelProbe(name + (channelsLast ? "/channels-last" : "/nchw"), channelsLast, kernel, stride, groups, dilation, shapes));
+        }
+        return result;
+    }
+
+    /// <summary>The probe of that name.</summary>
+    /// <exception cref="ArgumentException">No probe has that name; the message lists them.</exception>
+    public static KernelProbe Find(string name) =>
+        All.FirstOrDefault(p => p.Name == name)
+        ?? throw new ArgumentException($"no probe '{name}'. The probes: {string.Join(", ", All.Select(p => p.Name))}.", nameof(name));
+
+    /// <summary>
+    /// Runs <paramref name="probe"/> in this process, forward then backward, and writes one protocol line before and after
+    /// each direction to <paramref name="output"/> (flushed, so a parent reading it learns where a crash happened).
+    /// The float32 result uses libtorch as configured; the reference is float64 with oneDNN off.
+    /// </summary>
+    public static void RunHere(KernelProbe probe, TextWriter output)
+    {
+        foreach (var direction in new[] { "forward", "backward" })
+        {
+            output.WriteLine($"{Prefix} {probe.Name} {direction} start");
+            output.Flush();
+            var error = Measure(probe, direction == "backward");
+            var verdict = double.IsNaN(error) ? "non-finite" : error <= OneDnn.Tolerance ? "ok" : "wrong";
+            output.WriteLine(string.Format(CultureInfo.InvariantCulture, "{0} {1} {2} {3} {4:0.###e+0}", Prefix, probe.Name, direction, verdict, error));
+            output.Flush();
+        }
+    }
+
+    /// <summary>The largest error relative to the reference's largest value over the probe's shapes; NaN if anything is not finite.</summary>
+    private static double Measure(KernelProbe probe, bool backward)
+    {
+        using var scope = torch.NewDisposeScope();
+        var generator = new torch.Generator(1234);
+        var worst = 0.0;
+        foreach (var (batch, cin, cout, size) in probe.Shapes)
+        {
+            var x = torch.randn(new long[] { batch, cin, size, size }, generator: generator);
+            var w = torch.randn(new long[] { cout, cin / probe.Groups, probe.Kernel, probe.Kernel }, generator: generator)
+                .div_(Math.Sqrt(cin / probe.Groups * probe.Kernel * probe.Kernel));
+            var upstream = torch.randn(new long[] { batch, cout, (size - 1) / probe.Stride + 1, (size - 1) / probe.Stride + 1 }, generator: generator);
+            var actual = Compute(probe, x, w, upstream, backward, torch.float32);
+            var enabled = OneDnn.Enabled;
+            torch.Tensor[] expected;
+            try
+            {
+                OneDnn.Enabled = false;
+                expected = Compute(probe, x, w, upstream, backward, torch.float64);
+            }
+            finally
+            {
+                OneDnn.Enabled = enabled;
+            }
+            for (var i = 0; i < actual.Length; i++)
+            {
+                if (!actual[i].isfinite().all().item<bool>()) return double.NaN;
+                var scale = expected[i].abs().max().item<double>();
+                worst = Math.Max(worst, actual[i].to(torch.float64).sub(expected[i]).abs().max().item<double>() / scale);
+            }
+        }
+        return worst;
+    }
+
+    private static torch.Tensor[] Compute(KernelProbe probe, torch.Tensor x, torch.Tensor w, torch.Tensor upstream, bool backward, torch.ScalarType dtype)
+    {
+        var input = x.to(dtype);
+        if (probe.ChannelsLast) input = TensorLayout.ForCompute(input, ActivationLayout.ChannelsLast);
+        var weight = w.to(dtype);
+        if (backward)
+        {
+            input = input.detach().requires_grad_();
+            weight = weight.detach().requires_grad_();
+        }
+        var padding = probe.Dilation * (probe.Kernel - 1) / 2;
+        var y = torch.nn.functional.conv2d(input, weight, strides: new long[] { probe.Stride, probe.Stride },
+            padding: new long[] { padding, padding }, dilation: new long[] { probe.Dilation, probe.Dilation }, groups: probe.Groups);
+        if (!backward) return new[] { y };
+        y.mul(upstream.to(dtype)).sum().backward();
+        return new[] { input.grad!, weight.grad! };
+    }
+
+    /// <summary>
+    /// Runs each probe in a child process started by <paramref name="child"/> (given the probe's name; its command must
+    /// call <see cref="RunHere"/>), two at a time, and reads the outcomes from its output. A child that dies is reported
+    /// as <c>crashed</c> with its signal for the direction it was in, and <c>not run</c> for the rest.
+    /// </summary>
+    public static IReadOnlyList<ProbeOutcome> RunIsolated(IEnumerable<KernelProbe> probes, Func<string, ProcessStartInfo> child,
+        TimeSpan limit, Action<KernelProbe, IReadOnlyList<ProbeOutcome>>? done = null)
+    {
+        var list = probes.ToList();
+        var results = new IReadOnlyList<ProbeOutcome>[list.Count];
+        Parallel.For(0, list.Count, new ParallelOptions { MaxDegreeOfParallelism = 2 }, i =>
+        {
+            results[i] = RunOne(list[i], child(list[i].Name), limit);
+            done?.Invoke(list[i], results[i]);
+        });
+        return results.SelectMany(r => r).ToList();
+    }
+
+    private static IReadOnlyList<ProbeOutcome> RunOne(KernelProbe probe, ProcessStartInfo start, TimeSpan limit)
+    {
+        start.RedirectStandardOutput = true;
+        start.RedirectStandardError = true;
+        start.UseShellExecute = false;
+        start.Environment["DOTNET_DbgEnableMiniDump"] = "0";
+        using var process = Process.Start(start) ?? throw new InvalidOperationException("could not start a probe process");
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        var finished = process.WaitForExit(limit);
+        if (!finished) process.Kill(entireProcessTree: true);
+        process.WaitForExit();
+        var outcomes = new List<ProbeOutcome>();
+        string? started = null;
+        foreach (var line in stdout.Result.Split('\n'))
+        {
+            var parts = line.Trim().Split(' ');
+            if (parts.Length < 4 || parts[0] != Prefix || parts[1] != probe.Name) continue;
+            if (parts[3] == "start")
+            {
+                started = parts[2];
+                continue;
+            }
+            var error = parts.Length > 4 && double.TryParse(parts[4], NumberStyles.Float, CultureInfo.InvariantCulture, out var e) ? e : double.NaN;
+            outcomes.Add(new ProbeOutcome(probe.Name, parts[2], parts[3], error, ""));
+            started = null;
+        }
+        foreach (var direction in new[] { "forward", "backward" })
+        {
+            if (outcomes.Any(o => o.Direction == direction)) continue;
+            var why = !finished ? $"timed out after {limit.TotalSeconds:0} s"
+                : process.ExitCode > 128 ? $"killed by {SignalName(process.ExitCode - 128)} (exit code {process.ExitCode})"
+                : $"exit code {process.ExitCode}: {LastLine(stderr.Result)}";
+            outcomes.Add(started == direction || (started is null && outcomes.Count == 0)
+                ? new ProbeOutcome(probe.Name, direction, "crashed", double.NaN, why)
+                : new ProbeOutcome(probe.Name, direction, "not run", double.NaN, "the process ended before it"));
+        }
+        return outcomes;
+    }
+
+    /// <summary>A start for re-running the current program with <paramref name="arguments"/> (through <c>dotnet exec</c> where it runs under the dotnet host).</summary>
+    public static ProcessStartInfo Self(params string[] arguments)
+    {
+        var path = Environment.ProcessPath ?? "dotnet";
+        var entry = Assembly.GetEntryAssembly()?.Location;
+        if (Path.GetFileNameWithoutExtension(path) == "dotnet" && !string.IsNullOrEmpty(entry))
+            return new ProcessStartInfo(path, new[] { "exec", entry }.Concat(arguments));
+        return new ProcessStartInfo(path, arguments);
+    }
+
+    private static string SignalName(int signal) => signal switch
+    {
+        4 => "SIGILL", 6 => "SIGABRT", 7 => "SIGBUS", 8 => "SIGFPE", 9 => "SIGKILL", 11 => "SIGSEGV",
+        _ => "signal " + signal.ToString(CultureInfo.InvariantCulture),
+    };
+
+    private static string LastLine(string text)
+    {
+        var lines = text.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0 && !l.Contains("NNPACK")).ToList();
+        return lines.Count == 0 ? "no message" : lines[^1];
+    }
+}
