@@ -2,7 +2,11 @@ using ResNetGen;
 
 namespace ResNetGen.Sample;
 
-/// <summary>The CIFAR ResNet-20 of He et al. (2016), for 28×28 grayscale images and 10 classes.</summary>
+/// <summary>
+/// ResNet-20 in the CIFAR layout of He et al. (2016) — three stages of three basic blocks, 16/32/64 channels — for 28×28
+/// grayscale images and 10 classes, with projection shortcuts (the paper's option B) where the shape changes; the paper's
+/// CIFAR runs used option A (<c>Shortcut.ZeroPad</c>).
+/// </summary>
 [ResNet(Block.Basic, 3, 3, 3, Stem = Stem.Cifar, BaseWidth = 16, InChannels = 1, InputSize = 28, NumClasses = 10)]
 public partial class ResNet20 { }
 

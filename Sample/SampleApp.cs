@@ -45,7 +45,8 @@ public sealed class SampleApp
         var data = new Option<string?>("--data") { Description = $"folder with the Fashion-MNIST IDX files (default: {FashionMnist.DebianFolder} if installed, else the embedded subset)" };
         var seed = new Option<long>("--seed") { Description = "random seed", DefaultValueFactory = _ => 1 };
         var output = new Option<string>("--output") { Description = "folder for the checkpoint and the curves", DefaultValueFactory = _ => "resnetgen-runs" };
-        var limit = new Option<long?>("--limit") { Description = "use only the first N training images (and N/5 test images)" };
+        var limit = new Option<long?>("--limit") { Description = "use only the first N training images, shuffled each epoch (and the first N/5 test images, at least one)" };
+        var evalLimit = new Option<long?>("--limit") { Description = "evaluate only the first N test images" };
         var checkpoint = new Option<string?>("--checkpoint") { Description = $"safetensors checkpoint (default: <output>/{Checkpoint})" };
         var top = new Option<int>("--top") { Description = "classes to show per image", DefaultValueFactory = _ => 3 };
         var paths = new Argument<string[]>("paths") { Description = "PNG or JPEG files, or folders of them", Arity = ArgumentArity.OneOrMore };
@@ -55,7 +56,8 @@ public sealed class SampleApp
         foreach (var option in new Option<int>[] { epochs, batchSize, top })
             option.Validators.Add(r => { if (r.GetValueOrDefault<int>() <= 0) r.AddError($"{r.Option.Name} must be a positive whole number."); });
         lr.Validators.Add(r => { if (r.GetValueOrDefault<double>() is <= 0 or > 10) r.AddError("--lr must be above 0 and at most 10."); });
-        limit.Validators.Add(r => { if (r.GetValueOrDefault<long?>() is <= 0) r.AddError("--limit must be positive."); });
+        foreach (var option in new[] { limit, evalLimit })
+            option.Validators.Add(r => { if (r.GetValueOrDefault<long?>() is <= 0) r.AddError("--limit must be positive."); });
 
         var summary = new Command("summary", "Print the compile-time summaries of the sample's networks.");
         summary.SetAction(_ => Guard(() => Summary()));
@@ -63,10 +65,10 @@ public sealed class SampleApp
         var train = new Command("train", "Train ResNet-20 on Fashion-MNIST: live progress, an evaluation per epoch, a checkpoint and a PNG of the curves.")
             { device, epochs, batchSize, lr, data, seed, output, limit };
         train.SetAction(r => Guard(() => Train(Device(r.GetValue(device)!), r.GetValue(data), new TrainSettings(
-            r.GetValue(epochs), r.GetValue(batchSize), r.GetValue(lr), 5e-4, r.GetValue(seed), r.GetValue(limit), r.GetValue(limit) / 5), r.GetValue(output)!)));
+            r.GetValue(epochs), r.GetValue(batchSize), r.GetValue(lr), 5e-4, r.GetValue(seed), r.GetValue(limit), TestLimit(r.GetValue(limit))), r.GetValue(output)!)));
 
-        var eval = new Command("eval", "Evaluate a checkpoint on the Fashion-MNIST test set, per class.") { device, data, output, checkpoint, limit };
-        eval.SetAction(r => Guard(() => Eval(Device(r.GetValue(device)!), r.GetValue(data), CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(limit))));
+        var eval = new Command("eval", "Evaluate a checkpoint on the Fashion-MNIST test set, per class.") { device, data, output, checkpoint, evalLimit };
+        eval.SetAction(r => Guard(() => Eval(Device(r.GetValue(device)!), r.GetValue(data), CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(evalLimit))));
 
         var predict = new Command("predict", "Classify pictures (PNG or JPEG files, or folders of them) with a checkpoint, or with an exported model on ONNX Runtime (--onnx).") { paths, device, output, checkpoint, top, onnx };
         predict.SetAction(r => Guard(() => Predict(Device(r.GetValue(device)!), r.GetValue(paths)!, CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(top), r.GetValue(onnx))));
@@ -109,6 +111,9 @@ public sealed class SampleApp
             return 1;
         }
     }
+
+    /// <summary>The test images a training run with <c>--limit N</c> evaluates on: N/5, and at least one.</summary>
+    internal static long? TestLimit(long? trainLimit) => trainLimit is { } n ? Math.Max(1, n / 5) : null;
 
     private static string CheckpointPath(string? checkpoint, string output) => checkpoint ?? Path.Combine(output, Checkpoint);
 

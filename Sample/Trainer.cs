@@ -35,7 +35,7 @@ public static class Trainer
             network.train();
             var clock = Stopwatch.StartNew();
             double lossSum = 0, correct = 0, seen = 0;
-            using var order = torch.randperm(data.TrainCount, generator: generator);
+            using var order = torch.randperm(trainCount, generator: generator); // the first trainCount images, in a new order each epoch
             for (var b = 0; b < batches; b++)
             {
                 if (cancel.IsCancellationRequested) return results;

@@ -250,4 +250,50 @@ public sealed class SampleAppTests : IDisposable
         Assert.Contains("Total params: 272,186", text);
         Assert.Contains("Total params: 25,557,032", text);
     }
+
+    [Fact]
+    public void Train_with_a_tiny_limit_evaluates_on_at_least_one_image()
+    {
+        Assert.Equal(1, SampleApp.TestLimit(3));
+        Assert.Equal(20, SampleApp.TestLimit(100));
+        Assert.Null(SampleApp.TestLimit(null));
+        var (code, text) = Run("train", "--data", TinyData(), "--epochs", "1", "--limit", "3", "--batch-size", "2", "--output", Output);
+        Assert.True(code == 0, text);
+        Assert.DoesNotContain("NaN", text);
+        Assert.Contains("Training ResNet20 on 3 images", text);
+    }
+
+    [Fact]
+    public void Doctor_probes_every_convolution_in_child_processes_and_gives_a_verdict()
+    {
+        var writer = new StringWriter();
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Ansi = AnsiSupport.No,
+            ColorSystem = ColorSystemSupport.NoColors,
+            Interactive = InteractionSupport.No,
+            Out = new AnsiConsoleOutput(writer),
+        });
+        console.Profile.Width = 200;
+        // The children are the sample itself, started from its copy beside the tests.
+        var sample = Path.Combine(AppContext.BaseDirectory, "ResNetGen.Sample.dll");
+        var host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";
+        var app = new SampleApp(console, CancellationToken.None, args => new System.Diagnostics.ProcessStartInfo(host, new[] { "exec", sample }.Concat(args)));
+        var code = app.Run(new[] { "doctor" });
+        var text = writer.ToString();
+        Assert.True(code == 0, text); // every convolution correct with ResNetGen's defaults, on this CPU as on any
+        Assert.Contains("libtorch", text);
+        Assert.Contains("caches (CPUID)", text);
+        Assert.Contains("ResNetGen's check", text);
+        foreach (var probe in KernelProbes.All) Assert.Contains(probe.Name, text);
+        Assert.Contains("With ResNetGen's defaults every convolution is correct here", text.Replace("\n", " "));
+    }
+
+    [Fact]
+    public void An_unknown_probe_is_one_line_naming_the_probes()
+    {
+        var (code, text) = Run("doctor", "--probe", "5x5");
+        Assert.Equal(1, code);
+        Assert.Contains("no probe '5x5'. The probes: 1x1-stride1/nchw", text);
+    }
 }
