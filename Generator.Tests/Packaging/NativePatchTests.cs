@@ -58,4 +58,40 @@ public class NativePatchTests
         Assert.Equal(hostHasIt ? 0 : 2, FlagsOf(output) & 2);
         Assert.Equal(0, FlagsOf(CacheCopy()) & 2);
     }
+
+    [Fact]
+    public void A_hard_link_into_the_cache_is_replaced_never_written_through()
+    {
+        if (!OperatingSystem.IsLinux()) return; // the patch only exists for Linux builds
+        var folder = Directory.CreateTempSubdirectory("resnetgen-patch-").FullName;
+        try
+        {
+            var cache = Path.Combine(folder, "cache.so");
+            var output = Path.Combine(folder, "output.so");
+            File.Copy(CacheCopy(), cache);
+            using (var ln = System.Diagnostics.Process.Start("ln", new[] { cache, output })!) ln.WaitForExit();
+            var task = new PatchLibTorchSharp { Libraries = new[] { new Microsoft.Build.Utilities.TaskItem(output) }, BuildEngine = new QuietEngine() };
+            Assert.True(task.Execute());
+            Assert.Equal(0, FlagsOf(cache) & 2); // the linked "cache" file is as it was
+            Assert.Equal(ElfVersionNeeds.HostLibStdCxxHas(Version) ? 0 : 2, FlagsOf(output) & 2);
+            Assert.Equal(new[] { "cache.so", "output.so" }, Directory.GetFiles(folder).Select(Path.GetFileName).OrderBy(n => n));
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    private sealed class QuietEngine : Microsoft.Build.Framework.IBuildEngine
+    {
+        public bool ContinueOnError => false;
+        public int LineNumberOfTaskNode => 0;
+        public int ColumnNumberOfTaskNode => 0;
+        public string ProjectFileOfTaskNode => "";
+        public bool BuildProjectFile(string projectFileName, string[] targetNames, System.Collections.IDictionary globalProperties, System.Collections.IDictionary targetOutputs) => false;
+        public void LogCustomEvent(Microsoft.Build.Framework.CustomBuildEventArgs e) { }
+        public void LogErrorEvent(Microsoft.Build.Framework.BuildErrorEventArgs e) => throw new Xunit.Sdk.XunitException(e.Message);
+        public void LogMessageEvent(Microsoft.Build.Framework.BuildMessageEventArgs e) { }
+        public void LogWarningEvent(Microsoft.Build.Framework.BuildWarningEventArgs e) => throw new Xunit.Sdk.XunitException(e.Message);
+    }
 }

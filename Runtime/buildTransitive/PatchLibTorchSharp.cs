@@ -42,10 +42,18 @@ public sealed class PatchLibTorchSharp : Microsoft.Build.Utilities.Task
                 var bytes = File.ReadAllBytes(path);
                 var changed = ElfVersionNeeds.MakeWeak(bytes, missing);
                 if (changed.Count == 0) continue;
+                // A new file renamed over the old one: the build output's copy may be a hard link into the NuGet
+                // cache, and writing into it (File.Copy with overwrite opens and truncates it) would change the cache.
                 var temp = path + ".resnetgen-tmp";
-                File.WriteAllBytes(temp, bytes);
-                File.Copy(temp, path, overwrite: true);
-                File.Delete(temp);
+                try
+                {
+                    File.WriteAllBytes(temp, bytes);
+                    File.Replace(temp, path, null);
+                }
+                finally
+                {
+                    if (File.Exists(temp)) File.Delete(temp);
+                }
                 Log.LogMessage(Microsoft.Build.Framework.MessageImportance.Normal,
                     "ResNetGen: marked {0} weak in {1} (the host libstdc++ lacks it).", string.Join(", ", changed), path);
             }
