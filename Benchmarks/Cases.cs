@@ -43,10 +43,10 @@ public sealed class Case : IDisposable
     public static readonly string[] Names =
     {
         "mm-2048",
-        "resnet50-infer/peer", "resnet50-infer/peer-channels-last", "resnet50-infer/generated", "resnet50-infer/generated-nchw",
+        "resnet50-infer/peer", "resnet50-infer/peer-channels-last", "resnet50-infer/generated", "resnet50-infer/generated-channels-last",
         "resnet50-infer/generated-inference-mode", "resnet50-infer/generated-fused", "resnet50-infer/onnxruntime",
-        "resnet50-train/peer-scope", "resnet50-train/peer-no-scope", "resnet50-train/generated", "resnet50-train/generated-nchw",
-        "resnet20-train/peer-scope", "resnet20-train/peer-no-scope", "resnet20-train/generated", "resnet20-train/generated-nchw",
+        "resnet50-train/peer-scope", "resnet50-train/peer-no-scope", "resnet50-train/generated", "resnet50-train/generated-channels-last",
+        "resnet20-train/peer-scope", "resnet20-train/peer-no-scope", "resnet20-train/generated", "resnet20-train/generated-channels-last",
         "generator/resnet152", "generator/resnet1202",
     };
 
@@ -146,7 +146,7 @@ public sealed class Case : IDisposable
                 break;
             case "peer-channels-last":
             {
-                // The peer on the layout the generated network picks by itself, laid out by hand (once, untimed).
+                // The peer on a channels-last input its user laid out by hand (once, untimed).
                 var nhwc = TensorLayout.ForCompute(input, ActivationLayout.ChannelsLast);
                 c = OnPeer(nhwc, nhwc);
                 break;
@@ -154,9 +154,9 @@ public sealed class Case : IDisposable
             case "generated":
                 c = UnderNoGrad();
                 break;
-            case "generated-nchw":
-                // The generated forward computing in the input's own (NCHW) layout: what ActivationLayout.Auto adds.
-                generated.ActivationLayout = ActivationLayout.AsGiven;
+            case "generated-channels-last":
+                // The generated forward computing channels-last on request (the default computes in the input's NCHW layout).
+                generated.ActivationLayout = ActivationLayout.ChannelsLast;
                 c = UnderNoGrad();
                 break;
             case "generated-inference-mode":
@@ -198,15 +198,15 @@ public sealed class Case : IDisposable
         var labels = torch.randint(0, classes, new long[] { batch });
         var generated = createGenerated();
         torch.nn.Module<Tensor, Tensor> network = generated;
-        if (variant == "generated-nchw")
+        if (variant == "generated-channels-last")
         {
             switch (generated)
             {
-                case ResNet50 r: r.ActivationLayout = ActivationLayout.AsGiven; break;
-                case ResNet20 r: r.ActivationLayout = ActivationLayout.AsGiven; break;
+                case ResNet50 r: r.ActivationLayout = ActivationLayout.ChannelsLast; break;
+                case ResNet20 r: r.ActivationLayout = ActivationLayout.ChannelsLast; break;
             }
         }
-        else if (variant != "generated")
+        else if (!variant.StartsWith("generated", StringComparison.Ordinal))
         {
             network = createPeer();
             SameWeights(generated, network);

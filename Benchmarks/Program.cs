@@ -11,6 +11,7 @@ using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Jobs;
 using BenchmarkDotNet.Running;
 using BenchmarkDotNet.Toolchains.InProcess.Emit;
+using ResNetGen;
 using ResNetGen.Benchmarks;
 
 // Generated networks against the hand-written TorchSharp idiom, in one run: time with BenchmarkDotNet
@@ -18,7 +19,30 @@ using ResNetGen.Benchmarks;
 // process per case, and GFLOP/s against torch.mm measured in the same run.
 var options = Options.Parse(args);
 if (options is null) return 2;
+// Before any convolution: ResNetGen's oneDNN check (the peer runs after it too, so both compute on the same kernels).
+var oneDnn = OneDnn.EnsureChecked();
+if (options.KernelProbe is { } kernelProbe)
+{
+    KernelProbes.RunHere(KernelProbes.Find(kernelProbe), Console.Out);
+    return 0;
+}
 if (options.Probe is { } probe) return MemoryProbe.Run(probe, options.ProbeRuns);
+Console.WriteLine($"oneDNN: {(oneDnn.Enabled ? "on" : "off")}{(oneDnn.IsaCap is { } cap ? $", limited to {cap} kernels" : "")} ({oneDnn.Message ?? "the check found nothing to change"})");
+
+// Channels-last cases run only where every channels-last probe passes in a child process; a broken kernel would
+// otherwise give wrong timings or kill the run.
+var channelsLast = options.Cases.Where(c => c.Contains("channels-last", StringComparison.Ordinal)).ToList();
+if (channelsLast.Count > 0)
+{
+    var failed = KernelProbes.RunIsolated(KernelProbes.All.Where(p => p.ChannelsLast), name => KernelProbes.Self("--kernel-probe", name), TimeSpan.FromMinutes(2))
+        .Where(o => !o.Passed).ToList();
+    if (failed.Count == 0) Console.WriteLine($"channels-last: every channels-last probe passed here, so these cases run: {string.Join(", ", channelsLast)}");
+    else
+    {
+        Console.WriteLine($"channels-last: skipped ({string.Join(", ", channelsLast)}), because {string.Join("; ", failed.Select(f => $"{f.Probe} {f.Direction} {f.Verdict} {f.Detail}".Trim()))}");
+        options = options with { Cases = options.Cases.Except(channelsLast).ToList() };
+    }
+}
 
 Bench.Selected = options.Cases;
 var config = ManualConfig.CreateMinimumViable()
@@ -86,14 +110,14 @@ public class Bench
     public void Cleanup() => _case?.Dispose();
 }
 
-internal sealed record Options(IReadOnlyList<string> Cases, int Warmup, int Iterations, bool Memory, string? Probe, int ProbeRuns, int Rounds)
+internal sealed record Options(IReadOnlyList<string> Cases, int Warmup, int Iterations, bool Memory, string? Probe, int ProbeRuns, int Rounds, string? KernelProbe = null)
 {
     public static Options? Parse(string[] args)
     {
         var cases = Case.Names.ToList();
         int warmup = 1, iterations = 5, probeRuns = 3, rounds = 7;
         var memory = true;
-        string? probe = null;
+        string? probe = null, kernelProbe = null;
         for (var i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -113,6 +137,9 @@ internal sealed record Options(IReadOnlyList<string> Cases, int Warmup, int Iter
                               --memory-runs N   runs per memory probe (default 3)
                               --help            this text
 
+                            Channels-last cases run only where every channels-last convolution probe passes in a child
+                            process (the run says which); the sample's doctor command shows the probes.
+
                             Cases:
                             """ + "\n  " + string.Join("\n  ", Case.Names));
                         return null;
@@ -128,6 +155,7 @@ internal sealed record Options(IReadOnlyList<string> Cases, int Warmup, int Iter
                     case "--rounds": rounds = Positive(Next(), "--rounds"); break;
                     case "--memory-runs": probeRuns = Positive(Next(), "--memory-runs"); break;
                     case "--memory-probe": probe = Next(); break;
+                    case "--kernel-probe": kernelProbe = Next(); break;
                     default: throw new ArgumentException($"unknown option '{args[i]}'");
                 }
             }
@@ -137,7 +165,7 @@ internal sealed record Options(IReadOnlyList<string> Cases, int Warmup, int Iter
                 return null;
             }
         }
-        return new Options(cases, warmup, iterations, memory, probe, probeRuns, rounds);
+        return new Options(cases, warmup, iterations, memory, probe, probeRuns, rounds, kernelProbe);
     }
 
     private static int Positive(string text, string option, bool allowZero = false) =>

@@ -71,6 +71,17 @@ public class BenchmarkCaseTests
     [MemberData(nameof(Names))]
     public void Every_listed_case_sets_up_and_runs(string name)
     {
+        // Channels-last cases compute on the kernels that some CPUs get wrong or crash in: in a child process.
+        if (name.Contains("channels-last")) Isolated.Run<BenchmarkCaseTests>(nameof(RunCaseNamedInTheEnvironment), (CaseVariable, name));
+        else RunCase(name);
+    }
+
+    private const string CaseVariable = "RESNETGEN_TEST_BENCHMARK_CASE";
+
+    internal static void RunCaseNamedInTheEnvironment() => RunCase(System.Environment.GetEnvironmentVariable(CaseVariable)!);
+
+    private static void RunCase(string name)
+    {
         using var c = Case.Create(name);
         c.Run();
         Assert.True(double.IsNaN(Case.Gflop(name)) == name.StartsWith("generator/"), "every timed network case has a nominal work figure");
@@ -81,6 +92,6 @@ public class BenchmarkCaseTests
     {
         var error = Assert.Throws<System.ArgumentException>(() => Case.Create("resnet51-infer/peer"));
         Assert.Contains("unknown case 'resnet51-infer/peer'", error.Message);
-        Assert.Contains("resnet50-infer/generated-nchw", error.Message);
+        Assert.Contains("resnet50-infer/generated-channels-last", error.Message);
     }
 }
