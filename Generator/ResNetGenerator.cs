@@ -53,9 +53,16 @@ public sealed class ResNetGenerator : IIncrementalGenerator
         var diagnostics = planned
             .Select(static (result, _) => result.Diagnostics)
             .WithTrackingName(TrackingNames.Diagnostics);
-        // Reported against the compilation's own syntax trees (not a rebuilt path-and-span location), so that
-        // #pragma warning disable and .editorconfig severities apply. Only this cheap reporting step sees the compilation.
-        context.RegisterSourceOutput(diagnostics.Combine(context.CompilationProvider), static (spc, pair) =>
+        // Reported against the attributed files' own syntax trees (not a rebuilt path-and-span location), so that
+        // #pragma warning disable and .editorconfig severities apply. The trees come from a cheap step of their own,
+        // which an edit of another file leaves cached.
+        var trees = context.SyntaxProvider
+            .ForAttributeWithMetadataName(
+                TypeNames.ResNetAttribute,
+                predicate: static (node, _) => node is ClassDeclarationSyntax,
+                transform: static (ctx, _) => ctx.TargetNode.SyntaxTree)
+            .Collect();
+        context.RegisterSourceOutput(diagnostics.Combine(trees), static (spc, pair) =>
         {
             foreach (var diagnostic in pair.Left) spc.ReportDiagnostic(diagnostic.ToDiagnostic(pair.Right));
         });

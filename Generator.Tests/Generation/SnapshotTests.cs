@@ -25,6 +25,8 @@ public class SnapshotTests
         var source = Assert.Single(run.Sources);
         Assert.Equal($"Models.{className}.g.cs", source.Key);
         Snapshot.Verify(snapshot, source.Value);
+        Assert.DoesNotContain("{global::", source.Value); // no interpolation hole left in the XML docs
+        Assert.Contains("to <see cref=\"global::ResNetGen.OnnxGraphBuilder.MaxOpset\"/>.</param>", source.Value);
     }
 
     [Fact]

@@ -50,6 +50,15 @@ public class ActivationLayoutTests
     }
 
     [Fact]
+    public void A_wrong_input_names_the_method_it_was_passed_to()
+    {
+        using var network = new ResNet18Gray();
+        using var rgb = torch.zeros(1, int.Parse("3"), 28, 28); // not a literal: RNG0010 would refuse it at build time
+        Assert.StartsWith("ResNet18Gray.forward expects a tensor of shape [N, 1, H, W]", Assert.Throws<System.ArgumentException>(() => network.forward(rgb)).Message);
+        Assert.StartsWith("ResNet18Gray.ForwardFeatures expects a tensor of shape [N, 1, H, W]", Assert.Throws<System.ArgumentException>(() => network.ForwardFeatures(rgb)).Message);
+    }
+
+    [Fact]
     public void The_default_is_the_inputs_own_layout()
     {
         using var network = new ResNet18Gray();

@@ -7,14 +7,14 @@ namespace ResNetGen.Generator.Model;
 internal sealed record LocationInfo(string FilePath, TextSpan Span, LinePositionSpan LineSpan)
 {
     /// <summary>
-    /// The location in <paramref name="compilation"/>'s syntax tree of that path, so that <c>#pragma warning disable</c> and
+    /// The location in syntax tree of that path among <paramref name="trees"/>, so that <c>#pragma warning disable</c> and
     /// .editorconfig severities apply to the diagnostic; a path-only location (which they ignore) where no tree matches.
     /// </summary>
-    public Location ToLocation(Compilation? compilation)
+    public Location ToLocation(System.Collections.Generic.IEnumerable<SyntaxTree>? trees)
     {
-        if (compilation is not null)
+        if (trees is not null)
         {
-            foreach (var tree in compilation.SyntaxTrees)
+            foreach (var tree in trees)
             {
                 if (tree.FilePath == FilePath && Span.End <= tree.Length) return Location.Create(tree, Span);
             }
