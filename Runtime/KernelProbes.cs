@@ -100,16 +100,18 @@ public static class KernelProbes
                 .div_(Math.Sqrt(cin / probe.Groups * probe.Kernel * probe.Kernel));
             var upstream = torch.randn(new long[] { batch, cout, (size - 1) / probe.Stride + 1, (size - 1) / probe.Stride + 1 }, generator: generator);
             var actual = Compute(probe, x, w, upstream, backward, torch.float32);
-            var enabled = OneDnn.Enabled;
+            // Switched through libtorch directly: OneDnn.Enabled's setter also records the user's choice, which a
+            // probe's temporary switch must not do (a later check would then be skipped).
+            var enabled = LibTorchNative.UserEnabledMkldnn();
             torch.Tensor[] expected;
             try
             {
-                OneDnn.Enabled = false;
+                LibTorchNative.SetUserEnabledMkldnn(false);
                 expected = Compute(probe, x, w, upstream, backward, torch.float64);
             }
             finally
             {
-                OneDnn.Enabled = enabled;
+                LibTorchNative.SetUserEnabledMkldnn(enabled);
             }
             for (var i = 0; i < actual.Length; i++)
             {
