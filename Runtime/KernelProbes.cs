@@ -161,19 +161,10 @@ public static class KernelProbes
 
     private static IReadOnlyList<ProbeOutcome> RunOne(KernelProbe probe, ProcessStartInfo start, TimeSpan limit)
     {
-        start.RedirectStandardOutput = true;
-        start.RedirectStandardError = true;
-        start.UseShellExecute = false;
-        start.Environment["DOTNET_DbgEnableMiniDump"] = "0";
-        using var process = Process.Start(start) ?? throw new InvalidOperationException("could not start a probe process");
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        var finished = process.WaitForExit(limit);
-        if (!finished) process.Kill(entireProcessTree: true);
-        process.WaitForExit();
+        var exit = ChildProcess.Run(start, limit);
         var outcomes = new List<ProbeOutcome>();
         string? started = null;
-        foreach (var line in stdout.Result.Split('\n'))
+        foreach (var line in exit.Output.Split('\n'))
         {
             var parts = line.Trim().Split(' ');
             if (parts.Length < 4 || parts[0] != Prefix || parts[1] != probe.Name) continue;
@@ -189,9 +180,7 @@ public static class KernelProbes
         foreach (var direction in new[] { "forward", "backward" })
         {
             if (outcomes.Any(o => o.Direction == direction)) continue;
-            var why = !finished ? $"timed out after {limit.TotalSeconds:0} s"
-                : process.ExitCode > 128 ? $"killed by {SignalName(process.ExitCode - 128)} (exit code {process.ExitCode})"
-                : $"exit code {process.ExitCode}: {LastLine(stderr.Result)}";
+            var why = exit.TimedOut || exit.ExitCode > 128 ? exit.Describe(limit) : $"{exit.Describe(limit)}: {LastLine(exit.Error)}";
             outcomes.Add(started == direction || (started is null && outcomes.Count == 0)
                 ? new ProbeOutcome(probe.Name, direction, "crashed", double.NaN, why)
                 : new ProbeOutcome(probe.Name, direction, "not run", double.NaN, "the process ended before it"));
@@ -208,12 +197,6 @@ public static class KernelProbes
             return new ProcessStartInfo(path, new[] { "exec", entry }.Concat(arguments));
         return new ProcessStartInfo(path, arguments);
     }
-
-    private static string SignalName(int signal) => signal switch
-    {
-        4 => "SIGILL", 6 => "SIGABRT", 7 => "SIGBUS", 8 => "SIGFPE", 9 => "SIGKILL", 11 => "SIGSEGV",
-        _ => "signal " + signal.ToString(CultureInfo.InvariantCulture),
-    };
 
     private static string LastLine(string text)
     {

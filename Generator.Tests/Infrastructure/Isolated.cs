@@ -5,7 +5,6 @@ using System.IO;
 using System.Linq;
 using System.Reflection;
 using System.Runtime.CompilerServices;
-using System.Threading.Tasks;
 using Xunit;
 
 namespace ResNetGen.Generator.Tests.Infrastructure;
@@ -27,63 +26,33 @@ public static class Isolated
     public static string Run<T>(string method, params (string Name, string? Value)[] environment)
     {
         var result = Start(typeof(T).FullName!, method, environment);
-        Assert.True(result.ExitCode == 0,
-            $"{typeof(T).Name}.{method} in a child process: {Describe(result.ExitCode)}.\n--- stdout ---\n{Tail(result.Output)}\n--- stderr ---\n{Tail(result.Error)}");
+        Assert.True(result.ExitCode == 0 && !result.TimedOut,
+            $"{typeof(T).Name}.{method} in a child process: {result.Describe(Limit)}.\n--- stdout ---\n{Tail(result.Output)}\n--- stderr ---\n{Tail(result.Error)}");
         return result.Output;
     }
 
-    /// <summary>The exit of a child run: code, standard output and standard error.</summary>
-    public sealed record Outcome(int ExitCode, string Output, string Error);
-
     /// <summary>Starts the child without judging its exit.</summary>
-    public static Outcome Start(string type, string method, IEnumerable<(string Name, string? Value)> environment)
+    internal static ChildExit Start(string type, string method, IEnumerable<(string Name, string? Value)> environment)
     {
         var info = new ProcessStartInfo(DotnetHost(), new[] { "exec", Assembly.GetExecutingAssembly().Location, ChildProgram.Verb, type, method })
         {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
             WorkingDirectory = AppContext.BaseDirectory,
         };
         // The parent's own choices must not leak in: each child starts from the defaults plus what the test sets.
         info.Environment.Remove(OneDnn.PolicyVariable);
         info.Environment.Remove(OneDnn.IsaVariable);
-        info.Environment["DOTNET_DbgEnableMiniDump"] = "0";
         foreach (var (name, value) in environment)
         {
             if (value is null) info.Environment.Remove(name);
             else info.Environment[name] = value;
         }
-        using var process = Process.Start(info) ?? throw new InvalidOperationException("could not start the child process");
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(Limit))
-        {
-            process.Kill(entireProcessTree: true);
-            process.WaitForExit();
-            return new Outcome(-1, output.Result, error.Result + $"\n(killed after {Limit.TotalMinutes:0} minutes)");
-        }
-        Task.WaitAll(output, error);
-        return new Outcome(process.ExitCode, output.Result, error.Result);
+        return ChildProcess.Run(info, Limit);
     }
-
-    /// <summary>An exit code in words: 136 is "killed by SIGFPE (signal 8)".</summary>
-    public static string Describe(int code) => code switch
-    {
-        0 => "exit code 0",
-        -1 => "timed out",
-        > 128 and < 160 => $"killed by {Signal(code - 128)} (signal {code - 128}, exit code {code})",
-        _ => $"exit code {code}",
-    };
-
-    private static string Signal(int n) => n switch
-    {
-        4 => "SIGILL", 6 => "SIGABRT", 8 => "SIGFPE", 9 => "SIGKILL", 11 => "SIGSEGV", 7 => "SIGBUS", _ => "a signal",
-    };
 
     private static string Tail(string text) => text.Length <= 4000 ? text : "…" + text[^4000..];
 
-    private static string DotnetHost()
+    /// <summary>The dotnet host that runs this test process (for children started with <c>dotnet exec</c>).</summary>
+    internal static string DotnetHost()
     {
         var host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
         if (!string.IsNullOrEmpty(host) && File.Exists(host)) return host;
