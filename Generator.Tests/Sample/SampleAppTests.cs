@@ -9,6 +9,7 @@ using ResNetGen.Sample;
 using Spectre.Console;
 using TorchSharp;
 using Xunit;
+using ResNetGen.Generator.Tests.Infrastructure;
 
 namespace ResNetGen.Generator.Tests.SampleApplication;
 
@@ -24,7 +25,11 @@ public sealed class SampleAppTests : IDisposable
 
     private string Output => Path.Combine(_folder, "out");
 
-    private static (int Code, string Text) Run(CancellationToken cancel, params string[] args)
+    private static (int Code, string Text) Run(CancellationToken cancel, params string[] args) =>
+        Run(console => new SampleApp(console, cancel), args);
+
+    /// <summary>Runs the app <paramref name="create"/> makes on a plain 200-column console and returns its exit code and text.</summary>
+    private static (int Code, string Text) Run(Func<IAnsiConsole, SampleApp> create, params string[] args)
     {
         var writer = new StringWriter();
         var console = AnsiConsole.Create(new AnsiConsoleSettings
@@ -35,7 +40,7 @@ public sealed class SampleAppTests : IDisposable
             Out = new AnsiConsoleOutput(writer),
         });
         console.Profile.Width = 200;
-        var code = new SampleApp(console, cancel).Run(args);
+        var code = create(console).Run(args);
         return (code, writer.ToString());
     }
 
@@ -266,21 +271,10 @@ public sealed class SampleAppTests : IDisposable
     [Fact]
     public void Doctor_probes_every_convolution_in_child_processes_and_gives_a_verdict()
     {
-        var writer = new StringWriter();
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Ansi = AnsiSupport.No,
-            ColorSystem = ColorSystemSupport.NoColors,
-            Interactive = InteractionSupport.No,
-            Out = new AnsiConsoleOutput(writer),
-        });
-        console.Profile.Width = 200;
         // The children are the sample itself, started from its copy beside the tests.
         var sample = Path.Combine(AppContext.BaseDirectory, "ResNetGen.Sample.dll");
-        var host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";
-        var app = new SampleApp(console, CancellationToken.None, args => new System.Diagnostics.ProcessStartInfo(host, new[] { "exec", sample }.Concat(args)));
-        var code = app.Run(new[] { "doctor" });
-        var text = writer.ToString();
+        var (code, text) = Run(console => new SampleApp(console, CancellationToken.None,
+            args => new System.Diagnostics.ProcessStartInfo(Isolated.DotnetHost(), new[] { "exec", sample }.Concat(args))), "doctor");
         Assert.True(code == 0, text); // every convolution correct with ResNetGen's defaults, on this CPU as on any
         Assert.Contains("libtorch", text);
         Assert.Contains("caches (CPUID)", text);

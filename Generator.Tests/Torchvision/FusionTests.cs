@@ -1,8 +1,7 @@
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
-using Microsoft.ML.OnnxRuntime;
-using Microsoft.ML.OnnxRuntime.Tensors;
+using ResNetGen.Generator.Tests.Onnx;
 using ResNetGen.Generator.Tests.Weights;
 using TorchSharp;
 using Xunit;
@@ -74,11 +73,19 @@ public sealed class FusionTests : System.IDisposable
         return other;
     }
 
-    /// <summary>A fused network with the deterministic weights, folded once already.</summary>
-    private static ResNet18 FusedAndUsed(torch.Tensor input)
+    /// <summary>ResNet-18 with the deterministic weights, in eval mode, never folded.</summary>
+    private static ResNet18 Deterministic()
     {
         var network = new ResNet18();
         DeterministicWeights.Apply(network);
+        network.eval();
+        return network;
+    }
+
+    /// <summary>A fused network with the deterministic weights, folded once already.</summary>
+    private static ResNet18 FusedAndUsed(torch.Tensor input)
+    {
+        var network = Deterministic();
         network.FuseForInference();
         using (torch.no_grad()) network.call(input).Dispose();
         return network;
@@ -133,9 +140,7 @@ public sealed class FusionTests : System.IDisposable
     public void In_place_edits_of_weights_and_statistics_after_the_fold_are_used()
     {
         using var input = DeterministicWeights.Input();
-        using var reference = new ResNet18();
-        DeterministicWeights.Apply(reference);
-        reference.eval();
+        using var reference = Deterministic();
         using var network = FusedAndUsed(input);
         foreach (var net in new[] { reference, network })
         {
@@ -154,9 +159,7 @@ public sealed class FusionTests : System.IDisposable
     public void A_replaced_parameter_after_the_fold_is_used()
     {
         using var input = DeterministicWeights.Input();
-        using var reference = new ResNet18();
-        DeterministicWeights.Apply(reference);
-        reference.eval();
+        using var reference = Deterministic();
         using var network = FusedAndUsed(input);
         using (torch.no_grad())
         {
@@ -171,9 +174,7 @@ public sealed class FusionTests : System.IDisposable
     public void A_dtype_change_after_the_fold_folds_in_the_new_dtype()
     {
         using var input = DeterministicWeights.Input();
-        using var reference = new ResNet18();
-        DeterministicWeights.Apply(reference);
-        reference.eval();
+        using var reference = Deterministic();
         reference.to(torch.float64);
         using var network = FusedAndUsed(input);
         network.to(torch.float64);
@@ -219,12 +220,9 @@ public sealed class FusionTests : System.IDisposable
         network.load_state_dict(other.state_dict());
         var path = _kit.PathOf("fused.onnx");
         network.ExportOnnx(path);
-        using var session = new InferenceSession(path);
-        var tensor = new DenseTensor<float>(input.contiguous().data<float>().ToArray(), input.shape.Select(d => (int)d).ToArray());
-        using var results = session.Run(new[] { NamedOnnxValue.CreateFromTensor("input", tensor) });
         using var noGrad = torch.no_grad();
         using var expected = other.call(input);
-        Tolerance.AssertClose(expected.data<float>().ToArray(), torch.tensor(results.Single().AsEnumerable<float>().ToArray()), "the folded export after a load");
+        Tolerance.AssertClose(expected.data<float>().ToArray(), torch.tensor(OnnxExportTests.OnnxRuntime(path, input)), "the folded export after a load");
     }
 
     [Fact]
