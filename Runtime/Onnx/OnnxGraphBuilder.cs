@@ -226,7 +226,7 @@ public sealed class OnnxGraphBuilder
     private string Weight(string name, torch.Tensor tensor)
     {
         if (!_names.Add("tensor:" + name)) throw new InvalidOperationException($"two ONNX initializers are named {name}");
-        using var cpu = tensor.detach().to(torch.float32).cpu().contiguous();
+        using var cpu = TensorBytes.DenseCpu(tensor, torch.float32);
         var bytes = cpu.numel() == 0 ? Array.Empty<byte>() : cpu.bytes.ToArray();
         _initializers.Add(Message(t =>
         {

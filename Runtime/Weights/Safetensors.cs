@@ -40,40 +40,27 @@ public static class Safetensors
     private sealed record Header(IReadOnlyList<Entry> Entries, IReadOnlyDictionary<string, string> Metadata, long DataStart);
 
     /// <summary>Reads every tensor of the file (on the CPU, each read straight into its own storage).</summary>
+    /// <exception cref="WeightFileException">The file cannot be read or is not valid safetensors; nothing stays allocated.</exception>
     public static Dictionary<string, torch.Tensor> Read(string path)
     {
-        using var stream = Open(path);
-        var header = ReadHeader(stream, path);
-        var result = new Dictionary<string, torch.Tensor>(StringComparer.Ordinal);
-        try
+        if (path is null) throw new ArgumentNullException(nameof(path));
+        return WeightSource.Guard(path, () =>
         {
-            foreach (var entry in header.Entries)
-            {
-                stream.Position = header.DataStart + entry.Begin;
-                var tensor = torch.empty(entry.Shape, entry.Type);
-                result.Add(entry.Key, tensor);
-                if (entry.End > entry.Begin) tensor.ReadBytesFromStream(stream);
-            }
-            if (stream.Position > stream.Length) throw new WeightFileException(path, null, "the file ended while reading tensor data");
-            return result;
-        }
-        catch (Exception e) when (e is not WeightFileException)
-        {
-            foreach (var tensor in result.Values) tensor.Dispose();
-            throw new WeightFileException(path, null, "could not read tensor data: " + e.Message, e);
-        }
-        catch
-        {
-            foreach (var tensor in result.Values) tensor.Dispose();
-            throw;
-        }
+            using var source = Open(path);
+            // The data region is covered exactly by the tensors, so reading all of them costs the file's size.
+            return source.Read(source.Tensors.Select(t => t.Key).ToList(), source.FileLength);
+        });
     }
 
     /// <summary>The file's <c>__metadata__</c> (empty if it has none).</summary>
     public static IReadOnlyDictionary<string, string> ReadMetadata(string path)
     {
-        using var stream = Open(path);
-        return ReadHeader(stream, path).Metadata;
+        if (path is null) throw new ArgumentNullException(nameof(path));
+        return WeightSource.Guard(path, () =>
+        {
+            using var source = Open(path);
+            return source.Metadata;
+        });
     }
 
     /// <summary>Writes <paramref name="tensors"/> (any device; written from the CPU) in key order.</summary>
@@ -132,7 +119,7 @@ public static class Safetensors
             json.CopyTo(file);
             foreach (var key in keys)
             {
-                using var cpu = tensors[key].detach().cpu().contiguous();
+                using var cpu = TensorBytes.DenseCpu(tensors[key]);
                 if (cpu.numel() > 0) cpu.WriteBytesToStream(file);
             }
         });
@@ -143,10 +130,8 @@ public static class Safetensors
     /// into an F32 model). Strict: every key must match; otherwise the report lists the keys skipped. The whole file
     /// is checked before the first tensor is copied: a failed load leaves the module as it was.
     /// </summary>
-    public static LoadReport Load(torch.nn.Module module, string path, bool strict = true)
-    {
-        return StateDictLoader.ApplyAndDispose(module, Read(path), strict, path);
-    }
+    public static LoadReport Load(torch.nn.Module module, string path, bool strict = true) =>
+        WeightSource.Load(module, path, strict, Open);
 
     /// <summary>Saves <paramref name="module"/>'s state_dict (torchvision's keys, buffers included).</summary>
     public static void Save(torch.nn.Module module, string path)
@@ -155,17 +140,60 @@ public static class Safetensors
         Write(path, module.state_dict(), new Dictionary<string, string> { ["format"] = "pt" });
     }
 
-    private static FileStream Open(string path)
+    private static Source Open(string path)
     {
-        if (path is null) throw new ArgumentNullException(nameof(path));
+        var stream = WeightSource.OpenFile(path);
         try
         {
-            return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+            return new Source(path, stream, ReadHeader(stream, path));
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch
         {
-            throw new WeightFileException(path, null, $"cannot open the file: {e.Message}", e);
+            stream.Dispose();
+            throw;
         }
+    }
+
+    /// <summary>An opened, validated safetensors file.</summary>
+    private sealed class Source : WeightSource
+    {
+        private readonly FileStream _stream;
+        private readonly Header _header;
+        private readonly Dictionary<string, Entry> _entries;
+
+        public Source(string path, FileStream stream, Header header) : base(path, stream.Length)
+        {
+            _stream = stream;
+            _header = header;
+            _entries = header.Entries.ToDictionary(e => e.Key, StringComparer.Ordinal);
+            Tensors = header.Entries.Select(e => new TensorInfo(e.Key, e.Type, DTypes.Values.First(d => d.Type == e.Type).Size, e.Shape)).ToList();
+        }
+
+        public override IReadOnlyList<TensorInfo> Tensors { get; }
+
+        public IReadOnlyDictionary<string, string> Metadata => _header.Metadata;
+
+        protected override void ReadInto(IReadOnlyCollection<string> keys, Dictionary<string, torch.Tensor> result)
+        {
+            // In data order, so that the file is read front to back.
+            foreach (var entry in keys.Select(k => _entries[k]).OrderBy(e => e.Begin))
+            {
+                try
+                {
+                    var tensor = torch.empty(entry.Shape, entry.Type);
+                    result.Add(entry.Key, tensor);
+                    _stream.Position = _header.DataStart + entry.Begin;
+                    TensorBytes.Fill(tensor, _stream, (done, needed) =>
+                        new WeightFileException(FilePath, entry.Key, $"the file ended after {done} of the tensor's {needed} bytes: it changed while being read"));
+                }
+                catch (Exception e) when (e is not WeightFileException)
+                {
+                    throw WeightFileException.From(FilePath, entry.Key, e);
+                }
+            }
+        }
+
+        public override void Dispose() => _stream.Dispose();
     }
 
     private static Header ReadHeader(FileStream stream, string path)

@@ -5,28 +5,20 @@ using TorchSharp;
 
 namespace ResNetGen;
 
-/// <summary>Copies a file's tensors into a module's state_dict, after checking every key, shape and dtype first.</summary>
+/// <summary>
+/// Loads a weight file into a module's state_dict: every key, shape and dtype is checked against the file's
+/// descriptions first, only the tensors the module takes are read, and their total size is the budget (the module
+/// decides how much memory a file may cost, not the file). A failed load leaves the module as it was.
+/// </summary>
 internal static class StateDictLoader
 {
-    /// <summary>Applies the tensors a reader produced, then disposes them whatever happens.</summary>
-    public static LoadReport ApplyAndDispose(torch.nn.Module module, Dictionary<string, torch.Tensor> file, bool strict, string path)
+    public static LoadReport Load(torch.nn.Module module, WeightSource source, bool strict)
     {
-        try
-        {
-            return Apply(module, file, strict, path);
-        }
-        finally
-        {
-            foreach (var tensor in file.Values) tensor.Dispose();
-        }
-    }
-
-    public static LoadReport Apply(torch.nn.Module module, IReadOnlyDictionary<string, torch.Tensor> file, bool strict, string path)
-    {
-        if (module is null) throw new ArgumentNullException(nameof(module));
+        var path = source.FilePath;
         var state = module.state_dict();
+        var file = source.Tensors.ToDictionary(t => t.Key, StringComparer.Ordinal);
         var missing = state.Keys.Where(k => !file.ContainsKey(k)).ToList();
-        var unexpected = file.Keys.Where(k => !state.ContainsKey(k)).ToList();
+        var unexpected = source.Tensors.Select(t => t.Key).Where(k => !state.ContainsKey(k)).ToList();
         if (strict && (missing.Count > 0 || unexpected.Count > 0))
         {
             var parts = new List<string>();
@@ -36,34 +28,44 @@ internal static class StateDictLoader
                 $"the file does not match the model: {string.Join("; ", parts)}. Check that the file is for this architecture, or load with strict: false to skip them.");
         }
 
-        // Check everything before the first copy, so that a failed load changes nothing.
+        // Check everything before the first read, so that a failed load changes nothing and costs nothing.
         var loaded = new List<string>();
+        long budget = 0;
         foreach (var (key, target) in state)
         {
-            if (!file.TryGetValue(key, out var source)) continue;
-            if (!source.shape.SequenceEqual(target.shape))
-                throw new WeightFileException(path, key, $"file has {Shape(source)}, model expects {Shape(target)}");
-            if (IsFloating(source.dtype) != IsFloating(target.dtype) || (source.dtype == torch.ScalarType.Bool) != (target.dtype == torch.ScalarType.Bool))
-                throw new WeightFileException(path, key, $"file has dtype {source.dtype}, which cannot be converted to the model's {target.dtype}");
+            if (!file.TryGetValue(key, out var source_)) continue;
+            if (!source_.Shape.SequenceEqual(target.shape))
+                throw new WeightFileException(path, key, $"file has {source_.ShapeText}, model expects {Shape(target)}");
+            if (IsFloating(source_.Type) != IsFloating(target.dtype) || (source_.Type == torch.ScalarType.Bool) != (target.dtype == torch.ScalarType.Bool))
+                throw new WeightFileException(path, key, $"file has dtype {source_.Type}, which cannot be converted to the model's {target.dtype}");
             loaded.Add(key);
+            budget += source_.Bytes;
         }
 
-        using (torch.no_grad())
+        var tensors = source.Read(loaded, budget);
+        try
         {
-            foreach (var key in loaded)
+            using (torch.no_grad())
             {
-                var target = state[key];
-                var source = file[key];
-                if (source.dtype == target.dtype)
+                foreach (var key in loaded)
                 {
-                    target.copy_(source);
-                }
-                else
-                {
-                    using var converted = source.to(target.dtype);
-                    target.copy_(converted);
+                    var target = state[key];
+                    var read = tensors[key];
+                    if (read.dtype == target.dtype)
+                    {
+                        target.copy_(read);
+                    }
+                    else
+                    {
+                        using var converted = read.to(target.dtype);
+                        target.copy_(converted);
+                    }
                 }
             }
+        }
+        finally
+        {
+            foreach (var tensor in tensors.Values) tensor.Dispose();
         }
         return new LoadReport(loaded, strict ? Array.Empty<string>() : missing, strict ? Array.Empty<string>() : unexpected);
     }
@@ -71,7 +73,7 @@ internal static class StateDictLoader
     internal static string Shape(torch.Tensor t) => "[" + string.Join(",", t.shape) + "]";
 
     private static string List(List<string> keys) =>
-        string.Join(", ", keys.Take(5)) + (keys.Count > 5 ? $" and {keys.Count - 5} more" : "");
+        string.Join(", ", keys.Take(5).Select(k => WeightFileException.Escape(k, 80))) + (keys.Count > 5 ? $" and {keys.Count - 5} more" : "");
 
     private static bool IsFloating(torch.ScalarType t) =>
         t is torch.ScalarType.Float32 or torch.ScalarType.Float64 or torch.ScalarType.Float16 or torch.ScalarType.BFloat16;

@@ -20,16 +20,71 @@ internal sealed class Unpickler
 
     internal sealed record TensorRef(StorageRef Storage, long Offset, long[] Size, long[] Stride);
 
+    /// <summary>
+    /// A Python dictionary: insertion order kept, keys compared as Python compares them (<c>True == 1</c>, tuples by
+    /// value), each insert in constant time.
+    /// </summary>
     internal sealed class PyDict
     {
+        private readonly Dictionary<PyKey, int> _index = new();
+
         public List<KeyValuePair<object?, object?>> Items { get; } = new();
+
+        public object? Get(object? key) => _index.TryGetValue(new PyKey(key), out var i) ? Items[i].Value : null;
 
         public void Set(object? key, object? value, Func<string, Exception> fail)
         {
             if (key is not (string or long or BigInteger or bool or null) && key is not object[]) throw fail($"a dictionary key of type {key.GetType().Name}");
-            var index = Items.FindIndex(kv => Equals(kv.Key, key));
-            if (index >= 0) Items[index] = new(key, value);
-            else Items.Add(new(key, value));
+            var wrapped = new PyKey(key);
+            if (_index.TryGetValue(wrapped, out var index)) Items[index] = new(Items[index].Key, value); // Python keeps the first key object
+            else
+            {
+                _index.Add(wrapped, Items.Count);
+                Items.Add(new(key, value));
+            }
+        }
+    }
+
+    /// <summary>A dictionary key with Python's equality for the values a pickle can hold here.</summary>
+    private readonly struct PyKey : IEquatable<PyKey>
+    {
+        private readonly object? _value;
+
+        public PyKey(object? value) => _value = value;
+
+        public bool Equals(PyKey other) => Same(_value, other._value);
+
+        public override bool Equals(object? obj) => obj is PyKey other && Equals(other);
+
+        public override int GetHashCode() => Hash(_value, 0);
+
+        private static object? Normal(object? v) => v is bool b ? (b ? 1L : 0L) : v;
+
+        private static bool Same(object? a, object? b)
+        {
+            a = Normal(a);
+            b = Normal(b);
+            if (a is object[] x && b is object[] y)
+            {
+                if (x.Length != y.Length) return false;
+                for (var i = 0; i < x.Length; i++) if (!Same(x[i], y[i])) return false;
+                return true;
+            }
+            return Equals(a, b);
+        }
+
+        private static int Hash(object? v, int depth)
+        {
+            v = Normal(v);
+            if (v is object[] tuple)
+            {
+                var hash = new HashCode();
+                hash.Add(tuple.Length);
+                // Deep tuples hash by their first levels only; equality still compares them whole.
+                if (depth < 4) foreach (var item in tuple.Take(16)) hash.Add(Hash(item, depth + 1));
+                return hash.ToHashCode();
+            }
+            return v?.GetHashCode() ?? 0;
         }
     }
 
@@ -56,6 +111,12 @@ internal sealed class Unpickler
 
     private const int MaxStack = 1 << 20;
 
+    /// <summary>The most values (stack pushes and memo entries) a pickle may create: a ResNet-152 state_dict creates about 20,000.</summary>
+    internal const int MaxValues = 1 << 22;
+
+    /// <summary>The most dimensions a tensor may have.</summary>
+    internal const int MaxRank = 32;
+
     private readonly byte[] _data;
     private readonly string _path;
     private readonly List<object?> _stack = new();
@@ -63,6 +124,7 @@ internal sealed class Unpickler
     private readonly Dictionary<string, StorageRef> _storages = new(StringComparer.Ordinal);
     private int _position;
     private int _opcodeAt;
+    private int _values;
 
     public Unpickler(byte[] data, string path)
     {
@@ -105,7 +167,8 @@ internal sealed class Unpickler
                 {
                     var n = Bytes(1)[0];
                     var value = new BigInteger(Bytes(n), isUnsigned: false, isBigEndian: false);
-                    Push(value >= long.MinValue && value <= long.MaxValue ? (long)value : value);
+                    // (object) matters: without it the conditional is a BigInteger, and 2^31 would never read as an integer.
+                    Push(value >= long.MinValue && value <= long.MaxValue ? (object)(long)value : value);
                     break;
                 }
                 case (byte)'N': Push(null); break;
@@ -115,9 +178,9 @@ internal sealed class Unpickler
                 case (byte)'X': Push(Text(Bytes(Length(BinaryPrimitives.ReadUInt32LittleEndian(Bytes(4)))))); break;
                 case 0x8c: Push(Text(Bytes(Bytes(1)[0]))); break;
                 case 0x8d: Push(Text(Bytes(Length(BinaryPrimitives.ReadUInt64LittleEndian(Bytes(8)))))); break;
-                case (byte)'q': _memo[Bytes(1)[0]] = Top(); break;
-                case (byte)'r': _memo[BinaryPrimitives.ReadUInt32LittleEndian(Bytes(4))] = Top(); break;
-                case 0x94: _memo[_memo.Count] = Top(); break;
+                case (byte)'q': Remember(Bytes(1)[0]); break;
+                case (byte)'r': Remember(BinaryPrimitives.ReadUInt32LittleEndian(Bytes(4))); break;
+                case 0x94: Remember(_memo.Count); break;
                 case (byte)'h': Push(Memo(Bytes(1)[0])); break;
                 case (byte)'j': Push(Memo(BinaryPrimitives.ReadUInt32LittleEndian(Bytes(4)))); break;
                 case (byte)'c': Push(Allowed(Line(), Line())); break;
@@ -174,6 +237,8 @@ internal sealed class Unpickler
             || t[2] is not string key || t[4] is not long numel || numel < 0)
             throw Fail("a persistent id that is not ('storage', type, key, location, numel)");
         if (!Storages.TryGetValue(type.Name, out var info)) throw Fail($"unknown storage type {type}");
+        if (key.Length is 0 or > 64 || !key.All(c => c is (>= '0' and <= '9') or (>= 'a' and <= 'z') or (>= 'A' and <= 'Z') or '_'))
+            throw Fail($"a storage key '{key}' that is not a plain name (torch.save numbers its storages)");
         if (_storages.TryGetValue(key, out var existing))
         {
             if (existing.Type != info.Type) throw Fail($"storage {key} is declared with two types");
@@ -186,7 +251,8 @@ internal sealed class Unpickler
 
     private long[] Longs(object? value, string what)
     {
-        if (value is not object?[] items || items.Any(i => i is not long)) throw Fail($"_rebuild_tensor_v2 with a {what} that is not a tuple of integers");
+        if (value is not object?[] items || items.Any(i => i is not long)) throw Fail($"_rebuild_tensor_v2 with a {what} that is not a tuple of 64-bit integers");
+        if (items.Length > MaxRank) throw Fail($"_rebuild_tensor_v2 with a {what} of {items.Length} dimensions; at most {MaxRank} are read");
         return items.Select(i => (long)i!).ToArray();
     }
 
@@ -227,11 +293,23 @@ internal sealed class Unpickler
         return text;
     }
 
+    private void Remember(long index)
+    {
+        Count();
+        _memo[index] = Top();
+    }
+
+    private void Count()
+    {
+        if (++_values > MaxValues) throw Fail($"the pickle creates more than {MaxValues} values, far more than any state_dict");
+    }
+
     private object? Memo(long index) => _memo.TryGetValue(index, out var value) ? value : throw Fail($"memo entry {index} was never stored");
 
     private void Push(object? value)
     {
         if (_stack.Count >= MaxStack) throw Fail("the pickle's stack grows past any state_dict's");
+        Count();
         _stack.Add(value);
     }
 
