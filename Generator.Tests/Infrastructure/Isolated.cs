@@ -32,7 +32,18 @@ public static class Isolated
     }
 
     /// <summary>Starts the child without judging its exit.</summary>
-    internal static ChildExit Start(string type, string method, IEnumerable<(string Name, string? Value)> environment)
+    internal static ChildExit Start(string type, string method, IEnumerable<(string Name, string? Value)> environment) =>
+        ChildProcess.Run(StartInfo(type, method, environment), Limit);
+
+    /// <summary>Starts the child and returns at once, for a test that acts on it while it runs (its output is not captured).</summary>
+    internal static Process Launch<T>(string method, params (string Name, string? Value)[] environment)
+    {
+        var info = StartInfo(typeof(T).FullName!, method, environment);
+        info.RedirectStandardOutput = info.RedirectStandardError = false;
+        return Process.Start(info) ?? throw new InvalidOperationException("the child process did not start");
+    }
+
+    private static ProcessStartInfo StartInfo(string type, string method, IEnumerable<(string Name, string? Value)> environment)
     {
         var info = new ProcessStartInfo(DotnetHost(), new[] { "exec", Assembly.GetExecutingAssembly().Location, ChildProgram.Verb, type, method })
         {
@@ -46,7 +57,7 @@ public static class Isolated
             if (value is null) info.Environment.Remove(name);
             else info.Environment[name] = value;
         }
-        return ChildProcess.Run(info, Limit);
+        return info;
     }
 
     private static string Tail(string text) => text.Length <= 4000 ? text : "…" + text[^4000..];

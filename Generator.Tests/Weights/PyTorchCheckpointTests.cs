@@ -137,6 +137,102 @@ public class PyTorchCheckpointTests : IDisposable
         WeightTestKit.AssertUnchanged(network, before);
     }
 
+    // ---- ambiguous archives: what two readers could read differently is refused ----
+
+    private static List<TorchSave.Entry> Genuine() =>
+        TorchSave.Entries(WeightTestKit.Reference("tiny_resnet.pth")).Select(e => TorchSave.Bytes(e.Name, e.Bytes)).ToList();
+
+    [Fact]
+    public void A_second_entry_of_the_same_name_is_refused()
+    {
+        // A genuine file with a second data.pkl appended: PyTorch 1.13 unpickles the second, which runs a command.
+        var entries = Genuine();
+        entries.Add(new TorchSave.Entry("tiny_resnet/data.pkl", s => s.Write(Pickle("cposix\nsystem\nX\u0002\0\0\0id\x85R."))));
+        var error = LoadFails(TorchSave.Zip(_kit.PathOf("twice.pth"), entries));
+        Assert.Contains("two entries named 'tiny_resnet/data.pkl'", error.Message);
+        Assert.Contains("readers disagree", error.Message);
+    }
+
+    [Fact]
+    public void Two_archives_in_one_zip_are_refused()
+    {
+        var entries = Genuine();
+        entries.AddRange(Genuine().Select(e => e with { Name = e.Name.Replace("tiny_resnet/", "other/") }));
+        var error = LoadFails(TorchSave.Zip(_kit.PathOf("two.pth"), entries));
+        Assert.Contains("2 data.pkl entries", error.Message);
+
+        entries = Genuine();
+        entries.Add(TorchSave.Bytes("elsewhere/data/0", new byte[864]));
+        error = LoadFails(TorchSave.Zip(_kit.PathOf("outside.pth"), entries));
+        Assert.Contains("'elsewhere/data/0' lies outside the archive's folder 'tiny_resnet'", error.Message);
+    }
+
+    [Fact]
+    public void Storage_keys_that_are_not_plain_names_are_refused()
+    {
+        var (tensors, storages) = HostileCases.Tiny();
+        tensors[0] = tensors[0] with { Storage = "../data.pkl" };
+        var path = TorchSave.Zip(_kit.PathOf("traversal.pth"), TorchSave.Archive("archive", TorchSave.Pickle(tensors), storages.ToArray()));
+        Assert.Contains("a storage key '../data.pkl' that is not a plain name", LoadFails(path).Message);
+    }
+
+    [Fact]
+    public void A_tensor_repeated_along_a_dimension_loads_when_the_model_has_that_shape()
+    {
+        // torch.save of an expanded tensor keeps one element and strides of 0: legitimate, and no larger than the model.
+        var (tensors, storages) = HostileCases.Tiny();
+        var index = tensors.FindIndex(t => t.Key == "fc.bias");
+        tensors[index] = tensors[index] with { StorageNumel = 1, Stride = new[] { 0L } };
+        storages[index] = TorchSave.Bytes(tensors[index].Storage, BitConverter.GetBytes(2.5f));
+        var path = TorchSave.Zip(_kit.PathOf("expanded.pth"), TorchSave.Archive("archive", TorchSave.Pickle(tensors), storages.ToArray()));
+        using var network = new TinyResNet();
+        PyTorchCheckpoint.Load(network, path);
+        Assert.Equal(new[] { 2.5f, 2.5f, 2.5f }, network.fc.bias!.data<float>().ToArray());
+    }
+
+    [Fact]
+    public void Views_that_share_a_storage_read_as_pytorch_would()
+    {
+        // Side by side, overlapping, transposed: every tensor equals the strided view of the storage it names.
+        var data = TorchSave.Counting(64);
+        var tensors = new List<TorchSave.Tensor>
+        {
+            new("first", "0", "FloatStorage", 64, 0, new long[] { 4, 4 }, new long[] { 4, 1 }),
+            new("second", "0", "FloatStorage", 64, 16, new long[] { 8 }, new long[] { 1 }),
+            new("overlap", "0", "FloatStorage", 64, 12, new long[] { 8 }, new long[] { 1 }),
+            new("transposed", "0", "FloatStorage", 64, 32, new long[] { 4, 8 }, new long[] { 1, 4 }),
+            new("empty", "0", "FloatStorage", 64, 63, new long[] { 0, 5 }, new long[] { 5, 1 }),
+        };
+        var path = TorchSave.Zip(_kit.PathOf("views.pth"), TorchSave.Archive("archive", TorchSave.Pickle(tensors), TorchSave.Bytes("0", data)));
+        var read = PyTorchCheckpoint.Read(path);
+        using var storage = torch.arange(64, dtype: torch.float32);
+        foreach (var t in tensors)
+        {
+            using var expected = storage.as_strided(t.Size, t.Stride, t.Offset);
+            Assert.Equal(expected.shape, read[t.Key].shape);
+            Assert.True(expected.eq(read[t.Key]).all().item<bool>(), t.Key);
+        }
+        // Each tensor owns its memory: writing one changes no other.
+        read["first"].fill_(-1);
+        Assert.Equal(12f, read["overlap"][0].item<float>());
+    }
+
+    [Fact]
+    public void Failures_underneath_arrive_as_one_short_line()
+    {
+        var native = new System.Runtime.InteropServices.ExternalException(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 4398046511104 bytes.\nException raised from alloc_cpu at /pytorch/c10/core/impl/alloc_cpu.cpp:127\nframe #0: c10::Error::Error(...) + 0x3a (0x7f in /usr/lib/libc10.so)");
+        var error = WeightFileException.From("/models/x.pth", "fc.weight", native);
+        Assert.Equal("/models/x.pth: fc.weight: libtorch refused the data: DefaultCPUAllocator: can't allocate memory: you tried to allocate 4398046511104 bytes.", error.Message);
+        Assert.Same(native, error.InnerException);
+        Assert.Contains("ran out of memory", WeightFileException.From("p", null, new OutOfMemoryException()).Message);
+        Assert.Contains("overflows", WeightFileException.From("p", null, new OverflowException()).Message);
+        var longKey = new string('k', 5000);
+        var cut = new WeightFileException("p", longKey, "bad").Message;
+        Assert.True(cut.Length < 300, cut);
+        Assert.Contains("…(5000 chars)", cut);
+    }
+
     [Fact]
     public void Hundreds_of_mutated_checkpoints_load_identically_or_fail_cleanly()
     {
@@ -170,5 +266,82 @@ public class PyTorchCheckpointTests : IDisposable
             File.Delete(path);
         }
         Assert.True(refused > 100, $"loaded {loaded}, refused {refused}");
+    }
+
+    /// <summary>Loads a mutant: it loads as its tensors say, or is refused cleanly with the module unchanged.</summary>
+    private static bool LoadsOrFailsCleanly(string path, string what)
+    {
+        using var network = new TinyResNet();
+        var before = WeightTestKit.Copy(network);
+        try
+        {
+            PyTorchCheckpoint.Load(network, path);
+            var read = PyTorchCheckpoint.Read(path);
+            foreach (var (key, tensor) in network.state_dict())
+                Assert.True(tensor.eq(read[key].to(tensor.dtype)).all().item<bool>() || read[key].isnan().any().item<bool>(), $"{what}: {key} differs from the file");
+            return true;
+        }
+        catch (WeightFileException e)
+        {
+            Assert.StartsWith(path, e.Message);
+            Assert.DoesNotContain('\n', e.Message);
+            WeightTestKit.AssertUnchanged(network, before);
+            return false;
+        }
+    }
+
+    [Fact]
+    public void Hundreds_of_archives_with_damaged_zip_structures_load_identically_or_fail_cleanly()
+    {
+        // Mutations land in the local headers, the central directory and the end record: sizes, offsets, names, counts.
+        var valid = File.ReadAllBytes(WeightTestKit.Reference("tiny_resnet.pth"));
+        var structure = Enumerable.Range(0, valid.Length - 4)
+            .Where(i => valid[i] == 'P' && valid[i + 1] == 'K' && valid[i + 2] is 1 or 3 or 5 or 6 && valid[i + 3] is 2 or 4 or 6 or 7)
+            .ToArray();
+        var random = new Random(2026_11_23);
+        int loaded = 0, refused = 0;
+        for (var i = 0; i < 300; i++)
+        {
+            var bytes = (byte[])valid.Clone();
+            for (var k = 0; k < 1 + random.Next(3); k++)
+            {
+                var at = Math.Min(bytes.Length - 1, structure[random.Next(structure.Length)] + random.Next(4, 60));
+                bytes[at] = random.Next(3) switch { 0 => (byte)random.Next(256), 1 => 0xff, _ => (byte)(bytes[at] ^ (1 << random.Next(8))) };
+            }
+            var path = _kit.WriteBytes($"zip{i}.pth", bytes);
+            if (LoadsOrFailsCleanly(path, $"zip mutant {i}")) loaded++; else refused++;
+            File.Delete(path);
+        }
+        Assert.True(refused > 100, $"loaded {loaded}, refused {refused}");
+    }
+
+    [Fact]
+    public void Hundreds_of_damaged_pickles_load_identically_or_fail_cleanly()
+    {
+        // The archive stays a valid zip so that every mutation reaches the unpickler: spans deleted, repeated,
+        // opcodes inserted or replaced, operands changed.
+        var entries = TorchSave.Entries(WeightTestKit.Reference("tiny_resnet.pth"));
+        var pickle = entries.Single(e => e.Name.EndsWith("data.pkl", StringComparison.Ordinal)).Bytes;
+        var opcodes = "()tl]a}dsueKJMNXcqhjRQb.\u0080\u0085\u0086\u0087\u0088\u0089\u008a\u008c\u0093\u0094\u0095".Select(c => (byte)c).ToArray();
+        var random = new Random(1311);
+        int loaded = 0, refused = 0;
+        for (var i = 0; i < 300; i++)
+        {
+            var bytes = pickle.ToList();
+            var at = random.Next(2, bytes.Count - 1);
+            var span = Math.Min(1 + random.Next(12), bytes.Count - at);
+            switch (i % 4)
+            {
+                case 0: bytes.RemoveRange(at, span); break;
+                case 1: bytes.InsertRange(at, bytes.GetRange(at, span)); break;
+                case 2: bytes.Insert(at, opcodes[random.Next(opcodes.Length)]); break;
+                default: bytes[at] = random.Next(2) == 0 ? opcodes[random.Next(opcodes.Length)] : (byte)random.Next(256); break;
+            }
+            var path = TorchSave.Zip(_kit.PathOf($"pickle{i}.pth"), entries.Select(e =>
+                TorchSave.Bytes(e.Name, e.Name.EndsWith("data.pkl", StringComparison.Ordinal) ? bytes.ToArray() : e.Bytes)));
+            if (LoadsOrFailsCleanly(path, $"pickle mutant {i}")) loaded++; else refused++;
+            File.Delete(path);
+        }
+        Assert.True(refused > 150, $"loaded {loaded}, refused {refused}");
     }
 }
