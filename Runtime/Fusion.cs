@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using TorchSharp;
 using TorchSharp.Modules;
 
@@ -9,40 +10,49 @@ namespace ResNetGen;
 /// use it compares the convolution's and the batch-norm's tensors (which tensor, its version counter, dtype and
 /// device) and the batch-norm's eps with what it was folded from, and folds again when any differs. So a weight
 /// loaded, edited in place, replaced, converted or moved after <c>FuseForInference</c> shows in the next forward
-/// and export. Generated <c>FuseForInference</c> methods make one per convolution.
+/// and export. A generated network's <see cref="FoldSet"/> makes one per convolution, on first use.
 /// </summary>
 public sealed class FoldedConvolution : IDisposable
 {
     private readonly Conv2d _conv;
     private readonly BatchNorm2d _norm;
-    private readonly Conv2d _folded;
+    private torch.Tensor? _weight;
+    private torch.Tensor? _bias;
     private Source[]? _sources;
     private double _eps;
 
-    /// <summary>Folds <paramref name="norm"/> into <paramref name="conv"/>, in <paramref name="folded"/> (a like convolution with bias), on first use.</summary>
-    public FoldedConvolution(Conv2d conv, BatchNorm2d norm, Conv2d folded)
+    /// <summary>Folds <paramref name="norm"/> into <paramref name="conv"/> on first use.</summary>
+    public FoldedConvolution(Conv2d conv, BatchNorm2d norm)
     {
         _conv = conv ?? throw new ArgumentNullException(nameof(conv));
         _norm = norm ?? throw new ArgumentNullException(nameof(norm));
-        _folded = folded ?? throw new ArgumentNullException(nameof(folded));
-        _folded.eval();
     }
 
     /// <summary>How many times it has folded (for tests and diagnostics).</summary>
     public int Folds { get; private set; }
 
-    /// <summary>The folded convolution, folded again first if its sources changed.</summary>
-    public Conv2d Current
+    /// <summary>The convolution folded into.</summary>
+    public Conv2d Convolution => _conv;
+
+    /// <summary>The batch-norm folded in.</summary>
+    public BatchNorm2d Norm => _norm;
+
+    /// <summary>The folded weight and bias, folded again first if the sources changed.</summary>
+    public (torch.Tensor Weight, torch.Tensor Bias) Current
     {
         get
         {
             Refresh();
-            return _folded;
+            return (_weight!, _bias!);
         }
     }
 
-    /// <summary>Runs the folded convolution on <paramref name="input"/>.</summary>
-    public torch.Tensor forward(torch.Tensor input) => Current.forward(input);
+    /// <summary>Runs the folded convolution on <paramref name="input"/>: the convolution's own geometry, the folded weight and bias.</summary>
+    public torch.Tensor forward(torch.Tensor input)
+    {
+        var (weight, bias) = Current;
+        return torch.nn.functional.conv2d(input, weight, bias, _conv.stride, _conv.padding, _conv.dilation, _conv.groups);
+    }
 
     /// <summary>Folds again if the sources changed since the last fold; returns whether it did.</summary>
     public bool Refresh()
@@ -53,9 +63,11 @@ public sealed class FoldedConvolution : IDisposable
         {
             var weight = _conv.weight ?? throw new InvalidOperationException("the convolution has no weight");
             var (w, b) = torch.nn.utils.fuse_conv_bn_weights(weight, _conv.bias, _norm.running_mean!, _norm.running_var!, _norm.eps, _norm.weight, _norm.bias);
-            var (oldWeight, oldBias) = (_folded.weight, _folded.bias);
-            _folded.weight = w;
-            _folded.bias = b;
+            var (oldWeight, oldBias) = (_weight, _bias);
+            _weight = w.detach();
+            _bias = b.detach();
+            w.Dispose();
+            b.Dispose();
             oldWeight?.Dispose();
             oldBias?.Dispose();
         }
@@ -68,23 +80,13 @@ public sealed class FoldedConvolution : IDisposable
     /// <summary>Forgets what the fold was made from; the next use folds again.</summary>
     public void Release() => _sources = null;
 
-    /// <summary>Calls <see cref="Release"/> on each fold.</summary>
-    public static void ReleaseAll(FoldedConvolution[] folds)
-    {
-        foreach (var fold in folds ?? throw new ArgumentNullException(nameof(folds))) fold.Release();
-    }
-
-    /// <summary>Disposes each fold.</summary>
-    public static void DisposeAll(FoldedConvolution[] folds)
-    {
-        foreach (var fold in folds ?? throw new ArgumentNullException(nameof(folds))) fold.Dispose();
-    }
-
-    /// <summary>Disposes the folded convolution (not its sources).</summary>
+    /// <summary>Disposes the folded weight and bias (not the sources).</summary>
     public void Dispose()
     {
         _sources = null;
-        _folded.Dispose();
+        _weight?.Dispose();
+        _bias?.Dispose();
+        _weight = _bias = null;
     }
 
     private Source[] Sources() => new[]
@@ -116,5 +118,41 @@ public sealed class FoldedConvolution : IDisposable
             if (Tensor is null) return true;
             return Version >= 0 && Version == other.Version && Dtype == other.Dtype && Device == other.Device && DeviceIndex == other.DeviceIndex;
         }
+    }
+}
+
+/// <summary>
+/// A generated network's folds after <c>FuseForInference</c>: one <see cref="FoldedConvolution"/> per convolution,
+/// made the first time a forward or an export asks for it, so the network declares no field per fold.
+/// </summary>
+public sealed class FoldSet : IDisposable
+{
+    private readonly Dictionary<Conv2d, FoldedConvolution> _folds = new(ReferenceEqualityComparer.Instance);
+
+    /// <summary>The folds made so far, in the order first used.</summary>
+    public IReadOnlyCollection<FoldedConvolution> Folds => _folds.Values;
+
+    /// <summary>The fold of <paramref name="norm"/> into <paramref name="conv"/>.</summary>
+    public FoldedConvolution For(Conv2d conv, BatchNorm2d norm)
+    {
+        if (!_folds.TryGetValue(conv, out var fold)) _folds.Add(conv, fold = new FoldedConvolution(conv, norm));
+        else if (!ReferenceEquals(fold.Norm, norm)) throw new InvalidOperationException("a convolution is folded with two different batch-norms");
+        return fold;
+    }
+
+    /// <summary>Runs <paramref name="conv"/> with <paramref name="norm"/> folded in on <paramref name="input"/>.</summary>
+    public torch.Tensor Apply(torch.Tensor input, Conv2d conv, BatchNorm2d norm) => For(conv, norm).forward(input);
+
+    /// <summary>Makes every fold fold again before its next use (training changes what they fold).</summary>
+    public void ReleaseAll()
+    {
+        foreach (var fold in _folds.Values) fold.Release();
+    }
+
+    /// <summary>Disposes every fold's weight and bias.</summary>
+    public void Dispose()
+    {
+        foreach (var fold in _folds.Values) fold.Dispose();
+        _folds.Clear();
     }
 }

@@ -59,11 +59,11 @@ public sealed class OnnxGraphBuilder
             _warnings.Add($"{graph} was in training mode; it is exported with eval semantics (batch-norm uses its running statistics). Call eval() before exporting to silence this.");
     }
 
-    /// <summary>A convolution (with its bias, if it has one) from <paramref name="input"/> to <paramref name="output"/>.</summary>
-    public void Conv(string name, string input, string output, Conv2d conv, long kernel, long stride, long padding, long dilation, long groups)
+    /// <summary>A convolution with <paramref name="weight"/> (and <paramref name="bias"/>, if given) from <paramref name="input"/> to <paramref name="output"/>.</summary>
+    public void Conv(string name, string input, string output, torch.Tensor weight, torch.Tensor? bias, long kernel, long stride, long padding, long dilation, long groups)
     {
-        var inputs = new List<string> { input, Weight(name + ".weight", conv.weight!) };
-        if (conv.bias is { } bias) inputs.Add(Weight(name + ".bias", bias));
+        var inputs = new List<string> { input, Weight(name + ".weight", weight) };
+        if (bias is not null) inputs.Add(Weight(name + ".bias", bias));
         Node("Conv", name, inputs, output,
             Ints("dilations", dilation, dilation), Int("group", groups), Ints("kernel_shape", kernel, kernel),
             Ints("pads", padding, padding, padding, padding), Ints("strides", stride, stride));

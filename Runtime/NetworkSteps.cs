@@ -1,0 +1,106 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using TorchSharp;
+using TorchSharp.Modules;
+
+namespace ResNetGen;
+
+/// <summary>
+/// The few helpers a generated <c>forward</c> reads as words: a convolution with its batch-norm, and handing a
+/// variable a new tensor while disposing the one it held. Generated files import it with <c>using static</c>.
+/// </summary>
+public static class Steps
+{
+    /// <summary>Gives <paramref name="variable"/> the tensor <paramref name="next"/> and disposes the one it held (unless it is the same).</summary>
+    public static void Replace(ref torch.Tensor variable, torch.Tensor next)
+    {
+        var old = variable;
+        variable = next;
+        if (!ReferenceEquals(old, next)) old.Dispose();
+    }
+
+    /// <summary><paramref name="norm"/>(<paramref name="conv"/>(<paramref name="input"/>)), the convolution's output disposed; the input is not.</summary>
+    public static torch.Tensor ConvNorm(torch.Tensor input, Conv2d conv, BatchNorm2d norm)
+    {
+        using var convolved = conv.forward(input);
+        return norm.forward(convolved);
+    }
+
+    /// <summary>
+    /// Keeps a stage output for <c>ForwardFeatures</c>: a handle of its own on <paramref name="x"/> (contiguous, a copy
+    /// only when computed channels-last) in <paramref name="kept"/>[<paramref name="index"/>], when features are asked for.
+    /// </summary>
+    public static void Keep(torch.Tensor[]? kept, int index, torch.Tensor x)
+    {
+        if (kept is null) return;
+        kept[index] = TensorLayout.ToContiguous(x.alias());
+    }
+}
+
+/// <summary>The per-module chores of a generated network, as loops over its table of modules.</summary>
+public static class ModuleTable
+{
+    /// <summary>
+    /// Registers <paramref name="modules"/> under their state_dict <paramref name="paths"/> (<c>layer1.0.conv1</c>),
+    /// creating a <see cref="ModuleGroup"/> for each path prefix the first time it appears, so the keys and their
+    /// order are torchvision's. <paramref name="registerTop"/> registers a top-level name on the network. Returns the
+    /// groups created (the network disposes them).
+    /// </summary>
+    public static ModuleGroup[] Register(string[] paths, torch.nn.Module[] modules, Action<string, torch.nn.Module> registerTop)
+    {
+        if (paths.Length != modules.Length) throw new ArgumentException($"{paths.Length} paths for {modules.Length} modules");
+        var groups = new Dictionary<string, ModuleGroup>(StringComparer.Ordinal);
+        void Add(string path, torch.nn.Module module)
+        {
+            var dot = path.LastIndexOf('.');
+            if (dot < 0) registerTop(path, module);
+            else groups[path.Substring(0, dot)].Add(path.Substring(dot + 1), module);
+        }
+        for (var i = 0; i < paths.Length; i++)
+        {
+            var parts = paths[i].Split('.');
+            for (var depth = 1; depth < parts.Length; depth++)
+            {
+                var prefix = string.Join(".", parts, 0, depth);
+                if (groups.ContainsKey(prefix)) continue;
+                var group = new ModuleGroup(prefix);
+                groups.Add(prefix, group);
+                Add(prefix, group);
+            }
+            Add(paths[i], modules[i]);
+        }
+        return groups.Values.ToArray();
+    }
+
+    /// <summary>
+    /// torchvision's initialisation, in module order (so the random draws are torchvision's): kaiming_normal (fan_out,
+    /// ReLU) for convolutions; batch-norm weight 1 and bias 0, weight 0 for the modules listed in
+    /// <paramref name="zeroWeight"/> (ZeroInitResidual's last batch-norm of each block); linear layers keep their default.
+    /// </summary>
+    public static void InitializeAsTorchvision(torch.nn.Module[] modules, int[] zeroWeight)
+    {
+        using var noGrad = torch.no_grad();
+        for (var i = 0; i < modules.Length; i++)
+        {
+            switch (modules[i])
+            {
+                case Conv2d conv:
+                    torch.nn.init.kaiming_normal_(conv.weight!, mode: torch.nn.init.FanInOut.FanOut, nonlinearity: torch.nn.init.NonlinearityType.ReLU);
+                    break;
+                case BatchNorm2d norm:
+                    if (Array.IndexOf(zeroWeight, i) >= 0) torch.nn.init.zeros_(norm.weight!);
+                    else torch.nn.init.ones_(norm.weight!);
+                    torch.nn.init.zeros_(norm.bias!);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>Disposes every module and group.</summary>
+    public static void DisposeAll(torch.nn.Module[] modules, ModuleGroup[] groups)
+    {
+        foreach (var module in modules) module.Dispose();
+        foreach (var group in groups) group.Dispose();
+    }
+}

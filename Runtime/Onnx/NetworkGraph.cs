@@ -1,0 +1,137 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using TorchSharp;
+using TorchSharp.Modules;
+
+namespace ResNetGen;
+
+/// <summary>What a <see cref="GraphStep"/> computes.</summary>
+public enum GraphStepKind
+{
+    /// <summary>A convolution and the batch-norm after it (one folded convolution after <c>FuseForInference</c>).</summary>
+    ConvNorm,
+    /// <summary>The classifier.</summary>
+    Linear,
+    /// <summary>ReLU.</summary>
+    Relu,
+    /// <summary>The residual add of two tensors.</summary>
+    Add,
+    /// <summary>The ImageNet stem's 3×3 stride-2 max-pool.</summary>
+    MaxPool,
+    /// <summary>Shortcut A: subsample, append zero channels.</summary>
+    ZeroPad,
+    /// <summary>Shortcut A with average pooling.</summary>
+    AvgPoolZeroPad,
+    /// <summary>Global average pooling to [N, C].</summary>
+    Pool,
+}
+
+/// <summary>
+/// One step of a generated network's graph, as data: the table a generated <c>ExportOnnx</c> hands to
+/// <see cref="NetworkGraph.Write"/>. Tensors are numbered: 0 is the input, and each step's result is the next number.
+/// Modules are indices into the network's table of modules.
+/// </summary>
+/// <param name="Kind">What the step computes.</param>
+/// <param name="Input">The tensor it reads.</param>
+/// <param name="Other">The second tensor (<see cref="GraphStepKind.Add"/>), or the stride (shortcuts).</param>
+/// <param name="Module">The module (convolution or linear), or the zero channels appended (shortcuts).</param>
+/// <param name="Norm">The batch-norm of a <see cref="GraphStepKind.ConvNorm"/>.</param>
+public readonly record struct GraphStep(GraphStepKind Kind, int Input, int Other = -1, int Module = -1, int Norm = -1)
+{
+    /// <summary>Modules <paramref name="conv"/> then <paramref name="norm"/> on tensor <paramref name="input"/>.</summary>
+    public static GraphStep ConvNorm(int conv, int norm, int input) => new(GraphStepKind.ConvNorm, input, Module: conv, Norm: norm);
+
+    /// <summary>The linear module <paramref name="module"/> on <paramref name="input"/>.</summary>
+    public static GraphStep Linear(int module, int input) => new(GraphStepKind.Linear, input, Module: module);
+
+    /// <summary>ReLU of <paramref name="input"/>.</summary>
+    public static GraphStep Relu(int input) => new(GraphStepKind.Relu, input);
+
+    /// <summary><paramref name="a"/> + <paramref name="b"/>.</summary>
+    public static GraphStep Add(int a, int b) => new(GraphStepKind.Add, a, b);
+
+    /// <summary>3×3 stride-2 max-pool of <paramref name="input"/>.</summary>
+    public static GraphStep MaxPool(int input) => new(GraphStepKind.MaxPool, input);
+
+    /// <summary>Shortcut A of <paramref name="input"/>: subsample by <paramref name="stride"/>, append <paramref name="channels"/> zero channels.</summary>
+    public static GraphStep ZeroPad(int input, int stride, int channels) => new(GraphStepKind.ZeroPad, input, stride, channels);
+
+    /// <summary>Shortcut A with average pooling.</summary>
+    public static GraphStep AvgPoolZeroPad(int input, int stride, int channels) => new(GraphStepKind.AvgPoolZeroPad, input, stride, channels);
+
+    /// <summary>Global average pooling of <paramref name="input"/>.</summary>
+    public static GraphStep Pool(int input) => new(GraphStepKind.Pool, input);
+}
+
+/// <summary>Writes a generated network's graph table as ONNX nodes.</summary>
+public static class NetworkGraph
+{
+    /// <summary>
+    /// Adds a node (or two) per step to <paramref name="onnx"/>, reading weights from <paramref name="modules"/> and
+    /// naming nodes by <paramref name="paths"/>; with <paramref name="folds"/>, each convolution and batch-norm become
+    /// one folded convolution. Returns the name of the last tensor.
+    /// </summary>
+    public static string Write(OnnxGraphBuilder onnx, IReadOnlyList<GraphStep> steps, string[] paths, torch.nn.Module[] modules, FoldSet? folds)
+    {
+        var names = new List<string> { "input" };
+        var counts = new Dictionary<string, int>(StringComparer.Ordinal);
+        string Next(string kind)
+        {
+            counts[kind] = counts.TryGetValue(kind, out var n) ? n + 1 : 1;
+            return kind + "." + counts[kind].ToString(CultureInfo.InvariantCulture);
+        }
+        foreach (var step in steps)
+        {
+            var input = names[step.Input];
+            var output = "x" + names.Count.ToString(CultureInfo.InvariantCulture);
+            switch (step.Kind)
+            {
+                case GraphStepKind.ConvNorm:
+                {
+                    var conv = (Conv2d)modules[step.Module];
+                    var norm = (BatchNorm2d)modules[step.Norm];
+                    if (folds is not null)
+                    {
+                        var (weight, bias) = folds.For(conv, norm).Current;
+                        Conv(onnx, paths[step.Module], input, output, conv, weight, bias);
+                    }
+                    else
+                    {
+                        Conv(onnx, paths[step.Module], input, output + "_conv", conv, conv.weight!, conv.bias);
+                        onnx.BatchNorm(paths[step.Norm], output + "_conv", output, norm);
+                    }
+                    break;
+                }
+                case GraphStepKind.Linear:
+                    onnx.Linear(paths[step.Module], input, output, (Linear)modules[step.Module]);
+                    break;
+                case GraphStepKind.Relu:
+                    onnx.Relu(Next("relu"), input, output);
+                    break;
+                case GraphStepKind.Add:
+                    onnx.Add(Next("add"), input, names[step.Other], output);
+                    break;
+                case GraphStepKind.MaxPool:
+                    onnx.MaxPool("maxpool", input, output);
+                    break;
+                case GraphStepKind.ZeroPad:
+                    onnx.ZeroPadShortcut(Next("shortcut"), input, output, step.Other, step.Module);
+                    break;
+                case GraphStepKind.AvgPoolZeroPad:
+                    onnx.AvgPoolZeroPadShortcut(Next("shortcut"), input, output, step.Other, step.Module);
+                    break;
+                case GraphStepKind.Pool:
+                    onnx.GlobalAveragePool("avgpool", input, output);
+                    break;
+                default:
+                    throw new ArgumentOutOfRangeException(nameof(steps), step.Kind, "unknown graph step");
+            }
+            names.Add(output);
+        }
+        return names[names.Count - 1];
+    }
+
+    private static void Conv(OnnxGraphBuilder onnx, string name, string input, string output, Conv2d conv, torch.Tensor weight, torch.Tensor? bias) =>
+        onnx.Conv(name, input, output, weight, bias, conv.kernel_size[0], conv.stride[0], conv.padding![0], conv.dilation[0], conv.groups);
+}
