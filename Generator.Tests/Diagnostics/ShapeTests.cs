@@ -64,7 +64,7 @@ public class ShapeTests
     {
         var spec = Spec(BlockKind.Basic, new[] { 1, 1 }) with { Stem = StemKind.Cifar, Shortcut = ShortcutKind.AvgPoolZeroPad, InputSize = 1 };
         var (_, issues) = Planner.Build(spec);
-        var vanish = Assert.Single(issues, i => i.Id == "RNG0007");
+        var vanish = Assert.Single(issues, i => i.Problem == ShapeProblem.VanishingFeatureMap);
         Assert.Equal(new[] { "1", "layer2.0.shortcut", "[N, 128, 0, 0]" }, vanish.Args);
         Assert.Equal(ArgumentSlot.InputSize, vanish.Slot);
     }

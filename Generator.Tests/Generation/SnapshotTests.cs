@@ -44,6 +44,22 @@ public class SnapshotTests
         Snapshot.Verify("hand_built_tiny", Emitter.Emit(plan));
     }
 
+    [Theory]
+    [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3)", 1200)]
+    [InlineData("ResNet(Block.Bottleneck, 3, 8, 36, 3, Groups = 32, WidthPerGroup = 8)", 2200)]
+    [InlineData("ResNet(Block.Basic, 3, 3, 3, Stem = Stem.Cifar, BaseWidth = 16, NumClasses = 10, Shortcut = Shortcut.AvgPoolZeroPad)", 600)]
+    public void Generated_files_stay_short_and_narrow(string attribute, int maxLines)
+    {
+        // One op sequence (the forward), the graph as a table, chores as loops: ResNet-50 within 1,200 lines, and no
+        // line of code over 160 characters (the summary table's rows are text inside a string, and narrower still).
+        var source = GeneratorHarness.Run(GeneratorHarness.Network(attribute)).Sources.Single().Value;
+        var lines = source.Split('\n');
+        Assert.True(lines.Length <= maxLines, $"{lines.Length} lines");
+        var longest = lines.OrderByDescending(l => l.Length).First();
+        Assert.True(longest.Length <= Emitter.MaxLine, $"{longest.Length} characters: {longest}");
+        Assert.DoesNotContain("// unknown", source);
+    }
+
     [Fact]
     public void Generation_is_deterministic()
     {

@@ -231,7 +231,7 @@ public sealed class FusionTests : System.IDisposable
         using var conv = torch.nn.Conv2d(4, 8, 3, padding: 1, bias: false);
         using var norm = torch.nn.BatchNorm2d(8);
         norm.eval();
-        using var fold = new FoldedConvolution(conv, norm, torch.nn.Conv2d(4, 8, 3, padding: 1, bias: true));
+        using var fold = new FoldedConvolution(conv, norm);
         using var x = torch.randn(1, 4, 5, 5);
         using var noGrad = torch.no_grad();
         fold.forward(x).Dispose();

@@ -27,7 +27,7 @@ internal static class Checker
             var (plan, issues) = Planner.Build(spec);
             foreach (var issue in issues)
             {
-                diagnostics.Add(new DiagnosticInfo(issue.Id, SpecParser.Find(parse.Locations, issue.Slot), issue.Args));
+                diagnostics.Add(new DiagnosticInfo(DiagnosticDescriptors.For(issue.Problem).Id, SpecParser.Find(parse.Locations, issue.Slot), issue.Args));
             }
             var blocking = diagnostics.Any(d => DiagnosticDescriptors.ById(d.Id).DefaultSeverity == Microsoft.CodeAnalysis.DiagnosticSeverity.Error);
             return new PlanResult(blocking ? null : plan, diagnostics.ToEquatableArray());

@@ -50,7 +50,7 @@ internal static class DiagnosticDescriptors
 
     public static readonly DiagnosticDescriptor MemberAlreadyDeclared = Error(
         "RNG0011", "The class declares a member the generator owns",
-        "'{0}' already declares {1}, which ResNetGen generates. Remove it (or rename it): the generated class derives from Module<Tensor, Tensor> and defines the parameterless constructor, forward, ForwardFeatures, Features, FuseForInference, IsFused, ExportOnnx, ActivationLayout, ParameterCount, MultAdds, Summary, InputSize and InputChannels.");
+        "'{0}' already declares {1}, which ResNetGen generates. Remove it (or rename it): " + Model.GeneratedMembers.Sentence + ".");
 
     public static readonly DiagnosticDescriptor UndefinedEnumValue = Error(
         "RNG0012", "An enum argument is not one of its members",
@@ -66,14 +66,24 @@ internal static class DiagnosticDescriptors
         FeatureMapVanishes, ShortcutShapeMismatch, NoSpatialContext, WrongInputShape, MemberAlreadyDeclared, UndefinedEnumValue, InternalError,
     };
 
+    /// <summary>The descriptor of a catalogue ID; an ID outside the catalogue is a bug, and fails loudly.</summary>
     public static DiagnosticDescriptor ById(string id)
     {
         foreach (var descriptor in All)
         {
             if (descriptor.Id == id) return descriptor;
         }
-        return InternalError;
+        throw new System.ArgumentOutOfRangeException(nameof(id), id, "not a ResNetGen diagnostic ID");
     }
+
+    /// <summary>The diagnostic of a shape problem the planner found.</summary>
+    public static DiagnosticDescriptor For(Planning.ShapeProblem problem) => problem switch
+    {
+        Planning.ShapeProblem.VanishingFeatureMap => FeatureMapVanishes,
+        Planning.ShapeProblem.ShortcutMismatch => ShortcutShapeMismatch,
+        Planning.ShapeProblem.NoSpatialContext => NoSpatialContext,
+        _ => throw new System.ArgumentOutOfRangeException(nameof(problem), problem, "a shape problem without a diagnostic"),
+    };
 
     private static DiagnosticDescriptor Error(string id, string title, string message) =>
         new(id, title, message, Category, DiagnosticSeverity.Error, isEnabledByDefault: true,

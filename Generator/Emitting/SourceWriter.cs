@@ -9,6 +9,9 @@ internal sealed class SourceWriter
     private readonly StringBuilder _text = new();
     private int _indent;
 
+    /// <summary>The columns the current indentation takes.</summary>
+    public int Indent => _indent * 4;
+
     public void Line(string line = "")
     {
         if (line.Length > 0) _text.Append(' ', _indent * 4).Append(line);
@@ -21,6 +24,9 @@ internal sealed class SourceWriter
         Line("{");
         _indent++;
     }
+
+    /// <summary>Indents one more level, after a brace written by hand.</summary>
+    public void Indented() => _indent++;
 
     public void Close(string suffix = "")
     {

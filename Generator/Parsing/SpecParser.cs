@@ -119,8 +119,8 @@ internal static class SpecParser
                 IMethodSymbol { MethodKind: MethodKind.Constructor, Parameters.Length: 0, IsStatic: false } => "a parameterless constructor",
                 IMethodSymbol { MethodKind: MethodKind.Ordinary, Name: "Dispose", Parameters.Length: 1 } m
                     when m.Parameters[0].Type.SpecialType == SpecialType.System_Boolean => "a method 'Dispose(bool)'",
-                IMethodSymbol { MethodKind: MethodKind.Ordinary } m when GeneratedMembers.Contains(m.Name) => $"a method '{m.Name}'",
-                IPropertySymbol or IFieldSymbol or INamedTypeSymbol or IEventSymbol when GeneratedMembers.Contains(member.Name) => $"a member '{member.Name}'",
+                IMethodSymbol { MethodKind: MethodKind.Ordinary } m when GeneratedMembers.All.Contains(m.Name) => $"a method '{m.Name}'",
+                IPropertySymbol or IFieldSymbol or INamedTypeSymbol or IEventSymbol when GeneratedMembers.All.Contains(member.Name) => $"a member '{member.Name}'",
                 _ => null,
             };
             if (what is null) continue;
@@ -129,14 +129,6 @@ internal static class SpecParser
                 LocationInfo.From(location) ?? at, symbol.Name, what));
         }
     }
-
-    /// <summary>The names of the members every generated class declares (its layer fields vary with the network).</summary>
-    internal static readonly HashSet<string> GeneratedMembers = new(StringComparer.Ordinal)
-    {
-        "forward", "ForwardFeatures", "Features", "FuseForInference", "IsFused", "ExportOnnx", "ActivationLayout",
-        "ParameterCount", "MultAdds", "Summary", "InputSize", "InputChannels",
-        "ForwardFused", "OnnxLayers", "OnnxFolded", "_fused", "_folds", "_groups",
-    };
 
     /// <summary>Where each argument was written: positional ones by index, named ones by name.</summary>
     private static EquatableArray<ArgumentLocation> ArgumentLocations(AttributeSyntax? syntax, LocationInfo? fallback)

@@ -35,7 +35,6 @@ internal sealed record ModulePlan(
     int Padding = 0,
     int Dilation = 1,
     int Groups = 1,
-    bool Bias = false,
     bool ZeroInit = false,
     long Parameters = 0,
     long MultAdds = 0,
@@ -48,48 +47,61 @@ internal sealed record ModulePlan(
     public static string FieldOf(string path) => path.Replace('.', '_');
 }
 
-internal enum OpKind
+internal enum StepKind
 {
-    /// <summary>Result = Module.forward(Arg).</summary>
-    Call,
-    /// <summary>Arg.relu_() in place; Result is Arg.</summary>
-    ReluInPlace,
-    /// <summary>Arg.add_(Other) in place; Result is Arg.</summary>
-    AddInPlace,
-    /// <summary>Result = max_pool2d(Arg, 3, 2, 1).</summary>
+    /// <summary>Target = Norm(Module(Source)): a convolution and its batch-norm (folded into one after <c>FuseForInference</c>).</summary>
+    ConvNorm,
+    /// <summary>Target = Module(Source): the classifier.</summary>
+    Linear,
+    /// <summary>Target.relu_() in place.</summary>
+    Relu,
+    /// <summary>Target.add_(Other) in place: the residual add.</summary>
+    Add,
+    /// <summary>Target = max_pool2d(Source, 3, 2, 1).</summary>
     MaxPool,
-    /// <summary>Result = Arg subsampled by Stride (rounding up) with zero channels appended (shortcut A).</summary>
-    ZeroPadShortcut,
-    /// <summary>Result = avg_pool2d(Arg with zero channels appended, 2, 2) (shortcut A with average pooling).</summary>
-    AvgPoolZeroPadShortcut,
-    /// <summary>Result = Arg averaged over height and width: [N, C].</summary>
-    GlobalAveragePool,
-    /// <summary>Result = the folded convolution of Module (with the batch-norm Other folded in) applied to Arg.</summary>
-    FusedCall,
+    /// <summary>Target = Source subsampled by Stride (rounding up) with PadChannels zero channels appended (shortcut A).</summary>
+    ZeroPad,
+    /// <summary>Target = avg_pool2d(Source with PadChannels zero channels appended, 2, 2) (shortcut A with average pooling).</summary>
+    AvgPoolZeroPad,
+    /// <summary>Target = Source averaged over height and width: [N, C].</summary>
+    Pool,
+    /// <summary>Target.Dispose(): its last use is behind.</summary>
+    Release,
+    /// <summary>Target takes Source's tensor, and the tensor Target held is disposed.</summary>
+    Move,
+    /// <summary>ForwardFeatures keeps Target as its feature Feature.</summary>
+    Keep,
+    /// <summary>ForwardFeatures stops here; forward goes on to the head.</summary>
+    EndOfFeatures,
 }
 
 /// <summary>
-/// One step of the straight-line forward pass, on numbered tensors (0 is the input). <see cref="Dispose"/> lists the
-/// tensors whose last use this is: the emitter disposes them right after.
+/// One statement of the forward pass, on named variables: <c>x</c> (the running activation), <c>branch</c> (a block's
+/// residual branch) and <c>identity</c> (its shortcut, where one is computed). The emitter writes the statements as
+/// C# and derives the ONNX graph table from the same list: there is no second copy of the sequence.
 /// </summary>
-internal sealed record OpPlan(
-    OpKind Kind,
-    int Result,
-    int Arg,
-    int Other = -1,
+internal sealed record StepPlan(
+    StepKind Kind,
+    string Target,
+    string Source = "",
+    string? Other = null,
     string? Module = null,
+    string? Norm = null,
     int Stride = 1,
     int PadChannels = 0,
     Shape Shape = default,
-    EquatableArray<int> Dispose = default,
     string? Comment = null,
-    string? Norm = null);
+    int Feature = -1)
+{
+    /// <summary>Whether the step computes a new tensor (rather than disposing, moving or keeping one).</summary>
+    public bool Computes => Kind is not (StepKind.Release or StepKind.Move or StepKind.Keep or StepKind.EndOfFeatures);
+}
 
-/// <summary>One named output of <c>ForwardFeatures</c>: the stem or a stage, and the tensor that holds it.</summary>
-internal sealed record FeaturePlan(string Name, int Tensor, Shape Shape);
+/// <summary>One named output of <c>ForwardFeatures</c>: the stem or a stage.</summary>
+internal sealed record FeaturePlan(string Name, Shape Shape);
 
 /// <summary>A row of the compile-time summary table.</summary>
-internal sealed record SummaryRow(int Depth, string Name, string Type, Shape Shape, long Parameters, bool ShowShape = true);
+internal sealed record SummaryRow(int Depth, string Name, string Type, Shape Shape, long Parameters);
 
 /// <summary>
 /// The whole network, unrolled: every module in registration order (the state_dict's order), every forward step,
@@ -103,23 +115,12 @@ internal sealed record NetworkPlan(
     int InputSize,
     int NumClasses,
     EquatableArray<ModulePlan> Modules,
-    EquatableArray<OpPlan> Ops,
-    int OutputTensor,
+    EquatableArray<StepPlan> Steps,
     Shape OutputShape,
     EquatableArray<FeaturePlan> Features,
     EquatableArray<SummaryRow> SummaryRows,
     long ParameterCount,
-    long MultAdds)
-{
-    /// <summary>The forward steps up to the last stage, keeping every feature map alive (for <c>ForwardFeatures</c>).</summary>
-    public EquatableArray<OpPlan> FeatureOps { get; init; } = EquatableArray<OpPlan>.Empty;
-
-    /// <summary>The forward steps with each batch-norm folded into the convolution before it (after <c>FuseForInference</c>).</summary>
-    public EquatableArray<OpPlan> FusedOps { get; init; } = EquatableArray<OpPlan>.Empty;
-
-    /// <summary>The folded steps of <see cref="FusedOps"/>: each convolution (Module) with the batch-norm (Norm) folded into it.</summary>
-    public IEnumerable<OpPlan> Fusions => FusedOps.Where(o => o.Kind == OpKind.FusedCall);
-}
+    long MultAdds);
 
 /// <summary>The plan step's output: a plan where the spec allows one, and every diagnostic the checks found.</summary>
 internal sealed record PlanResult(NetworkPlan? Plan, EquatableArray<DiagnosticInfo> Diagnostics);

@@ -7,8 +7,19 @@ using ResNetGen.Generator.Parsing;
 
 namespace ResNetGen.Generator.Planning;
 
+/// <summary>The shape problems the planner can find; the checker maps each to its diagnostic (RNG0007–RNG0009).</summary>
+internal enum ShapeProblem
+{
+    /// <summary>RNG0007: a feature map's height or width reaches 0.</summary>
+    VanishingFeatureMap,
+    /// <summary>RNG0008: a block's shortcut and residual branch disagree in shape.</summary>
+    ShortcutMismatch,
+    /// <summary>RNG0009: a stage receives a 1×1 feature map.</summary>
+    NoSpatialContext,
+}
+
 /// <summary>A shape problem found while planning, before it is placed on an attribute argument.</summary>
-internal sealed record ShapeIssue(string Id, ArgumentSlot Slot, EquatableArray<string> Args);
+internal sealed record ShapeIssue(ShapeProblem Problem, ArgumentSlot Slot, EquatableArray<string> Args);
 
 /// <summary>
 /// Expands a spec into the unrolled network: torchvision's <c>_make_layer</c> logic, block by block, with exact
@@ -42,11 +53,10 @@ internal static class Planner
         private readonly NetworkSpec _spec;
         private readonly int _size;
         private readonly List<ModulePlan> _modules = new();
-        private readonly List<OpPlan> _ops = new();
+        private readonly List<StepPlan> _steps = new();
         private readonly List<FeaturePlan> _features = new();
         private readonly List<SummaryRow> _rows = new();
         public readonly List<ShapeIssue> Issues = new();
-        private int _nextTensor = 1;
 
         public Builder(NetworkSpec spec)
         {
@@ -56,10 +66,9 @@ internal static class Planner
 
         public NetworkPlan Run()
         {
-            var x = 0;
             var shape = new Shape(_spec.InChannels, _size, _size);
-            (x, shape) = Stem(x, shape);
-            _features.Add(new FeaturePlan("Stem", x, shape));
+            shape = Stem(shape);
+            Keep("Stem", shape);
 
             var inplanes = _spec.BaseWidth;
             var dilation = 1;
@@ -80,7 +89,7 @@ internal static class Planner
                 if (stage > 0 && !reportedNoContext && shape.Height == 1 && shape.Width == 1)
                 {
                     reportedNoContext = true;
-                    Issues.Add(Issue("RNG0009", _spec.InputSize != 0 ? ArgumentSlot.InputSize : ArgumentSlot.Attribute, Size, name));
+                    Issues.Add(Issue(ShapeProblem.NoSpatialContext, _spec.InputSize != 0 ? ArgumentSlot.InputSize : ArgumentSlot.Attribute, Size, name));
                 }
                 var stageRow = _rows.Count;
                 _rows.Add(new SummaryRow(1, name, "Stage", default, 0));
@@ -90,9 +99,9 @@ internal static class Planner
                     var blockName = name + "." + block.ToString(CultureInfo.InvariantCulture);
                     var first = block == 0;
                     var before = TotalParameters();
-                    (x, shape) = _spec.Block == BlockKind.Bottleneck
-                        ? Bottleneck(blockName, x, shape, planes, first ? stride : 1, first ? previousDilation : dilation, inplanes)
-                        : Basic(blockName, x, shape, planes, first ? stride : 1, inplanes);
+                    shape = _spec.Block == BlockKind.Bottleneck
+                        ? Bottleneck(blockName, shape, planes, first ? stride : 1, first ? previousDilation : dilation, inplanes)
+                        : Basic(blockName, shape, planes, first ? stride : 1, inplanes);
                     var blockParams = TotalParameters() - before;
                     stageParams += blockParams;
                     _rows.Add(new SummaryRow(2, block.ToString(CultureInfo.InvariantCulture),
@@ -100,31 +109,25 @@ internal static class Planner
                     inplanes = planes * expansion;
                 }
                 _rows[stageRow] = new SummaryRow(1, name, "Stage", shape, stageParams);
-                _features.Add(new FeaturePlan("Layer" + (stage + 1).ToString(CultureInfo.InvariantCulture), x, shape));
+                Keep("Layer" + (stage + 1).ToString(CultureInfo.InvariantCulture), shape);
             }
-            var featureTensors = _features.Select(f => f.Tensor).ToList();
-            var lastFeatureOp = _ops.Count;
+            _steps.Add(new StepPlan(StepKind.EndOfFeatures, X));
 
             var pooled = Shape.Vector(shape.Channels);
-            x = Emit(OpKind.GlobalAveragePool, x, pooled, comment: "avgpool: global average over height and width");
+            Step(StepKind.Pool, X, X, pooled, comment: "avgpool: global average over height and width");
             _rows.Add(new SummaryRow(1, "avgpool", "AdaptiveAvgPool2d", pooled, 0));
+            shape = pooled;
             if (_spec.NumClasses > 0)
             {
-                var fc = AddModule(new ModulePlan("fc", ModuleKind.Linear, shape.Channels, _spec.NumClasses, Bias: true,
+                var fc = AddModule(new ModulePlan("fc", ModuleKind.Linear, shape.Channels, _spec.NumClasses,
                     Parameters: (long)shape.Channels * _spec.NumClasses + _spec.NumClasses,
                     MultAdds: (long)shape.Channels * _spec.NumClasses,
                     Output: Shape.Vector(_spec.NumClasses)));
-                x = Call(fc, x);
+                Step(StepKind.Linear, X, X, fc.Output, module: fc.Path, comment: "fc");
                 shape = fc.Output;
                 _rows.Add(new SummaryRow(1, "fc", "Linear", shape, fc.Parameters));
             }
-            else
-            {
-                shape = pooled;
-            }
 
-            var ops = WithDisposal(_ops, x, keep: new HashSet<int>());
-            var featureOps = WithDisposal(_ops.Take(lastFeatureOp).ToList(), -1, keep: new HashSet<int>(featureTensors));
             return new NetworkPlan(
                 _spec.Target,
                 _spec.AttributeText,
@@ -133,17 +136,20 @@ internal static class Planner
                 _size,
                 _spec.NumClasses,
                 _modules.ToEquatableArray(),
-                ops.ToEquatableArray(),
-                x,
+                _steps.ToEquatableArray(),
                 shape,
                 _features.ToEquatableArray(),
                 _rows.ToEquatableArray(),
                 TotalParameters(),
-                _modules.Sum(m => m.MultAdds))
-            {
-                FeatureOps = featureOps.ToEquatableArray(),
-                FusedOps = WithDisposal(Fold(_ops, _modules), x, keep: new HashSet<int>()).ToEquatableArray(),
-            };
+                _modules.Sum(m => m.MultAdds));
+        }
+
+        private const string X = "x", Branch = "branch", Identity = "identity";
+
+        private void Keep(string name, Shape shape)
+        {
+            _steps.Add(new StepPlan(StepKind.Keep, X, Feature: _features.Count));
+            _features.Add(new FeaturePlan(name, shape));
         }
 
         private string Size => _size.ToString(CultureInfo.InvariantCulture);
@@ -160,67 +166,64 @@ internal static class Planner
             return text;
         }
 
-        private (int, Shape) Stem(int x, Shape shape)
+        private Shape Stem(Shape shape)
         {
             var cifar = _spec.Stem == StemKind.Cifar;
             var conv1 = Conv("conv1", shape, _spec.BaseWidth, cifar ? 3 : 7, cifar ? 1 : 2, cifar ? 1 : 3);
-            x = Call(conv1, x);
             _rows.Add(new SummaryRow(1, "conv1", "Conv2d", conv1.Output, conv1.Parameters));
             var bn1 = Norm("bn1", conv1.Output);
-            x = Call(bn1, x);
+            ConvNorm(X, X, conv1, bn1);
             _rows.Add(new SummaryRow(1, "bn1", "BatchNorm2d", bn1.Output, bn1.Parameters));
-            x = Relu(x, bn1.Output);
+            Relu(X, bn1.Output);
             _rows.Add(new SummaryRow(1, "relu", "ReLU", bn1.Output, 0));
             shape = bn1.Output;
             if (!cifar)
             {
                 var pooled = new Shape(shape.Channels, ConvOut(shape.Height, 3, 2, 1), ConvOut(shape.Width, 3, 2, 1));
                 CheckNotEmpty("maxpool", pooled);
-                x = Emit(OpKind.MaxPool, x, pooled, comment: "maxpool: 3×3, stride 2, padding 1");
+                Step(StepKind.MaxPool, X, X, pooled, comment: "maxpool: 3×3, stride 2, padding 1");
                 _rows.Add(new SummaryRow(1, "maxpool", "MaxPool2d", pooled, 0));
                 shape = pooled;
             }
-            return (x, shape);
+            return shape;
         }
 
-        private (int, Shape) Basic(string name, int x, Shape shape, int planes, int stride, int inplanes)
+        private Shape Basic(string name, Shape shape, int planes, int stride, int inplanes)
         {
             var conv1 = Conv(name + ".conv1", shape, planes, 3, stride, 1);
-            var t = Call(conv1, x);
             var bn1 = Norm(name + ".bn1", conv1.Output);
-            t = Relu(Call(bn1, t), bn1.Output);
+            ConvNorm(Branch, X, conv1, bn1);
+            Relu(Branch, bn1.Output);
             var conv2 = Conv(name + ".conv2", bn1.Output, planes, 3, 1, 1);
-            t = Call(conv2, t);
             var bn2 = Norm(name + ".bn2", conv2.Output, zeroInit: _spec.ZeroInitResidual);
-            t = Call(bn2, t);
-            return Residual(name, x, shape, t, bn2.Output, stride, inplanes, planes);
+            ConvNorm(Branch, Branch, conv2, bn2);
+            return Residual(name, shape, bn2.Output, stride, inplanes, planes);
         }
 
-        private (int, Shape) Bottleneck(string name, int x, Shape shape, int planes, int stride, int dilation, int inplanes)
+        private Shape Bottleneck(string name, Shape shape, int planes, int stride, int dilation, int inplanes)
         {
             var width = BottleneckWidth(planes, _spec.WidthPerGroup, _spec.Groups);
             var strideOn1x1 = _spec.StrideAt == StrideAtKind.Conv1x1;
             var conv1 = Conv(name + ".conv1", shape, width, 1, strideOn1x1 ? stride : 1, 0);
-            var t = Call(conv1, x);
             var bn1 = Norm(name + ".bn1", conv1.Output);
-            t = Relu(Call(bn1, t), bn1.Output);
+            ConvNorm(Branch, X, conv1, bn1);
+            Relu(Branch, bn1.Output);
             var conv2 = Conv(name + ".conv2", bn1.Output, width, 3, strideOn1x1 ? 1 : stride, dilation, dilation, _spec.Groups);
-            t = Call(conv2, t);
             var bn2 = Norm(name + ".bn2", conv2.Output);
-            t = Relu(Call(bn2, t), bn2.Output);
+            ConvNorm(Branch, Branch, conv2, bn2);
+            Relu(Branch, bn2.Output);
             var conv3 = Conv(name + ".conv3", bn2.Output, planes * Expansion, 1, 1, 0);
-            t = Call(conv3, t);
             var bn3 = Norm(name + ".bn3", conv3.Output, zeroInit: _spec.ZeroInitResidual);
-            t = Call(bn3, t);
-            return Residual(name, x, shape, t, bn3.Output, stride, inplanes, planes * Expansion);
+            ConvNorm(Branch, Branch, conv3, bn3);
+            return Residual(name, shape, bn3.Output, stride, inplanes, planes * Expansion);
         }
 
-        /// <summary>The shortcut, the in-place add and the final ReLU of a block.</summary>
-        private (int, Shape) Residual(string name, int x, Shape inShape, int branch, Shape branchShape, int stride, int inplanes, int outplanes)
+        /// <summary>The shortcut, the in-place add and the final ReLU of a block; the block's output becomes x.</summary>
+        private Shape Residual(string name, Shape inShape, Shape branchShape, int stride, int inplanes, int outplanes)
         {
             var changes = stride != 1 || inplanes != outplanes;
-            int shortcut;
-            Shape shortcutShape;
+            var shortcut = X;
+            var shortcutShape = inShape;
             string reason = "";
             switch (_spec.Shortcut)
             {
@@ -228,43 +231,43 @@ internal static class Planner
                 case ShortcutKind.AllProjection:
                 {
                     var conv = Conv(name + ".downsample.0", inShape, outplanes, 1, stride, 0);
-                    shortcut = Call(conv, x);
                     var bn = Norm(name + ".downsample.1", conv.Output);
-                    shortcut = Call(bn, shortcut);
+                    ConvNorm(Identity, X, conv, bn);
+                    shortcut = Identity;
                     shortcutShape = bn.Output;
                     break;
                 }
                 case ShortcutKind.ZeroPad when changes:
                     shortcutShape = new Shape(outplanes, Subsample(inShape.Height, stride), Subsample(inShape.Width, stride));
-                    shortcut = Emit(OpKind.ZeroPadShortcut, x, shortcutShape, stride: stride, padChannels: outplanes - inplanes,
+                    Step(StepKind.ZeroPad, Identity, X, shortcutShape, stride: stride, padChannels: outplanes - inplanes,
                         comment: $"shortcut: subsample by {stride}, append {outplanes - inplanes} zero channels");
+                    shortcut = Identity;
                     break;
                 case ShortcutKind.AvgPoolZeroPad when changes:
                     shortcutShape = stride == 1
                         ? new Shape(outplanes, inShape.Height, inShape.Width)
                         : new Shape(outplanes, ConvOut(inShape.Height, 2, 2, 0), ConvOut(inShape.Width, 2, 2, 0));
                     CheckNotEmpty(name + ".shortcut", shortcutShape);
-                    shortcut = Emit(OpKind.AvgPoolZeroPadShortcut, x, shortcutShape, stride: stride, padChannels: outplanes - inplanes,
+                    Step(StepKind.AvgPoolZeroPad, Identity, X, shortcutShape, stride: stride, padChannels: outplanes - inplanes,
                         comment: $"shortcut: append {outplanes - inplanes} zero channels, then {(stride == 1 ? "no pooling" : "2×2 average pooling")}");
+                    shortcut = Identity;
                     reason = "2×2 average pooling floors an odd size while the strided convolution rounds it up";
-                    break;
-                default:
-                    shortcut = x;
-                    shortcutShape = inShape;
                     break;
             }
             if (shortcutShape != branchShape)
             {
-                Issues.Add(Issue("RNG0008", _spec.Shortcut == ShortcutKind.AvgPoolZeroPad ? ArgumentSlot.Shortcut : ArgumentSlot.Attribute,
+                Issues.Add(Issue(ShapeProblem.ShortcutMismatch, _spec.Shortcut == ShortcutKind.AvgPoolZeroPad ? ArgumentSlot.Shortcut : ArgumentSlot.Attribute,
                     Size, name, branchShape.Format(), shortcutShape.Format(),
                     reason.Length > 0 ? reason : "the shapes differ",
                     _spec.Shortcut == ShortcutKind.AvgPoolZeroPad
                         ? "Use an InputSize whose feature maps stay even, or Shortcut.ZeroPad (which rounds up like the convolution)."
                         : "Use another InputSize or Shortcut."));
             }
-            var sum = Emit(OpKind.AddInPlace, branch, branchShape, other: shortcut, comment: $"{name}: residual add");
-            var result = Relu(sum, branchShape);
-            return (result, branchShape);
+            _steps.Add(new StepPlan(StepKind.Add, Branch, Other: shortcut, Shape: branchShape, Comment: $"{name}: residual add"));
+            if (shortcut == Identity) _steps.Add(new StepPlan(StepKind.Release, Identity));
+            Relu(Branch, branchShape);
+            _steps.Add(new StepPlan(StepKind.Move, X, Branch, Comment: $"{name} output"));
+            return branchShape;
         }
 
         private ModulePlan Conv(string path, Shape input, int outChannels, int kernel, int stride, int padding, int dilation = 1, int groups = 1)
@@ -293,80 +296,19 @@ internal static class Planner
         private void CheckNotEmpty(string layer, Shape shape)
         {
             if (shape.Height > 0 && shape.Width > 0) return;
-            if (Issues.Any(i => i.Id == "RNG0007")) return; // the first vanishing layer is the one to fix
-            Issues.Add(Issue("RNG0007", _spec.InputSize != 0 ? ArgumentSlot.InputSize : ArgumentSlot.Attribute, Size, layer, shape.Format()));
+            if (Issues.Any(i => i.Problem == ShapeProblem.VanishingFeatureMap)) return; // the first vanishing layer is the one to fix
+            Issues.Add(Issue(ShapeProblem.VanishingFeatureMap, _spec.InputSize != 0 ? ArgumentSlot.InputSize : ArgumentSlot.Attribute, Size, layer, shape.Format()));
         }
 
-        private int Call(ModulePlan module, int x) =>
-            Emit(OpKind.Call, x, module.Output, module: module.Path, comment: module.Path);
+        private void ConvNorm(string target, string source, ModulePlan conv, ModulePlan norm) =>
+            _steps.Add(new StepPlan(StepKind.ConvNorm, target, source, Module: conv.Path, Norm: norm.Path, Shape: norm.Output,
+                Comment: $"{conv.Path}, {norm.Path.Substring(norm.Path.LastIndexOf('.') + 1)}"));
 
-        private int Relu(int x, Shape shape)
-        {
-            _ops.Add(new OpPlan(OpKind.ReluInPlace, x, x, Shape: shape));
-            return x;
-        }
+        private void Relu(string target, Shape shape) => _steps.Add(new StepPlan(StepKind.Relu, target, Shape: shape, Comment: "relu"));
 
-        private int Emit(OpKind kind, int x, Shape shape, int other = -1, string? module = null, int stride = 1, int padChannels = 0, string? comment = null)
-        {
-            var result = kind == OpKind.AddInPlace ? x : _nextTensor++;
-            _ops.Add(new OpPlan(kind, result, x, other, module, stride, padChannels, shape, Comment: comment));
-            return result;
-        }
+        private void Step(StepKind kind, string target, string source, Shape shape, string? module = null, int stride = 1, int padChannels = 0, string? comment = null) =>
+            _steps.Add(new StepPlan(kind, target, source, Module: module, Stride: stride, PadChannels: padChannels, Shape: shape, Comment: comment));
 
-        private static ShapeIssue Issue(string id, ArgumentSlot slot, params string[] args) => new(id, slot, args.ToEquatableArray());
-    }
-
-    /// <summary>
-    /// Folds each batch-norm into the convolution whose output it reads: the pair becomes one step producing the
-    /// batch-norm's tensor, and the convolution's own tensor disappears.
-    /// </summary>
-    private static List<OpPlan> Fold(List<OpPlan> ops, List<ModulePlan> modules)
-    {
-        var kinds = modules.ToDictionary(m => m.Path, m => m.Kind);
-        var result = new List<OpPlan>(ops.Count);
-        for (var i = 0; i < ops.Count; i++)
-        {
-            var op = ops[i];
-            if (op.Kind == OpKind.Call && kinds[op.Module!] == ModuleKind.Conv2d
-                && i + 1 < ops.Count && ops[i + 1] is { Kind: OpKind.Call } next && next.Arg == op.Result && kinds[next.Module!] == ModuleKind.BatchNorm2d)
-            {
-                result.Add(new OpPlan(OpKind.FusedCall, next.Result, op.Arg, Module: op.Module, Norm: next.Module, Shape: next.Shape,
-                    Comment: $"{op.Module} with {next.Module} folded in"));
-                i++;
-                continue;
-            }
-            result.Add(op);
-        }
-        return result;
-    }
-
-    /// <summary>
-    /// Exact liveness: each tensor is disposed right after the op that reads it last, tensor 0 included (the forward's
-    /// own handle on the input, never the caller's). The returned tensor and the tensors in <paramref name="keep"/> are
-    /// never disposed.
-    /// </summary>
-    private static List<OpPlan> WithDisposal(List<OpPlan> ops, int output, HashSet<int> keep)
-    {
-        var lastUse = new Dictionary<int, int>();
-        for (var i = 0; i < ops.Count; i++)
-        {
-            lastUse[ops[i].Arg] = i;
-            if (ops[i].Other >= 0) lastUse[ops[i].Other] = i;
-            lastUse[ops[i].Result] = Math.Max(i, lastUse.TryGetValue(ops[i].Result, out var u) ? u : i);
-        }
-        var result = new List<OpPlan>(ops.Count);
-        for (var i = 0; i < ops.Count; i++)
-        {
-            var op = ops[i];
-            var dispose = new List<int>();
-            foreach (var t in op.Other >= 0 ? new[] { op.Arg, op.Other } : new[] { op.Arg })
-            {
-                // An in-place op's argument lives on as its result.
-                if (t == op.Result) continue;
-                if (t != output && !keep.Contains(t) && lastUse[t] == i && !dispose.Contains(t)) dispose.Add(t);
-            }
-            result.Add(op with { Dispose = dispose.ToEquatableArray() });
-        }
-        return result;
+        private static ShapeIssue Issue(ShapeProblem problem, ArgumentSlot slot, params string[] args) => new(problem, slot, args.ToEquatableArray());
     }
 }
