@@ -1,3 +1,4 @@
+using System.Linq;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp.Syntax;
 using ResNetGen.Generator.Diagnostics;
@@ -17,6 +18,7 @@ internal static class TypeNames
 internal static class TrackingNames
 {
     public const string Parse = nameof(Parse);
+    public const string Spec = nameof(Spec);
     public const string Plan = nameof(Plan);
     public const string Diagnostics = nameof(Diagnostics);
     public const string Source = nameof(Source);
@@ -44,14 +46,19 @@ public sealed class ResNetGenerator : IIncrementalGenerator
                 transform: static (ctx, ct) => SafeParse(ctx, ct))
             .WithTrackingName(TrackingNames.Parse);
 
-        // 2. Plan and check: the unrolled network and every diagnostic.
+        // 2. Plan and check, from the spec alone: no locations reach this step, so moving an attribute (or editing
+        //    around it) re-runs neither planning nor emission.
         var planned = parsed
-            .Select(static (parse, _) => Checker.Run(parse))
+            .Select(static (parse, _) => PlanInput.From(parse))
+            .WithTrackingName(TrackingNames.Spec)
+            .Select(static (input, _) => Checker.Plan(input))
             .WithTrackingName(TrackingNames.Plan);
 
-        // 3a. Diagnostics, on their own output.
-        var diagnostics = planned
-            .Select(static (result, _) => result.Diagnostics)
+        // 3a. Diagnostics, on their own output: the plan's problems placed on the arguments the parse located. Both
+        //     lists come from the same attributes in the same order.
+        var diagnostics = parsed.Collect()
+            .Combine(planned.Collect())
+            .Select(static (pair, _) => pair.Left.Zip(pair.Right, Checker.Place).SelectMany(d => d).ToEquatableArray())
             .WithTrackingName(TrackingNames.Diagnostics);
         // Reported against the attributed files' own syntax trees (not a rebuilt path-and-span location), so that
         // #pragma warning disable and .editorconfig severities apply. The trees come from a cheap step of their own,

@@ -4,6 +4,7 @@ using System.Linq;
 using System.Reflection;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp;
+using ResNetGen.Generator.Diagnostics;
 using ResNetGen.Generator.Model;
 using ResNetGen.Generator.Parsing;
 using ResNetGen.Generator.Planning;
@@ -15,7 +16,7 @@ namespace ResNetGen.Generator.Tests.Generation;
 /// <summary>The incremental pipeline: what it caches, what it reruns, and what its models may hold.</summary>
 public class PipelineTests
 {
-    private static readonly string[] Steps = { TrackingNames.Parse, TrackingNames.Plan, TrackingNames.Diagnostics, TrackingNames.Source };
+    private static readonly string[] Steps = { TrackingNames.Parse, TrackingNames.Spec, TrackingNames.Plan, TrackingNames.Diagnostics, TrackingNames.Source };
 
     private const string Network = """
         using ResNetGen;
@@ -49,7 +50,7 @@ public class PipelineTests
     }
 
     [Fact]
-    public void Moving_the_attribute_reparses_but_regenerates_no_source()
+    public void Moving_the_attribute_reparses_but_neither_plans_nor_generates_again()
     {
         var compilation = GeneratorHarness.Compilation(Network);
         var driver = GeneratorHarness.Driver().RunGenerators(compilation);
@@ -57,8 +58,24 @@ public class PipelineTests
         var moved = compilation.ReplaceSyntaxTree(tree, CSharpSyntaxTree.ParseText("// a new first line\n" + Network, GeneratorHarness.ParseOptions, tree.FilePath));
         var result = driver.RunGenerators(moved).GetRunResult().Results.Single();
         Assert.Contains(result.TrackedSteps[TrackingNames.Parse].SelectMany(s => s.Outputs), o => o.Reason == IncrementalStepRunReason.Modified);
-        Assert.All(result.TrackedSteps[TrackingNames.Source].SelectMany(s => s.Outputs),
-            o => Assert.True(o.Reason is IncrementalStepRunReason.Cached or IncrementalStepRunReason.Unchanged, $"source step was {o.Reason}"));
+        // The spec it yields is unchanged, so the plan step is not run again (Cached), nor the emission.
+        Assert.All(result.TrackedSteps[TrackingNames.Spec].SelectMany(s => s.Outputs), o => Assert.Equal(IncrementalStepRunReason.Unchanged, o.Reason));
+        Assert.All(result.TrackedSteps[TrackingNames.Plan].SelectMany(s => s.Outputs), o => Assert.Equal(IncrementalStepRunReason.Cached, o.Reason));
+        Assert.All(result.TrackedSteps[TrackingNames.Source].SelectMany(s => s.Outputs), o => Assert.Equal(IncrementalStepRunReason.Cached, o.Reason));
+    }
+
+    [Fact]
+    public void Moving_an_attribute_with_an_error_moves_its_diagnostic()
+    {
+        var bad = Network.Replace("3, 4, 6, 3)", "3, 4, 6, 3, Groups = 0)");
+        var compilation = GeneratorHarness.Compilation(bad);
+        var driver = GeneratorHarness.Driver().RunGenerators(compilation);
+        var before = driver.GetRunResult().Diagnostics.Single(d => d.Id == "RNG0006").Location.GetLineSpan().StartLinePosition.Line;
+        var tree = compilation.SyntaxTrees.Single();
+        var moved = compilation.ReplaceSyntaxTree(tree, CSharpSyntaxTree.ParseText("// one\n// two\n" + bad, GeneratorHarness.ParseOptions, tree.FilePath));
+        var run = driver.RunGenerators(moved).GetRunResult();
+        Assert.Equal(before + 2, run.Diagnostics.Single(d => d.Id == "RNG0006").Location.GetLineSpan().StartLinePosition.Line);
+        Assert.All(run.Results.Single().TrackedSteps[TrackingNames.Plan].SelectMany(s => s.Outputs), o => Assert.Equal(IncrementalStepRunReason.Cached, o.Reason));
     }
 
     [Fact]
@@ -95,6 +112,25 @@ public class PipelineTests
         Assert.Contains(typeof(NetworkSpec), seen);
         Assert.Contains(typeof(ModulePlan), seen);
         Assert.Contains(typeof(LocationInfo), seen);
+
+        // The plan step's input and output hold no location at all.
+        seen.Clear();
+        stack = new Stack<Type>(new[] { typeof(PlanInput), typeof(PlanResult) });
+        while (stack.Count > 0)
+        {
+            var type = stack.Pop();
+            if (!seen.Add(type) || type.IsPrimitive || type.IsEnum || type == typeof(string)) continue;
+            Assert.NotEqual(typeof(LocationInfo), type);
+            Assert.NotEqual(typeof(ArgumentLocation), type);
+            if (type.IsGenericType) foreach (var argument in type.GetGenericArguments()) stack.Push(argument);
+            if (Nullable.GetUnderlyingType(type) is { } inner) stack.Push(inner);
+            if (type.Namespace?.StartsWith("ResNetGen", StringComparison.Ordinal) != true) continue;
+            foreach (var property in type.GetProperties(BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance))
+            {
+                if (property.GetIndexParameters().Length == 0) stack.Push(property.PropertyType);
+            }
+        }
+        Assert.Contains(typeof(SpecProblem), seen);
     }
 
     [Theory]

@@ -7,45 +7,60 @@ using ResNetGen.Generator.Planning;
 
 namespace ResNetGen.Generator.Diagnostics;
 
+/// <summary>A problem found in a spec, before it is placed: the diagnostic, the argument at fault, the message's arguments.</summary>
+internal sealed record SpecProblem(string Id, ArgumentSlot Slot, int Index, EquatableArray<string> Args);
+
+/// <summary>The plan step's input: the spec, and whether the parse found an error that forbids generating (RNG0001, RNG0011).</summary>
+internal sealed record PlanInput(NetworkSpec? Spec, bool Blocked)
+{
+    public static PlanInput From(ParseResult parse) => new(parse.Spec,
+        parse.Diagnostics.Any(d => DiagnosticDescriptors.ById(d.Id).DefaultSeverity == Microsoft.CodeAnalysis.DiagnosticSeverity.Error));
+}
+
+/// <summary>The plan step's output: a plan where the spec allows one, and every problem the checks found (no locations).</summary>
+internal sealed record PlanResult(NetworkPlan? Plan, EquatableArray<SpecProblem> Problems);
+
 /// <summary>
-/// Turns a parsed spec into a plan and diagnostics: the value rules first (RNG0002–RNG0006, which make a plan
-/// meaningless), then the shape rules the planner found (RNG0007–RNG0009), each placed on the argument at fault.
+/// Turns a spec into a plan and problems: the value rules first (RNG0002–RNG0006, RNG0012, which make a plan
+/// meaningless), then the shape rules the planner found (RNG0007–RNG0009). It sees no locations, so moving an
+/// attribute re-runs neither planning nor emission; <see cref="Place"/> puts the problems on the arguments at fault.
 /// </summary>
 internal static class Checker
 {
-    public static PlanResult Run(ParseResult parse)
+    public static PlanResult Plan(PlanInput input)
     {
-        var diagnostics = parse.Diagnostics.ToList();
-        var spec = parse.Spec;
-        if (spec is null) return new PlanResult(null, diagnostics.ToEquatableArray());
+        var spec = input.Spec;
+        if (spec is null) return new PlanResult(null, EquatableArray<SpecProblem>.Empty);
+        var problems = new List<SpecProblem>();
         try
         {
-            var valueErrors = CheckValues(spec, parse.Locations);
-            diagnostics.AddRange(valueErrors);
-            if (valueErrors.Count > 0) return new PlanResult(null, diagnostics.ToEquatableArray());
+            problems.AddRange(CheckValues(spec));
+            if (problems.Count > 0) return new PlanResult(null, problems.ToEquatableArray());
 
             var (plan, issues) = Planner.Build(spec);
             foreach (var issue in issues)
-            {
-                diagnostics.Add(new DiagnosticInfo(DiagnosticDescriptors.For(issue.Problem).Id, SpecParser.Find(parse.Locations, issue.Slot), issue.Args));
-            }
-            var blocking = diagnostics.Any(d => DiagnosticDescriptors.ById(d.Id).DefaultSeverity == Microsoft.CodeAnalysis.DiagnosticSeverity.Error);
-            return new PlanResult(blocking ? null : plan, diagnostics.ToEquatableArray());
+                problems.Add(new SpecProblem(DiagnosticDescriptors.For(issue.Problem).Id, issue.Slot, 0, issue.Args));
+            var blocking = input.Blocked || problems.Any(p => DiagnosticDescriptors.ById(p.Id).DefaultSeverity == Microsoft.CodeAnalysis.DiagnosticSeverity.Error);
+            return new PlanResult(blocking ? null : plan, problems.ToEquatableArray());
         }
         catch (System.Exception e) when (e is not System.OperationCanceledException)
         {
-            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InternalError,
-                SpecParser.Find(parse.Locations, ArgumentSlot.Attribute), spec.Target.Name, e.GetType().Name + ": " + e.Message));
-            return new PlanResult(null, diagnostics.ToEquatableArray());
+            problems.Add(new SpecProblem(DiagnosticDescriptors.InternalError.Id, ArgumentSlot.Attribute, 0,
+                new[] { spec.Target.Name, e.GetType().Name + ": " + e.Message }.ToEquatableArray()));
+            return new PlanResult(null, problems.ToEquatableArray());
         }
     }
 
+    /// <summary>The parse's own diagnostics and the plan's problems, each on the argument at fault.</summary>
+    public static IEnumerable<DiagnosticInfo> Place(ParseResult parse, PlanResult plan) =>
+        parse.Diagnostics.Concat(plan.Problems.Select(p => new DiagnosticInfo(p.Id, SpecParser.Find(parse.Locations, p.Slot, p.Index), p.Args)));
+
     /// <summary>The rules on the attribute's values alone.</summary>
-    public static List<DiagnosticInfo> CheckValues(NetworkSpec spec, EquatableArray<ArgumentLocation> locations)
+    public static List<SpecProblem> CheckValues(NetworkSpec spec)
     {
-        var result = new List<DiagnosticInfo>();
+        var result = new List<SpecProblem>();
         void Add(Microsoft.CodeAnalysis.DiagnosticDescriptor d, ArgumentSlot slot, int index, params string[] args) =>
-            result.Add(DiagnosticInfo.Create(d, SpecParser.Find(locations, slot, index), args));
+            result.Add(new SpecProblem(d.Id, slot, index, args.ToEquatableArray()));
         string S(int v) => v.ToString(CultureInfo.InvariantCulture);
 
         void Enum<T>(ArgumentSlot slot, T value) where T : struct, System.Enum

@@ -121,6 +121,3 @@ internal sealed record NetworkPlan(
     EquatableArray<SummaryRow> SummaryRows,
     long ParameterCount,
     long MultAdds);
-
-/// <summary>The plan step's output: a plan where the spec allows one, and every diagnostic the checks found.</summary>
-internal sealed record PlanResult(NetworkPlan? Plan, EquatableArray<DiagnosticInfo> Diagnostics);
