@@ -85,6 +85,11 @@ public class DiagnosticTests
         new Expected("RNG0006", Error, "InputSize = -5", "InputSize is -5"));
 
     [Fact]
+    public void RNG0013_stages_past_two_to_the_20_channels_are_not_called_a_non_positive_size() =>
+        Check(Net("ResNet(Block.Basic, 2, 2, 2, 2, BaseWidth = 1 << 19)"),
+            new Expected("RNG0013", Error, "2", "4 stages starting at BaseWidth 524288 reach 4194304 channels", "fewer stages or a smaller BaseWidth"));
+
+    [Fact]
     public void RNG0006_bottleneck_width_rounds_to_zero() => Check(Net("ResNet(Block.Bottleneck, 3, 4, 6, 3, WidthPerGroup = 1, BaseWidth = 16)"),
         new Expected("RNG0006", Error, "WidthPerGroup = 1", "(int)(16 × 1 / 64) × 1 = 0", "Raise WidthPerGroup"));
 

@@ -102,10 +102,11 @@ internal static class Checker
                     $"The bottleneck width of layer1 is (int)({S(spec.BaseWidth)} × {S(spec.WidthPerGroup)} / 64) × {S(spec.Groups)} = {S(width)}",
                     "Raise WidthPerGroup or BaseWidth so that BaseWidth × WidthPerGroup ≥ 64.");
         }
-        if (spec.Layers.Count > 24 || (spec.BaseWidth > 0 && spec.Layers.Count > 0 && (long)spec.BaseWidth << (spec.Layers.Count - 1) > 1 << 20))
-            Add(DiagnosticDescriptors.NonPositiveSize, ArgumentSlot.Layers, 0,
-                $"{S(spec.Layers.Count)} stages starting at BaseWidth {S(spec.BaseWidth)} reach more than 2^20 channels",
-                "Use fewer stages or a smaller BaseWidth.");
+        if (spec.BaseWidth > 0 && spec.Layers.Count > 0 && (spec.Layers.Count > 24 || (long)spec.BaseWidth << (spec.Layers.Count - 1) > 1 << 20))
+        {
+            var last = (System.Numerics.BigInteger)spec.BaseWidth << (spec.Layers.Count - 1);
+            Add(DiagnosticDescriptors.TooManyChannels, ArgumentSlot.Layers, 0, S(spec.Layers.Count), S(spec.BaseWidth), last.ToString(CultureInfo.InvariantCulture));
+        }
 
         if (spec.Block == BlockKind.Basic)
         {

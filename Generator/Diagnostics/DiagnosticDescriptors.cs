@@ -56,6 +56,10 @@ internal static class DiagnosticDescriptors
         "RNG0012", "An enum argument is not one of its members",
         "{0} is {1}, which is not a member of {2}. Use one of: {3}.");
 
+    public static readonly DiagnosticDescriptor TooManyChannels = Error(
+        "RNG0013", "The network grows past 2^20 channels",
+        "{0} stages starting at BaseWidth {1} reach {2} channels in the last stage, past the 2^20 a network can hold. Use fewer stages or a smaller BaseWidth.");
+
     public static readonly DiagnosticDescriptor InternalError = Error(
         "RNG0099", "ResNetGen failed unexpectedly",
         "ResNetGen could not generate '{0}': {1}. This is a bug in ResNetGen; please report it with the attribute you used.");
@@ -63,7 +67,7 @@ internal static class DiagnosticDescriptors
     public static IEnumerable<DiagnosticDescriptor> All => new[]
     {
         NotAPartialClass, NoStages, BasicBlockWidth, BasicBlockDilation, DilateStagesLength, NonPositiveSize,
-        FeatureMapVanishes, ShortcutShapeMismatch, NoSpatialContext, WrongInputShape, MemberAlreadyDeclared, UndefinedEnumValue, InternalError,
+        FeatureMapVanishes, ShortcutShapeMismatch, NoSpatialContext, WrongInputShape, MemberAlreadyDeclared, UndefinedEnumValue, TooManyChannels, InternalError,
     };
 
     /// <summary>The descriptor of a catalogue ID; an ID outside the catalogue is a bug, and fails loudly.</summary>
