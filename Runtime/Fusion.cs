@@ -62,12 +62,10 @@ public sealed class FoldedConvolution : IDisposable
         using (torch.no_grad())
         {
             var weight = _conv.weight ?? throw new InvalidOperationException("the convolution has no weight");
-            var (w, b) = torch.nn.utils.fuse_conv_bn_weights(weight, _conv.bias, _norm.running_mean!, _norm.running_var!, _norm.eps, _norm.weight, _norm.bias);
+            var (w, b) = Fold(weight, _conv.bias, _norm.running_mean!, _norm.running_var!, _norm.eps, _norm.weight, _norm.bias);
             var (oldWeight, oldBias) = (_weight, _bias);
-            _weight = w.detach();
-            _bias = b.detach();
-            w.Dispose();
-            b.Dispose();
+            _weight = w;
+            _bias = b;
             oldWeight?.Dispose();
             oldBias?.Dispose();
         }
@@ -75,6 +73,33 @@ public sealed class FoldedConvolution : IDisposable
         _eps = _norm.eps;
         Folds++;
         return true;
+    }
+
+    /// <summary>
+    /// PyTorch's <c>fuse_conv_bn_weights</c>, op for op: w·γ/√(σ²+ε) and (b − μ)/√(σ²+ε)·γ + β. Written here rather than
+    /// called from TorchSharp, whose version passes ε as a temporary scalar the garbage collector may finalize while
+    /// libtorch still reads it (seen as an intermittent "Expected false to be true" in Scalar::toFloat); every scalar
+    /// and intermediate here is held until the fold is done, and disposed then.
+    /// </summary>
+    internal static (torch.Tensor Weight, torch.Tensor Bias) Fold(torch.Tensor convWeight, torch.Tensor? convBias, torch.Tensor mean,
+        torch.Tensor variance, double eps, torch.Tensor? gamma, torch.Tensor? beta)
+    {
+        using var one = 1.ToScalar();
+        using var minusOne = (-1).ToScalar();
+        using var epsilon = torch.tensor(eps, dtype: variance.dtype, device: variance.device);
+        using var shifted = variance.add(epsilon, one);
+        using var rsqrt = shifted.rsqrt();
+        using var scale = gamma is null ? rsqrt.alias() : gamma.mul(rsqrt);
+        using var column = scale.reshape(-1, 1, 1, 1);
+        using var weight = convWeight.mul(column);
+        using var bias = convBias is null ? torch.zeros_like(mean) : convBias.detach();
+        using var centred = bias.add(mean, minusOne); // b − μ, as sub computes it
+        using var normalised = centred.mul(rsqrt);
+        using var scaled = gamma is null ? normalised.alias() : normalised.mul(gamma);
+        using var shiftedBias = beta is null ? scaled.alias() : scaled.add(beta, one);
+        return (As(weight, convWeight.dtype), As(shiftedBias, bias.dtype));
+
+        static torch.Tensor As(torch.Tensor t, torch.ScalarType dtype) => t.dtype == dtype ? t.detach() : t.to(dtype);
     }
 
     /// <summary>Forgets what the fold was made from; the next use folds again.</summary>
