@@ -1,0 +1,45 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Globalization;
+using System.Linq;
+using System.Text;
+
+namespace ResNetGen.Benchmarks;
+
+/// <summary>The closing table: medians, ratios to the peer of the same family, GFLOP/s against torch.mm, memory.</summary>
+internal static class Report
+{
+    public static string Table(IReadOnlyList<string> cases, Dictionary<string, double> medians, Dictionary<string, double> ratios,
+        Dictionary<string, double> memory, int rounds)
+    {
+        var peak = medians.TryGetValue("mm-2048", out var mm) ? Case.Gflop("mm-2048") / (mm / 1e3) : double.NaN;
+        var sb = new StringBuilder();
+        sb.AppendLine($"Machine: {Environment.ProcessorCount} logical cores, {RuntimeInfo()}; torch threads: {TorchSharp.torch.get_num_threads()}.");
+        sb.AppendLine(FormattableString.Invariant($"Peak: torch.mm 2048×2048 at {peak:0.0} GFLOP/s."));
+        sb.AppendLine();
+        sb.AppendLine("Median / peer's: the BenchmarkDotNet medians, each case measured on its own (steady state, but exposed to drift between cases).");
+        sb.AppendLine($"Interleaved ratio: median over {rounds} rounds that run every case of the family twice and time the second run, of the time relative to the peer in the same round (below 1: faster).");
+        sb.AppendLine("GFLOP/s: nominal work (2 per multiply-add; a training step counted as 3 passes) over the BenchmarkDotNet median.");
+        sb.AppendLine();
+        sb.AppendLine("| case | median (ms) | median / peer's | interleaved ratio | GFLOP/s | % of mm peak | peak memory (MB) |");
+        sb.AppendLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        foreach (var name in cases)
+        {
+            if (!medians.TryGetValue(name, out var ms)) continue;
+            var ratio = ratios.TryGetValue(name, out var r) ? r.ToString("0.00", CultureInfo.InvariantCulture) : name.Contains("/peer") ? "1 (peer)" : "—";
+            var family = name.Split('/')[0];
+            var peerName = cases.FirstOrDefault(c => c == family + "/peer" || c == family + "/peer-scope");
+            var medianRatio = peerName is not null && medians.TryGetValue(peerName, out var peerMs) ? (ms / peerMs).ToString("0.00", CultureInfo.InvariantCulture) : "—";
+            var gflops = Case.Gflop(name) / (ms / 1e3);
+            var mem = memory.TryGetValue(name, out var mb) ? mb.ToString("0", CultureInfo.InvariantCulture) : "—";
+            sb.AppendLine(double.IsNaN(gflops)
+                ? FormattableString.Invariant($"| {name} | {ms:0.0} | — | — | — | — | — |")
+                : FormattableString.Invariant($"| {name} | {ms:0.0} | {medianRatio} | {ratio} | {gflops:0.0} | {100 * gflops / peak:0}% | {mem} |"));
+        }
+        return sb.ToString();
+    }
+
+
+    private static string RuntimeInfo() => $"{System.Runtime.InteropServices.RuntimeInformation.OSDescription.Trim()}, .NET {Environment.Version}";
+}
