@@ -97,6 +97,53 @@ public static class ModuleTable
         }
     }
 
+    /// <summary>
+    /// torchvision's <c>trainable_layers</c>: the classifier and the last <paramref name="trainableStages"/> stages keep
+    /// training (0: only the classifier; <paramref name="stageCount"/> + 1: everything, the stem included); every other
+    /// parameter stops requiring gradients and every other batch-norm goes to eval mode. Returns those batch-norms, which
+    /// the network keeps in eval mode through later <c>train()</c> calls, so their running statistics stay the pretrained ones.
+    /// </summary>
+    public static BatchNorm2d[] Freeze(string[] paths, torch.nn.Module[] modules, int stageCount, int trainableStages, string network)
+    {
+        if (trainableStages < 0 || trainableStages > stageCount + 1)
+            throw new ArgumentOutOfRangeException(nameof(trainableStages), trainableStages,
+                $"{network} has {stageCount} stages: trainableStages is 0 (only the classifier) to {stageCount} (every stage), or {stageCount + 1} (the stem too).");
+        var frozen = new List<BatchNorm2d>();
+        for (var i = 0; i < modules.Length; i++)
+        {
+            var stage = StageOf(paths[i], stageCount);
+            var trainable = stage > stageCount || (stage >= 1 && stage > stageCount - trainableStages) || trainableStages == stageCount + 1;
+            foreach (var parameter in modules[i].parameters()) parameter.requires_grad = trainable;
+            if (!trainable && modules[i] is BatchNorm2d norm)
+            {
+                norm.eval();
+                frozen.Add(norm);
+            }
+        }
+        return frozen.ToArray();
+    }
+
+    /// <summary>Undoes <see cref="Freeze"/>: every parameter trains again, and every module takes <paramref name="training"/>.</summary>
+    public static void Unfreeze(torch.nn.Module[] modules, bool training)
+    {
+        foreach (var module in modules)
+        {
+            foreach (var parameter in module.parameters()) parameter.requires_grad = true;
+            module.train(training);
+        }
+    }
+
+    /// <summary>0 for the stem, N for layerN, past the last stage for the classifier.</summary>
+    private static int StageOf(string path, int stageCount)
+    {
+        if (path.StartsWith("layer", StringComparison.Ordinal))
+        {
+            var dot = path.IndexOf('.');
+            return int.Parse(path.Substring(5, (dot < 0 ? path.Length : dot) - 5), System.Globalization.CultureInfo.InvariantCulture);
+        }
+        return path == "fc" || path.StartsWith("fc.", StringComparison.Ordinal) ? stageCount + 1 : 0;
+    }
+
     /// <summary>Disposes every module and group.</summary>
     public static void DisposeAll(torch.nn.Module[] modules, ModuleGroup[] groups)
     {

@@ -207,7 +207,7 @@ public class DiagnosticTests
         var names = type.Members.SelectMany(m => m switch
         {
             Microsoft.CodeAnalysis.CSharp.Syntax.ConstructorDeclarationSyntax => System.Array.Empty<string>(),
-            Microsoft.CodeAnalysis.CSharp.Syntax.FieldDeclarationSyntax f when f.Declaration.Type.ToString().StartsWith("TorchModules.", System.StringComparison.Ordinal)
+            Microsoft.CodeAnalysis.CSharp.Syntax.FieldDeclarationSyntax f when f.Declaration.Type.ToString().StartsWith("TorchModules.", System.StringComparison.Ordinal) && !f.Declaration.Type.ToString().EndsWith("[]", System.StringComparison.Ordinal)
                 => System.Array.Empty<string>(),
             Microsoft.CodeAnalysis.CSharp.Syntax.FieldDeclarationSyntax f => f.Declaration.Variables.Select(v => v.Identifier.Text).ToArray(),
             Microsoft.CodeAnalysis.CSharp.Syntax.MethodDeclarationSyntax method => new[] { method.Identifier.Text },

@@ -65,6 +65,7 @@ internal static class Emitter
         Forward(w, plan);
         Run(w, plan);
         Fusion(w);
+        Freezing(w, plan);
         Onnx(w, plan);
         Dispose(w);
 
@@ -172,8 +173,24 @@ internal static class Emitter
     private static void Constructor(SourceWriter w, NetworkPlan plan)
     {
         var name = plan.Target.Name;
-        w.Line("/// <summary>Builds the network with torchvision's initialisation.</summary>");
-        w.Open($"public {name}() : base(\"{name}\")");
+        if (plan.NumClasses > 0)
+        {
+            w.Line($"/// <summary>Builds the network with torchvision's initialisation and the attribute's {I(plan.NumClasses)} classes.</summary>");
+            w.Line($"public {name}() : this({I(plan.NumClasses)}) {{ }}");
+            w.Line();
+            w.Line("/// <summary>");
+            w.Line("/// Builds the network with torchvision's initialisation and a classifier of <paramref name=\"numClasses\"/> outputs,");
+            w.Line("/// e.g. for fine-tuning pretrained weights on your own classes (load them with ignoreMismatchedShapes: true).");
+            w.Line($"/// The compile-time facts (<see cref=\"ParameterCount\"/>, <see cref=\"MultAdds\"/>, <see cref=\"Summary\"/>) stay the attribute's.");
+            w.Line("/// </summary>");
+            w.Open($"public {name}(int numClasses) : base(\"{name}\")");
+            w.Line("if (numClasses < 1) throw new global::System.ArgumentOutOfRangeException(nameof(numClasses), numClasses, \"a classifier needs at least one class\");");
+        }
+        else
+        {
+            w.Line("/// <summary>Builds the network with torchvision's initialisation.</summary>");
+            w.Open($"public {name}() : base(\"{name}\")");
+        }
         w.Line("RG.OneDnn.EnsureChecked(); // once per process, before the first convolution: see OneDnn");
         foreach (var m in plan.Modules) w.Line($"{m.FieldName} = {Create(m)};");
         w.Open("_modules = new TorchNn.Module[]");
@@ -351,6 +368,33 @@ internal static class Emitter
         w.Line();
     }
 
+    private static void Freezing(SourceWriter w, NetworkPlan plan)
+    {
+        var stages = plan.Features.Count - 1;
+        w.Line("private TorchModules.BatchNorm2d[] _frozen = global::System.Array.Empty<TorchModules.BatchNorm2d>();");
+        w.Line();
+        w.Line("/// <summary>");
+        w.Line("/// For fine-tuning, as torchvision's trainable_layers: the classifier and the last <paramref name=\"trainableStages\"/>");
+        w.Line($"/// stages keep training (1: layer{I(stages)} and fc; 0: only fc; {I(stages + 1)}: everything, the stem included). Every other");
+        w.Line("/// parameter stops requiring gradients, and every other batch-norm keeps its running statistics: it stays in eval");
+        w.Line("/// mode even after <c>train()</c>. <see cref=\"Unfreeze\"/> undoes it.");
+        w.Line("/// </summary>");
+        w.Line($"public void FreezeBackbone(int trainableStages) => _frozen = RG.ModuleTable.Freeze(Paths, _modules, {I(stages)}, trainableStages, \"{plan.Target.Name}\");");
+        w.Line();
+        w.Line("/// <summary>Makes every parameter trainable again and lets every batch-norm follow <c>train()</c> and <c>eval()</c>.</summary>");
+        w.Open("public void Unfreeze()");
+        w.Line("_frozen = global::System.Array.Empty<TorchModules.BatchNorm2d>();");
+        w.Line("RG.ModuleTable.Unfreeze(_modules, training);");
+        w.Close();
+        w.Line();
+        w.Line("/// <summary>Sets training mode, keeping the batch-norms <see cref=\"FreezeBackbone\"/> froze in eval mode.</summary>");
+        w.Open("public override void train(bool on = true)");
+        w.Line("base.train(on);");
+        w.Line("foreach (var norm in _frozen) norm.eval();");
+        w.Close();
+        w.Line();
+    }
+
     private static void Onnx(SourceWriter w, NetworkPlan plan)
     {
         // Slice and Pad with tensor inputs (the parameter-free shortcuts) need opset 11; the rest, 9.
@@ -369,7 +413,9 @@ internal static class Emitter
         var fixedSize = I(plan.InputSize);
         w.Line($"var onnx = new RG.OnnxGraphBuilder(\"{plan.Target.Name}\", opset, {I(minimumOpset)}, {I(plan.InChannels)}, {(dynamicSpatial ? "true" : "false")}, {fixedSize}, training);");
         w.Line("var result = RG.NetworkGraph.Write(onnx, Graph, Paths, _modules, _fused ? _folds : null);");
-        w.Line($"return onnx.Save(path, result, \"{output}\", {I(plan.OutputShape.Channels)});");
+        w.Line(plan.NumClasses > 0
+            ? $"return onnx.Save(path, result, \"{output}\", fc.out_features);"
+            : $"return onnx.Save(path, result, \"{output}\", {I(plan.OutputShape.Channels)});");
         w.Close();
         w.Line();
     }
@@ -391,7 +437,7 @@ internal static class Emitter
     {
         ModuleKind.Conv2d => CreateConv(m, bias: false),
         ModuleKind.BatchNorm2d => $"TorchNn.BatchNorm2d({I(m.OutFeatures)})",
-        ModuleKind.Linear => $"TorchNn.Linear({I(m.InFeatures)}, {I(m.OutFeatures)})",
+        ModuleKind.Linear => $"TorchNn.Linear({I(m.InFeatures)}, numClasses)",
         _ => throw new InvalidOperationException($"no constructor for a {m.Kind} module"),
     };
 

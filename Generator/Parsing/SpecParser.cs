@@ -117,6 +117,8 @@ internal static class SpecParser
             string? what = member switch
             {
                 IMethodSymbol { MethodKind: MethodKind.Constructor, Parameters.Length: 0, IsStatic: false } => "a parameterless constructor",
+                IMethodSymbol { MethodKind: MethodKind.Constructor, Parameters.Length: 1, IsStatic: false } c
+                    when c.Parameters[0].Type.SpecialType == SpecialType.System_Int32 => "a constructor taking an int (the generated one takes the class count)",
                 IMethodSymbol { MethodKind: MethodKind.Ordinary, Name: "Dispose", Parameters.Length: 1 } m
                     when m.Parameters[0].Type.SpecialType == SpecialType.System_Boolean => "a method 'Dispose(bool)'",
                 IMethodSymbol { MethodKind: MethodKind.Ordinary } m when GeneratedMembers.All.Contains(m.Name) => $"a method '{m.Name}'",

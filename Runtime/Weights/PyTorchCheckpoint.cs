@@ -50,8 +50,13 @@ public static class PyTorchCheckpoint
     /// the module's size bounds what the file may make the load allocate. A failed load leaves the module as it was.
     /// </summary>
     /// <exception cref="WeightFileException">Whatever is wrong with the file, or its fit to the module.</exception>
-    public static LoadReport Load(torch.nn.Module module, string path, bool strict = true) =>
-        WeightSource.Load(module, path, strict, Open);
+    /// <param name="module">The module to load into.</param>
+    /// <param name="path">The file.</param>
+    /// <param name="strict">Whether every key of the module and the file must match.</param>
+    /// <param name="ignoreMismatchedShapes">Skip (and list in <see cref="LoadReport.Mismatched"/>) the tensors whose shape
+    /// differs from the module's, such as a pretrained classifier of another class count, instead of refusing the file.</param>
+    public static LoadReport Load(torch.nn.Module module, string path, bool strict = true, bool ignoreMismatchedShapes = false) =>
+        WeightSource.Load(module, path, strict, ignoreMismatchedShapes, Open);
 
     private static Source Open(string path)
     {

@@ -130,8 +130,13 @@ public static class Safetensors
     /// into an F32 model). Strict: every key must match; otherwise the report lists the keys skipped. The whole file
     /// is checked before the first tensor is copied: a failed load leaves the module as it was.
     /// </summary>
-    public static LoadReport Load(torch.nn.Module module, string path, bool strict = true) =>
-        WeightSource.Load(module, path, strict, Open);
+    /// <param name="module">The module to load into.</param>
+    /// <param name="path">The file.</param>
+    /// <param name="strict">Whether every key of the module and the file must match.</param>
+    /// <param name="ignoreMismatchedShapes">Skip (and list in <see cref="LoadReport.Mismatched"/>) the tensors whose shape
+    /// differs from the module's, such as a pretrained classifier of another class count, instead of refusing the file.</param>
+    public static LoadReport Load(torch.nn.Module module, string path, bool strict = true, bool ignoreMismatchedShapes = false) =>
+        WeightSource.Load(module, path, strict, ignoreMismatchedShapes, Open);
 
     /// <summary>Saves <paramref name="module"/>'s state_dict (torchvision's keys, buffers included).</summary>
     public static void Save(torch.nn.Module module, string path)

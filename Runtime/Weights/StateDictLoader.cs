@@ -12,7 +12,7 @@ namespace ResNetGen;
 /// </summary>
 internal static class StateDictLoader
 {
-    public static LoadReport Load(torch.nn.Module module, WeightSource source, bool strict)
+    public static LoadReport Load(torch.nn.Module module, WeightSource source, bool strict, bool ignoreMismatchedShapes)
     {
         var path = source.FilePath;
         var state = module.state_dict();
@@ -30,12 +30,22 @@ internal static class StateDictLoader
 
         // Check everything before the first read, so that a failed load changes nothing and costs nothing.
         var loaded = new List<string>();
+        var mismatched = new List<string>();
         long budget = 0;
         foreach (var (key, target) in state)
         {
             if (!file.TryGetValue(key, out var source_)) continue;
             if (!source_.Shape.SequenceEqual(target.shape))
-                throw new WeightFileException(path, key, $"file has {source_.ShapeText}, model expects {Shape(target)}");
+            {
+                // Fine-tuning: a pretrained classifier of another class count is skipped, not read, and reported.
+                if (ignoreMismatchedShapes)
+                {
+                    mismatched.Add(key);
+                    continue;
+                }
+                throw new WeightFileException(path, key, $"file has {source_.ShapeText}, model expects {Shape(target)}"
+                    + " (load with ignoreMismatchedShapes: true to keep the model's own tensor, e.g. a new classifier)");
+            }
             if (IsFloating(source_.Type) != IsFloating(target.dtype) || (source_.Type == torch.ScalarType.Bool) != (target.dtype == torch.ScalarType.Bool))
                 throw new WeightFileException(path, key, $"file has dtype {source_.Type}, which cannot be converted to the model's {target.dtype}");
             loaded.Add(key);
@@ -67,7 +77,7 @@ internal static class StateDictLoader
         {
             foreach (var tensor in tensors.Values) tensor.Dispose();
         }
-        return new LoadReport(loaded, strict ? Array.Empty<string>() : missing, strict ? Array.Empty<string>() : unexpected);
+        return new LoadReport(loaded, strict ? Array.Empty<string>() : missing, strict ? Array.Empty<string>() : unexpected) { Mismatched = mismatched };
     }
 
     internal static string Shape(torch.Tensor t) => "[" + string.Join(",", t.shape) + "]";

@@ -105,11 +105,15 @@ public sealed class WeightFileException : IOException
     }
 }
 
-/// <summary>What a load did: the keys it loaded, and (non-strict) the keys it skipped.</summary>
+/// <summary>What a load did: the keys it loaded, and the keys it skipped.</summary>
 /// <param name="Loaded">Keys copied into the module.</param>
 /// <param name="Missing">Keys the module has and the file lacks (non-strict loads only).</param>
 /// <param name="Unexpected">Keys the file has and the module lacks (non-strict loads only).</param>
 public sealed record LoadReport(
     System.Collections.Generic.IReadOnlyList<string> Loaded,
     System.Collections.Generic.IReadOnlyList<string> Missing,
-    System.Collections.Generic.IReadOnlyList<string> Unexpected);
+    System.Collections.Generic.IReadOnlyList<string> Unexpected)
+{
+    /// <summary>Keys in both whose shapes differ, skipped by a load with <c>ignoreMismatchedShapes: true</c> (the module keeps its own).</summary>
+    public System.Collections.Generic.IReadOnlyList<string> Mismatched { get; init; } = System.Array.Empty<string>();
+}

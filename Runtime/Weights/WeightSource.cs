@@ -87,14 +87,14 @@ internal abstract class WeightSource : IDisposable
     }
 
     /// <summary>The loaders' common body: open the file with <paramref name="open"/>, load it into the module, close it.</summary>
-    internal static LoadReport Load(torch.nn.Module module, string path, bool strict, Func<string, WeightSource> open)
+    internal static LoadReport Load(torch.nn.Module module, string path, bool strict, bool ignoreMismatchedShapes, Func<string, WeightSource> open)
     {
         if (module is null) throw new ArgumentNullException(nameof(module));
         if (path is null) throw new ArgumentNullException(nameof(path));
         return Guard(path, () =>
         {
             using var source = open(path);
-            return StateDictLoader.Load(module, source, strict);
+            return StateDictLoader.Load(module, source, strict, ignoreMismatchedShapes);
         });
     }
 

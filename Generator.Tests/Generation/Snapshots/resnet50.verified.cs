@@ -333,9 +333,17 @@ Params size (MB): 102.23
         private readonly TorchNn.Module[] _modules;
         private readonly RG.ModuleGroup[] _groups;
 
-        /// <summary>Builds the network with torchvision's initialisation.</summary>
-        public ResNet50() : base("ResNet50")
+        /// <summary>Builds the network with torchvision's initialisation and the attribute's 1000 classes.</summary>
+        public ResNet50() : this(1000) { }
+
+        /// <summary>
+        /// Builds the network with torchvision's initialisation and a classifier of <paramref name="numClasses"/> outputs,
+        /// e.g. for fine-tuning pretrained weights on your own classes (load them with ignoreMismatchedShapes: true).
+        /// The compile-time facts (<see cref="ParameterCount"/>, <see cref="MultAdds"/>, <see cref="Summary"/>) stay the attribute's.
+        /// </summary>
+        public ResNet50(int numClasses) : base("ResNet50")
         {
+            if (numClasses < 1) throw new global::System.ArgumentOutOfRangeException(nameof(numClasses), numClasses, "a classifier needs at least one class");
             RG.OneDnn.EnsureChecked(); // once per process, before the first convolution: see OneDnn
             conv1 = TorchNn.Conv2d(3, 64, 7, stride: 2, padding: 3, dilation: 1, groups: 1, bias: false);
             bn1 = TorchNn.BatchNorm2d(64);
@@ -443,7 +451,7 @@ Params size (MB): 102.23
             layer4_2_bn2 = TorchNn.BatchNorm2d(512);
             layer4_2_conv3 = TorchNn.Conv2d(512, 2048, 1, stride: 1, dilation: 1, groups: 1, bias: false);
             layer4_2_bn3 = TorchNn.BatchNorm2d(2048);
-            fc = TorchNn.Linear(2048, 1000);
+            fc = TorchNn.Linear(2048, numClasses);
             _modules = new TorchNn.Module[]
             {
                 conv1, bn1, layer1_0_conv1, layer1_0_bn1, layer1_0_conv2, layer1_0_bn2, layer1_0_conv3, layer1_0_bn3, layer1_0_downsample_0,
@@ -706,6 +714,30 @@ Params size (MB): 102.23
         /// <summary>Whether <see cref="FuseForInference"/> is in effect (eval-mode forwards use the folded convolutions).</summary>
         public bool IsFused => _fused;
 
+        private TorchModules.BatchNorm2d[] _frozen = global::System.Array.Empty<TorchModules.BatchNorm2d>();
+
+        /// <summary>
+        /// For fine-tuning, as torchvision's trainable_layers: the classifier and the last <paramref name="trainableStages"/>
+        /// stages keep training (1: layer4 and fc; 0: only fc; 5: everything, the stem included). Every other
+        /// parameter stops requiring gradients, and every other batch-norm keeps its running statistics: it stays in eval
+        /// mode even after <c>train()</c>. <see cref="Unfreeze"/> undoes it.
+        /// </summary>
+        public void FreezeBackbone(int trainableStages) => _frozen = RG.ModuleTable.Freeze(Paths, _modules, 4, trainableStages, "ResNet50");
+
+        /// <summary>Makes every parameter trainable again and lets every batch-norm follow <c>train()</c> and <c>eval()</c>.</summary>
+        public void Unfreeze()
+        {
+            _frozen = global::System.Array.Empty<TorchModules.BatchNorm2d>();
+            RG.ModuleTable.Unfreeze(_modules, training);
+        }
+
+        /// <summary>Sets training mode, keeping the batch-norms <see cref="FreezeBackbone"/> froze in eval mode.</summary>
+        public override void train(bool on = true)
+        {
+            base.train(on);
+            foreach (var norm in _frozen) norm.eval();
+        }
+
         /// <summary>
         /// Writes the network as an ONNX model: input <c>input</c> [N, 3, H, W], output <c>logits</c> [N, 1000],
         /// weights as initializers named by the state_dict, nodes named by layer. After <see cref="FuseForInference"/> it
@@ -717,7 +749,7 @@ Params size (MB): 102.23
         {
             var onnx = new RG.OnnxGraphBuilder("ResNet50", opset, 9, 3, true, 224, training);
             var result = RG.NetworkGraph.Write(onnx, Graph, Paths, _modules, _fused ? _folds : null);
-            return onnx.Save(path, result, "logits", 1000);
+            return onnx.Save(path, result, "logits", fc.out_features);
         }
 
         /// <summary>Disposes every layer, its parameters and the folds.</summary>
