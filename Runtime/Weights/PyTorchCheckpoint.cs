@@ -40,7 +40,7 @@ public static class PyTorchCheckpoint
         {
             using var source = Open(path);
             var budget = maxBytes >= 0 ? maxBytes : source.FileLength + WeightSource.Slack;
-            return source.Read(source.Tensors.Select(t => t.Key).ToList(), budget);
+            return source.ReadAll(budget);
         });
     }
 
@@ -184,10 +184,7 @@ public static class PyTorchCheckpoint
                 _refs.Add(key, tensor);
             }
             Tensors = infos;
-            _infos = infos.ToDictionary(t => t.Key, StringComparer.Ordinal);
         }
-
-        private readonly Dictionary<string, TensorInfo> _infos;
 
         public override IReadOnlyList<TensorInfo> Tensors { get; }
 
@@ -226,12 +223,12 @@ public static class PyTorchCheckpoint
         {
             // Outputs are budgeted by the caller; storages are read one at a time, only over the elements the chosen
             // tensors use, and a compressed entry may not make the reader inflate more than the file and the outputs justify.
-            var inflateBudget = keys.Aggregate((Int128)FileLength + Slack, (sum, k) => sum + _infos[k].Bytes);
+            var inflateBudget = keys.Aggregate((Int128)FileLength + Slack, (sum, k) => sum + ByKey[k].Bytes);
             Int128 inflated = 0;
             foreach (var group in keys.GroupBy(k => _refs[k].Storage.Key, StringComparer.Ordinal))
             {
                 var storage = _refs[group.First()].Storage;
-                var views = group.Select(k => (Key: k, Ref: _refs[k], Info: _infos[k])).ToList();
+                var views = group.Select(k => (Key: k, Ref: _refs[k], Info: ByKey[k])).ToList();
                 foreach (var empty in views.Where(v => v.Info.Numel == 0)) result.Add(empty.Key, torch.empty(empty.Ref.Size, storage.Type));
                 var used = views.Where(v => v.Info.Numel > 0).ToList();
                 if (used.Count == 0) continue;

@@ -34,7 +34,7 @@ public static class Safetensors
     };
 
     /// <summary>One tensor's entry in a validated header.</summary>
-    private sealed record Entry(string Key, torch.ScalarType Type, long[] Shape, long Begin, long End);
+    private sealed record Entry(string Key, torch.ScalarType Type, int ElementSize, long[] Shape, long Begin, long End);
 
     /// <summary>A validated header: the entries in data order, the metadata, and where the data starts.</summary>
     private sealed record Header(IReadOnlyList<Entry> Entries, IReadOnlyDictionary<string, string> Metadata, long DataStart);
@@ -48,7 +48,7 @@ public static class Safetensors
         {
             using var source = Open(path);
             // The data region is covered exactly by the tensors, so reading all of them costs the file's size.
-            return source.Read(source.Tensors.Select(t => t.Key).ToList(), source.FileLength);
+            return source.ReadAll(source.FileLength);
         });
     }
 
@@ -171,7 +171,7 @@ public static class Safetensors
             _stream = stream;
             _header = header;
             _entries = header.Entries.ToDictionary(e => e.Key, StringComparer.Ordinal);
-            Tensors = header.Entries.Select(e => new TensorInfo(e.Key, e.Type, DTypes.Values.First(d => d.Type == e.Type).Size, e.Shape)).ToList();
+            Tensors = header.Entries.Select(e => new TensorInfo(e.Key, e.Type, e.ElementSize, e.Shape)).ToList();
         }
 
         public override IReadOnlyList<TensorInfo> Tensors { get; }
@@ -315,6 +315,6 @@ public static class Safetensors
         }
         if (end - begin != expected)
             throw bad($"data_offsets [{begin}, {end}] cover {end - begin} bytes, but {dtype} [{string.Join(",", shape)}] needs {expected}", key);
-        return new Entry(key, type.Type, shape.ToArray(), begin, end);
+        return new Entry(key, type.Type, type.Size, shape.ToArray(), begin, end);
     }
 }

@@ -16,7 +16,7 @@ internal static class StateDictLoader
     {
         var path = source.FilePath;
         var state = module.state_dict();
-        var file = source.Tensors.ToDictionary(t => t.Key, StringComparer.Ordinal);
+        var file = source.ByKey;
         var missing = state.Keys.Where(k => !file.ContainsKey(k)).ToList();
         var unexpected = source.Tensors.Select(t => t.Key).Where(k => !state.ContainsKey(k)).ToList();
         if (strict && (missing.Count > 0 || unexpected.Count > 0))

@@ -39,6 +39,14 @@ internal abstract class WeightSource : IDisposable
     /// <summary>The tensors, in the file's order; keys are unique.</summary>
     public abstract IReadOnlyList<TensorInfo> Tensors { get; }
 
+    private Dictionary<string, TensorInfo>? _byKey;
+
+    /// <summary>The tensors by key.</summary>
+    public IReadOnlyDictionary<string, TensorInfo> ByKey => _byKey ??= Tensors.ToDictionary(t => t.Key, StringComparer.Ordinal);
+
+    /// <summary>Reads every tensor of the file, within <paramref name="maxBytes"/>.</summary>
+    public Dictionary<string, torch.Tensor> ReadAll(long maxBytes) => Read(Tensors.Select(t => t.Key).ToList(), maxBytes);
+
     /// <summary>
     /// Reads <paramref name="keys"/> (each a key of <see cref="Tensors"/>) into new CPU tensors, which the caller owns.
     /// Refused before any allocation if they would take more than <paramref name="maxBytes"/>; on failure nothing
@@ -46,7 +54,7 @@ internal abstract class WeightSource : IDisposable
     /// </summary>
     public Dictionary<string, torch.Tensor> Read(IReadOnlyCollection<string> keys, long maxBytes)
     {
-        var infos = Tensors.ToDictionary(t => t.Key, StringComparer.Ordinal);
+        var infos = ByKey;
         long total = 0;
         foreach (var key in keys)
         {
@@ -157,12 +165,6 @@ internal static class TensorBytes
     public static void Skip(Stream stream, long count, Func<long, long, Exception> endedEarly)
     {
         if (count <= 0) return;
-        if (stream.CanSeek)
-        {
-            if (stream.Position + count > stream.Length) throw endedEarly(stream.Length - stream.Position, count);
-            stream.Seek(count, SeekOrigin.Current);
-            return;
-        }
         var buffer = new byte[(int)Math.Min(Chunk, count)];
         long done = 0;
         while (done < count)
