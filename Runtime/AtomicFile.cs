@@ -26,13 +26,30 @@ internal static class AtomicFile
         var target = FinalTarget(Path.GetFullPath(path));
         var folder = Path.GetDirectoryName(target)!;
         var existing = Posix.Supported ? Posix.Stat(target) : null;
-        if (Posix.TryCreateUnnamed(folder, out var unnamed))
+        var temp = TempName(target);
+        // Unnamed where the system can (named only by the link below, once complete); a named temporary file elsewhere.
+        var handle = Posix.CreateUnnamed(folder);
+        try
         {
-            WriteUnnamed(unnamed, target, existing, write);
+            using (var file = handle is not null
+                       ? new FileStream(handle, FileAccess.Write, 1 << 20)
+                       : new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+            {
+                write(file);
+                file.Flush();
+                if (existing is { } owner) Posix.Adopt(file.SafeFileHandle, owner);
+                else if (!OperatingSystem.IsWindows() && File.Exists(target)) File.SetUnixFileMode(file.SafeFileHandle, File.GetUnixFileMode(target));
+                file.Flush(flushToDisk: true);
+                Observer?.Invoke("sync file");
+                if (handle is not null) Posix.Link(handle, temp);
+            }
+            File.Move(temp, target, overwrite: true);
+            Observer?.Invoke("rename");
         }
-        else
+        finally
         {
-            WriteNamed(target, existing, write);
+            handle?.Dispose();
+            if (File.Exists(temp)) File.Delete(temp);
         }
         if (Posix.Supported)
         {
@@ -48,53 +65,6 @@ internal static class AtomicFile
         var info = new FileInfo(full);
         if (info.LinkTarget is null) return full;
         return info.ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full;
-    }
-
-    private static void WriteUnnamed(SafeFileHandle handle, string target, Posix.Owner? existing, Action<Stream> write)
-    {
-        var name = TempName(target);
-        try
-        {
-            using (var file = new FileStream(handle, FileAccess.Write, 1 << 20))
-            {
-                write(file);
-                file.Flush();
-                if (existing is { } owner) Posix.Adopt(handle, owner);
-                file.Flush(flushToDisk: true);
-                Observer?.Invoke("sync file");
-                Posix.Link(handle, name);
-            }
-            File.Move(name, target, overwrite: true);
-            Observer?.Invoke("rename");
-        }
-        finally
-        {
-            handle.Dispose();
-            if (File.Exists(name)) File.Delete(name);
-        }
-    }
-
-    private static void WriteNamed(string target, Posix.Owner? existing, Action<Stream> write)
-    {
-        var temp = TempName(target);
-        try
-        {
-            using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                write(file);
-                file.Flush();
-                if (existing is { } owner) Posix.Adopt(file.SafeFileHandle, owner);
-                else if (!OperatingSystem.IsWindows() && File.Exists(target)) File.SetUnixFileMode(file.SafeFileHandle, File.GetUnixFileMode(target));
-                file.Flush(flushToDisk: true);
-                Observer?.Invoke("sync file");
-            }
-            File.Move(temp, target, overwrite: true);
-            Observer?.Invoke("rename");
-        }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-        }
     }
 
     private static string TempName(string target) =>
@@ -130,15 +100,12 @@ internal static class Posix
     [DllImport("libc", SetLastError = true)] private static extern int close(int fd);
     [DllImport("libc", SetLastError = true)] private static extern unsafe int statx(int dir, string path, int flags, uint mask, byte* buffer);
 
-    /// <summary>Creates a file with no name in <paramref name="folder"/> (Linux's O_TMPFILE), if this system can.</summary>
-    public static bool TryCreateUnnamed(string folder, out SafeFileHandle handle)
+    /// <summary>Creates a file with no name in <paramref name="folder"/> (Linux's O_TMPFILE), or returns null if this system cannot.</summary>
+    public static SafeFileHandle? CreateUnnamed(string folder)
     {
-        handle = null!;
-        if (!UnnamedSupported) return false;
+        if (!UnnamedSupported) return null;
         var fd = open(folder, OTmpFile | OWriteOnly | OCloseOnExec, Convert.ToUInt32("666", 8)); // the umask applies, as for any new file
-        if (fd < 0) return false; // the file system cannot: fall back to a named file
-        handle = new SafeFileHandle(fd, ownsHandle: true);
-        return true;
+        return fd < 0 ? null : new SafeFileHandle(fd, ownsHandle: true); // a file system that cannot: a named file instead
     }
 
     /// <summary>Gives the unnamed file behind <paramref name="handle"/> the name <paramref name="path"/>.</summary>
