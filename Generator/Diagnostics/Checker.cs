@@ -14,7 +14,7 @@ internal sealed record SpecProblem(string Id, ArgumentSlot Slot, int Index, Equa
 internal sealed record PlanInput(NetworkSpec? Spec, bool Blocked)
 {
     public static PlanInput From(ParseResult parse) => new(parse.Spec,
-        parse.Diagnostics.Any(d => DiagnosticDescriptors.ById(d.Id).DefaultSeverity == Microsoft.CodeAnalysis.DiagnosticSeverity.Error));
+        parse.Diagnostics.Any(d => DiagnosticDescriptors.IsError(d.Id)));
 }
 
 /// <summary>The plan step's output: a plan where the spec allows one, and every problem the checks found (no locations).</summary>
@@ -40,7 +40,7 @@ internal static class Checker
             var (plan, issues) = Planner.Build(spec);
             foreach (var issue in issues)
                 problems.Add(new SpecProblem(DiagnosticDescriptors.For(issue.Problem).Id, issue.Slot, 0, issue.Args));
-            var blocking = input.Blocked || problems.Any(p => DiagnosticDescriptors.ById(p.Id).DefaultSeverity == Microsoft.CodeAnalysis.DiagnosticSeverity.Error);
+            var blocking = input.Blocked || problems.Any(p => DiagnosticDescriptors.IsError(p.Id));
             return new PlanResult(blocking ? null : plan, problems.ToEquatableArray());
         }
         catch (System.Exception e) when (e is not System.OperationCanceledException)

@@ -80,6 +80,9 @@ internal static class DiagnosticDescriptors
         throw new System.ArgumentOutOfRangeException(nameof(id), id, "not a ResNetGen diagnostic ID");
     }
 
+    /// <summary>Whether the catalogue's diagnostic <paramref name="id"/> is an error (one that stops generation).</summary>
+    public static bool IsError(string id) => ById(id).DefaultSeverity == DiagnosticSeverity.Error;
+
     /// <summary>The diagnostic of a shape problem the planner found.</summary>
     public static DiagnosticDescriptor For(Planning.ShapeProblem problem) => problem switch
     {
