@@ -123,13 +123,12 @@ public static class ModuleTable
         return frozen.ToArray();
     }
 
-    /// <summary>Undoes <see cref="Freeze"/>: every parameter trains again, and every module takes <paramref name="training"/>.</summary>
-    public static void Unfreeze(torch.nn.Module[] modules, bool training)
+    /// <summary>Undoes <see cref="Freeze"/>'s gradients: every parameter trains again (the network then sets its modules' mode).</summary>
+    public static void Unfreeze(torch.nn.Module[] modules)
     {
         foreach (var module in modules)
         {
             foreach (var parameter in module.parameters()) parameter.requires_grad = true;
-            module.train(training);
         }
     }
 

@@ -384,7 +384,8 @@ internal static class Emitter
         w.Line("/// <summary>Makes every parameter trainable again and lets every batch-norm follow <c>train()</c> and <c>eval()</c>.</summary>");
         w.Open("public void Unfreeze()");
         w.Line("_frozen = global::System.Array.Empty<TorchModules.BatchNorm2d>();");
-        w.Line("RG.ModuleTable.Unfreeze(_modules, training);");
+        w.Line("RG.ModuleTable.Unfreeze(_modules);");
+        w.Line("train(training); // every batch-norm follows the network's mode again");
         w.Close();
         w.Line();
         w.Line("/// <summary>Sets training mode, keeping the batch-norms <see cref=\"FreezeBackbone\"/> froze in eval mode.</summary>");

@@ -728,7 +728,8 @@ Params size (MB): 100.12
         public void Unfreeze()
         {
             _frozen = global::System.Array.Empty<TorchModules.BatchNorm2d>();
-            RG.ModuleTable.Unfreeze(_modules, training);
+            RG.ModuleTable.Unfreeze(_modules);
+            train(training); // every batch-norm follows the network's mode again
         }
 
         /// <summary>Sets training mode, keeping the batch-norms <see cref="FreezeBackbone"/> froze in eval mode.</summary>
