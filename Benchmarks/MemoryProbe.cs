@@ -14,11 +14,11 @@ internal static class MemoryProbe
         using var c = Case.Create(name);
         GC.Collect();
         GC.WaitForPendingFinalizers();
-        File.WriteAllText("/proc/self/clear_refs", "5"); // resets the peak (VmHWM) to the current resident size
-        var baseline = Status("VmRSS");
+        ProcessMemory.ResetPeak();
+        var baseline = ProcessMemory.Resident();
         for (var i = 0; i < runs; i++) c.Run();
-        var peak = Status("VmHWM");
-        Console.WriteLine(FormattableString.Invariant($"peak-mb {(peak - baseline) / 1024.0:0.0}"));
+        var peak = ProcessMemory.Peak();
+        Console.WriteLine(FormattableString.Invariant($"peak-mb {(peak - baseline) / (1024.0 * 1024):0.0}"));
         return 0;
     }
 
@@ -39,15 +39,5 @@ internal static class MemoryProbe
             return double.NaN;
         }
         return double.Parse(line.Substring(8), CultureInfo.InvariantCulture);
-    }
-
-    private static long Status(string field)
-    {
-        foreach (var line in File.ReadLines("/proc/self/status"))
-        {
-            if (line.StartsWith(field + ":", StringComparison.Ordinal))
-                return long.Parse(line.Substring(field.Length + 1).Trim().Split(' ')[0], CultureInfo.InvariantCulture); // kB
-        }
-        throw new InvalidOperationException($"/proc/self/status has no {field}");
     }
 }

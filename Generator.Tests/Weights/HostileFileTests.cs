@@ -5,6 +5,7 @@ using System.IO;
 using System.Linq;
 using System.Runtime.InteropServices;
 using System.Text;
+using ResNetGen.Benchmarks;
 using ResNetGen.Generator.Tests.Infrastructure;
 using TorchSharp;
 using Xunit;
@@ -159,9 +160,9 @@ public sealed class HostileCases : IDisposable
             foreach (var tensor in PyTorchCheckpoint.Read(path).Values) tensor.Dispose();
         }
         ReadAndDispose();
-        var after1 = Footprint.Resident();
+        var after1 = ProcessMemory.Resident();
         for (var i = 1; i < 20; i++) ReadAndDispose();
-        var after20 = Footprint.Resident();
+        var after20 = ProcessMemory.Resident();
         Console.WriteLine($"{new FileInfo(path).Length >> 20} MiB checkpoint read 20 times: resident {after1 >> 20} MiB after the first read, {after20 >> 20} MiB after the 20th");
         Assert.True(after20 - after1 < 128L << 20, $"resident memory grew by {(after20 - after1) >> 20} MiB over 19 reads");
     }
@@ -205,7 +206,7 @@ public sealed class HostileCases : IDisposable
         var slowest = TimeSpan.Zero;
         var genuine = Tiny();
         GC.Collect();
-        Footprint.ResetPeak();
+        ProcessMemory.ResetPeak();
         for (var i = 0; i < 300; i++)
         {
             var (tensors, storages) = (genuine.Tensors.ToList(), genuine.Storages.ToList());
@@ -249,7 +250,7 @@ public sealed class HostileCases : IDisposable
             Assert.True(watch.Elapsed < TimeLimit, $"random file {i} took {watch.Elapsed}");
             File.Delete(path);
         }
-        var peak = Footprint.Peak();
+        var peak = ProcessMemory.Peak();
         Console.WriteLine($"300 random descriptions: {loaded} loaded, {refused} refused; slowest load and read {slowest.TotalMilliseconds:0} ms; peak {peak >> 20} MiB");
         Assert.True(peak < MemoryLimit, $"peak memory {peak >> 20} MiB");
         Assert.True(loaded >= 5 && refused > 150, $"loaded {loaded}, refused {refused}");
@@ -289,8 +290,8 @@ public sealed class HostileCases : IDisposable
         using var network = new TinyResNet();
         var before = WeightTestKit.Copy(network);
         GC.Collect();
-        Footprint.ResetPeak();
-        var start = Footprint.Resident();
+        ProcessMemory.ResetPeak();
+        var start = ProcessMemory.Resident();
         var watch = Stopwatch.StartNew();
         WeightFileException? error = null;
         try
@@ -303,7 +304,7 @@ public sealed class HostileCases : IDisposable
             Assert.True(error is not null, $"{what}: {e.GetType().Name} instead of a WeightFileException: {e}");
         }
         watch.Stop();
-        var peak = Footprint.Peak();
+        var peak = ProcessMemory.Peak();
         Console.WriteLine($"{what}: refused in {watch.ElapsedMilliseconds} ms, peak {peak >> 20} MiB (from {start >> 20} MiB): {error?.Message}");
         Assert.True(error is not null, $"{what}: was not refused");
         Assert.True(watch.Elapsed < TimeLimit, $"{what}: took {watch.Elapsed}");
