@@ -1,7 +1,6 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
-using System.IO.Compression;
 using System.Linq;
 using System.Text;
 using TorchSharp;
@@ -37,18 +36,9 @@ public sealed class WeightTestKit : IDisposable
         return WriteBytes(name, bytes);
     }
 
-    /// <summary>A zip archive with the given entries, as torch.save would lay them out under <c>archive/</c>.</summary>
-    public string Zip(string name, IReadOnlyDictionary<string, byte[]> entries)
-    {
-        var path = PathOf(name);
-        using var zip = ZipFile.Open(path, ZipArchiveMode.Create);
-        foreach (var (entryName, bytes) in entries)
-        {
-            using var stream = zip.CreateEntry(entryName, CompressionLevel.NoCompression).Open();
-            stream.Write(bytes);
-        }
-        return path;
-    }
+    /// <summary>A zip archive of the given entries, stored, in order.</summary>
+    public string Zip(string name, IReadOnlyDictionary<string, byte[]> entries) =>
+        TorchSave.Zip(PathOf(name), entries.Select(e => TorchSave.Bytes(e.Key, e.Value)));
 
     /// <summary>A copy of every tensor of the module's state_dict.</summary>
     public static Dictionary<string, torch.Tensor> Copy(torch.nn.Module module) =>
