@@ -20,11 +20,40 @@ public static class Steps
         if (!ReferenceEquals(old, next)) old.Dispose();
     }
 
+    /// <summary>
+    /// The scalar 1, held for the life of the process. TorchSharp turns a number into a temporary <see cref="Scalar"/>
+    /// whose finalizer frees it, and the garbage collector may run that finalizer while libtorch still reads it (seen as
+    /// "Unknown scalar type" from <c>add_</c> in a training run); a static field is never finalized.
+    /// </summary>
+    public static readonly Scalar One = 1.ToScalar();
+
+    /// <summary><paramref name="sum"/> += <paramref name="other"/> in place (a residual add), with a scalar that cannot be freed underneath.</summary>
+    public static void AddTo(torch.Tensor sum, torch.Tensor other) => sum.add_(other, One);
+
     /// <summary><paramref name="norm"/>(<paramref name="conv"/>(<paramref name="input"/>)), the convolution's output disposed; the input is not.</summary>
     public static torch.Tensor ConvNorm(torch.Tensor input, Conv2d conv, BatchNorm2d norm)
     {
         using var convolved = conv.forward(input);
-        return norm.forward(convolved);
+        return Norm(convolved, norm);
+    }
+
+    /// <summary>
+    /// What <c>BatchNorm2d.forward</c> computes (PyTorch's semantics: batch statistics in training, running statistics
+    /// in eval, the running statistics and <c>num_batches_tracked</c> updated in training), without TorchSharp's
+    /// <c>num_batches_tracked.add_(1)</c>, whose temporary scalar can be freed while libtorch reads it (see <see cref="One"/>).
+    /// </summary>
+    public static torch.Tensor Norm(torch.Tensor input, BatchNorm2d norm)
+    {
+        var factor = norm.momentum ?? 0.0;
+        if (norm.training && norm.track_running_stats && norm.num_batches_tracked is { } tracked)
+        {
+            tracked.add_(One, One); // both scalars explicit: add_(Scalar) would pass a temporary alpha of its own
+            factor = norm.momentum ?? 1.0 / tracked.item<long>(); // momentum null: a cumulative average, as PyTorch's None
+        }
+        var useBatchStatistics = norm.training || norm.running_mean is null || norm.running_var is null;
+        var passRunning = !norm.training || norm.track_running_stats;
+        return torch.nn.functional.batch_norm(input, passRunning ? norm.running_mean : null, passRunning ? norm.running_var : null,
+            norm.weight, norm.bias, useBatchStatistics, factor, norm.eps);
     }
 
     /// <summary>

@@ -322,7 +322,7 @@ internal static class Emitter
             StepKind.ConvNorm => Assign($"ConvNorm({step.Source}, {ModulePlan.FieldOf(step.Module!)}, {ModulePlan.FieldOf(step.Norm!)})"),
             StepKind.Linear => Assign($"{ModulePlan.FieldOf(step.Module!)}.forward({step.Source})"),
             StepKind.Relu => $"{t}.relu_();",
-            StepKind.Add => $"{t}.add_({step.Other});",
+            StepKind.Add => $"AddTo({t}, {step.Other});",
             StepKind.MaxPool => Assign($"TorchNn.functional.max_pool2d({step.Source}, 3, 2, 1)"),
             StepKind.ZeroPad => Assign($"RG.Shortcuts.ZeroPad({step.Source}, {I(step.Stride)}, {I(step.PadChannels)})"),
             StepKind.AvgPoolZeroPad => Assign($"RG.Shortcuts.AvgPoolZeroPad({step.Source}, {I(step.Stride)}, {I(step.PadChannels)})"),
@@ -410,13 +410,14 @@ internal static class Emitter
         w.Line("/// </summary>");
         w.Line("/// <param name=\"path\">The .onnx file to write (replaced whole, never half-written).</param>");
         w.Line($"/// <param name=\"opset\">The ONNX opset: {I(minimumOpset)} to <see cref=\"global::ResNetGen.OnnxGraphBuilder.MaxOpset\"/>.</param>");
-        w.Open("public RG.OnnxExport ExportOnnx(string path, int opset = 17)");
+        w.Line("/// <param name=\"metadata\">Key-value pairs for the model's metadata_props (e.g. class names), as ONNX Runtime's CustomMetadataMap reads them.</param>");
+        w.Open("public RG.OnnxExport ExportOnnx(string path, int opset = 17, global::System.Collections.Generic.IReadOnlyDictionary<string, string>? metadata = null)");
         var fixedSize = I(plan.InputSize);
         w.Line($"var onnx = new RG.OnnxGraphBuilder(\"{plan.Target.Name}\", opset, {I(minimumOpset)}, {I(plan.InChannels)}, {(dynamicSpatial ? "true" : "false")}, {fixedSize}, training);");
         w.Line("var result = RG.NetworkGraph.Write(onnx, Graph, Paths, _modules, _fused ? _folds : null);");
         w.Line(plan.NumClasses > 0
-            ? $"return onnx.Save(path, result, \"{output}\", fc.out_features);"
-            : $"return onnx.Save(path, result, \"{output}\", {I(plan.OutputShape.Channels)});");
+            ? $"return onnx.Save(path, result, \"{output}\", fc.out_features, metadata);"
+            : $"return onnx.Save(path, result, \"{output}\", {I(plan.OutputShape.Channels)}, metadata);");
         w.Close();
         w.Line();
     }

@@ -127,7 +127,12 @@ public sealed class OnnxGraphBuilder
         Node("Gemm", name, new[] { input, Weight(name + ".weight", linear.weight!), Weight(name + ".bias", linear.bias!) }, output, Int("transB", 1));
 
     /// <summary>Writes the model (to a file beside <paramref name="path"/>, then renamed into place) and reports on it.</summary>
-    public OnnxExport Save(string path, string result, string outputName, long outputFeatures)
+    /// <param name="path">The .onnx file.</param>
+    /// <param name="result">The graph's last tensor.</param>
+    /// <param name="outputName">The graph output's name.</param>
+    /// <param name="outputFeatures">The output's feature count (class count).</param>
+    /// <param name="metadata">The model's metadata_props, written in key order (ONNX Runtime's CustomMetadataMap).</param>
+    public OnnxExport Save(string path, string result, string outputName, long outputFeatures, IReadOnlyDictionary<string, string>? metadata = null)
     {
         Node("Identity", "output", new[] { result }, outputName);
         var graph = Message(g =>
@@ -145,17 +150,11 @@ public sealed class OnnxGraphBuilder
             m.String(3, typeof(OnnxGraphBuilder).Assembly.GetName().Version?.ToString(3) ?? "0");
             m.Bytes(7, graph);
             m.Bytes(8, Message(o => { o.String(1, ""); o.Int64(2, _opset); }));
+            foreach (var (key, value) in (metadata ?? new Dictionary<string, string>()).OrderBy(p => p.Key, StringComparer.Ordinal))
+                m.Bytes(14, Message(p => { p.String(1, key); p.String(2, value); }));
         });
 
-        string full;
-        try
-        {
-            full = AtomicFile.Write(path, model.WriteTo);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new IOException($"cannot write the ONNX model to {path}: {e.Message}", e);
-        }
+        var full = AtomicFile.Write(path, model.WriteTo); // its errors name the file and the reason
         return new OnnxExport(full, _opset, _nodes.Count, _initializers.Count, _warnings);
     }
 

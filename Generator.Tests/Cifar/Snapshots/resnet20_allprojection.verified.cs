@@ -360,7 +360,7 @@ Params size (MB): 1.14
             branch.relu_();                                                              // [N, 16, 32, 32] relu
             Replace(ref branch, ConvNorm(branch, layer1_0_conv2, layer1_0_bn2));         // [N, 16, 32, 32] layer1.0.conv2, bn2
             identity = ConvNorm(x, layer1_0_downsample_0, layer1_0_downsample_1);        // [N, 16, 32, 32] layer1.0.downsample.0, 1
-            branch.add_(identity);                                                       // [N, 16, 32, 32] layer1.0: residual add
+            AddTo(branch, identity);                                                     // [N, 16, 32, 32] layer1.0: residual add
             identity.Dispose();
             branch.relu_();                                                              // [N, 16, 32, 32] relu
             Replace(ref x, branch);                                                      // layer1.0 output
@@ -368,7 +368,7 @@ Params size (MB): 1.14
             branch.relu_();                                                              // [N, 16, 32, 32] relu
             Replace(ref branch, ConvNorm(branch, layer1_1_conv2, layer1_1_bn2));         // [N, 16, 32, 32] layer1.1.conv2, bn2
             identity = ConvNorm(x, layer1_1_downsample_0, layer1_1_downsample_1);        // [N, 16, 32, 32] layer1.1.downsample.0, 1
-            branch.add_(identity);                                                       // [N, 16, 32, 32] layer1.1: residual add
+            AddTo(branch, identity);                                                     // [N, 16, 32, 32] layer1.1: residual add
             identity.Dispose();
             branch.relu_();                                                              // [N, 16, 32, 32] relu
             Replace(ref x, branch);                                                      // layer1.1 output
@@ -376,7 +376,7 @@ Params size (MB): 1.14
             branch.relu_();                                                              // [N, 16, 32, 32] relu
             Replace(ref branch, ConvNorm(branch, layer1_2_conv2, layer1_2_bn2));         // [N, 16, 32, 32] layer1.2.conv2, bn2
             identity = ConvNorm(x, layer1_2_downsample_0, layer1_2_downsample_1);        // [N, 16, 32, 32] layer1.2.downsample.0, 1
-            branch.add_(identity);                                                       // [N, 16, 32, 32] layer1.2: residual add
+            AddTo(branch, identity);                                                     // [N, 16, 32, 32] layer1.2: residual add
             identity.Dispose();
             branch.relu_();                                                              // [N, 16, 32, 32] relu
             Replace(ref x, branch);                                                      // layer1.2 output
@@ -385,7 +385,7 @@ Params size (MB): 1.14
             branch.relu_();                                                              // [N, 32, 16, 16] relu
             Replace(ref branch, ConvNorm(branch, layer2_0_conv2, layer2_0_bn2));         // [N, 32, 16, 16] layer2.0.conv2, bn2
             identity = ConvNorm(x, layer2_0_downsample_0, layer2_0_downsample_1);        // [N, 32, 16, 16] layer2.0.downsample.0, 1
-            branch.add_(identity);                                                       // [N, 32, 16, 16] layer2.0: residual add
+            AddTo(branch, identity);                                                     // [N, 32, 16, 16] layer2.0: residual add
             identity.Dispose();
             branch.relu_();                                                              // [N, 32, 16, 16] relu
             Replace(ref x, branch);                                                      // layer2.0 output
@@ -393,7 +393,7 @@ Params size (MB): 1.14
             branch.relu_();                                                              // [N, 32, 16, 16] relu
             Replace(ref branch, ConvNorm(branch, layer2_1_conv2, layer2_1_bn2));         // [N, 32, 16, 16] layer2.1.conv2, bn2
             identity = ConvNorm(x, layer2_1_downsample_0, layer2_1_downsample_1);        // [N, 32, 16, 16] layer2.1.downsample.0, 1
-            branch.add_(identity);                                                       // [N, 32, 16, 16] layer2.1: residual add
+            AddTo(branch, identity);                                                     // [N, 32, 16, 16] layer2.1: residual add
             identity.Dispose();
             branch.relu_();                                                              // [N, 32, 16, 16] relu
             Replace(ref x, branch);                                                      // layer2.1 output
@@ -401,7 +401,7 @@ Params size (MB): 1.14
             branch.relu_();                                                              // [N, 32, 16, 16] relu
             Replace(ref branch, ConvNorm(branch, layer2_2_conv2, layer2_2_bn2));         // [N, 32, 16, 16] layer2.2.conv2, bn2
             identity = ConvNorm(x, layer2_2_downsample_0, layer2_2_downsample_1);        // [N, 32, 16, 16] layer2.2.downsample.0, 1
-            branch.add_(identity);                                                       // [N, 32, 16, 16] layer2.2: residual add
+            AddTo(branch, identity);                                                     // [N, 32, 16, 16] layer2.2: residual add
             identity.Dispose();
             branch.relu_();                                                              // [N, 32, 16, 16] relu
             Replace(ref x, branch);                                                      // layer2.2 output
@@ -410,7 +410,7 @@ Params size (MB): 1.14
             branch.relu_();                                                              // [N, 64, 8, 8] relu
             Replace(ref branch, ConvNorm(branch, layer3_0_conv2, layer3_0_bn2));         // [N, 64, 8, 8] layer3.0.conv2, bn2
             identity = ConvNorm(x, layer3_0_downsample_0, layer3_0_downsample_1);        // [N, 64, 8, 8] layer3.0.downsample.0, 1
-            branch.add_(identity);                                                       // [N, 64, 8, 8] layer3.0: residual add
+            AddTo(branch, identity);                                                     // [N, 64, 8, 8] layer3.0: residual add
             identity.Dispose();
             branch.relu_();                                                              // [N, 64, 8, 8] relu
             Replace(ref x, branch);                                                      // layer3.0 output
@@ -418,7 +418,7 @@ Params size (MB): 1.14
             branch.relu_();                                                              // [N, 64, 8, 8] relu
             Replace(ref branch, ConvNorm(branch, layer3_1_conv2, layer3_1_bn2));         // [N, 64, 8, 8] layer3.1.conv2, bn2
             identity = ConvNorm(x, layer3_1_downsample_0, layer3_1_downsample_1);        // [N, 64, 8, 8] layer3.1.downsample.0, 1
-            branch.add_(identity);                                                       // [N, 64, 8, 8] layer3.1: residual add
+            AddTo(branch, identity);                                                     // [N, 64, 8, 8] layer3.1: residual add
             identity.Dispose();
             branch.relu_();                                                              // [N, 64, 8, 8] relu
             Replace(ref x, branch);                                                      // layer3.1 output
@@ -426,7 +426,7 @@ Params size (MB): 1.14
             branch.relu_();                                                              // [N, 64, 8, 8] relu
             Replace(ref branch, ConvNorm(branch, layer3_2_conv2, layer3_2_bn2));         // [N, 64, 8, 8] layer3.2.conv2, bn2
             identity = ConvNorm(x, layer3_2_downsample_0, layer3_2_downsample_1);        // [N, 64, 8, 8] layer3.2.downsample.0, 1
-            branch.add_(identity);                                                       // [N, 64, 8, 8] layer3.2: residual add
+            AddTo(branch, identity);                                                     // [N, 64, 8, 8] layer3.2: residual add
             identity.Dispose();
             branch.relu_();                                                              // [N, 64, 8, 8] relu
             Replace(ref x, branch);                                                      // layer3.2 output
@@ -495,11 +495,12 @@ Params size (MB): 1.14
         /// </summary>
         /// <param name="path">The .onnx file to write (replaced whole, never half-written).</param>
         /// <param name="opset">The ONNX opset: 9 to <see cref="global::ResNetGen.OnnxGraphBuilder.MaxOpset"/>.</param>
-        public RG.OnnxExport ExportOnnx(string path, int opset = 17)
+        /// <param name="metadata">Key-value pairs for the model's metadata_props (e.g. class names), as ONNX Runtime's CustomMetadataMap reads them.</param>
+        public RG.OnnxExport ExportOnnx(string path, int opset = 17, global::System.Collections.Generic.IReadOnlyDictionary<string, string>? metadata = null)
         {
             var onnx = new RG.OnnxGraphBuilder("ResNet20", opset, 9, 3, true, 32, training);
             var result = RG.NetworkGraph.Write(onnx, Graph, Paths, _modules, _fused ? _folds : null);
-            return onnx.Save(path, result, "logits", fc.out_features);
+            return onnx.Save(path, result, "logits", fc.out_features, metadata);
         }
 
         /// <summary>Disposes every layer, its parameters and the folds.</summary>

@@ -297,19 +297,19 @@ Params size (MB): 1.08
             branch = ConvNorm(x, layer1_0_conv1, layer1_0_bn1);                          // [N, 16, 32, 32] layer1.0.conv1, bn1
             branch.relu_();                                                              // [N, 16, 32, 32] relu
             Replace(ref branch, ConvNorm(branch, layer1_0_conv2, layer1_0_bn2));         // [N, 16, 32, 32] layer1.0.conv2, bn2
-            branch.add_(x);                                                              // [N, 16, 32, 32] layer1.0: residual add
+            AddTo(branch, x);                                                            // [N, 16, 32, 32] layer1.0: residual add
             branch.relu_();                                                              // [N, 16, 32, 32] relu
             Replace(ref x, branch);                                                      // layer1.0 output
             branch = ConvNorm(x, layer1_1_conv1, layer1_1_bn1);                          // [N, 16, 32, 32] layer1.1.conv1, bn1
             branch.relu_();                                                              // [N, 16, 32, 32] relu
             Replace(ref branch, ConvNorm(branch, layer1_1_conv2, layer1_1_bn2));         // [N, 16, 32, 32] layer1.1.conv2, bn2
-            branch.add_(x);                                                              // [N, 16, 32, 32] layer1.1: residual add
+            AddTo(branch, x);                                                            // [N, 16, 32, 32] layer1.1: residual add
             branch.relu_();                                                              // [N, 16, 32, 32] relu
             Replace(ref x, branch);                                                      // layer1.1 output
             branch = ConvNorm(x, layer1_2_conv1, layer1_2_bn1);                          // [N, 16, 32, 32] layer1.2.conv1, bn1
             branch.relu_();                                                              // [N, 16, 32, 32] relu
             Replace(ref branch, ConvNorm(branch, layer1_2_conv2, layer1_2_bn2));         // [N, 16, 32, 32] layer1.2.conv2, bn2
-            branch.add_(x);                                                              // [N, 16, 32, 32] layer1.2: residual add
+            AddTo(branch, x);                                                            // [N, 16, 32, 32] layer1.2: residual add
             branch.relu_();                                                              // [N, 16, 32, 32] relu
             Replace(ref x, branch);                                                      // layer1.2 output
             Keep(features, 1, x);
@@ -317,20 +317,20 @@ Params size (MB): 1.08
             branch.relu_();                                                              // [N, 32, 16, 16] relu
             Replace(ref branch, ConvNorm(branch, layer2_0_conv2, layer2_0_bn2));         // [N, 32, 16, 16] layer2.0.conv2, bn2
             identity = RG.Shortcuts.ZeroPad(x, 2, 16);                                   // [N, 32, 16, 16] shortcut: subsample by 2, append 16 zero channels
-            branch.add_(identity);                                                       // [N, 32, 16, 16] layer2.0: residual add
+            AddTo(branch, identity);                                                     // [N, 32, 16, 16] layer2.0: residual add
             identity.Dispose();
             branch.relu_();                                                              // [N, 32, 16, 16] relu
             Replace(ref x, branch);                                                      // layer2.0 output
             branch = ConvNorm(x, layer2_1_conv1, layer2_1_bn1);                          // [N, 32, 16, 16] layer2.1.conv1, bn1
             branch.relu_();                                                              // [N, 32, 16, 16] relu
             Replace(ref branch, ConvNorm(branch, layer2_1_conv2, layer2_1_bn2));         // [N, 32, 16, 16] layer2.1.conv2, bn2
-            branch.add_(x);                                                              // [N, 32, 16, 16] layer2.1: residual add
+            AddTo(branch, x);                                                            // [N, 32, 16, 16] layer2.1: residual add
             branch.relu_();                                                              // [N, 32, 16, 16] relu
             Replace(ref x, branch);                                                      // layer2.1 output
             branch = ConvNorm(x, layer2_2_conv1, layer2_2_bn1);                          // [N, 32, 16, 16] layer2.2.conv1, bn1
             branch.relu_();                                                              // [N, 32, 16, 16] relu
             Replace(ref branch, ConvNorm(branch, layer2_2_conv2, layer2_2_bn2));         // [N, 32, 16, 16] layer2.2.conv2, bn2
-            branch.add_(x);                                                              // [N, 32, 16, 16] layer2.2: residual add
+            AddTo(branch, x);                                                            // [N, 32, 16, 16] layer2.2: residual add
             branch.relu_();                                                              // [N, 32, 16, 16] relu
             Replace(ref x, branch);                                                      // layer2.2 output
             Keep(features, 2, x);
@@ -338,20 +338,20 @@ Params size (MB): 1.08
             branch.relu_();                                                              // [N, 64, 8, 8] relu
             Replace(ref branch, ConvNorm(branch, layer3_0_conv2, layer3_0_bn2));         // [N, 64, 8, 8] layer3.0.conv2, bn2
             identity = RG.Shortcuts.ZeroPad(x, 2, 32);                                   // [N, 64, 8, 8] shortcut: subsample by 2, append 32 zero channels
-            branch.add_(identity);                                                       // [N, 64, 8, 8] layer3.0: residual add
+            AddTo(branch, identity);                                                     // [N, 64, 8, 8] layer3.0: residual add
             identity.Dispose();
             branch.relu_();                                                              // [N, 64, 8, 8] relu
             Replace(ref x, branch);                                                      // layer3.0 output
             branch = ConvNorm(x, layer3_1_conv1, layer3_1_bn1);                          // [N, 64, 8, 8] layer3.1.conv1, bn1
             branch.relu_();                                                              // [N, 64, 8, 8] relu
             Replace(ref branch, ConvNorm(branch, layer3_1_conv2, layer3_1_bn2));         // [N, 64, 8, 8] layer3.1.conv2, bn2
-            branch.add_(x);                                                              // [N, 64, 8, 8] layer3.1: residual add
+            AddTo(branch, x);                                                            // [N, 64, 8, 8] layer3.1: residual add
             branch.relu_();                                                              // [N, 64, 8, 8] relu
             Replace(ref x, branch);                                                      // layer3.1 output
             branch = ConvNorm(x, layer3_2_conv1, layer3_2_bn1);                          // [N, 64, 8, 8] layer3.2.conv1, bn1
             branch.relu_();                                                              // [N, 64, 8, 8] relu
             Replace(ref branch, ConvNorm(branch, layer3_2_conv2, layer3_2_bn2));         // [N, 64, 8, 8] layer3.2.conv2, bn2
-            branch.add_(x);                                                              // [N, 64, 8, 8] layer3.2: residual add
+            AddTo(branch, x);                                                            // [N, 64, 8, 8] layer3.2: residual add
             branch.relu_();                                                              // [N, 64, 8, 8] relu
             Replace(ref x, branch);                                                      // layer3.2 output
             Keep(features, 3, x);
@@ -419,11 +419,12 @@ Params size (MB): 1.08
         /// </summary>
         /// <param name="path">The .onnx file to write (replaced whole, never half-written).</param>
         /// <param name="opset">The ONNX opset: 11 to <see cref="global::ResNetGen.OnnxGraphBuilder.MaxOpset"/>.</param>
-        public RG.OnnxExport ExportOnnx(string path, int opset = 17)
+        /// <param name="metadata">Key-value pairs for the model's metadata_props (e.g. class names), as ONNX Runtime's CustomMetadataMap reads them.</param>
+        public RG.OnnxExport ExportOnnx(string path, int opset = 17, global::System.Collections.Generic.IReadOnlyDictionary<string, string>? metadata = null)
         {
             var onnx = new RG.OnnxGraphBuilder("ResNet20", opset, 11, 3, true, 32, training);
             var result = RG.NetworkGraph.Write(onnx, Graph, Paths, _modules, _fused ? _folds : null);
-            return onnx.Save(path, result, "logits", fc.out_features);
+            return onnx.Save(path, result, "logits", fc.out_features, metadata);
         }
 
         /// <summary>Disposes every layer, its parameters and the folds.</summary>

@@ -193,7 +193,7 @@ Params size (MB): 0.02
                 branch = ConvNorm(x, layer1_0_conv1, layer1_0_bn1);                          // [N, 8, 8, 8] layer1.0.conv1, bn1
                 branch.relu_();                                                              // [N, 8, 8, 8] relu
                 Replace(ref branch, ConvNorm(branch, layer1_0_conv2, layer1_0_bn2));         // [N, 8, 8, 8] layer1.0.conv2, bn2
-                branch.add_(x);                                                              // [N, 8, 8, 8] layer1.0: residual add
+                AddTo(branch, x);                                                            // [N, 8, 8, 8] layer1.0: residual add
                 branch.relu_();                                                              // [N, 8, 8, 8] relu
                 Replace(ref x, branch);                                                      // layer1.0 output
                 Keep(features, 1, x);
@@ -201,7 +201,7 @@ Params size (MB): 0.02
                 branch.relu_();                                                              // [N, 16, 4, 4] relu
                 Replace(ref branch, ConvNorm(branch, layer2_0_conv2, layer2_0_bn2));         // [N, 16, 4, 4] layer2.0.conv2, bn2
                 identity = RG.Shortcuts.ZeroPad(x, 2, 8);                                    // [N, 16, 4, 4] shortcut: subsample by 2, append 8 zero channels
-                branch.add_(identity);                                                       // [N, 16, 4, 4] layer2.0: residual add
+                AddTo(branch, identity);                                                     // [N, 16, 4, 4] layer2.0: residual add
                 identity.Dispose();
                 branch.relu_();                                                              // [N, 16, 4, 4] relu
                 Replace(ref x, branch);                                                      // layer2.0 output
@@ -270,11 +270,12 @@ Params size (MB): 0.02
             /// </summary>
             /// <param name="path">The .onnx file to write (replaced whole, never half-written).</param>
             /// <param name="opset">The ONNX opset: 11 to <see cref="global::ResNetGen.OnnxGraphBuilder.MaxOpset"/>.</param>
-            public RG.OnnxExport ExportOnnx(string path, int opset = 17)
+            /// <param name="metadata">Key-value pairs for the model's metadata_props (e.g. class names), as ONNX Runtime's CustomMetadataMap reads them.</param>
+            public RG.OnnxExport ExportOnnx(string path, int opset = 17, global::System.Collections.Generic.IReadOnlyDictionary<string, string>? metadata = null)
             {
                 var onnx = new RG.OnnxGraphBuilder("TinyNet", opset, 11, 3, true, 8, training);
                 var result = RG.NetworkGraph.Write(onnx, Graph, Paths, _modules, _fused ? _folds : null);
-                return onnx.Save(path, result, "logits", fc.out_features);
+                return onnx.Save(path, result, "logits", fc.out_features, metadata);
             }
 
             /// <summary>Disposes every layer, its parameters and the folds.</summary>

@@ -312,13 +312,13 @@ Params size (MB): 46.76
             branch = ConvNorm(x, layer1_0_conv1, layer1_0_bn1);                          // [N, 64, 56, 56] layer1.0.conv1, bn1
             branch.relu_();                                                              // [N, 64, 56, 56] relu
             Replace(ref branch, ConvNorm(branch, layer1_0_conv2, layer1_0_bn2));         // [N, 64, 56, 56] layer1.0.conv2, bn2
-            branch.add_(x);                                                              // [N, 64, 56, 56] layer1.0: residual add
+            AddTo(branch, x);                                                            // [N, 64, 56, 56] layer1.0: residual add
             branch.relu_();                                                              // [N, 64, 56, 56] relu
             Replace(ref x, branch);                                                      // layer1.0 output
             branch = ConvNorm(x, layer1_1_conv1, layer1_1_bn1);                          // [N, 64, 56, 56] layer1.1.conv1, bn1
             branch.relu_();                                                              // [N, 64, 56, 56] relu
             Replace(ref branch, ConvNorm(branch, layer1_1_conv2, layer1_1_bn2));         // [N, 64, 56, 56] layer1.1.conv2, bn2
-            branch.add_(x);                                                              // [N, 64, 56, 56] layer1.1: residual add
+            AddTo(branch, x);                                                            // [N, 64, 56, 56] layer1.1: residual add
             branch.relu_();                                                              // [N, 64, 56, 56] relu
             Replace(ref x, branch);                                                      // layer1.1 output
             Keep(features, 1, x);
@@ -326,14 +326,14 @@ Params size (MB): 46.76
             branch.relu_();                                                              // [N, 128, 28, 28] relu
             Replace(ref branch, ConvNorm(branch, layer2_0_conv2, layer2_0_bn2));         // [N, 128, 28, 28] layer2.0.conv2, bn2
             identity = ConvNorm(x, layer2_0_downsample_0, layer2_0_downsample_1);        // [N, 128, 28, 28] layer2.0.downsample.0, 1
-            branch.add_(identity);                                                       // [N, 128, 28, 28] layer2.0: residual add
+            AddTo(branch, identity);                                                     // [N, 128, 28, 28] layer2.0: residual add
             identity.Dispose();
             branch.relu_();                                                              // [N, 128, 28, 28] relu
             Replace(ref x, branch);                                                      // layer2.0 output
             branch = ConvNorm(x, layer2_1_conv1, layer2_1_bn1);                          // [N, 128, 28, 28] layer2.1.conv1, bn1
             branch.relu_();                                                              // [N, 128, 28, 28] relu
             Replace(ref branch, ConvNorm(branch, layer2_1_conv2, layer2_1_bn2));         // [N, 128, 28, 28] layer2.1.conv2, bn2
-            branch.add_(x);                                                              // [N, 128, 28, 28] layer2.1: residual add
+            AddTo(branch, x);                                                            // [N, 128, 28, 28] layer2.1: residual add
             branch.relu_();                                                              // [N, 128, 28, 28] relu
             Replace(ref x, branch);                                                      // layer2.1 output
             Keep(features, 2, x);
@@ -341,14 +341,14 @@ Params size (MB): 46.76
             branch.relu_();                                                              // [N, 256, 14, 14] relu
             Replace(ref branch, ConvNorm(branch, layer3_0_conv2, layer3_0_bn2));         // [N, 256, 14, 14] layer3.0.conv2, bn2
             identity = ConvNorm(x, layer3_0_downsample_0, layer3_0_downsample_1);        // [N, 256, 14, 14] layer3.0.downsample.0, 1
-            branch.add_(identity);                                                       // [N, 256, 14, 14] layer3.0: residual add
+            AddTo(branch, identity);                                                     // [N, 256, 14, 14] layer3.0: residual add
             identity.Dispose();
             branch.relu_();                                                              // [N, 256, 14, 14] relu
             Replace(ref x, branch);                                                      // layer3.0 output
             branch = ConvNorm(x, layer3_1_conv1, layer3_1_bn1);                          // [N, 256, 14, 14] layer3.1.conv1, bn1
             branch.relu_();                                                              // [N, 256, 14, 14] relu
             Replace(ref branch, ConvNorm(branch, layer3_1_conv2, layer3_1_bn2));         // [N, 256, 14, 14] layer3.1.conv2, bn2
-            branch.add_(x);                                                              // [N, 256, 14, 14] layer3.1: residual add
+            AddTo(branch, x);                                                            // [N, 256, 14, 14] layer3.1: residual add
             branch.relu_();                                                              // [N, 256, 14, 14] relu
             Replace(ref x, branch);                                                      // layer3.1 output
             Keep(features, 3, x);
@@ -356,14 +356,14 @@ Params size (MB): 46.76
             branch.relu_();                                                              // [N, 512, 7, 7] relu
             Replace(ref branch, ConvNorm(branch, layer4_0_conv2, layer4_0_bn2));         // [N, 512, 7, 7] layer4.0.conv2, bn2
             identity = ConvNorm(x, layer4_0_downsample_0, layer4_0_downsample_1);        // [N, 512, 7, 7] layer4.0.downsample.0, 1
-            branch.add_(identity);                                                       // [N, 512, 7, 7] layer4.0: residual add
+            AddTo(branch, identity);                                                     // [N, 512, 7, 7] layer4.0: residual add
             identity.Dispose();
             branch.relu_();                                                              // [N, 512, 7, 7] relu
             Replace(ref x, branch);                                                      // layer4.0 output
             branch = ConvNorm(x, layer4_1_conv1, layer4_1_bn1);                          // [N, 512, 7, 7] layer4.1.conv1, bn1
             branch.relu_();                                                              // [N, 512, 7, 7] relu
             Replace(ref branch, ConvNorm(branch, layer4_1_conv2, layer4_1_bn2));         // [N, 512, 7, 7] layer4.1.conv2, bn2
-            branch.add_(x);                                                              // [N, 512, 7, 7] layer4.1: residual add
+            AddTo(branch, x);                                                            // [N, 512, 7, 7] layer4.1: residual add
             branch.relu_();                                                              // [N, 512, 7, 7] relu
             Replace(ref x, branch);                                                      // layer4.1 output
             Keep(features, 4, x);
@@ -431,11 +431,12 @@ Params size (MB): 46.76
         /// </summary>
         /// <param name="path">The .onnx file to write (replaced whole, never half-written).</param>
         /// <param name="opset">The ONNX opset: 9 to <see cref="global::ResNetGen.OnnxGraphBuilder.MaxOpset"/>.</param>
-        public RG.OnnxExport ExportOnnx(string path, int opset = 17)
+        /// <param name="metadata">Key-value pairs for the model's metadata_props (e.g. class names), as ONNX Runtime's CustomMetadataMap reads them.</param>
+        public RG.OnnxExport ExportOnnx(string path, int opset = 17, global::System.Collections.Generic.IReadOnlyDictionary<string, string>? metadata = null)
         {
             var onnx = new RG.OnnxGraphBuilder("ResNet18", opset, 9, 3, true, 224, training);
             var result = RG.NetworkGraph.Write(onnx, Graph, Paths, _modules, _fused ? _folds : null);
-            return onnx.Save(path, result, "logits", fc.out_features);
+            return onnx.Save(path, result, "logits", fc.out_features, metadata);
         }
 
         /// <summary>Disposes every layer, its parameters and the folds.</summary>

@@ -548,7 +548,7 @@ Params size (MB): 102.23
             branch.relu_();                                                              // [N, 64, 56, 56] relu
             Replace(ref branch, ConvNorm(branch, layer1_0_conv3, layer1_0_bn3));         // [N, 256, 56, 56] layer1.0.conv3, bn3
             identity = ConvNorm(x, layer1_0_downsample_0, layer1_0_downsample_1);        // [N, 256, 56, 56] layer1.0.downsample.0, 1
-            branch.add_(identity);                                                       // [N, 256, 56, 56] layer1.0: residual add
+            AddTo(branch, identity);                                                     // [N, 256, 56, 56] layer1.0: residual add
             identity.Dispose();
             branch.relu_();                                                              // [N, 256, 56, 56] relu
             Replace(ref x, branch);                                                      // layer1.0 output
@@ -557,7 +557,7 @@ Params size (MB): 102.23
             Replace(ref branch, ConvNorm(branch, layer1_1_conv2, layer1_1_bn2));         // [N, 64, 56, 56] layer1.1.conv2, bn2
             branch.relu_();                                                              // [N, 64, 56, 56] relu
             Replace(ref branch, ConvNorm(branch, layer1_1_conv3, layer1_1_bn3));         // [N, 256, 56, 56] layer1.1.conv3, bn3
-            branch.add_(x);                                                              // [N, 256, 56, 56] layer1.1: residual add
+            AddTo(branch, x);                                                            // [N, 256, 56, 56] layer1.1: residual add
             branch.relu_();                                                              // [N, 256, 56, 56] relu
             Replace(ref x, branch);                                                      // layer1.1 output
             branch = ConvNorm(x, layer1_2_conv1, layer1_2_bn1);                          // [N, 64, 56, 56] layer1.2.conv1, bn1
@@ -565,7 +565,7 @@ Params size (MB): 102.23
             Replace(ref branch, ConvNorm(branch, layer1_2_conv2, layer1_2_bn2));         // [N, 64, 56, 56] layer1.2.conv2, bn2
             branch.relu_();                                                              // [N, 64, 56, 56] relu
             Replace(ref branch, ConvNorm(branch, layer1_2_conv3, layer1_2_bn3));         // [N, 256, 56, 56] layer1.2.conv3, bn3
-            branch.add_(x);                                                              // [N, 256, 56, 56] layer1.2: residual add
+            AddTo(branch, x);                                                            // [N, 256, 56, 56] layer1.2: residual add
             branch.relu_();                                                              // [N, 256, 56, 56] relu
             Replace(ref x, branch);                                                      // layer1.2 output
             Keep(features, 1, x);
@@ -575,7 +575,7 @@ Params size (MB): 102.23
             branch.relu_();                                                              // [N, 128, 28, 28] relu
             Replace(ref branch, ConvNorm(branch, layer2_0_conv3, layer2_0_bn3));         // [N, 512, 28, 28] layer2.0.conv3, bn3
             identity = ConvNorm(x, layer2_0_downsample_0, layer2_0_downsample_1);        // [N, 512, 28, 28] layer2.0.downsample.0, 1
-            branch.add_(identity);                                                       // [N, 512, 28, 28] layer2.0: residual add
+            AddTo(branch, identity);                                                     // [N, 512, 28, 28] layer2.0: residual add
             identity.Dispose();
             branch.relu_();                                                              // [N, 512, 28, 28] relu
             Replace(ref x, branch);                                                      // layer2.0 output
@@ -584,7 +584,7 @@ Params size (MB): 102.23
             Replace(ref branch, ConvNorm(branch, layer2_1_conv2, layer2_1_bn2));         // [N, 128, 28, 28] layer2.1.conv2, bn2
             branch.relu_();                                                              // [N, 128, 28, 28] relu
             Replace(ref branch, ConvNorm(branch, layer2_1_conv3, layer2_1_bn3));         // [N, 512, 28, 28] layer2.1.conv3, bn3
-            branch.add_(x);                                                              // [N, 512, 28, 28] layer2.1: residual add
+            AddTo(branch, x);                                                            // [N, 512, 28, 28] layer2.1: residual add
             branch.relu_();                                                              // [N, 512, 28, 28] relu
             Replace(ref x, branch);                                                      // layer2.1 output
             branch = ConvNorm(x, layer2_2_conv1, layer2_2_bn1);                          // [N, 128, 28, 28] layer2.2.conv1, bn1
@@ -592,7 +592,7 @@ Params size (MB): 102.23
             Replace(ref branch, ConvNorm(branch, layer2_2_conv2, layer2_2_bn2));         // [N, 128, 28, 28] layer2.2.conv2, bn2
             branch.relu_();                                                              // [N, 128, 28, 28] relu
             Replace(ref branch, ConvNorm(branch, layer2_2_conv3, layer2_2_bn3));         // [N, 512, 28, 28] layer2.2.conv3, bn3
-            branch.add_(x);                                                              // [N, 512, 28, 28] layer2.2: residual add
+            AddTo(branch, x);                                                            // [N, 512, 28, 28] layer2.2: residual add
             branch.relu_();                                                              // [N, 512, 28, 28] relu
             Replace(ref x, branch);                                                      // layer2.2 output
             branch = ConvNorm(x, layer2_3_conv1, layer2_3_bn1);                          // [N, 128, 28, 28] layer2.3.conv1, bn1
@@ -600,7 +600,7 @@ Params size (MB): 102.23
             Replace(ref branch, ConvNorm(branch, layer2_3_conv2, layer2_3_bn2));         // [N, 128, 28, 28] layer2.3.conv2, bn2
             branch.relu_();                                                              // [N, 128, 28, 28] relu
             Replace(ref branch, ConvNorm(branch, layer2_3_conv3, layer2_3_bn3));         // [N, 512, 28, 28] layer2.3.conv3, bn3
-            branch.add_(x);                                                              // [N, 512, 28, 28] layer2.3: residual add
+            AddTo(branch, x);                                                            // [N, 512, 28, 28] layer2.3: residual add
             branch.relu_();                                                              // [N, 512, 28, 28] relu
             Replace(ref x, branch);                                                      // layer2.3 output
             Keep(features, 2, x);
@@ -610,7 +610,7 @@ Params size (MB): 102.23
             branch.relu_();                                                              // [N, 256, 14, 14] relu
             Replace(ref branch, ConvNorm(branch, layer3_0_conv3, layer3_0_bn3));         // [N, 1024, 14, 14] layer3.0.conv3, bn3
             identity = ConvNorm(x, layer3_0_downsample_0, layer3_0_downsample_1);        // [N, 1024, 14, 14] layer3.0.downsample.0, 1
-            branch.add_(identity);                                                       // [N, 1024, 14, 14] layer3.0: residual add
+            AddTo(branch, identity);                                                     // [N, 1024, 14, 14] layer3.0: residual add
             identity.Dispose();
             branch.relu_();                                                              // [N, 1024, 14, 14] relu
             Replace(ref x, branch);                                                      // layer3.0 output
@@ -619,7 +619,7 @@ Params size (MB): 102.23
             Replace(ref branch, ConvNorm(branch, layer3_1_conv2, layer3_1_bn2));         // [N, 256, 14, 14] layer3.1.conv2, bn2
             branch.relu_();                                                              // [N, 256, 14, 14] relu
             Replace(ref branch, ConvNorm(branch, layer3_1_conv3, layer3_1_bn3));         // [N, 1024, 14, 14] layer3.1.conv3, bn3
-            branch.add_(x);                                                              // [N, 1024, 14, 14] layer3.1: residual add
+            AddTo(branch, x);                                                            // [N, 1024, 14, 14] layer3.1: residual add
             branch.relu_();                                                              // [N, 1024, 14, 14] relu
             Replace(ref x, branch);                                                      // layer3.1 output
             branch = ConvNorm(x, layer3_2_conv1, layer3_2_bn1);                          // [N, 256, 14, 14] layer3.2.conv1, bn1
@@ -627,7 +627,7 @@ Params size (MB): 102.23
             Replace(ref branch, ConvNorm(branch, layer3_2_conv2, layer3_2_bn2));         // [N, 256, 14, 14] layer3.2.conv2, bn2
             branch.relu_();                                                              // [N, 256, 14, 14] relu
             Replace(ref branch, ConvNorm(branch, layer3_2_conv3, layer3_2_bn3));         // [N, 1024, 14, 14] layer3.2.conv3, bn3
-            branch.add_(x);                                                              // [N, 1024, 14, 14] layer3.2: residual add
+            AddTo(branch, x);                                                            // [N, 1024, 14, 14] layer3.2: residual add
             branch.relu_();                                                              // [N, 1024, 14, 14] relu
             Replace(ref x, branch);                                                      // layer3.2 output
             branch = ConvNorm(x, layer3_3_conv1, layer3_3_bn1);                          // [N, 256, 14, 14] layer3.3.conv1, bn1
@@ -635,7 +635,7 @@ Params size (MB): 102.23
             Replace(ref branch, ConvNorm(branch, layer3_3_conv2, layer3_3_bn2));         // [N, 256, 14, 14] layer3.3.conv2, bn2
             branch.relu_();                                                              // [N, 256, 14, 14] relu
             Replace(ref branch, ConvNorm(branch, layer3_3_conv3, layer3_3_bn3));         // [N, 1024, 14, 14] layer3.3.conv3, bn3
-            branch.add_(x);                                                              // [N, 1024, 14, 14] layer3.3: residual add
+            AddTo(branch, x);                                                            // [N, 1024, 14, 14] layer3.3: residual add
             branch.relu_();                                                              // [N, 1024, 14, 14] relu
             Replace(ref x, branch);                                                      // layer3.3 output
             branch = ConvNorm(x, layer3_4_conv1, layer3_4_bn1);                          // [N, 256, 14, 14] layer3.4.conv1, bn1
@@ -643,7 +643,7 @@ Params size (MB): 102.23
             Replace(ref branch, ConvNorm(branch, layer3_4_conv2, layer3_4_bn2));         // [N, 256, 14, 14] layer3.4.conv2, bn2
             branch.relu_();                                                              // [N, 256, 14, 14] relu
             Replace(ref branch, ConvNorm(branch, layer3_4_conv3, layer3_4_bn3));         // [N, 1024, 14, 14] layer3.4.conv3, bn3
-            branch.add_(x);                                                              // [N, 1024, 14, 14] layer3.4: residual add
+            AddTo(branch, x);                                                            // [N, 1024, 14, 14] layer3.4: residual add
             branch.relu_();                                                              // [N, 1024, 14, 14] relu
             Replace(ref x, branch);                                                      // layer3.4 output
             branch = ConvNorm(x, layer3_5_conv1, layer3_5_bn1);                          // [N, 256, 14, 14] layer3.5.conv1, bn1
@@ -651,7 +651,7 @@ Params size (MB): 102.23
             Replace(ref branch, ConvNorm(branch, layer3_5_conv2, layer3_5_bn2));         // [N, 256, 14, 14] layer3.5.conv2, bn2
             branch.relu_();                                                              // [N, 256, 14, 14] relu
             Replace(ref branch, ConvNorm(branch, layer3_5_conv3, layer3_5_bn3));         // [N, 1024, 14, 14] layer3.5.conv3, bn3
-            branch.add_(x);                                                              // [N, 1024, 14, 14] layer3.5: residual add
+            AddTo(branch, x);                                                            // [N, 1024, 14, 14] layer3.5: residual add
             branch.relu_();                                                              // [N, 1024, 14, 14] relu
             Replace(ref x, branch);                                                      // layer3.5 output
             Keep(features, 3, x);
@@ -661,7 +661,7 @@ Params size (MB): 102.23
             branch.relu_();                                                              // [N, 512, 7, 7] relu
             Replace(ref branch, ConvNorm(branch, layer4_0_conv3, layer4_0_bn3));         // [N, 2048, 7, 7] layer4.0.conv3, bn3
             identity = ConvNorm(x, layer4_0_downsample_0, layer4_0_downsample_1);        // [N, 2048, 7, 7] layer4.0.downsample.0, 1
-            branch.add_(identity);                                                       // [N, 2048, 7, 7] layer4.0: residual add
+            AddTo(branch, identity);                                                     // [N, 2048, 7, 7] layer4.0: residual add
             identity.Dispose();
             branch.relu_();                                                              // [N, 2048, 7, 7] relu
             Replace(ref x, branch);                                                      // layer4.0 output
@@ -670,7 +670,7 @@ Params size (MB): 102.23
             Replace(ref branch, ConvNorm(branch, layer4_1_conv2, layer4_1_bn2));         // [N, 512, 7, 7] layer4.1.conv2, bn2
             branch.relu_();                                                              // [N, 512, 7, 7] relu
             Replace(ref branch, ConvNorm(branch, layer4_1_conv3, layer4_1_bn3));         // [N, 2048, 7, 7] layer4.1.conv3, bn3
-            branch.add_(x);                                                              // [N, 2048, 7, 7] layer4.1: residual add
+            AddTo(branch, x);                                                            // [N, 2048, 7, 7] layer4.1: residual add
             branch.relu_();                                                              // [N, 2048, 7, 7] relu
             Replace(ref x, branch);                                                      // layer4.1 output
             branch = ConvNorm(x, layer4_2_conv1, layer4_2_bn1);                          // [N, 512, 7, 7] layer4.2.conv1, bn1
@@ -678,7 +678,7 @@ Params size (MB): 102.23
             Replace(ref branch, ConvNorm(branch, layer4_2_conv2, layer4_2_bn2));         // [N, 512, 7, 7] layer4.2.conv2, bn2
             branch.relu_();                                                              // [N, 512, 7, 7] relu
             Replace(ref branch, ConvNorm(branch, layer4_2_conv3, layer4_2_bn3));         // [N, 2048, 7, 7] layer4.2.conv3, bn3
-            branch.add_(x);                                                              // [N, 2048, 7, 7] layer4.2: residual add
+            AddTo(branch, x);                                                            // [N, 2048, 7, 7] layer4.2: residual add
             branch.relu_();                                                              // [N, 2048, 7, 7] relu
             Replace(ref x, branch);                                                      // layer4.2 output
             Keep(features, 4, x);
@@ -746,11 +746,12 @@ Params size (MB): 102.23
         /// </summary>
         /// <param name="path">The .onnx file to write (replaced whole, never half-written).</param>
         /// <param name="opset">The ONNX opset: 9 to <see cref="global::ResNetGen.OnnxGraphBuilder.MaxOpset"/>.</param>
-        public RG.OnnxExport ExportOnnx(string path, int opset = 17)
+        /// <param name="metadata">Key-value pairs for the model's metadata_props (e.g. class names), as ONNX Runtime's CustomMetadataMap reads them.</param>
+        public RG.OnnxExport ExportOnnx(string path, int opset = 17, global::System.Collections.Generic.IReadOnlyDictionary<string, string>? metadata = null)
         {
             var onnx = new RG.OnnxGraphBuilder("ResNet50", opset, 9, 3, true, 224, training);
             var result = RG.NetworkGraph.Write(onnx, Graph, Paths, _modules, _fused ? _folds : null);
-            return onnx.Save(path, result, "logits", fc.out_features);
+            return onnx.Save(path, result, "logits", fc.out_features, metadata);
         }
 
         /// <summary>Disposes every layer, its parameters and the folds.</summary>
