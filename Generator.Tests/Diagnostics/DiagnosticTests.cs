@@ -75,6 +75,12 @@ public class DiagnosticTests
     public void RNG0005_dilate_stages_of_the_wrong_length() => Check(Net("ResNet(Block.Bottleneck, 3, 4, 6, 3, DilateStages = new[] { true })"),
         new Expected("RNG0005", Error, "DilateStages = new[] { true }", "has 1 entries", "4 stages needs 3"));
 
+    [Theory] // an empty array is a wrong length too; only an absent or null DilateStages means "no dilation"
+    [InlineData("new bool[0]")]
+    [InlineData("new bool[] { }")]
+    public void RNG0005_an_empty_dilate_stages(string empty) => Check(Net($"ResNet(Block.Bottleneck, 3, 4, 6, 3, DilateStages = {empty})"),
+        new Expected("RNG0005", Error, $"DilateStages = {empty}", "has 0 entries", "4 stages needs 3"));
+
     [Fact]
     public void RNG0006_non_positive_in_channels() => Check(Net("ResNet(Block.Basic, 2, 2, 2, 2, InChannels = 0)"),
         new Expected("RNG0006", Error, "InChannels = 0", "InChannels is 0", "3 for RGB"));
@@ -237,6 +243,8 @@ public class DiagnosticTests
     [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3, WidthPerGroup = 128)")]
     [InlineData("ResNet(Block.Bottleneck, 3, 4, 23, 3, WidthPerGroup = 128)")]
     [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3, DilateStages = new[] { false, true, true })")]
+    [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3, DilateStages = null)")]
+    [InlineData("ResNet(Block.Bottleneck, 3, DilateStages = new bool[0])")]
     [InlineData("ResNet(Block.Basic, 3, 3, 3, Stem = Stem.Cifar, BaseWidth = 16, NumClasses = 10)")]
     public void Valid_configurations_produce_no_diagnostics(string attribute) => Check(Net(attribute));
 

@@ -118,7 +118,7 @@ internal static class Checker
             if (dilated.Count > 0)
                 Add(DiagnosticDescriptors.BasicBlockDilation, ArgumentSlot.DilateStages, 0, string.Join(", ", dilated));
         }
-        if (spec.DilateStages.Count > 0 && spec.Layers.Count > 0 && spec.DilateStages.Count != spec.Layers.Count - 1)
+        if (spec.DilateStagesGiven && spec.Layers.Count > 0 && spec.DilateStages.Count != spec.Layers.Count - 1)
             Add(DiagnosticDescriptors.DilateStagesLength, ArgumentSlot.DilateStages, 0,
                 S(spec.DilateStages.Count), S(spec.Layers.Count), S(spec.Layers.Count - 1));
         return result;

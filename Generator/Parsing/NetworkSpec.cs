@@ -65,6 +65,9 @@ internal sealed record NetworkSpec(
     /// <summary>The attribute as written, for comments in the generated file.</summary>
     public string AttributeText { get; init; } = "";
 
+    /// <summary>Whether <see cref="DilateStages"/> was given as an array (even an empty one), so that its length is checked.</summary>
+    public bool DilateStagesGiven { get; init; }
+
     /// <summary>The square input size the static shapes are computed at: <see cref="InputSize"/> or the stem's default.</summary>
     public int EffectiveInputSize => InputSize != 0 ? InputSize : Stem == StemKind.Cifar ? 32 : 224;
 }

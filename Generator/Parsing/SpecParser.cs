@@ -55,7 +55,11 @@ internal static class SpecParser
                 "Stem" => spec with { Stem = (StemKind)(int)value.Value! },
                 "Shortcut" => spec with { Shortcut = (ShortcutKind)(int)value.Value! },
                 "StrideAt" => spec with { StrideAt = (StrideAtKind)(int)value.Value! },
-                "DilateStages" => spec with { DilateStages = value.IsNull ? EquatableArray<bool>.Empty : value.Values.Select(v => v.Value is true).ToEquatableArray() },
+                "DilateStages" => spec with
+                {
+                    DilateStages = value.IsNull ? EquatableArray<bool>.Empty : value.Values.Select(v => v.Value is true).ToEquatableArray(),
+                    DilateStagesGiven = !value.IsNull,
+                },
                 "ZeroInitResidual" => spec with { ZeroInitResidual = (bool)value.Value! },
                 "InputSize" => spec with { InputSize = (int)value.Value! },
                 _ => spec,
