@@ -26,14 +26,13 @@ internal static class AtomicFile
         var target = FinalTarget(Path.GetFullPath(path));
         var folder = Path.GetDirectoryName(target)!;
         var existing = Posix.Supported ? Posix.Stat(target) : null;
+        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"cannot write {target}: the folder {folder} does not exist");
         var temp = TempName(target);
         // Unnamed where the system can (named only by the link below, once complete); a named temporary file elsewhere.
         var handle = Posix.CreateUnnamed(folder);
         try
         {
-            using (var file = handle is not null
-                       ? new FileStream(handle, FileAccess.Write, 1 << 20)
-                       : new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+            using (var file = handle is not null ? new FileStream(handle, FileAccess.Write, 1 << 20) : CreateNamed(temp, target))
             {
                 write(file);
                 file.Flush();
@@ -65,6 +64,23 @@ internal static class AtomicFile
         var info = new FileInfo(full);
         if (info.LinkTarget is null) return full;
         return info.ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full;
+    }
+
+    /// <summary>The named temporary file; a failure to create it is told in terms of the file the user asked for.</summary>
+    private static FileStream CreateNamed(string temp, string target)
+    {
+        try
+        {
+            return new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new UnauthorizedAccessException($"cannot write {target}: no permission to create files in {Path.GetDirectoryName(target)}", e);
+        }
+        catch (IOException e)
+        {
+            throw new IOException($"cannot write {target}: {e.Message.Replace(temp, target, StringComparison.Ordinal)}", e);
+        }
     }
 
     private static string TempName(string target) =>
