@@ -67,16 +67,25 @@ internal static unsafe class LibTorchNative
         }
     }
 
+    /// <summary>c10::initLogging(): applies TORCH_CPP_LOG_LEVEL from the native environment; false where it is not exported.</summary>
+    public static bool InitLogging()
+    {
+        var function = (delegate* unmanaged<void>)Export("_ZN3c1011initLoggingEv");
+        if (function == null) return false;
+        function();
+        return true;
+    }
+
     [DllImport("libc", EntryPoint = "setenv")]
     private static extern int SetEnv([MarshalAs(UnmanagedType.LPUTF8Str)] string name, [MarshalAs(UnmanagedType.LPUTF8Str)] string value, int overwrite);
 
-    /// <summary>Sets a variable in the native environment, which .NET's own copy does not reach on Unix.</summary>
-    public static bool TrySetEnvironment(string name, string value)
+    /// <summary>Sets a variable in the native environment, which .NET's own copy does not reach on Unix (an existing value is kept unless <paramref name="overwrite"/>).</summary>
+    public static bool TrySetEnvironment(string name, string value, bool overwrite = false)
     {
         if (RuntimeInformation.IsOSPlatform(OSPlatform.Windows)) return false;
         try
         {
-            return SetEnv(name, value, 0) == 0;
+            return SetEnv(name, value, overwrite ? 1 : 0) == 0;
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {

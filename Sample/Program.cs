@@ -3,6 +3,10 @@ using System.Threading;
 using ResNetGen.Sample;
 using Spectre.Console;
 
+// libtorch's C++ warnings (NNPACK's "Unsupported hardware" on every convolution of some CPUs) would bury the output;
+// TORCH_CPP_LOG_LEVEL, when set, is kept.
+ResNetGen.LibTorchLog.QuietUnlessSet();
+
 // Ctrl+C once: stop after the current batch, keeping the last completed epoch's checkpoint. Twice: stop now.
 using var cancel = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) =>

@@ -110,9 +110,16 @@ public static class ChildProgram
     }
 }
 
-/// <summary>Runs the oneDNN check as the test assembly loads, before any test computes a convolution.</summary>
+/// <summary>
+/// As the test assembly loads, before any test computes a convolution: libtorch's C++ warnings quieted (NNPACK's,
+/// once per convolution on some CPUs, in the tests and in every child they start) and the oneDNN check run.
+/// </summary>
 internal static class OneDnnAtLoad
 {
     [ModuleInitializer]
-    internal static void Check() => OneDnn.EnsureChecked();
+    internal static void Check()
+    {
+        LibTorchLog.QuietUnlessSet();
+        OneDnn.EnsureChecked();
+    }
 }
