@@ -49,6 +49,7 @@ public class ConsumerTests
                 Assert.DoesNotContain(entries, e => e.StartsWith("lib/", StringComparison.Ordinal) && e.EndsWith("Generator.dll", StringComparison.Ordinal));
                 var nuspec = new StreamReader(zip.Entries.Single(e => e.FullName.EndsWith(".nuspec", StringComparison.Ordinal)).Open()).ReadToEnd();
                 Assert.Contains("id=\"TorchSharp\"", nuspec);
+                Assert.Contains("id=\"SharpZipLib\"", nuspec); // pinned: the user's restore warns no NU1603
                 Assert.DoesNotContain("id=\"libtorch", nuspec);
             }
 
@@ -69,7 +70,6 @@ public class ConsumerTests
                     <TargetFramework>net10.0</TargetFramework>
                     <Nullable>enable</Nullable>
                     <TreatWarningsAsErrors>true</TreatWarningsAsErrors>
-                    <NoWarn>NU1603</NoWarn>
                   </PropertyGroup>
                   <ItemGroup>
                     <PackageReference Include="ResNetGen" Version="{version}" />
