@@ -1,5 +1,6 @@
 using System;
 using System.Buffers.Binary;
+using System.Collections.Generic;
 using System.IO;
 using System.IO.Compression;
 using System.Linq;
@@ -8,7 +9,7 @@ using TorchSharp;
 namespace ResNetGen.Sample;
 
 /// <summary>Fashion-MNIST in memory: 28×28 grayscale images as bytes, and labels.</summary>
-public sealed class FashionMnist : IDisposable
+public sealed class FashionMnist : ITrainingData, IDisposable
 {
     public static readonly string[] Classes =
         { "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot" };
@@ -38,6 +39,36 @@ public sealed class FashionMnist : IDisposable
 
     public long TrainCount => TrainLabels.shape[0];
     public long TestCount => TestLabels.shape[0];
+
+    IReadOnlyList<string> ITrainingData.Classes => Classes;
+
+    public int TestBatchSize => 500;
+
+    /// <summary>The images at <paramref name="indices"/>, padded by 2 and cropped back at a random offset, flipped at random, normalised.</summary>
+    public (torch.Tensor Images, torch.Tensor Labels) TrainBatch(torch.Tensor indices, torch.Generator generator, torch.Device device) =>
+        (Augment(Normalize(TrainImages.index_select(0, indices), device), generator), TrainLabels.index_select(0, indices).to(device));
+
+    public (torch.Tensor Images, torch.Tensor Labels) TestBatch(long start, long count, torch.Device device) =>
+        (Normalize(TestImages.narrow(0, start, count), device), TestLabels.narrow(0, start, count).to(device));
+
+    /// <summary>Pads by 2 and crops back at a random offset (one per quarter batch), then flips a random half.</summary>
+    private static torch.Tensor Augment(torch.Tensor images, torch.Generator generator)
+    {
+        var n = images.shape[0];
+        var padded = torch.nn.functional.pad(images, new long[] { 2, 2, 2, 2 });
+        var parts = new List<torch.Tensor>();
+        var quarter = Math.Max(1, (n + 3) / 4);
+        for (long start = 0; start < n; start += quarter)
+        {
+            var length = Math.Min(quarter, n - start);
+            var offsets = torch.randint(0, 5, new long[] { 2 }, generator: generator).data<long>().ToArray();
+            parts.Add(padded.narrow(0, start, length).narrow(2, offsets[0], 28).narrow(3, offsets[1], 28));
+        }
+        var cropped = torch.cat(parts, 0);
+        using var half = 0.5.ToScalar();
+        var flip = torch.rand(new long[] { n, 1, 1, 1 }, generator: generator).to(images.device).lt(half);
+        return torch.where(flip, cropped.flip(3), cropped);
+    }
 
     /// <summary>
     /// The data in <paramref name="folder"/> if given (an error if it is not there), else Debian's copy if installed,
@@ -163,8 +194,12 @@ public sealed class FashionMnist : IDisposable
     /// <summary>Bytes [N, 1, 28, 28] to the normalised floats the network trains on.</summary>
     public static torch.Tensor Normalize(torch.Tensor bytes, torch.Device device)
     {
+        // Scalars held in locals until the ops are done (a temporary Scalar can be freed while libtorch reads it).
+        using var byteRange = 255f.ToScalar();
+        using var mean = Mean.ToScalar();
+        using var std = Std.ToScalar();
         var floats = bytes.to(torch.float32, device);
-        return floats.div_(255f).sub_(Mean).div_(Std); // in place on the fresh copy, which is returned
+        return floats.div_(byteRange).sub_(mean).div_(std); // in place on the fresh copy, which is returned
     }
 
     public void Dispose()

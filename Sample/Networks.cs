@@ -13,3 +13,10 @@ public partial class ResNet20 { }
 /// <summary>torchvision's resnet50.</summary>
 [ResNet(Block.Bottleneck, 3, 4, 6, 3)]
 public partial class ResNet50 { }
+
+/// <summary>
+/// torchvision's resnet18, for fine-tuning (the finetune command): built with the class count of the pictures' folder,
+/// it loads torchvision's pretrained weights or any checkpoint of this layout, all but the classifier.
+/// </summary>
+[ResNet(Block.Basic, 2, 2, 2, 2)]
+public partial class ResNet18 { }

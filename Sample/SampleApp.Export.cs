@@ -1,28 +1,30 @@
 using System;
+using System.IO;
 using Spectre.Console;
 using TorchSharp;
 
 namespace ResNetGen.Sample;
 
-// The sample's export: the checkpoint as an ONNX model.
+// The sample's export: a checkpoint (train's or finetune's) as an ONNX model.
 public sealed partial class SampleApp
 {
-    private int Export(string checkpointPath, string path, int opset)
+    private int Export(string checkpointPath, string? path, int opset)
     {
-        using var network = LoadNetwork(checkpointPath, torch.CPU);
-        network.FuseForInference();
+        using var classifier = LoadClassifier(checkpointPath, torch.CPU);
+        path ??= Path.ChangeExtension(checkpointPath, ".onnx");
         OnnxExport export;
         try
         {
-            export = network.ExportOnnx(path, opset);
+            export = classifier.Export(path, opset);
         }
         catch (ArgumentOutOfRangeException e)
         {
-            throw new SampleException(e.Message.Split(" (Parameter")[0]);
+            throw new SampleException(e.Message.Split(" (Parameter")[0].Replace("pass opset: ", "pass --opset ", StringComparison.Ordinal));
         }
         foreach (var warning in export.Warnings) _console.MarkupLine($"[yellow]warning:[/] {Markup.Escape(warning)}");
-        _console.MarkupLine(Markup.Escape($"Wrote {export.Path}: opset {export.Opset}, {export.Nodes} nodes, {export.Initializers} initializers; input [N, 1, H, W], output logits [N, 10]."));
-        _console.MarkupLine($"Run it on ONNX Runtime: predict <images> --onnx {Markup.Escape(export.Path)}");
+        var channels = classifier.Preprocess == "fashion-mnist" ? 1 : 3;
+        _console.MarkupLine(Markup.Escape($"Wrote {export.Path}: opset {export.Opset}, {export.Nodes} nodes, {export.Initializers} initializers; input [N, {channels}, H, W], output logits [N, {classifier.Classes.Count}]; class names and preprocessing in its metadata."));
+        _console.MarkupLine($"Run it on ONNX Runtime: predict <pictures> --onnx {Markup.Escape(export.Path)}");
         return 0;
     }
 }

@@ -15,34 +15,26 @@ public sealed partial class SampleApp
         var files = new List<string>();
         foreach (var input in inputs)
         {
-            if (Directory.Exists(input))
-            {
-                files.AddRange(Directory.EnumerateFiles(input)
-                    .Where(f => f.EndsWith(".png", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".jpg", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".jpeg", StringComparison.OrdinalIgnoreCase))
-                    .OrderBy(f => f, StringComparer.Ordinal));
-            }
+            if (Directory.Exists(input)) files.AddRange(Directory.EnumerateFiles(input).Where(ImageFolder.IsPicture).OrderBy(f => f, StringComparer.Ordinal));
             else if (File.Exists(input)) files.Add(input);
             else throw new SampleException($"{input}: no such file or folder.");
         }
         if (files.Count == 0) throw new SampleException($"{string.Join(", ", inputs)}: no PNG or JPEG files there.");
+
+        IReadOnlyList<string> classes;
+        string preprocess;
         Func<torch.Tensor, float[]> classify;
         IDisposable owner;
         if (onnxModel is not null)
         {
-            if (!File.Exists(onnxModel)) throw new SampleException($"{onnxModel}: no such ONNX model. Write one with the export command.");
-            Microsoft.ML.OnnxRuntime.InferenceSession session;
-            try
-            {
-                session = new Microsoft.ML.OnnxRuntime.InferenceSession(onnxModel);
-            }
-            catch (Microsoft.ML.OnnxRuntime.OnnxRuntimeException e)
-            {
-                throw new SampleException($"{onnxModel} is not an ONNX model ONNX Runtime can load: {e.Message.Split('\n')[0]}");
-            }
+            var session = OpenOnnx(onnxModel);
             owner = session;
+            var metadata = session.ModelMetadata.CustomMetadataMap;
+            classes = Classifier.ClassesFrom(metadata) ?? FashionMnist.Classes; // a model exported before the metadata: the sample's Fashion-MNIST
+            preprocess = metadata.TryGetValue(Classifier.PreprocessKey, out var p) ? p : "fashion-mnist";
             classify = input =>
             {
-                var tensor = new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>(input.contiguous().data<float>().ToArray(), new[] { 1, 1, 28, 28 });
+                var tensor = new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>(input.contiguous().data<float>().ToArray(), input.shape.Select(d => (int)d).ToArray());
                 using var results = session.Run(new[] { Microsoft.ML.OnnxRuntime.NamedOnnxValue.CreateFromTensor("input", tensor) });
                 var logits = results.First().AsEnumerable<float>().ToArray();
                 var max = logits.Max();
@@ -54,32 +46,62 @@ public sealed partial class SampleApp
         }
         else
         {
-            var torchNetwork = LoadNetwork(checkpointPath, device);
-            owner = torchNetwork;
+            var classifier = LoadClassifier(checkpointPath, device);
+            owner = classifier;
+            (classes, preprocess) = (classifier.Classes, classifier.Preprocess);
             classify = input =>
             {
                 using var noGrad = torch.no_grad();
-                using var logits = torchNetwork.call(input);
+                using var onDevice = input.to(device);
+                using var logits = classifier.Network.call(onDevice);
                 using var probabilities = torch.nn.functional.softmax(logits, 1).cpu();
                 return probabilities[0].data<float>().ToArray();
             };
         }
         using var _ = owner;
-        var table = new Table().AddColumns("image", "prediction");
-        top = Math.Min(top, 10);
+        var table = new Table().AddColumns("picture", "prediction");
+        var notes = new SortedSet<string>(StringComparer.Ordinal);
+        var failed = new List<string>();
+        top = Math.Min(top, classes.Count);
         foreach (var file in files)
         {
-            var (pixels, inverted) = Images.Load(file);
-            using (pixels)
-            using (var input = FashionMnist.Normalize(pixels, onnxModel is null ? device : torch.CPU))
+            if (_cancel.IsCancellationRequested) break;
+            try
             {
-                var p = classify(input);
-                var best = Enumerable.Range(0, 10).OrderByDescending(i => p[i]).Take(top)
-                    .Select(i => FormattableString.Invariant($"{FashionMnist.Classes[i]} {100 * p[i]:0.0}%"));
-                table.AddRow(Markup.Escape(Path.GetFileName(file)) + (inverted ? " [grey](inverted)[/]" : ""), Markup.Escape(string.Join(", ", best)));
+                var (input, note) = Classifier.Prepare(preprocess, file);
+                using (input)
+                {
+                    var p = classify(input);
+                    var best = Enumerable.Range(0, classes.Count).OrderByDescending(i => p[i]).Take(top)
+                        .Select(i => FormattableString.Invariant($"{classes[i]} {100 * p[i]:0.0}%"));
+                    var mark = note is null ? "" : $" [grey]({Markup.Escape(note.Split(':')[0])}*)[/]";
+                    if (note is not null) notes.Add(note);
+                    table.AddRow(Markup.Escape(Path.GetFileName(file)) + mark, Markup.Escape(string.Join(", ", best)));
+                }
+            }
+            catch (SampleException e) // one unreadable picture is reported in its row; the others are still classified
+            {
+                failed.Add(e.Message);
+                table.AddRow(Markup.Escape(Path.GetFileName(file)), "[red]unreadable[/]");
             }
         }
         _console.Write(table);
-        return 0;
+        foreach (var note in notes) _console.MarkupLine($"[grey]* {Markup.Escape(note)}.[/]");
+        if (failed.Count == 1) throw new SampleException(failed[0]);
+        if (failed.Count > 1) throw new SampleException($"{failed.Count} of {files.Count} pictures could not be read; the first: {failed[0]}");
+        return _cancel.IsCancellationRequested ? 130 : 0;
+    }
+
+    private static Microsoft.ML.OnnxRuntime.InferenceSession OpenOnnx(string path)
+    {
+        if (!File.Exists(path)) throw new SampleException($"{path}: no such ONNX model. Write one with the export command.");
+        try
+        {
+            return new Microsoft.ML.OnnxRuntime.InferenceSession(path);
+        }
+        catch (Microsoft.ML.OnnxRuntime.OnnxRuntimeException e)
+        {
+            throw new SampleException($"{path} is not an ONNX model ONNX Runtime can load: {e.Message.Split('\n')[0]}");
+        }
     }
 }

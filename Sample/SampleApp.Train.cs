@@ -23,7 +23,15 @@ public sealed partial class SampleApp
         var trainCount = Math.Min(data.TrainCount, settings.TrainLimit ?? long.MaxValue);
         _console.MarkupLine($"Training ResNet20 on {trainCount:N0} images for {settings.Epochs} epoch(s), batch {settings.BatchSize}, peak learning rate {settings.LearningRate.ToString(CultureInfo.InvariantCulture)}, on {device.type.ToString().ToLowerInvariant()}. Ctrl+C stops after the current batch and keeps the last epoch's checkpoint.");
 
-        var table = new Table().AddColumns("epoch", "train loss", "train acc", "test loss", "test acc", "time", "images/s");
+        var results = RunEpochs(network, data, settings, device, result => SaveCheckpoint(network, checkpointPath, result), "test");
+        return Finish(results, checkpointPath, Path.Combine(output, CurvesFile), "ResNet-20 on Fashion-MNIST", "test");
+    }
+
+    /// <summary>Trains with a live progress bar per epoch and a table of the epochs; <paramref name="epochDone"/> saves each epoch's checkpoint.</summary>
+    private List<EpochResult> RunEpochs(torch.nn.Module<torch.Tensor, torch.Tensor> network, ITrainingData data, TrainSettings settings, torch.Device device,
+        Action<EpochResult> epochDone, string evaluatedOn)
+    {
+        var table = new Table().AddColumns("epoch", "train loss", "train acc", $"{evaluatedOn} loss", $"{evaluatedOn} acc", "time", "images/s");
         List<EpochResult> results = new();
         _console.Progress()
             .AutoClear(false)
@@ -43,18 +51,23 @@ public sealed partial class SampleApp
                     result =>
                     {
                         tasks[result.Epoch - 1].StopTask();
-                        SaveCheckpoint(network, checkpointPath, result);
+                        epochDone(result);
                         table.AddRow(result.Epoch.ToString(CultureInfo.InvariantCulture), F(result.TrainLoss), P(result.TrainAccuracy),
                             F(result.TestLoss), P(result.TestAccuracy), $"{result.Seconds:0.0} s", $"{result.ImagesPerSecond:0}");
                     },
                     _cancel);
             });
         _console.Write(table);
+        return results;
+    }
+
+    /// <summary>Writes the curves and says where the checkpoint is; exit code 130 if Ctrl+C stopped the run.</summary>
+    private int Finish(List<EpochResult> results, string checkpointPath, string curves, string title, string evaluatedOn)
+    {
         if (results.Count > 0)
         {
-            var curves = Path.Combine(output, CurvesFile);
-            Curves.Save(results, curves);
-            _console.MarkupLine($"Checkpoint (epoch {results[^1].Epoch}, test accuracy {P(results[^1].TestAccuracy)}): {Markup.Escape(checkpointPath)}");
+            Curves.Save(results, curves, title, evaluatedOn);
+            _console.MarkupLine($"Checkpoint (epoch {results[^1].Epoch}, {evaluatedOn} accuracy {P(results[^1].TestAccuracy)}): {Markup.Escape(checkpointPath)}");
             _console.MarkupLine($"Curves: {Markup.Escape(curves)}");
         }
         if (_cancel.IsCancellationRequested)
@@ -86,7 +99,9 @@ public sealed partial class SampleApp
         if (!File.Exists(path)) throw new SampleException($"{path}: no checkpoint there. Train one first (train), or pass --checkpoint.");
         var metadata = Safetensors.ReadMetadata(path);
         if (metadata.TryGetValue("architecture", out var architecture) && architecture != Architecture)
-            throw new SampleException($"{path} holds weights for {architecture}, not {Architecture}. Pass a checkpoint written by this sample's train command.");
+            throw new SampleException(architecture == FineTunedArchitecture
+                ? $"{path} is a fine-tuned {architecture}; eval measures train's {Architecture} on Fashion-MNIST (finetune reports its own validation accuracy each epoch, and predict and export take its checkpoint)."
+                : $"{path} holds weights for {architecture}, not {Architecture}. Pass a checkpoint written by this sample's train command.");
         var network = new ResNet20();
         try
         {
@@ -100,5 +115,23 @@ public sealed partial class SampleApp
         network.to(device);
         network.eval();
         return network;
+    }
+
+    /// <summary>
+    /// The checkpoint at <paramref name="path"/> as predict and export use it: train's ResNet-20 or finetune's ResNet-18,
+    /// told apart by the architecture its metadata names.
+    /// </summary>
+    private Classifier LoadClassifier(string path, torch.Device device)
+    {
+        if (!File.Exists(path)) throw new SampleException($"{path}: no checkpoint there. Train one first (train or finetune), or pass --checkpoint.");
+        var metadata = Safetensors.ReadMetadata(path);
+        if (metadata.TryGetValue("architecture", out var architecture) && architecture == FineTunedArchitecture)
+            return LoadFineTuned(path, metadata, device);
+        var network = LoadNetwork(path, device);
+        return new Classifier(network, FashionMnist.Classes, "fashion-mnist", (to, opset, meta) =>
+        {
+            network.FuseForInference();
+            return network.ExportOnnx(to, opset, meta);
+        });
     }
 }

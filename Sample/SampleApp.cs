@@ -51,13 +51,28 @@ public sealed partial class SampleApp
         var top = new Option<int>("--top") { Description = "classes to show per image", DefaultValueFactory = _ => 3 };
         var paths = new Argument<string[]>("paths") { Description = "PNG or JPEG files, or folders of them", Arity = ArgumentArity.OneOrMore };
         var onnx = new Option<string?>("--onnx") { Description = "run this exported ONNX model on ONNX Runtime instead of TorchSharp" };
-        var onnxOut = new Option<string?>("--to") { Description = $"the .onnx file to write (default: <output>/{OnnxFile})" };
+        var onnxOut = new Option<string?>("--to") { Description = "the .onnx file to write (default: the checkpoint's path with .onnx)" };
         var opset = new Option<int>("--opset") { Description = "ONNX opset", DefaultValueFactory = _ => 17 };
-        foreach (var option in new Option<int>[] { epochs, batchSize, top })
-            option.Validators.Add(r => { if (r.GetValueOrDefault<int>() <= 0) r.AddError($"{r.Option.Name} must be a positive whole number."); });
-        lr.Validators.Add(r => { if (r.GetValueOrDefault<double>() is <= 0 or > 10) r.AddError("--lr must be above 0 and at most 10."); });
+        var images = new Option<string>("--images") { Description = "folder of pictures: DIR/train/<class>/ and DIR/val/<class>/ (PNG or JPEG, any size, grayscale or colour)", Required = true };
+        var from = new Option<string?>("--from") { Description = "pretrained ResNet-18 weights, .pth (torchvision's resnet18-f37072fd.pth) or .safetensors; omit to train from random initialisation" };
+        var trainableStages = new Option<int>("--trainable-stages") { Description = "stages that keep training besides the classifier: 0 (fc only) to 4, or 5 for every layer", DefaultValueFactory = _ => 1 };
+        var size = new Option<int>("--size") { Description = "side of the square the network sees, in pixels", DefaultValueFactory = _ => 224 };
+        var fineTuneEpochs = new Option<int>("--epochs") { Description = "training epochs", DefaultValueFactory = _ => 5 };
+        var fineTuneBatch = new Option<int>("--batch-size") { Description = "pictures per training step", DefaultValueFactory = _ => 32 };
+        var fineTuneLr = new Option<double>("--lr") { Description = "peak learning rate of the cosine schedule", DefaultValueFactory = _ => 0.01 };
+        var folderTo = new Option<string>("--to") { Description = "the folder to create, with train/ and val/ inside", Required = true };
+        var classes = new Option<string>("--classes") { Description = "Fashion-MNIST labels to write: a range, a list or both (0-4, 5,7,9)", DefaultValueFactory = _ => "0-9" };
+        var trainPerClass = new Option<int>("--train-per-class") { Description = "training pictures per class (from the training set)", DefaultValueFactory = _ => 100 };
+        var valPerClass = new Option<int>("--val-per-class") { Description = "validation pictures per class (from the test set)", DefaultValueFactory = _ => 100 };
+        foreach (var option in new[] { epochs, batchSize, top, fineTuneEpochs, fineTuneBatch, trainPerClass, valPerClass })
+            Check(option, v => v > 0, "must be a positive whole number");
+        Check(device, v => v.ToLowerInvariant() is "cpu" or "cuda", "unknown device; use cpu or cuda");
+        Check(trainableStages, v => v is >= 0 and <= 5, "must be 0 to 5 (ResNet-18 has four stages; 5 trains the stem too)");
+        Check(size, v => v is >= 32 and <= 1024, "must be 32 to 1024 pixels");
+        foreach (var option in new[] { lr, fineTuneLr })
+            Check(option, v => v is > 0 and <= 10, "must be above 0 and at most 10");
         foreach (var option in new[] { limit, evalLimit })
-            option.Validators.Add(r => { if (r.GetValueOrDefault<long?>() is <= 0) r.AddError("--limit must be positive."); });
+            Check(option, v => v is null or > 0, "must be positive");
 
         var summary = new Command("summary", "Print the compile-time summaries of the sample's networks.");
         summary.SetAction(_ => Guard(() => Summary()));
@@ -73,8 +88,17 @@ public sealed partial class SampleApp
         var predict = new Command("predict", "Classify pictures (PNG or JPEG files, or folders of them) with a checkpoint, or with an exported model on ONNX Runtime (--onnx).") { paths, device, output, checkpoint, top, onnx };
         predict.SetAction(r => Guard(() => Predict(Device(r.GetValue(device)!), r.GetValue(paths)!, CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(top), r.GetValue(onnx))));
 
-        var export = new Command("export", "Export a checkpoint as an ONNX model (folded batch-norm), for ONNX Runtime, Triton or TensorRT.") { output, checkpoint, onnxOut, opset };
-        export.SetAction(r => Guard(() => Export(CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(onnxOut) ?? Path.Combine(r.GetValue(output)!, OnnxFile), r.GetValue(opset))));
+        var export = new Command("export", "Export a checkpoint (train's or finetune's) as an ONNX model with folded batch-norms, for ONNX Runtime, Triton or TensorRT.") { output, checkpoint, onnxOut, opset };
+        export.SetAction(r => Guard(() => Export(CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(onnxOut), r.GetValue(opset))));
+
+        var finetune = new Command("finetune", "Fine-tune a pretrained ResNet-18 on a folder of your own pictures: frozen early stages, a new classifier, live progress, validation per epoch, a checkpoint and a PNG of the curves.")
+            { images, from, trainableStages, fineTuneEpochs, size, output, fineTuneBatch, fineTuneLr, device, seed };
+        finetune.SetAction(r => Guard(() => FineTune(Device(r.GetValue(device)!), new FineTuneRequest(r.GetValue(images)!, r.GetValue(from), r.GetValue(trainableStages), r.GetValue(size),
+            new TrainSettings(r.GetValue(fineTuneEpochs), r.GetValue(fineTuneBatch), r.GetValue(fineTuneLr), 1e-4, r.GetValue(seed), null, null), r.GetValue(output)!))));
+
+        var fashionFolder = new Command("fashion-folder", "Write Fashion-MNIST classes as a picture folder (train/<class>/*.png from the training set, val/<class>/*.png from the test set) for finetune.")
+            { folderTo, classes, trainPerClass, valPerClass, data };
+        fashionFolder.SetAction(r => Guard(() => FashionFolder(r.GetValue(data), r.GetValue(folderTo)!, r.GetValue(classes)!, r.GetValue(trainPerClass), r.GetValue(valPerClass))));
 
         var probe = new Option<string?>("--probe") { Description = "run one probe in this process (what doctor's child processes do)", Hidden = true };
         var doctor = new Command("doctor", "What this machine can run safely: CPU, caches, libtorch, oneDNN, threads, and every ResNet convolution probed forward and backward in both layouts, each in a child process.") { probe };
@@ -90,15 +114,44 @@ public sealed partial class SampleApp
             With no command it runs a two-minute demo: summary, a short training run, evaluation and a prediction.
             """)
         {
-            summary, train, eval, predict, export, bench, doctor, device, data, seed, output,
+            summary, train, eval, predict, export, finetune, fashionFolder, bench, doctor, device, data, seed, output,
         };
         root.SetAction(r => Guard(() => Demo(Device(r.GetValue(device)!), r.GetValue(data), r.GetValue(seed), r.GetValue(output)!)));
-        return root.Parse(args).Invoke(new InvocationConfiguration { Output = Writer, Error = Writer, EnableDefaultExceptionHandler = false });
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            // A usage error is one line and exit code 2; --help shows the rest.
+            var command = string.Join(" ", parsed.CommandResult.Command is RootCommand ? Array.Empty<string>() : new[] { parsed.CommandResult.Command.Name });
+            var message = System.Text.RegularExpressions.Regex.Replace(parsed.Errors[0].Message,
+                @"^Cannot parse argument '(.*)' for option '(.*)' as expected type '(.*)'\.$",
+                m => $"{m.Groups[2].Value} {m.Groups[1].Value}: not a {(m.Groups[3].Value is "System.Double" ? "number" : "whole number")}.");
+            _console.MarkupLine($"[red]error:[/] {Markup.Escape(message)} See {Markup.Escape(string.Join(" ", new[] { command, "--help" }.Where(p => p.Length > 0)))}.");
+            return 2;
+        }
+        return parsed.Invoke(new InvocationConfiguration { Output = Writer, Error = Writer, EnableDefaultExceptionHandler = false });
     }
+
+    /// <summary>Adds a range check to <paramref name="option"/> that runs only on a value that parsed (a value that did not is the parser's own error).</summary>
+    private static void Check<T>(Option<T> option, Func<T, bool> valid, string problem) =>
+        option.Validators.Add(r =>
+        {
+            if (r.Tokens.Count == 0) return;
+            try
+            {
+                if (!valid(r.GetValueOrDefault<T>())) r.AddError($"{option.Name} {r.Tokens[^1].Value}: {problem}.");
+            }
+            catch (InvalidOperationException)
+            {
+                r.AddError($"{option.Name} {r.Tokens[^1].Value}: not a {(typeof(T) == typeof(double) ? "number" : "whole number")}.");
+            }
+        });
 
     private TextWriter Writer => new ConsoleWriter(_console);
 
-    /// <summary>Known problems become one line and exit code 1; an interruption exits 130.</summary>
+    /// <summary>
+    /// Known problems become one line and exit code 1; an interruption exits 130. Anything else is a bug in the sample:
+    /// one line too, with the stack trace only when RESNETGEN_SAMPLE_TRACE=1 asks for it.
+    /// </summary>
     private int Guard(Func<int> action)
     {
         try
@@ -108,6 +161,13 @@ public sealed partial class SampleApp
         catch (Exception e) when (e is SampleException or WeightFileException or IOException or UnauthorizedAccessException or ArgumentException)
         {
             _console.MarkupLine($"[red]error:[/] {Markup.Escape(e.Message)}");
+            return 1;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            var trace = Environment.GetEnvironmentVariable("RESNETGEN_SAMPLE_TRACE") == "1";
+            _console.MarkupLine($"[red]error:[/] {Markup.Escape($"unexpected {e.GetType().Name}: {e.Message.Split('\n')[0]}")} (a bug in the sample; {(trace ? "trace below" : "RESNETGEN_SAMPLE_TRACE=1 shows the stack trace")}).");
+            if (trace) _console.WriteLine(e.ToString());
             return 1;
         }
     }

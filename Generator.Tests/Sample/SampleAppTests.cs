@@ -25,26 +25,11 @@ public sealed class SampleAppTests : IDisposable
 
     private string Output => Path.Combine(_folder, "out");
 
-    private static (int Code, string Text) Run(CancellationToken cancel, params string[] args) =>
-        Run(console => new SampleApp(console, cancel), args);
+    private static (int Code, string Text) Run(params string[] args) => SampleRunner.Run(args);
 
-    /// <summary>Runs the app <paramref name="create"/> makes on a plain 200-column console and returns its exit code and text.</summary>
-    private static (int Code, string Text) Run(Func<IAnsiConsole, SampleApp> create, params string[] args)
-    {
-        var writer = new StringWriter();
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Ansi = AnsiSupport.No,
-            ColorSystem = ColorSystemSupport.NoColors,
-            Interactive = InteractionSupport.No,
-            Out = new AnsiConsoleOutput(writer),
-        });
-        console.Profile.Width = 200;
-        var code = create(console).Run(args);
-        return (code, writer.ToString());
-    }
+    private static (int Code, string Text) Run(CancellationToken cancel, params string[] args) => SampleRunner.Run(cancel, args);
 
-    private static (int Code, string Text) Run(params string[] args) => Run(CancellationToken.None, args);
+    private static (int Code, string Text) Run(Func<IAnsiConsole, SampleApp> create, params string[] args) => SampleRunner.Run(create, args);
 
     /// <summary>The first <paramref name="train"/> and <paramref name="test"/> images of the embedded subset, as IDX files.</summary>
     private string TinyData(int train = 256, int test = 64, string name = "data")
@@ -68,13 +53,7 @@ public sealed class SampleAppTests : IDisposable
         return folder;
     }
 
-    private static void AssertOneLineError(int code, string text, string expected)
-    {
-        Assert.Equal(1, code);
-        Assert.Contains("error: " + expected, text);
-        Assert.DoesNotContain("   at ", text); // no stack trace
-        Assert.Single(text.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.StartsWith("error:", StringComparison.Ordinal));
-    }
+    private static void AssertOneLineError(int code, string text, string expected) => SampleRunner.AssertOneLineError((code, text), expected);
 
     private string Train(string data, int epochs = 1)
     {
@@ -240,11 +219,13 @@ public sealed class SampleAppTests : IDisposable
         (code, text) = Run("train", "--help");
         Assert.Contains("--batch-size", text);
         Assert.Contains("--seed", text);
-        (code, text) = Run("train", "--epochs", "0");
-        Assert.Equal(1, code);
-        Assert.Contains("--epochs must be a positive whole number", text);
-        (code, text) = Run("train", "--device", "tpu");
-        AssertOneLineError(code, text, "--device tpu: unknown device");
+        SampleRunner.AssertUsageError(Run("train", "--epochs", "0"), "--epochs 0: must be a positive whole number. See train --help.");
+        SampleRunner.AssertUsageError(Run("train", "--epochs", "abc"), "--epochs abc: not a whole number. See train --help.");
+        SampleRunner.AssertUsageError(Run("train", "--lr", "fast"), "--lr fast: not a number.");
+        SampleRunner.AssertUsageError(Run("train", "--device", "tpu"), "--device tpu: unknown device; use cpu or cuda.");
+        SampleRunner.AssertUsageError(Run("train", "--epoch", "3"), "Unrecognized command or argument '--epoch'.");
+        SampleRunner.AssertUsageError(Run("finetune", "--images", "x", "--trainable-stages", "7"), "--trainable-stages 7: must be 0 to 5");
+        SampleRunner.AssertUsageError(Run("finetune"), "Option '--images' is required.");
     }
 
     [Fact]

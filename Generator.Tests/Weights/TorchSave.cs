@@ -106,6 +106,31 @@ public static class TorchSave
         for (long done = 0; done < count; done += chunk.Length) stream.Write(chunk, 0, (int)Math.Min(chunk.Length, count - done));
     }
 
+    /// <summary>
+    /// Writes <paramref name="state"/> as torch.save writes a state_dict (float32 and int64 tensors, one storage each, in
+    /// order) under the archive folder <paramref name="folder"/> — what torchvision's published checkpoints are.
+    /// </summary>
+    public static string StateDict(string path, IEnumerable<KeyValuePair<string, TorchSharp.torch.Tensor>> state, string folder = "archive")
+    {
+        var tensors = new List<Tensor>();
+        var storages = new List<Entry>();
+        foreach (var (key, value) in state)
+        {
+            using var cpu = value.detach().cpu().contiguous();
+            var name = tensors.Count.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            var plain = Plain(key, name, cpu.shape);
+            byte[] bytes = cpu.dtype switch
+            {
+                TorchSharp.torch.ScalarType.Float32 => System.Runtime.InteropServices.MemoryMarshal.AsBytes(cpu.data<float>().ToArray().AsSpan()).ToArray(),
+                TorchSharp.torch.ScalarType.Int64 => System.Runtime.InteropServices.MemoryMarshal.AsBytes(cpu.data<long>().ToArray().AsSpan()).ToArray(),
+                _ => throw new ArgumentException($"{key}: {cpu.dtype} is not written by this kit"),
+            };
+            tensors.Add(cpu.dtype == TorchSharp.torch.ScalarType.Int64 ? plain with { StorageType = "LongStorage" } : plain);
+            storages.Add(Bytes(name, bytes));
+        }
+        return Zip(path, Archive(folder, Pickle(tensors), storages.ToArray()));
+    }
+
     /// <summary>Every entry of an archive, by name, in order.</summary>
     public static List<(string Name, byte[] Bytes)> Entries(string path)
     {

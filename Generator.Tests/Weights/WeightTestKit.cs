@@ -48,8 +48,11 @@ public sealed class WeightTestKit : IDisposable
     {
         var now = module.state_dict();
         Assert.Equal(before.Keys.OrderBy(k => k), now.Keys.OrderBy(k => k));
-        foreach (var (key, tensor) in before) Assert.True(tensor.shape.SequenceEqual(now[key].shape) && tensor.eq(now[key]).all().item<bool>(), $"{key} changed");
+        foreach (var (key, tensor) in before) Assert.True(Same(tensor, now[key]), $"{key} changed");
     }
+
+    /// <summary>Same shape and every element equal.</summary>
+    public static bool Same(torch.Tensor a, torch.Tensor b) => a.shape.SequenceEqual(b.shape) && a.eq(b).all().item<bool>();
 
     public void Dispose()
     {

@@ -1,0 +1,75 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Linq;
+using System.Text.Json;
+using TorchSharp;
+
+namespace ResNetGen.Sample;
+
+/// <summary>
+/// A trained network as predict and export see it — the sample's ResNet-20 for Fashion-MNIST or a fine-tuned
+/// ResNet-18 — with its class names and the way a picture becomes its input.
+/// </summary>
+public sealed class Classifier : IDisposable
+{
+    /// <summary>ONNX metadata_props keys export writes and predict --onnx reads.</summary>
+    public const string ClassesKey = "classes", PreprocessKey = "preprocess";
+
+    public Classifier(torch.nn.Module<torch.Tensor, torch.Tensor> network, IReadOnlyList<string> classes, string preprocess, Func<string, int, IReadOnlyDictionary<string, string>, OnnxExport> export)
+    {
+        Network = network;
+        Classes = classes;
+        Preprocess = preprocess;
+        _export = export;
+    }
+
+    private readonly Func<string, int, IReadOnlyDictionary<string, string>, OnnxExport> _export;
+
+    public torch.nn.Module<torch.Tensor, torch.Tensor> Network { get; }
+    public IReadOnlyList<string> Classes { get; }
+
+    /// <summary><c>fashion-mnist</c> (28×28 grayscale, inverted when light) or <c>imagenet-crop:SIZE</c> (RGB, resized, centre-cropped).</summary>
+    public string Preprocess { get; }
+
+    /// <summary>Folds the batch-norms and writes the ONNX model, with the class names and the preprocessing in its metadata.</summary>
+    public OnnxExport Export(string path, int opset) => _export(path, opset, Metadata(Classes, Preprocess));
+
+    public static Dictionary<string, string> Metadata(IReadOnlyList<string> classes, string preprocess) => new()
+    {
+        [ClassesKey] = JsonSerializer.Serialize(classes),
+        [PreprocessKey] = preprocess,
+    };
+
+    /// <summary>The class names stored as JSON by <see cref="Metadata"/> (or a fine-tuning checkpoint); null if absent or malformed.</summary>
+    public static string[]? ClassesFrom(IReadOnlyDictionary<string, string> metadata)
+    {
+        if (!metadata.TryGetValue(ClassesKey, out var json)) return null;
+        try
+        {
+            var classes = JsonSerializer.Deserialize<string[]>(json);
+            return classes is { Length: >= 2 } && classes.All(c => !string.IsNullOrEmpty(c)) ? classes : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The picture at <paramref name="path"/> as the network's input [1, C, H, W] (CPU floats), and what was done to it worth telling.</summary>
+    public static (torch.Tensor Input, string? Note) Prepare(string preprocess, string path)
+    {
+        if (preprocess == "fashion-mnist")
+        {
+            var (pixels, inverted) = Images.Load(path);
+            using (pixels)
+                return (FashionMnist.Normalize(pixels, torch.CPU), inverted ? "inverted: a light background, made dark as in Fashion-MNIST" : null);
+        }
+        if (preprocess.StartsWith("imagenet-crop:", StringComparison.Ordinal)
+            && int.TryParse(preprocess.AsSpan("imagenet-crop:".Length), NumberStyles.None, CultureInfo.InvariantCulture, out var size) && size is > 0 and <= 4096)
+            return (ImageFolder.Input(path, size), null);
+        throw new SampleException($"unknown preprocessing '{preprocess}' (expected fashion-mnist or imagenet-crop:SIZE): the model was not written by this sample.");
+    }
+
+    public void Dispose() => Network.Dispose();
+}
