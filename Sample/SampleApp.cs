@@ -110,8 +110,8 @@ public sealed partial class SampleApp
         bench.SetAction(r => Guard(() => Bench(Device(r.GetValue(device)!), r.GetValue(seed))));
 
         var root = new RootCommand("""
-            ResNetGen sample: ResNets generated at build time from [ResNet] attributes, trained on Fashion-MNIST.
-            With no command it runs a two-minute demo: summary, a short training run, evaluation and a prediction.
+            ResNetGen sample: ResNets generated at build time from [ResNet] attributes, trained on Fashion-MNIST or fine-tuned on your pictures.
+            With no command it runs a demo of about two minutes on two cores: summary, a short training run, evaluation, a prediction and an ONNX export.
             """)
         {
             summary, train, eval, predict, export, finetune, fashionFolder, bench, doctor, device, data, seed, output,

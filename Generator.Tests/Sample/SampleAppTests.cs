@@ -215,7 +215,7 @@ public sealed class SampleAppTests : IDisposable
     {
         var (code, text) = Run("--help");
         Assert.Equal(0, code);
-        foreach (var command in new[] { "summary", "train", "eval", "predict", "bench" }) Assert.Contains(command, text);
+        foreach (var command in new[] { "summary", "train", "eval", "predict", "export", "finetune", "fashion-folder", "bench", "doctor" }) Assert.Contains(command, text);
         (code, text) = Run("train", "--help");
         Assert.Contains("--batch-size", text);
         Assert.Contains("--seed", text);
