@@ -50,9 +50,10 @@ public static class Steps
             tracked.add_(One, One); // both scalars explicit: add_(Scalar) would pass a temporary alpha of its own
             factor = norm.momentum ?? 1.0 / tracked.item<long>(); // momentum null: a cumulative average, as PyTorch's None
         }
-        var useBatchStatistics = norm.training || norm.running_mean is null || norm.running_var is null;
+        var (mean, variance) = (norm.running_mean, norm.running_var);
+        var useBatchStatistics = norm.training || mean is null || variance is null;
         var passRunning = !norm.training || norm.track_running_stats;
-        return torch.nn.functional.batch_norm(input, passRunning ? norm.running_mean : null, passRunning ? norm.running_var : null,
+        return torch.nn.functional.batch_norm(input, passRunning ? mean : null, passRunning ? variance : null,
             norm.weight, norm.bias, useBatchStatistics, factor, norm.eps);
     }
 
