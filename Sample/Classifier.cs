@@ -16,6 +16,17 @@ public sealed class Classifier : IDisposable
     /// <summary>ONNX metadata_props keys export writes and predict --onnx reads.</summary>
     public const string ClassesKey = "classes", PreprocessKey = "preprocess";
 
+    /// <summary>The preprocessing of train's ResNet-20: 28×28 grayscale, inverted when light, Fashion-MNIST's normalisation.</summary>
+    public const string FashionMnistPreprocess = "fashion-mnist";
+
+    private const string ImageNetCropPrefix = "imagenet-crop:";
+
+    /// <summary>The preprocessing of finetune's ResNet-18 at <paramref name="size"/>: RGB, resized, centre-cropped, ImageNet's normalisation.</summary>
+    public static string ImageNetCrop(int size) => ImageNetCropPrefix + size.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>The input channels the preprocessing makes.</summary>
+    public int InputChannels => Preprocess == FashionMnistPreprocess ? 1 : 3;
+
     public Classifier(torch.nn.Module<torch.Tensor, torch.Tensor> network, IReadOnlyList<string> classes, string preprocess, Func<string, int, IReadOnlyDictionary<string, string>, OnnxExport> export)
     {
         Network = network;
@@ -59,14 +70,14 @@ public sealed class Classifier : IDisposable
     /// <summary>The picture at <paramref name="path"/> as the network's input [1, C, H, W] (CPU floats), and what was done to it worth telling.</summary>
     public static (torch.Tensor Input, string? Note) Prepare(string preprocess, string path)
     {
-        if (preprocess == "fashion-mnist")
+        if (preprocess == FashionMnistPreprocess)
         {
             var (pixels, inverted) = Images.Load(path);
             using (pixels)
                 return (FashionMnist.Normalize(pixels, torch.CPU), inverted ? "inverted: a light background, made dark as in Fashion-MNIST" : null);
         }
-        if (preprocess.StartsWith("imagenet-crop:", StringComparison.Ordinal)
-            && int.TryParse(preprocess.AsSpan("imagenet-crop:".Length), NumberStyles.None, CultureInfo.InvariantCulture, out var size) && size is > 0 and <= 4096)
+        if (preprocess.StartsWith(ImageNetCropPrefix, StringComparison.Ordinal)
+            && int.TryParse(preprocess.AsSpan(ImageNetCropPrefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out var size) && size is > 0 and <= 4096)
             return (ImageFolder.Input(path, size), null);
         throw new SampleException($"unknown preprocessing '{preprocess}' (expected fashion-mnist or imagenet-crop:SIZE): the model was not written by this sample.");
     }

@@ -22,8 +22,7 @@ public sealed partial class SampleApp
             throw new SampleException(e.Message.Split(" (Parameter")[0].Replace("pass opset: ", "pass --opset ", StringComparison.Ordinal));
         }
         foreach (var warning in export.Warnings) _console.MarkupLine($"[yellow]warning:[/] {Markup.Escape(warning)}");
-        var channels = classifier.Preprocess == "fashion-mnist" ? 1 : 3;
-        _console.MarkupLine(Markup.Escape($"Wrote {export.Path}: opset {export.Opset}, {export.Nodes} nodes, {export.Initializers} initializers; input [N, {channels}, H, W], output logits [N, {classifier.Classes.Count}]; class names and preprocessing in its metadata."));
+        _console.MarkupLine(Markup.Escape($"Wrote {export.Path}: opset {export.Opset}, {export.Nodes} nodes, {export.Initializers} initializers; input [N, {classifier.InputChannels}, H, W], output logits [N, {classifier.Classes.Count}]; class names and preprocessing in its metadata."));
         _console.MarkupLine($"Run it on ONNX Runtime: predict <pictures> --onnx {Markup.Escape(export.Path)}");
         return 0;
     }

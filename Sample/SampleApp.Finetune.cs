@@ -44,7 +44,7 @@ public sealed partial class SampleApp
         var checkpoint = Path.Combine(request.Output, FineTunedCheckpoint);
         var results = RunEpochs(network, data, request.Settings, device, result =>
         {
-            var metadata = Classifier.Metadata(data.Classes, $"imagenet-crop:{request.Size}");
+            var metadata = Classifier.Metadata(data.Classes, Classifier.ImageNetCrop(request.Size));
             metadata["format"] = "pt";
             metadata["architecture"] = FineTunedArchitecture;
             metadata["from"] = request.From is null ? "scratch" : Path.GetFileName(request.From);
@@ -93,9 +93,9 @@ public sealed partial class SampleApp
                 ? PyTorchCheckpoint.Load(network, path, strict: true, ignoreMismatchedShapes: true)
                 : Safetensors.Load(network, path, strict: true, ignoreMismatchedShapes: true);
         }
-        catch (WeightFileException e) when (e.Message.Contains("does not match the model", StringComparison.Ordinal))
+        catch (WeightFileException e) when (e.Problem.StartsWith("the file does not match the model: ", StringComparison.Ordinal))
         {
-            var keys = e.Message.Split(": the file does not match the model: ", 2)[^1].Split(". Check that the file", 2)[0]; // the keys, not the API's advice
+            var keys = e.Problem.Split(": ", 2)[^1].Split(". Check that the file", 2)[0]; // the keys, not the API's advice
             throw new SampleException($"{path} does not hold ResNet-18 weights ({keys}). {want}.");
         }
         var wrong = report.Mismatched.Where(k => k is not ("fc.weight" or "fc.bias")).ToList();
@@ -118,19 +118,8 @@ public sealed partial class SampleApp
     {
         var classes = Classifier.ClassesFrom(metadata)
                       ?? throw new SampleException($"{path} says it is a fine-tuned {FineTunedArchitecture} but lists no class names; write it again with finetune.");
-        var preprocess = metadata.TryGetValue(Classifier.PreprocessKey, out var p) ? p : "imagenet-crop:224";
-        var network = new ResNet18(classes.Length);
-        try
-        {
-            Safetensors.Load(network, path);
-        }
-        catch
-        {
-            network.Dispose();
-            throw;
-        }
-        network.to(device);
-        network.eval();
+        var preprocess = metadata.TryGetValue(Classifier.PreprocessKey, out var p) ? p : Classifier.ImageNetCrop(224);
+        var network = LoadCheckpoint(new ResNet18(classes.Length), path, device);
         return new Classifier(network, classes, preprocess, (to, opset, meta) =>
         {
             network.FuseForInference();

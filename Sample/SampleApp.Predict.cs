@@ -31,7 +31,7 @@ public sealed partial class SampleApp
             owner = session;
             var metadata = session.ModelMetadata.CustomMetadataMap;
             classes = Classifier.ClassesFrom(metadata) ?? FashionMnist.Classes; // a model exported before the metadata: the sample's Fashion-MNIST
-            preprocess = metadata.TryGetValue(Classifier.PreprocessKey, out var p) ? p : "fashion-mnist";
+            preprocess = metadata.TryGetValue(Classifier.PreprocessKey, out var p) ? p : Classifier.FashionMnistPreprocess;
             classify = input =>
             {
                 var tensor = new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>(input.contiguous().data<float>().ToArray(), input.shape.Select(d => (int)d).ToArray());

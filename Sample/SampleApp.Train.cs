@@ -102,7 +102,12 @@ public sealed partial class SampleApp
             throw new SampleException(architecture == FineTunedArchitecture
                 ? $"{path} is a fine-tuned {architecture}; eval measures train's {Architecture} on Fashion-MNIST (finetune reports its own validation accuracy each epoch, and predict and export take its checkpoint)."
                 : $"{path} holds weights for {architecture}, not {Architecture}. Pass a checkpoint written by this sample's train command.");
-        var network = new ResNet20();
+        return LoadCheckpoint(new ResNet20(), path, device);
+    }
+
+    /// <summary>Loads the safetensors checkpoint at <paramref name="path"/> into <paramref name="network"/> (disposed if that fails), on <paramref name="device"/>, in eval mode.</summary>
+    private static T LoadCheckpoint<T>(T network, string path, torch.Device device) where T : torch.nn.Module
+    {
         try
         {
             Safetensors.Load(network, path);
@@ -128,7 +133,7 @@ public sealed partial class SampleApp
         if (metadata.TryGetValue("architecture", out var architecture) && architecture == FineTunedArchitecture)
             return LoadFineTuned(path, metadata, device);
         var network = LoadNetwork(path, device);
-        return new Classifier(network, FashionMnist.Classes, "fashion-mnist", (to, opset, meta) =>
+        return new Classifier(network, FashionMnist.Classes, Classifier.FashionMnistPreprocess, (to, opset, meta) =>
         {
             network.FuseForInference();
             return network.ExportOnnx(to, opset, meta);

@@ -142,7 +142,7 @@ public sealed partial class SampleApp
             }
             catch (InvalidOperationException)
             {
-                r.AddError($"{option.Name} {r.Tokens[^1].Value}: not a {(typeof(T) == typeof(double) ? "number" : "whole number")}.");
+                // The value did not parse: the parser has reported that already (worded in Run), nothing to range-check.
             }
         });
 
