@@ -9,8 +9,9 @@ using Xunit.Abstractions;
 namespace ResNetGen.Generator.Tests.Packaging;
 
 /// <summary>
-/// The path a user takes: pack the ResNetGen package into a folder, create a fresh project that references it from
-/// there (and a libtorch backend from the registry), declare a network, build and run it.
+/// The path a user takes, as the README writes it: pack the ResNetGen package into a folder, create a fresh project that
+/// references it from there (and a libtorch backend from the registry), declare a network, build and run it, with an
+/// empty NuGet package cache and HTTP cache of its own, so that everything comes from the feeds.
 /// </summary>
 public class ConsumerTests
 {
@@ -37,7 +38,7 @@ public class ConsumerTests
         try
         {
             var feed = Path.Combine(work.FullName, "feed");
-            Run(root, "pack", "Runtime/ResNetGen.Runtime.csproj", "-c", "Release", "-o", feed, $"-p:Version={version}", "-nologo");
+            Run(root, null, "pack", "Runtime/ResNetGen.Runtime.csproj", "-c", "Release", "-o", feed, $"-p:Version={version}", "-nologo");
             var package = Path.Combine(feed, $"ResNetGen.{version}.nupkg");
             Assert.True(File.Exists(package), "no package at " + package);
             using (var zip = System.IO.Compression.ZipFile.OpenRead(package))
@@ -53,6 +54,13 @@ public class ConsumerTests
                 Assert.DoesNotContain("id=\"libtorch", nuspec);
             }
 
+            // The user's machine has never restored anything: a package cache and an HTTP cache of the app's own.
+            var packages = Path.Combine(work.FullName, "nuget-packages");
+            var fresh = new Dictionary<string, string>
+            {
+                ["NUGET_PACKAGES"] = packages,
+                ["NUGET_HTTP_CACHE_PATH"] = Path.Combine(work.FullName, "nuget-http-cache"),
+            };
             var app = Path.Combine(work.FullName, "app");
             Directory.CreateDirectory(app);
             File.WriteAllText(Path.Combine(app, "nuget.config"), $"""
@@ -68,6 +76,7 @@ public class ConsumerTests
                   <PropertyGroup>
                     <OutputType>Exe</OutputType>
                     <TargetFramework>net10.0</TargetFramework>
+                    <ImplicitUsings>enable</ImplicitUsings>
                     <Nullable>enable</Nullable>
                     <TreatWarningsAsErrors>true</TreatWarningsAsErrors>
                   </PropertyGroup>
@@ -102,25 +111,25 @@ public class ConsumerTests
                 [ResNet(Block.Basic, 1, 1, 1, 1, BaseWidth = 8, NumClasses = 2, InputSize = 16)]
                 partial class Small { }
                 """);
-            Run(app, "build", "-nologo", "-v", "q");
-            var output = Run(app, "run", "--no-build");
+            Run(app, fresh, "build", "-nologo", "-v", "q");
+            Assert.True(Directory.Exists(Path.Combine(packages, "resnetgen", version)), "the package did not come from the local feed into the empty cache");
+            Assert.True(Directory.Exists(Path.Combine(packages, "sharpziplib", "1.4.1")), "SharpZipLib is not the pinned 1.4.1");
+            var output = Run(app, fresh, "run", "--no-build");
             Assert.Contains("output [2, 3]", output);
             // conv1 216 + bn1 16; layer1.0 576+16+576+16; layer2.0 1,152+32+2,304+32 plus its projection 128+32; fc 51.
             Assert.Contains("parameters " + (216 + 16 + 576 + 16 + 576 + 16 + 1152 + 32 + 2304 + 32 + 128 + 32 + 51), output);
 
             var native = Directory.GetFiles(Path.Combine(app, "bin"), "libLibTorchSharp.so", SearchOption.AllDirectories).Single();
             if (!ElfVersionNeeds.HostLibStdCxxHas("GLIBCXX_3.4.32")) Assert.Equal(2, NativePatchTests.FlagsOf(native) & 2);
-            Assert.Equal(0, NativePatchTests.FlagsOf(NativePatchTests.CacheCopy()) & 2);
+            Assert.Equal(0, NativePatchTests.FlagsOf(NativePatchTests.CacheCopy(packages)) & 2);
         }
         finally
         {
             try { work.Delete(recursive: true); } catch (IOException) { }
-            var cached = Path.Combine(NativePatchTests.NuGetPackagesFolder(), "resnetgen", version);
-            try { if (Directory.Exists(cached)) Directory.Delete(cached, recursive: true); } catch (IOException) { }
         }
     }
 
-    private string Run(string directory, params string[] arguments)
+    private string Run(string directory, Dictionary<string, string>? environment, params string[] arguments)
     {
         var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
         {
@@ -134,6 +143,7 @@ public class ConsumerTests
         {
             start.Environment.Remove(key);
         }
+        foreach (var (key, value) in environment ?? new()) start.Environment[key] = value;
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();

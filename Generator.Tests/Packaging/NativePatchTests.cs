@@ -14,8 +14,8 @@ public class NativePatchTests
         Environment.GetEnvironmentVariable("NUGET_PACKAGES")
         ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
 
-    internal static string CacheCopy() =>
-        Path.Combine(NuGetPackagesFolder(), "torchsharp", "0.107.0", "runtimes", "linux-x64", "native", "libLibTorchSharp.so");
+    internal static string CacheCopy(string? packagesFolder = null) =>
+        Path.Combine(packagesFolder ?? NuGetPackagesFolder(), "torchsharp", "0.107.0", "runtimes", "linux-x64", "native", "libLibTorchSharp.so");
 
     internal static ushort FlagsOf(string file) =>
         ElfVersionNeeds.Read(File.ReadAllBytes(file)).Single(v => v.Key == Version).Value;
