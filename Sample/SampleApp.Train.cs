@@ -58,8 +58,13 @@ public sealed partial class SampleApp
                     _cancel);
             });
         _console.Write(table);
+        _console.MarkupLine(SpeedNote);
         return results;
     }
+
+    /// <summary>What the images/s column measures, and why two runs can disagree (the README's "Training speed" has the figures).</summary>
+    internal const string SpeedNote =
+        "[grey]images/s: training steps only (no evaluation); epoch 1 includes one-time warm-up. On a shared VM the same run can be up to 2× slower at another moment: compare epochs within a run, or use bench.[/]";
 
     /// <summary>Writes the curves and says where the checkpoint is; exit code 130 if Ctrl+C stopped the run.</summary>
     private int Finish(List<EpochResult> results, string checkpointPath, string curves, string title, string evaluatedOn)

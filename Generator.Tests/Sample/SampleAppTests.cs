@@ -70,6 +70,7 @@ public sealed class SampleAppTests : IDisposable
         Assert.Contains($"Data: Fashion-MNIST from {data}", text);
         Assert.Contains("Training ResNet20 on 256 images for 1 epoch(s)", text);
         Assert.Contains("test acc", text);
+        Assert.Contains("images/s: training steps only (no evaluation); epoch 1 includes one-time warm-up.", text);
         var checkpoint = Path.Combine(Output, SampleApp.Checkpoint);
         Assert.Equal("1", Safetensors.ReadMetadata(checkpoint)["epoch"]);
         Assert.Equal("ResNet20", Safetensors.ReadMetadata(checkpoint)["architecture"]);
