@@ -220,6 +220,9 @@ public sealed class SampleAppTests : IDisposable
         (code, text) = Run("train", "--help");
         Assert.Contains("--batch-size", text);
         Assert.Contains("--seed", text);
+        (code, text) = Run("eval", "--help");
+        Assert.Contains("evaluate only the first N test images", text);
+        Assert.DoesNotContain("training images", text);
         SampleRunner.AssertUsageError(Run("train", "--epochs", "0"), "--epochs 0: must be a positive whole number. See train --help.");
         SampleRunner.AssertUsageError(Run("train", "--epochs", "abc"), "--epochs abc: not a whole number. See train --help.");
         SampleRunner.AssertUsageError(Run("train", "--lr", "fast"), "--lr fast: not a number.");
