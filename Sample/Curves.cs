@@ -54,6 +54,7 @@ public static class Curves
         plot.XLabel("epoch");
         plot.YLabel(yLabel);
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
+        plot.Axes.Bottom.MinorTickStyle.Length = 0; // no unlabelled marks between epochs
         plot.Axes.SetLimitsX(0.5, x.DefaultIfEmpty(1).Max() + 0.5);
         plot.Axes.SetLimitsY(0, top > 0 ? top * 1.1 : 1);
         plot.ShowLegend(Edge.Bottom);
