@@ -12,7 +12,13 @@ namespace ResNetGen.Sample;
 /// </summary>
 public static class Curves
 {
-    public static void Save(IReadOnlyList<EpochResult> epochs, string path, string title, string evaluatedOn = "test")
+    public static void Save(IReadOnlyList<EpochResult> epochs, string path, string title, string evaluatedOn = "test") =>
+        Build(epochs, title, evaluatedOn).SavePng(path, Width, Height);
+
+    public const int Width = 1200, Height = 450;
+
+    /// <summary>The two panels, not yet rendered: plot 0 is the loss, plot 1 the accuracy.</summary>
+    public static Multiplot Build(IReadOnlyList<EpochResult> epochs, string title, string evaluatedOn = "test")
     {
         var multiplot = new Multiplot();
         multiplot.AddPlots(2);
@@ -26,7 +32,7 @@ public static class Curves
             ($"{evaluatedOn} accuracy", epochs.Select(e => 100 * e.TestAccuracy).ToArray(), Colors.C1));
         var accuracy = multiplot.GetPlot(1);
         accuracy.Axes.SetLimitsY(0, 100);
-        multiplot.SavePng(path, 1200, 450);
+        return multiplot;
     }
 
     private static void Panel(Plot plot, string title, string yLabel, double[] x, params (string Name, double[] Values, Color Color)[] series)
