@@ -111,7 +111,7 @@ public sealed partial class SampleApp
 
         var root = new RootCommand("""
             ResNetGen sample: ResNets generated at build time from [ResNet] attributes, trained on Fashion-MNIST or fine-tuned on your pictures.
-            With no command it runs a demo of about two minutes on two cores: summary, a short training run, evaluation, a prediction and an ONNX export.
+            With no command it runs a demo of two to three minutes on two cores: summary, a short training run, evaluation, a prediction and an ONNX export.
             """)
         {
             summary, train, eval, predict, export, finetune, fashionFolder, bench, doctor, device, data, seed, output,
