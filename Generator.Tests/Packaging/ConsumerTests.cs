@@ -5,6 +5,7 @@ using System.IO;
 using System.Linq;
 using Xunit;
 using Xunit.Abstractions;
+using ResNetGen.Generator.Tests.Infrastructure;
 
 namespace ResNetGen.Generator.Tests.Packaging;
 
@@ -19,19 +20,10 @@ public class ConsumerTests
 
     public ConsumerTests(ITestOutputHelper log) => _log = log;
 
-    private static string RepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "ResNetGen.sln"))) return dir.FullName;
-        }
-        throw new InvalidOperationException("ResNetGen.sln not found above " + AppContext.BaseDirectory);
-    }
-
     [Fact]
     public void A_fresh_project_builds_and_runs_a_network_from_the_packed_package()
     {
-        var root = RepoRoot();
+        var root = Repository.Root();
         var work = Directory.CreateTempSubdirectory("resnetgen-consumer-");
         // A version of its own, so that the NuGet cache never serves a package packed by an earlier run.
         var version = "0.1.0-test" + DateTime.UtcNow.ToString("yyyyMMddHHmmssfff");

@@ -233,6 +233,33 @@ public sealed class SampleAppTests : IDisposable
     }
 
     [Fact]
+    public void The_readme_and_help_name_the_same_commands_options_and_demo_length()
+    {
+        var readme = System.Text.RegularExpressions.Regex.Replace(Repository.Readme(), @"\s+", " "); // sentences wrap across lines
+        var (code, help) = Run("--help");
+        Assert.Equal(0, code);
+        var commands = System.Text.RegularExpressions.Regex.Matches(help[help.IndexOf("Commands:", StringComparison.Ordinal)..], @"^\s+([a-z][a-z-]+)", System.Text.RegularExpressions.RegexOptions.Multiline)
+            .Select(m => m.Groups[1].Value).ToArray();
+        Assert.Equal(new[] { "summary", "train", "eval", "predict", "export", "finetune", "fashion-folder", "bench", "doctor" }, commands);
+        foreach (var command in commands) Assert.Contains($"`{command}`", readme);
+
+        string DemoLength(string text) => System.Text.RegularExpressions.Regex.Match(text, @"a demo of ([a-z ]+?) on two cores").Groups[1].Value;
+        Assert.NotEmpty(DemoLength(help));
+        Assert.Equal(DemoLength(help), DemoLength(readme));
+
+        // "`--device cpu|cuda` on those that compute (`train`, …)", "`--seed` on those that draw random numbers (`train`, …)"
+        string[] ReadmeSays(string option) => System.Text.RegularExpressions.Regex.Match(readme, "`" + option + @"[^`]*` on those that [a-z ]+ \(([^)]*)\)")
+            .Groups[1].Value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(c => c.Trim('`')).ToArray();
+        foreach (var option in new[] { "--device", "--seed" })
+        {
+            var listed = ReadmeSays(option);
+            Assert.NotEmpty(listed);
+            var taking = commands.Where(c => Run(c, "--help").Text.Contains(option + " <", StringComparison.Ordinal)).ToArray();
+            Assert.Equal(taking, commands.Where(listed.Contains).ToArray());
+        }
+    }
+
+    [Fact]
     public void Summary_prints_both_compile_time_tables()
     {
         var (code, text) = Run("summary");
