@@ -116,8 +116,15 @@ public sealed class SampleAppTests : IDisposable
         File.WriteAllText(notAModel, "not protobuf");
         (code, text) = Run("predict", picture, "--onnx", notAModel);
         AssertOneLineError(code, text, notAModel + " is not an ONNX model ONNX Runtime can load");
-        (code, text) = Run("export", "--output", Output, "--opset", "8");
-        AssertOneLineError(code, text, "ResNet20 needs ONNX opset 9 or later");
+        SampleRunner.AssertUsageError(Run("export", "--output", Output, "--opset", "7"),
+            "--opset 7: must be 9 to 21: the sample's networks need BatchNormalization-9, and 21 is the newest opset ResNetGen has been checked against (default 17). See export --help.");
+        SampleRunner.AssertUsageError(Run("export", "--output", Output, "--opset", "30"), "--opset 30: must be 9 to 21");
+
+        var nowhere = Path.Combine(_folder, "missing", "dir", "x.onnx");
+        (code, text) = Run("export", "--output", Output, "--to", nowhere);
+        AssertOneLineError(code, text, $"cannot write {nowhere}: the folder {Path.GetDirectoryName(nowhere)} does not exist");
+        Assert.DoesNotContain(".tmp", text); // the hidden temporary file is never named
+        Assert.False(Directory.Exists(Path.Combine(_folder, "missing")));
     }
 
     [Fact]
@@ -189,6 +196,35 @@ public sealed class SampleAppTests : IDisposable
         AssertOneLineError(code, text, fake + " is not a PNG or JPEG image");
         (code, text) = Run("predict", Path.Combine(_folder, "missing.jpg"), "--output", Output);
         AssertOneLineError(code, text, Path.Combine(_folder, "missing.jpg") + ": no such file or folder");
+    }
+
+    [Fact]
+    public void Predict_reports_an_unreadable_picture_in_its_row_classifies_the_rest_and_explains_inverted()
+    {
+        var data = TinyData();
+        Train(data);
+        var pictures = Directory.CreateDirectory(Path.Combine(_folder, "pictures")).FullName;
+        using (var fashion = FashionMnistFrom(data))
+        {
+            Images.SavePng(fashion.TestImages[0], Path.Combine(pictures, "a-dark.png"));
+            using var light = torch.full_like(fashion.TestImages[0], 255) - fashion.TestImages[0]; // a light background, as a photo has
+            Images.SavePng(light, Path.Combine(pictures, "b-light.png"));
+        }
+        var broken = Path.Combine(pictures, "c-broken.png");
+        File.WriteAllText(broken, "these are not pixels");
+        File.WriteAllText(Path.Combine(pictures, "readme.txt"), "not a picture by its name: skipped");
+
+        var (code, text) = Run("predict", pictures, "--output", Output);
+        AssertOneLineError(code, text, broken + " is not a PNG or JPEG image");
+        string Row(string name) => text.Split('\n').Single(l => l.Contains(name, StringComparison.Ordinal) && l.Contains('│'));
+        Assert.Matches(@"a-dark\.png +│ [A-Za-z/ -]+ \d+\.\d%", Row("a-dark.png"));
+        Assert.DoesNotContain("inverted", Row("a-dark.png"));
+        Assert.Matches(@"b-light\.png \(inverted\*\) +│ [A-Za-z/ -]+ \d+\.\d%", Row("b-light.png"));
+        Assert.Contains("│ unreadable", Row("c-broken.png"));
+        Assert.DoesNotContain("readme.txt", text);
+        // The mark is explained once, under the table.
+        Assert.Single(text.Split('\n'), l => l.StartsWith("* inverted: a light background, made dark as in Fashion-MNIST.", StringComparison.Ordinal));
+        Assert.True(text.IndexOf("* inverted", StringComparison.Ordinal) > text.IndexOf("c-broken.png", StringComparison.Ordinal));
     }
 
     [Fact]
