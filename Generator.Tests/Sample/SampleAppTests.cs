@@ -295,6 +295,55 @@ public sealed class SampleAppTests : IDisposable
         }
     }
 
+    /// <summary>The sample as a user starts it: its own process, its own Program.cs, the environment given here.</summary>
+    private static ChildExit RunProgram(IEnumerable<(string Name, string? Value)> environment, params string[] args)
+    {
+        var sample = Path.Combine(AppContext.BaseDirectory, "ResNetGen.Sample.dll");
+        var start = new System.Diagnostics.ProcessStartInfo(Isolated.DotnetHost(), new[] { "exec", sample }.Concat(args));
+        foreach (var (name, value) in environment)
+        {
+            if (value is null) start.Environment.Remove(name);
+            else start.Environment[name] = value;
+        }
+        return ChildProcess.Run(start, Isolated.Limit);
+    }
+
+    [Theory]
+    [InlineData("--epochs abc", "error: --epochs abc: not a whole number. See train --help.")]
+    [InlineData("--epoch 3", "error: Unrecognized command or argument '--epoch'. See train --help.")]
+    public void The_program_answers_a_bad_command_line_with_one_line_and_exit_code_2(string arguments, string expected)
+    {
+        var run = RunProgram(Array.Empty<(string, string?)>(), new[] { "train" }.Concat(arguments.Split(' ')).ToArray());
+        Assert.True(run.ExitCode == 2, $"{run.Describe(Isolated.Limit)}:\n{run.Output}\n{run.Error}");
+        Assert.Equal(expected, run.Output.Trim());
+        Assert.DoesNotContain("Unhandled exception", run.Error);
+        Assert.DoesNotContain("   at ", run.Output + run.Error);
+    }
+
+    [Fact]
+    public void The_program_keeps_libtorch_warnings_out_unless_the_user_sets_the_level()
+    {
+        Train(TinyData());
+        var picture = Path.Combine(_folder, "garment.png");
+        using (var fashion = FashionMnistFrom(TinyData(name: "pictures"))) Images.SavePng(fashion.TestImages[0], picture);
+        static string[] LibTorchLines(ChildExit run) =>
+            (run.Output + run.Error).Split('\n').Where(l => l.StartsWith("[W", StringComparison.Ordinal) || l.Contains("NNPACK", StringComparison.Ordinal)).ToArray();
+
+        var quiet = RunProgram(new[] { (LibTorchLog.Variable, (string?)null) }, "predict", picture, "--output", Output);
+        Assert.True(quiet.ExitCode == 0, quiet.Output + quiet.Error);
+        Assert.Empty(LibTorchLines(quiet));
+        Assert.Contains("garment.png", quiet.Output);
+
+        // A level the user sets is kept: at WARNING, a CPU NNPACK does not support (this repository's CI machine among
+        // them) shows one warning per convolution layer of ResNet-20, as libtorch prints them.
+        var loud = RunProgram(new[] { (LibTorchLog.Variable, (string?)"WARNING") }, "predict", picture, "--output", Output);
+        Assert.True(loud.ExitCode == 0, loud.Output + loud.Error);
+        var warnings = LibTorchLines(loud);
+        Console.WriteLine($"TORCH_CPP_LOG_LEVEL=WARNING: {warnings.Length} libtorch warning lines; unset: 0");
+        Assert.All(warnings, l => Assert.Contains("Could not initialize NNPACK", l));
+        Assert.True(warnings.Length is 0 or 21, $"{warnings.Length} NNPACK warnings; ResNet-20 has 21 convolutions");
+    }
+
     [Fact]
     public void Summary_prints_both_compile_time_tables()
     {
