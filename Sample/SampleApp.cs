@@ -154,7 +154,8 @@ public sealed partial class SampleApp
     /// Known problems become one line and exit code 1; an interruption exits 130. Anything else is a bug in the sample:
     /// one line too, with the stack trace only when RESNETGEN_SAMPLE_TRACE=1 asks for it.
     /// </summary>
-    private int Guard(Func<int> action)
+    /// <summary>Runs a command: a problem the user can act on becomes one "error:" line and exit code 1; anything else one line naming it as a bug.</summary>
+    internal int Guard(Func<int> action)
     {
         try
         {

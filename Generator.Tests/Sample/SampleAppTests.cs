@@ -345,6 +345,38 @@ public sealed class SampleAppTests : IDisposable
     }
 
     [Fact]
+    public void A_run_time_problem_is_one_line_and_exit_code_1_and_an_unexpected_exception_one_line_naming_a_bug()
+    {
+        (int Code, string Text) Guarded(Func<int> action)
+        {
+            var writer = new StringWriter();
+            var code = new SampleApp(SampleRunner.PlainConsole(writer), CancellationToken.None).Guard(action);
+            return (code, writer.ToString());
+        }
+        SampleRunner.AssertOneLineError(Guarded(() => throw new IOException("cannot write x.onnx: the disk is full")), "cannot write x.onnx: the disk is full");
+        SampleRunner.AssertOneLineError(Guarded(() => throw new WeightFileException("w.pth", null, "not a weight file")), "w.pth");
+        var previous = Environment.GetEnvironmentVariable("RESNETGEN_SAMPLE_TRACE");
+        Environment.SetEnvironmentVariable("RESNETGEN_SAMPLE_TRACE", null);
+        try
+        {
+            var bug = Guarded(() => throw new InvalidOperationException("the first line\nand a second"));
+            SampleRunner.AssertOneLineError(bug,
+                "unexpected InvalidOperationException: the first line (a bug in the sample; RESNETGEN_SAMPLE_TRACE=1 shows the stack trace).");
+            Assert.Single(bug.Text.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+            Environment.SetEnvironmentVariable("RESNETGEN_SAMPLE_TRACE", "1");
+            var traced = Guarded(() => throw new InvalidOperationException("boom"));
+            Assert.Equal(1, traced.Code);
+            Assert.Contains("(a bug in the sample; trace below)", traced.Text);
+            Assert.Contains("   at ", traced.Text);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("RESNETGEN_SAMPLE_TRACE", previous);
+        }
+        Assert.Equal((0, ""), Guarded(() => 0));
+    }
+
+    [Fact]
     public void Summary_prints_both_compile_time_tables()
     {
         var (code, text) = Run("summary");

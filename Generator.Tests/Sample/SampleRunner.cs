@@ -19,6 +19,13 @@ internal static class SampleRunner
     public static (int Code, string Text) Run(Func<IAnsiConsole, SampleApp> create, params string[] args)
     {
         var writer = new StringWriter();
+        var code = create(PlainConsole(writer)).Run(args);
+        return (code, writer.ToString());
+    }
+
+    /// <summary>A console without colours or interaction that writes to <paramref name="writer"/>, wide enough that no message is wrapped.</summary>
+    public static IAnsiConsole PlainConsole(TextWriter writer)
+    {
         var console = AnsiConsole.Create(new AnsiConsoleSettings
         {
             Ansi = AnsiSupport.No,
@@ -26,9 +33,8 @@ internal static class SampleRunner
             Interactive = InteractionSupport.No,
             Out = new AnsiConsoleOutput(writer),
         });
-        console.Profile.Width = 1000; // wide enough that no message is wrapped
-        var code = create(console).Run(args);
-        return (code, writer.ToString());
+        console.Profile.Width = 1000;
+        return console;
     }
 
     /// <summary>A run-time problem: exit code 1, exactly one "error:" line starting with <paramref name="expected"/>, no stack trace.</summary>
