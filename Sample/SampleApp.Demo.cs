@@ -52,7 +52,7 @@ public sealed partial class SampleApp
 
         _console.Write(new Rule("[bold]5. Serving: ONNX[/]").LeftJustified());
         var model = Path.Combine(output, OnnxFile);
-        code = Export(checkpoint, model, 17);
+        code = Export(checkpoint, model, DefaultOpset);
         if (code != 0) return code;
         code = Predict(device, new[] { pictures }, checkpoint, 3, model);
         _console.MarkupLine("Train on the full data with [bold]dotnet run --project Sample -- train[/] (see --help).");

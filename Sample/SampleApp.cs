@@ -36,6 +36,9 @@ public sealed partial class SampleApp
         _self = self ?? KernelProbes.Self;
     }
 
+    /// <summary>The opset export writes unless --opset says otherwise.</summary>
+    private const int DefaultOpset = 17;
+
     public int Run(string[] args)
     {
         var device = new Option<string>("--device") { Description = "cpu, or cuda (needs a CUDA backend: build with -p:TorchBackend=cuda)", DefaultValueFactory = _ => "cpu" };
@@ -52,7 +55,7 @@ public sealed partial class SampleApp
         var paths = new Argument<string[]>("paths") { Description = "PNG or JPEG files, or folders of them", Arity = ArgumentArity.OneOrMore };
         var onnx = new Option<string?>("--onnx") { Description = "run this exported ONNX model on ONNX Runtime instead of TorchSharp" };
         var onnxOut = new Option<string?>("--to") { Description = "the .onnx file to write (default: the checkpoint's path with .onnx)" };
-        var opset = new Option<int>("--opset") { Description = $"ONNX opset, 9 to {OnnxGraphBuilder.MaxOpset}", DefaultValueFactory = _ => 17 };
+        var opset = new Option<int>("--opset") { Description = $"ONNX opset, 9 to {OnnxGraphBuilder.MaxOpset}", DefaultValueFactory = _ => DefaultOpset };
         var images = new Option<string>("--images") { Description = "folder of pictures: DIR/train/<class>/ and DIR/val/<class>/ (PNG or JPEG, any size, grayscale or colour)", Required = true };
         var from = new Option<string?>("--from") { Description = "pretrained ResNet-18 weights, .pth (torchvision's resnet18-f37072fd.pth) or .safetensors; omit to train from random initialisation" };
         var trainableStages = new Option<int>("--trainable-stages") { Description = "stages that keep training besides the classifier: 0 (fc only) to 4, or 5 for every layer", DefaultValueFactory = _ => 1 };
@@ -70,7 +73,7 @@ public sealed partial class SampleApp
         Check(trainableStages, v => v is >= 0 and <= 5, "must be 0 to 5 (ResNet-18 has four stages; 5 trains the stem too)");
         Check(size, v => v is >= 32 and <= 1024, "must be 32 to 1024 pixels");
         Check(opset, v => v is >= 9 and <= OnnxGraphBuilder.MaxOpset,
-            $"must be 9 to {OnnxGraphBuilder.MaxOpset}: the sample's networks need BatchNormalization-9, and {OnnxGraphBuilder.MaxOpset} is the newest opset ResNetGen has been checked against (default 17)");
+            $"must be 9 to {OnnxGraphBuilder.MaxOpset}: the sample's networks need BatchNormalization-9, and {OnnxGraphBuilder.MaxOpset} is the newest opset ResNetGen has been checked against (default {DefaultOpset})");
         foreach (var option in new[] { lr, fineTuneLr })
             Check(option, v => v is > 0 and <= 10, "must be above 0 and at most 10");
         foreach (var option in new[] { limit, evalLimit })
@@ -154,7 +157,6 @@ public sealed partial class SampleApp
     /// Known problems become one line and exit code 1; an interruption exits 130. Anything else is a bug in the sample:
     /// one line too, with the stack trace only when RESNETGEN_SAMPLE_TRACE=1 asks for it.
     /// </summary>
-    /// <summary>Runs a command: a problem the user can act on becomes one "error:" line and exit code 1; anything else one line naming it as a bug.</summary>
     internal int Guard(Func<int> action)
     {
         try
