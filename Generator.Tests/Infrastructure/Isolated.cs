@@ -52,6 +52,12 @@ public static class Isolated
         // The parent's own choices must not leak in: each child starts from the defaults plus what the test sets.
         info.Environment.Remove(OneDnn.PolicyVariable);
         info.Environment.Remove(OneDnn.IsaVariable);
+        return WithEnvironment(info, environment);
+    }
+
+    /// <summary>Sets each variable of <paramref name="environment"/> on <paramref name="info"/>; a null value removes it.</summary>
+    internal static ProcessStartInfo WithEnvironment(ProcessStartInfo info, IEnumerable<(string Name, string? Value)> environment)
+    {
         foreach (var (name, value) in environment)
         {
             if (value is null) info.Environment.Remove(name);

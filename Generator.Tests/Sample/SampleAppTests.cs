@@ -296,17 +296,8 @@ public sealed class SampleAppTests : IDisposable
     }
 
     /// <summary>The sample as a user starts it: its own process, its own Program.cs, the environment given here.</summary>
-    private static ChildExit RunProgram(IEnumerable<(string Name, string? Value)> environment, params string[] args)
-    {
-        var sample = Path.Combine(AppContext.BaseDirectory, "ResNetGen.Sample.dll");
-        var start = new System.Diagnostics.ProcessStartInfo(Isolated.DotnetHost(), new[] { "exec", sample }.Concat(args));
-        foreach (var (name, value) in environment)
-        {
-            if (value is null) start.Environment.Remove(name);
-            else start.Environment[name] = value;
-        }
-        return ChildProcess.Run(start, Isolated.Limit);
-    }
+    private static ChildExit RunProgram(IEnumerable<(string Name, string? Value)> environment, params string[] args) =>
+        ChildProcess.Run(Isolated.WithEnvironment(SampleRunner.Program(args), environment), Isolated.Limit);
 
     [Theory]
     [InlineData("--epochs abc", "error: --epochs abc: not a whole number. See train --help.")]
@@ -401,9 +392,7 @@ public sealed class SampleAppTests : IDisposable
     public void Doctor_probes_every_convolution_in_child_processes_and_gives_a_verdict()
     {
         // The children are the sample itself, started from its copy beside the tests.
-        var sample = Path.Combine(AppContext.BaseDirectory, "ResNetGen.Sample.dll");
-        var (code, text) = Run(console => new SampleApp(console, CancellationToken.None,
-            args => new System.Diagnostics.ProcessStartInfo(Isolated.DotnetHost(), new[] { "exec", sample }.Concat(args))), "doctor");
+        var (code, text) = Run(console => new SampleApp(console, CancellationToken.None, SampleRunner.Program), "doctor");
         Assert.True(code == 0, text); // every convolution correct with ResNetGen's defaults, on this CPU as on any
         Assert.Contains("libtorch", text);
         Assert.Contains("caches (CPUID)", text);

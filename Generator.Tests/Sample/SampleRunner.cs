@@ -1,6 +1,9 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using System.Threading;
+using ResNetGen.Generator.Tests.Infrastructure;
 using ResNetGen.Sample;
 using Spectre.Console;
 using Xunit;
@@ -36,6 +39,10 @@ internal static class SampleRunner
         console.Profile.Width = 1000;
         return console;
     }
+
+    /// <summary>Starts the sample's own program (its Program.cs, from its copy beside the tests) with <paramref name="args"/>.</summary>
+    public static System.Diagnostics.ProcessStartInfo Program(IEnumerable<string> args) =>
+        new(Isolated.DotnetHost(), new[] { "exec", Path.Combine(AppContext.BaseDirectory, "ResNetGen.Sample.dll") }.Concat(args));
 
     /// <summary>A run-time problem: exit code 1, exactly one "error:" line starting with <paramref name="expected"/>, no stack trace.</summary>
     public static void AssertOneLineError((int Code, string Text) run, string expected, int code = 1)
