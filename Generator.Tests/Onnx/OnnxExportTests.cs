@@ -67,7 +67,7 @@ public sealed class OnnxExportTests : IDisposable
             using var input = torch.randn(batch, 3, size, size);
             using var noGrad = torch.no_grad();
             using var expected = network.call(input);
-            Tolerance.AssertClose(expected.data<float>().ToArray(), torch.tensor(OnnxRuntime(path, input)), $"{name} batch {batch} at {size}×{size}");
+            Tolerance.AssertClose(expected, torch.tensor(OnnxRuntime(path, input)).reshape(expected.shape), $"{name} batch {batch} at {size}×{size}");
         }
 
         // The folded graph, after FuseForInference, gives the same outputs with no batch-norm left in it.
@@ -77,7 +77,7 @@ public sealed class OnnxExportTests : IDisposable
         using var check = torch.randn(2, 3, sizes[0], sizes[0]);
         using (torch.no_grad())
         using (var expected = network.call(check))
-            Tolerance.AssertClose(expected.data<float>().ToArray(), torch.tensor(OnnxRuntime(folded.Path, check)), name + " folded");
+            Tolerance.AssertClose(expected, torch.tensor(OnnxRuntime(folded.Path, check)).reshape(expected.shape), name + " folded");
     }
 
     [Fact]
@@ -124,7 +124,7 @@ public sealed class OnnxExportTests : IDisposable
         using var input = torch.randn(2, 3, 32, 32);
         using var noGrad = torch.no_grad();
         using var expected = network.call(input);
-        Tolerance.AssertClose(expected.data<float>().ToArray(), torch.tensor(OnnxRuntime(export.Path, input)), "eval semantics");
+        Tolerance.AssertClose(expected, torch.tensor(OnnxRuntime(export.Path, input)).reshape(expected.shape), "eval semantics");
     }
 
     [Fact]
@@ -147,6 +147,6 @@ public sealed class OnnxExportTests : IDisposable
         using var input = torch.randn(1, 3, 32, 32);
         using var noGrad = torch.no_grad();
         using var expected = network.call(input);
-        Tolerance.AssertClose(expected.data<float>().ToArray(), torch.tensor(OnnxRuntime(old.Path, input)), "opset 11");
+        Tolerance.AssertClose(expected, torch.tensor(OnnxRuntime(old.Path, input)).reshape(expected.shape), "opset 11");
     }
 }
