@@ -244,7 +244,47 @@ public class PyTorchCheckpointTests : IDisposable
         Assert.True(refused > 100, $"loaded {loaded}, refused {refused}");
     }
 
-    /// <summary>Loads a mutant: it loads as its tensors say, or is refused cleanly with the module unchanged.</summary>
+    private static readonly byte[] OriginalFile = File.ReadAllBytes(WeightTestKit.Reference("tiny_resnet.pth"));
+    private static readonly Dictionary<string, torch.Tensor> OriginalTensors = PyTorchCheckpoint.Read(WeightTestKit.Reference("tiny_resnet.pth"));
+
+    /// <summary>Where the local header of <paramref name="entry"/> starts in tiny_resnet.pth, and where its data starts.</summary>
+    private static (int Header, int Data) Locate(string entry)
+    {
+        var name = Encoding.ASCII.GetBytes("tiny_resnet/" + entry);
+        var header = OriginalFile.AsSpan().IndexOf(name) - 30; // the local header comes first; the central directory's copy later
+        Assert.Equal(0x04034b50u, BitConverter.ToUInt32(OriginalFile, header));
+        return (header, header + 30 + BitConverter.ToUInt16(OriginalFile, header + 26) + BitConverter.ToUInt16(OriginalFile, header + 28));
+    }
+
+    [Fact]
+    public void A_changed_data_byte_fails_the_entrys_crc_and_nothing_is_loaded()
+    {
+        // Without the check this file loads, with one weight that no one wrote: data/0 is conv1.weight.
+        var bytes = (byte[])OriginalFile.Clone();
+        var (_, data) = Locate("data/0");
+        bytes[data + 5] ^= 0x40;
+        var error = LoadFails(_kit.WriteBytes("flipped.pth", bytes));
+        Assert.Contains("data/0 fails its CRC-32 check", error.Message);
+        Assert.Contains("nothing was loaded", error.Message);
+    }
+
+    [Fact]
+    public void A_local_header_that_points_elsewhere_fails_the_crc()
+    {
+        // The header shift the mutation campaign found: the high byte of data/9's local file-name length, flipped, moves
+        // where its data is read from by 256 bytes, still inside the file; the central directory agrees, so only the CRC-32 can tell.
+        var bytes = (byte[])OriginalFile.Clone();
+        var (header, _) = Locate("data/9");
+        bytes[header + 27] ^= 0x01;
+        var error = LoadFails(_kit.WriteBytes("shifted.pth", bytes));
+        Assert.Contains("fails its CRC-32 check", error.Message);
+    }
+
+    /// <summary>
+    /// Loads a mutant of tiny_resnet.pth: it loads what the original file holds (or, where the damage changed stored tensor
+    /// bytes, exactly those bytes: see <see cref="WeightTestKit.AssertLoadedAsTheFileSays"/>), or is refused cleanly with the
+    /// module unchanged.
+    /// </summary>
     private static bool LoadsOrFailsCleanly(string path, string what)
     {
         using var network = new TinyResNet();
@@ -252,9 +292,8 @@ public class PyTorchCheckpointTests : IDisposable
         try
         {
             PyTorchCheckpoint.Load(network, path);
-            var read = PyTorchCheckpoint.Read(path);
-            foreach (var (key, tensor) in network.state_dict())
-                Assert.True(tensor.eq(read[key].to(tensor.dtype)).all().item<bool>() || read[key].isnan().any().item<bool>(), $"{what}: {key} differs from the file");
+            // Every zip entry carries a CRC-32 (checked as PyTorch checks it), so no changed stored byte gets through.
+            Assert.Equal(0, WeightTestKit.AssertLoadedAsTheFileSays(network, OriginalFile, File.ReadAllBytes(path), OriginalTensors, what));
             return true;
         }
         catch (WeightFileException e)

@@ -51,6 +51,54 @@ public sealed class WeightTestKit : IDisposable
         foreach (var (key, tensor) in before) Assert.True(Same(tensor, now[key]), $"{key} changed");
     }
 
+    /// <summary>
+    /// What a damaged file that loaded must have loaded. Neither format carries a checksum, so a byte changed inside a
+    /// tensor's stored data makes a different file that is still valid: the loader must then give the file's new bytes at
+    /// exactly the elements those bytes fall in, and the original file's values everywhere else. Any other difference — a
+    /// tensor read from the wrong place, a changed shape or dtype, a value no byte of the file says — is a defect, and so
+    /// is any difference at all when the damage was not a same-length byte change (a truncation, a rebuilt archive).
+    /// Compared bit for bit, so a NaN excuses nothing. Returns how many elements took the file's changed bytes.
+    /// </summary>
+    public static int AssertLoadedAsTheFileSays(torch.nn.Module module, byte[] original, byte[] damaged,
+        IReadOnlyDictionary<string, torch.Tensor> originalTensors, string what)
+    {
+        var changed = original.Length == damaged.Length
+            ? Enumerable.Range(0, original.Length).Where(i => original[i] != damaged[i]).ToHashSet()
+            : new HashSet<int>();
+        var taken = 0;
+        var state = module.state_dict();
+        Assert.Equal(originalTensors.Keys.OrderBy(k => k, StringComparer.Ordinal), state.Keys.OrderBy(k => k, StringComparer.Ordinal));
+        foreach (var (key, tensor) in state)
+        {
+            var stored = originalTensors[key];
+            Assert.True(stored.shape.SequenceEqual(tensor.shape), $"{what}: {key} has shape [{string.Join(",", tensor.shape)}]");
+            Assert.Equal(stored.dtype, tensor.dtype);
+            var want = stored.contiguous().bytes.ToArray();
+            var got = tensor.contiguous().bytes.ToArray();
+            if (want.AsSpan().SequenceEqual(got)) continue;
+            // Where this tensor's bytes sit in the original file (a small tensor, such as a num_batches_tracked, may sit in
+            // several places with the same bytes: one of them must explain each changed element).
+            var places = new List<int>();
+            for (var at = IndexOf(original, want, 0); at >= 0; at = IndexOf(original, want, at + 1)) places.Add(at);
+            Assert.True(places.Count > 0, $"{what}: {key} differs from the original file, and its stored bytes cannot be located to explain why");
+            var size = (int)stored.ElementSize;
+            for (var e = 0; e < want.Length / size; e++)
+            {
+                if (want.AsSpan(e * size, size).SequenceEqual(got.AsSpan(e * size, size))) continue;
+                var element = e;
+                Assert.True(places.Any(at => Enumerable.Range(at + element * size, size).Any(changed.Contains)
+                                             && damaged.AsSpan(at + element * size, size).SequenceEqual(got.AsSpan(element * size, size))),
+                    $"{what}: {key}[{e}] differs from the original file ({BitConverter.ToString(want, e * size, size)} → {BitConverter.ToString(got, e * size, size)}), "
+                    + $"and no changed byte of the file says what it holds (changed: {(changed.Count == 0 ? "none in place" : string.Join(", ", changed.OrderBy(c => c)))})");
+                taken++;
+            }
+        }
+        return taken;
+    }
+
+    private static int IndexOf(byte[] haystack, byte[] needle, int start) =>
+        needle.Length == 0 ? -1 : haystack.AsSpan(start).IndexOf(needle) is var i and >= 0 ? start + i : -1;
+
     /// <summary>Same shape and every element equal.</summary>
     public static bool Same(torch.Tensor a, torch.Tensor b) => a.shape.SequenceEqual(b.shape) && a.eq(b).all().item<bool>();
 

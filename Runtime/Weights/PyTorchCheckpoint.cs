@@ -1,4 +1,5 @@
 using System;
+using System.Globalization;
 using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.IO;
@@ -176,6 +177,7 @@ public static class PyTorchCheckpoint
             }
             if (data.Length != pickle.Length)
                 throw Fail($"data.pkl holds {data.Length} bytes, but its zip entry declares {pickle.Length}: the archive is damaged");
+            CheckCrc("data.pkl", pickle, Crc32.Of(data));
 
             var infos = new List<TensorInfo>();
             foreach (var (key, tensor) in StateDict(new Unpickler(data, path).Load()))
@@ -243,16 +245,23 @@ public static class PyTorchCheckpoint
                 var entry = _entries[_prefix + "data/" + storage.Key];
                 if (entry.CompressedLength != entry.Length)
                 {
-                    inflated += end * storage.ElementSize;
+                    inflated += entry.Length; // read whole, for its CRC-32
+
                     if (inflated > inflateBudget)
-                        throw Fail($"reading it means inflating {end * storage.ElementSize} bytes of the compressed storage data/{storage.Key} ({entry.CompressedLength} bytes in the file), more than the file and the tensors read justify; nothing was read", key);
+                        throw Fail($"reading it means inflating {entry.Length} bytes of the compressed storage data/{storage.Key} ({entry.CompressedLength} bytes in the file), more than the file and the tensors read justify; nothing was read", key);
                 }
 
                 try
                 {
-                    using var stream = entry.Open();
+                    // Every byte of the entry passes through the CRC-32, the rest of the entry once the tensors are read.
+                    using var stream = new Crc32Stream(entry.Open());
                     Exception Short(long done, long needed) =>
                         Fail($"storage data/{storage.Key} ended {needed - done} bytes early: its zip entry declares {entry.Length} bytes, but holds fewer", key);
+                    void Verify()
+                    {
+                        TensorBytes.Skip(stream, entry.Length - stream.Count, Short);
+                        CheckCrc("data/" + storage.Key, entry, stream.Crc, key);
+                    }
                     var ordered = used.OrderBy(v => v.Ref.Offset).ToList();
                     if (ordered.All(v => IsContiguous(v.Ref)) && ordered.Zip(ordered.Skip(1)).All(p => p.First.Ref.Offset + p.First.Info.Numel <= p.Second.Ref.Offset))
                     {
@@ -267,12 +276,14 @@ public static class PyTorchCheckpoint
                             TensorBytes.Fill(output, stream, Short);
                             position = tensor.Offset + info.Numel;
                         }
+                        Verify();
                         continue;
                     }
                     // Overlapping or strided views: read the span they use once, and copy each out of it.
                     TensorBytes.Skip(stream, first * storage.ElementSize, Short);
                     using var range = torch.empty(new[] { end - first }, storage.Type);
                     TensorBytes.Fill(range, stream, Short);
+                    Verify();
                     foreach (var (name, tensor, _) in used)
                     {
                         key = name;
@@ -287,6 +298,18 @@ public static class PyTorchCheckpoint
                     throw WeightFileException.From(FilePath, key, e);
                 }
             }
+        }
+
+        /// <summary>
+        /// Refuses an entry whose bytes do not give the CRC-32 its zip entry declares, as PyTorch's reader does: a damaged
+        /// header can point the reader at the wrong bytes, and a changed data byte would otherwise load as a different weight.
+        /// </summary>
+        private void CheckCrc(string name, ZipArchiveEntry entry, uint actual, string? key = null)
+        {
+            if (actual != entry.Crc32)
+                throw Fail(string.Format(CultureInfo.InvariantCulture,
+                    "{0} fails its CRC-32 check (the zip entry declares {1:x8}, its bytes give {2:x8}): the file is damaged; nothing was loaded",
+                    name, entry.Crc32, actual), key);
         }
 
         /// <summary>Whether the tensor's elements lie in row-major order with no gaps (dimensions of size 1 have any stride).</summary>
