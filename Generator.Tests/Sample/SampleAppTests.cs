@@ -332,7 +332,13 @@ public sealed class SampleAppTests : IDisposable
         var warnings = LibTorchLines(loud);
         Console.WriteLine($"TORCH_CPP_LOG_LEVEL=WARNING: {warnings.Length} libtorch warning lines; unset: 0");
         Assert.All(warnings, l => Assert.Contains("Could not initialize NNPACK", l));
-        Assert.True(warnings.Length is 0 or 21, $"{warnings.Length} NNPACK warnings; ResNet-20 has 21 convolutions");
+        // Whether this CPU's NNPACK warns at all is asked of libtorch separately, in a child of its own that runs one
+        // convolution at WARNING: where it warns, the program must print one line per convolution; where not, none.
+        var probe = Isolated.Start(typeof(NnpackProbe).FullName!, nameof(NnpackProbe.OneConvolution), new[] { (LibTorchLog.Variable, (string?)"WARNING") });
+        Assert.True(probe.ExitCode == 0, probe.Output + probe.Error);
+        var nnpackWarns = LibTorchLines(probe).Length > 0;
+        Console.WriteLine($"branch: this CPU's NNPACK {(nnpackWarns ? "warns (unsupported hardware): 21 lines expected" : "initialises: no line expected")}");
+        Assert.Equal(nnpackWarns ? 21 : 0, warnings.Length);
     }
 
     [Fact]
@@ -398,7 +404,18 @@ public sealed class SampleAppTests : IDisposable
         Assert.Contains("caches (CPUID)", text);
         Assert.Contains("ResNetGen's check", text);
         foreach (var probe in KernelProbes.All) Assert.Contains(probe.Name, text);
-        Assert.Contains("With ResNetGen's defaults every convolution is correct here", text.Replace("\n", " "));
+        // The verdict depends on the CPU: where libtorch's own defaults fail a probe (the Zen 5 VM), the verdict says only
+        // ResNetGen's are correct; where every cell of both columns is "ok" (an Intel Xeon), that both are. It must be the
+        // one its own table supports.
+        var words = System.Text.RegularExpressions.Regex.Replace(text, @"\s+", " ");
+        var cells = KernelProbes.All.Count * 4; // forward and backward, with libtorch's defaults and with ResNetGen's
+        var ok = System.Text.RegularExpressions.Regex.Matches(text, @"│ ok \d").Count;
+        Assert.True(ok >= cells / 2, $"{ok} of {cells} cells ok: ResNetGen's own column must be all ok");
+        var branch = ok == cells
+            ? "Every convolution is correct here, with libtorch's defaults and with ResNetGen's."
+            : "With ResNetGen's defaults every convolution is correct here.";
+        Console.WriteLine($"branch: {ok} of {cells} probe cells ok, so: {branch}");
+        Assert.Contains(branch, words);
     }
 
     [Fact]
@@ -407,5 +424,17 @@ public sealed class SampleAppTests : IDisposable
         var (code, text) = Run("doctor", "--probe", "5x5");
         Assert.Equal(1, code);
         Assert.Contains("no probe '5x5'. The probes: 1x1-stride1/nchw", text);
+    }
+}
+
+/// <summary>A child process's one convolution, for asking libtorch whether NNPACK warns on this CPU.</summary>
+internal static class NnpackProbe
+{
+    internal static void OneConvolution()
+    {
+        using var conv = torch.nn.Conv2d(3, 4, 3);
+        using var input = torch.randn(1, 3, 8, 8);
+        using var noGrad = torch.no_grad();
+        conv.forward(input).Dispose();
     }
 }
