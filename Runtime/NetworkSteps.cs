@@ -58,6 +58,36 @@ public static class Steps
     }
 
     /// <summary>
+    /// Squeeze-and-excitation (timm's <c>SEModule</c>): <paramref name="x"/> × sigmoid(<paramref name="expand"/>(relu(
+    /// <paramref name="reduce"/>(mean of <paramref name="x"/> over height and width)))). Returns a new tensor; the input
+    /// is not disposed (autograd needs it for the gate's gradient).
+    /// </summary>
+    public static torch.Tensor SqueezeExcite(torch.Tensor x, Conv2d reduce, Conv2d expand)
+    {
+        using var pooled = x.mean(new long[] { 2, 3 }, keepdim: true);
+        using var reduced = reduce.forward(pooled);
+        using var activated = reduced.relu();
+        using var expanded = expand.forward(activated);
+        using var gate = expanded.sigmoid();
+        return x.mul(gate);
+    }
+
+    /// <summary>
+    /// Efficient channel attention (timm's <c>EcaModule</c>): <paramref name="x"/> × sigmoid(<paramref name="conv"/> over
+    /// the channel means as one row [N, 1, C]). Returns a new tensor; the input is not disposed.
+    /// </summary>
+    public static torch.Tensor EfficientChannel(torch.Tensor x, Conv1d conv)
+    {
+        var (n, c) = (x.shape[0], x.shape[1]);
+        using var pooled = x.mean(new long[] { 2, 3 });
+        using var row = pooled.view(n, 1, c);
+        using var mixed = conv.forward(row);
+        using var gate = mixed.sigmoid();
+        using var column = gate.view(n, c, 1, 1);
+        return x.mul(column);
+    }
+
+    /// <summary>
     /// Keeps a stage output for <c>ForwardFeatures</c>: a handle of its own on <paramref name="x"/> (contiguous, a copy
     /// only when computed channels-last) in <paramref name="kept"/>[<paramref name="index"/>], when features are asked for.
     /// </summary>

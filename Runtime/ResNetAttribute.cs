@@ -20,6 +20,45 @@ public enum Stem
 
     /// <summary>3×3 stride-1 convolution, batch-norm, ReLU; no pooling (the CIFAR ResNets).</summary>
     Cifar = 1,
+
+    /// <summary>
+    /// timm's <c>stem_type='deep'</c> (ResNet-C/D/S, "Bag of Tricks"): three 3×3 convolutions StemWidth → StemWidth →
+    /// 2×StemWidth, the first with stride 2, batch-norm and ReLU between, then <c>bn1</c>, ReLU and the pool.
+    /// </summary>
+    Deep = 2,
+
+    /// <summary>timm's <c>stem_type='deep_tiered'</c> (ResNet-T): as <see cref="Deep"/> with 3×(StemWidth/4) → StemWidth → 2×StemWidth.</summary>
+    DeepTiered = 3,
+}
+
+/// <summary>What follows the ImageNet-style stems' batch-norm and ReLU.</summary>
+public enum StemPool
+{
+    /// <summary>3×3 stride-2 max-pool (torchvision, timm's default).</summary>
+    MaxPool = 0,
+
+    /// <summary>ResNet-RS's <c>replace_stem_pool</c>: a 3×3 stride-2 convolution, batch-norm and ReLU.</summary>
+    Conv = 1,
+}
+
+/// <summary>Channel attention after each block's last batch-norm, before the residual add (timm's <c>attn_layer</c>).</summary>
+public enum Attention
+{
+    /// <summary>None (torchvision).</summary>
+    None = 0,
+
+    /// <summary>
+    /// Squeeze-and-excitation (Hu et al. 2018; timm's <c>SEModule</c>): global average, 1×1 convolution to
+    /// C × <see cref="ResNetAttribute.AttentionRatio"/> channels (rounded to a multiple of 8), ReLU, 1×1 convolution back,
+    /// sigmoid gate on the channels.
+    /// </summary>
+    SqueezeExcite = 1,
+
+    /// <summary>
+    /// Efficient channel attention (Wang et al. 2020; timm's <c>EcaModule</c>): global average, a 1-D convolution over
+    /// the channels whose kernel grows with log2(C), sigmoid gate.
+    /// </summary>
+    EfficientChannel = 2,
 }
 
 /// <summary>How a block's input reaches the residual add (He et al. 2016, §3.3).</summary>
@@ -36,6 +75,12 @@ public enum Shortcut
 
     /// <summary>A with average pooling: zero channels appended, then 2×2 average pooling where the stride is 2.</summary>
     AvgPoolZeroPad = 3,
+
+    /// <summary>
+    /// ResNet-D's <c>avg_down</c> (timm): B, but where a block downsamples, a 2×2 average pool (ceil mode, padding not
+    /// counted) before the 1×1 convolution and batch-norm, so the shortcut sees every input pixel.
+    /// </summary>
+    AvgDown = 4,
 }
 
 /// <summary>Which convolution of a bottleneck carries the stride.</summary>
@@ -100,4 +145,22 @@ public sealed class ResNetAttribute : Attribute
 
     /// <summary>Square input size for the static shapes and the summary; 0 means 224 (ImageNet stem) or 32 (CIFAR stem).</summary>
     public int InputSize { get; set; }
+
+    /// <summary>
+    /// The deep stems' width (timm's <c>stem_width</c>): they end in 2 × StemWidth channels. Only with
+    /// <see cref="ResNetGen.Stem.Deep"/> or <see cref="ResNetGen.Stem.DeepTiered"/>. Default 32.
+    /// </summary>
+    public int StemWidth { get; set; } = 32;
+
+    /// <summary>What follows the stem's batch-norm and ReLU. Default <see cref="ResNetGen.StemPool.MaxPool"/>.</summary>
+    public StemPool StemPool { get; set; } = StemPool.MaxPool;
+
+    /// <summary>Channel attention in every block. Default <see cref="ResNetGen.Attention.None"/>.</summary>
+    public Attention Attention { get; set; } = Attention.None;
+
+    /// <summary>
+    /// Squeeze-excite's reduction: the squeezed width is C × AttentionRatio, rounded to a multiple of 8 (timm's
+    /// <c>rd_ratio</c>). In (0, 1]; default 1/16 (ResNet-RS uses 0.25).
+    /// </summary>
+    public double AttentionRatio { get; set; } = 1.0 / 16;
 }

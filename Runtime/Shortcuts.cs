@@ -33,4 +33,17 @@ public static class Shortcuts
         if (stride == 1) return padded;
         using (padded) return torch.nn.functional.avg_pool2d(padded, stride, stride);
     }
+
+    /// <summary>
+    /// The pool of ResNet-D's avg-down shortcut (timm's <c>downsample_avg</c>): at <paramref name="stride"/> 2,
+    /// <c>AvgPool2d(2, 2, ceil_mode: true, count_include_pad: false)</c> (an odd size rounds up, as the strided convolution
+    /// does); at stride 1 (a dilated stage), timm's <c>AvgPool2dSame(2, 1)</c>: one zero row and column appended, then a
+    /// 2×2 average that counts them. Returns a new tensor; <paramref name="x"/> is untouched.
+    /// </summary>
+    public static torch.Tensor AvgDown(torch.Tensor x, int stride)
+    {
+        if (stride == 2) return torch.nn.functional.avg_pool2d(x, 2, 2, ceil_mode: true, count_include_pad: false);
+        using var padded = torch.nn.functional.pad(x, new long[] { 0, 1, 0, 1 });
+        return torch.nn.functional.avg_pool2d(padded, 2, 1, ceil_mode: true, count_include_pad: false);
+    }
 }

@@ -246,6 +246,51 @@ public class DiagnosticTests
     public void RNG0012_an_undefined_enum_value() => Check(Net("ResNet((Block)7, 2, 2)"),
         new Expected("RNG0012", Error, "(Block)7", "Block is 7", "Block.Basic, Block.Bottleneck"));
 
+    // ---- timm's options ----
+
+    [Fact]
+    public void RNG0014_StemWidth_without_a_deep_stem() => Check(Net("ResNet(Block.Bottleneck, 3, 4, 6, 3, StemWidth = 64)"),
+        new Expected("RNG0014", Error, "StemWidth = 64", "StemWidth has no effect with Stem.ImageNet", "Stem = Stem.Deep or Stem.DeepTiered"));
+
+    [Fact]
+    public void RNG0014_a_conv_stem_pool_on_the_cifar_stem() => Check(Net("ResNet(Block.Basic, 3, 3, 3, Stem = Stem.Cifar, StemPool = StemPool.Conv)"),
+        new Expected("RNG0014", Error, "StemPool = StemPool.Conv", "StemPool.Conv has no effect with Stem.Cifar", "Remove StemPool"));
+
+    [Fact]
+    public void RNG0014_AttentionRatio_without_squeeze_excite() => Check(
+        Net("ResNet(Block.Bottleneck, 3, 4, 6, 3, Attention = Attention.EfficientChannel, AttentionRatio = 0.25)"),
+        new Expected("RNG0014", Error, "AttentionRatio = 0.25", "AttentionRatio has no effect with Attention.EfficientChannel", "Attention = Attention.SqueezeExcite"));
+
+    [Theory]
+    [InlineData("0", "0")]
+    [InlineData("1.5", "1.5")]
+    [InlineData("-0.25", "-0.25")]
+    [InlineData("double.NaN", "NaN")]
+    public void RNG0015_AttentionRatio_outside_its_range(string written, string shown) => Check(
+        Net($"ResNet(Block.Bottleneck, 3, 4, 6, 3, Attention = Attention.SqueezeExcite, AttentionRatio = {written})"),
+        new Expected("RNG0015", Error, $"AttentionRatio = {written}", $"AttentionRatio is {shown}, outside (0, 1]", "0.25 (ResNet-RS)"));
+
+    [Theory]
+    [InlineData("Stem = Stem.Deep, StemWidth = 0", "StemWidth = 0", "StemWidth is 0")]
+    [InlineData("Stem = Stem.DeepTiered, StemWidth = 3", "StemWidth = 3", "3 × (3 / 4) = 0")]
+    public void RNG0006_a_deep_stem_without_width(string options, string span, string words) => Check(
+        Net($"ResNet(Block.Bottleneck, 3, 4, 6, 3, {options})"), new Expected("RNG0006", Error, span, words));
+
+    [Fact]
+    public void RNG0012_an_undefined_attention_or_stem_pool() => Check(Net("ResNet(Block.Basic, 2, 2, StemPool = (StemPool)2, Attention = (Attention)9)"),
+        new Expected("RNG0012", Error, "StemPool = (StemPool)2", "StemPool is 2", "StemPool.MaxPool, StemPool.Conv"),
+        new Expected("RNG0012", Error, "Attention = (Attention)9", "Attention is 9", "Attention.None, Attention.SqueezeExcite, Attention.EfficientChannel"));
+
+    [Fact]
+    public void RNG0008_avg_down_in_a_stage_after_a_dilated_one()
+    {
+        // torchvision allows a stage with stride after a dilated one; timm's avg-down pool then runs at stride 1 (the
+        // dilation carries on) while the block's convolution halves the map: timm fails at run time, ResNetGen at build.
+        Check(Net("ResNet(Block.Bottleneck, 1, 1, 1, 1, Stem = Stem.Deep, Shortcut = Shortcut.AvgDown, DilateStages = new[] { true, false, false })"),
+            new Expected("RNG0008", Error, "Shortcut = Shortcut.AvgDown", "layer3.0", "[N, 1024, 28, 28]", "[N, 1024, 56, 56]", "Dilate every stage after the first dilated one"),
+            new Expected("RNG0008", Error, "Shortcut = Shortcut.AvgDown", "layer4.0", "[N, 2048, 14, 14]", "[N, 2048, 28, 28]"));
+    }
+
     [Theory]
     [InlineData("ResNet(Block.Basic, 2, 2, 2, 2)")]
     [InlineData("ResNet(Block.Basic, 3, 4, 6, 3)")]
@@ -261,6 +306,11 @@ public class DiagnosticTests
     [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3, DilateStages = null)")]
     [InlineData("ResNet(Block.Bottleneck, 3, DilateStages = new bool[0])")]
     [InlineData("ResNet(Block.Basic, 3, 3, 3, Stem = Stem.Cifar, BaseWidth = 16, NumClasses = 10)")]
+    [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, StemWidth = 32, Shortcut = Shortcut.AvgDown)")]
+    [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, StemPool = StemPool.Conv, Shortcut = Shortcut.AvgDown, Attention = Attention.SqueezeExcite, AttentionRatio = 0.25)")]
+    [InlineData("ResNet(Block.Basic, 1, 1, 1, 1, Stem = Stem.DeepTiered, Shortcut = Shortcut.AvgDown, Attention = Attention.EfficientChannel)")]
+    [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, Shortcut = Shortcut.AvgDown, DilateStages = new[] { false, true, true })")]
+    [InlineData("ResNet(Block.Basic, 3, 3, 3, Stem = Stem.Cifar, Shortcut = Shortcut.AvgDown, Attention = Attention.SqueezeExcite, InputSize = 27)")]
     public void Valid_configurations_produce_no_diagnostics(string attribute) => Check(Net(attribute));
 
     [Fact]

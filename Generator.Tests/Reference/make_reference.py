@@ -64,6 +64,8 @@ def value(key, shape):
         v = 0.1 * u
     elif len(shape) == 4:
         v = u * np.sqrt(6.0 / (shape[1] * shape[2] * shape[3]))
+    elif len(shape) == 3:
+        v = u * np.sqrt(6.0 / (shape[1] * shape[2]))
     elif len(shape) == 2:
         v = u * np.sqrt(1.0 / shape[1])
     else:

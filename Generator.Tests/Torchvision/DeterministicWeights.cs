@@ -53,6 +53,7 @@ public static class DeterministicWeights
             key.EndsWith("running_var", StringComparison.Ordinal) ? v => 1.0 + 0.25 * (v + 1.0) :
             key.EndsWith("bias", StringComparison.Ordinal) ? v => 0.1 * v :
             shape.Length == 4 ? v => v * Math.Sqrt(6.0 / (shape[1] * shape[2] * shape[3])) :
+            shape.Length == 3 ? v => v * Math.Sqrt(6.0 / (shape[1] * shape[2])) :
             shape.Length == 2 ? v => v * Math.Sqrt(1.0 / shape[1]) :
             v => 1.0 + 0.1 * v;
         return u.Select(v => (float)rule(v)).ToArray();

@@ -73,6 +73,8 @@ internal static class Checker
         Enum(ArgumentSlot.Stem, spec.Stem);
         Enum(ArgumentSlot.Shortcut, spec.Shortcut);
         Enum(ArgumentSlot.StrideAt, spec.StrideAt);
+        Enum(ArgumentSlot.StemPool, spec.StemPool);
+        Enum(ArgumentSlot.Attention, spec.Attention);
 
         if (spec.Layers.Count == 0)
             Add(DiagnosticDescriptors.NoStages, ArgumentSlot.Attribute, 0, "The network has no stages");
@@ -118,6 +120,25 @@ internal static class Checker
             if (dilated.Count > 0)
                 Add(DiagnosticDescriptors.BasicBlockDilation, ArgumentSlot.DilateStages, 0, string.Join(", ", dilated));
         }
+        // timm's options (resnet.py): each means something only with the part it changes, and only within its range.
+        if (spec.StemWidthGiven && !spec.DeepStem && System.Enum.IsDefined(typeof(StemKind), spec.Stem))
+            Add(DiagnosticDescriptors.OptionDoesNotApply, ArgumentSlot.StemWidth, 0, "StemWidth", $"with Stem.{spec.Stem} (only the deep stems have a width of their own)",
+                "Use Stem = Stem.Deep or Stem.DeepTiered, or remove StemWidth (BaseWidth sets this stem's channels).");
+        if (spec.DeepStem && spec.StemWidth <= 0)
+            Add(DiagnosticDescriptors.NonPositiveSize, ArgumentSlot.StemWidth, 0, $"StemWidth is {S(spec.StemWidth)}", "Use 32 (timm's ResNet-C/D/T) or 64 (ResNet-S/E).");
+        else if (spec.Stem == StemKind.DeepTiered && spec.StemWidth < 4)
+            Add(DiagnosticDescriptors.NonPositiveSize, ArgumentSlot.StemWidth, 0, $"The tiered stem's first width 3 × (StemWidth / 4) is 3 × ({S(spec.StemWidth)} / 4) = 0",
+                "Use a StemWidth of at least 4 (timm uses 32).");
+        if (spec.StemPool == StemPoolKind.Conv && spec.Stem == StemKind.Cifar)
+            Add(DiagnosticDescriptors.OptionDoesNotApply, ArgumentSlot.StemPool, 0, "StemPool.Conv", "with Stem.Cifar, which has no pool to replace",
+                "Remove StemPool, or use an ImageNet-style stem (Stem.ImageNet, Stem.Deep, Stem.DeepTiered).");
+        if (spec.AttentionRatioGiven && spec.Attention != AttentionKind.SqueezeExcite && System.Enum.IsDefined(typeof(AttentionKind), spec.Attention))
+            Add(DiagnosticDescriptors.OptionDoesNotApply, ArgumentSlot.AttentionRatio, 0, "AttentionRatio", $"with Attention.{spec.Attention} (only squeeze-excite has a reduction)",
+                "Use Attention = Attention.SqueezeExcite, or remove AttentionRatio.");
+        if (!(spec.AttentionRatio > 0 && spec.AttentionRatio <= 1))
+            Add(DiagnosticDescriptors.OptionOutOfRange, ArgumentSlot.AttentionRatio, 0, "AttentionRatio", spec.AttentionRatio.ToString("R", CultureInfo.InvariantCulture), "(0, 1]",
+                "Use 1.0 / 16 (squeeze-excite's default) or 0.25 (ResNet-RS).");
+
         if (spec.DilateStagesGiven && spec.Layers.Count > 0 && spec.DilateStages.Count != spec.Layers.Count - 1)
             Add(DiagnosticDescriptors.DilateStagesLength, ArgumentSlot.DilateStages, 0,
                 S(spec.DilateStages.Count), S(spec.Layers.Count), S(spec.Layers.Count - 1));

@@ -60,6 +60,14 @@ internal static class DiagnosticDescriptors
         "RNG0013", "The network grows past 2^20 channels",
         "{0} stages starting at BaseWidth {1} reach {2} channels in the last stage, past the 2^20 a network can hold. Use fewer stages or a smaller BaseWidth.");
 
+    public static readonly DiagnosticDescriptor OptionDoesNotApply = Error(
+        "RNG0014", "An option does not apply to this network",
+        "{0} has no effect {1}. {2}");
+
+    public static readonly DiagnosticDescriptor OptionOutOfRange = Error(
+        "RNG0015", "An option's value is outside its range",
+        "{0} is {1}, outside {2}. {3}");
+
     public static readonly DiagnosticDescriptor InternalError = Error(
         "RNG0099", "ResNetGen failed unexpectedly",
         "ResNetGen could not generate '{0}': {1}. This is a bug in ResNetGen; please report it with the attribute you used.");
@@ -67,7 +75,8 @@ internal static class DiagnosticDescriptors
     public static IEnumerable<DiagnosticDescriptor> All => new[]
     {
         NotAPartialClass, NoStages, BasicBlockWidth, BasicBlockDilation, DilateStagesLength, NonPositiveSize,
-        FeatureMapVanishes, ShortcutShapeMismatch, NoSpatialContext, WrongInputShape, MemberAlreadyDeclared, UndefinedEnumValue, TooManyChannels, InternalError,
+        FeatureMapVanishes, ShortcutShapeMismatch, NoSpatialContext, WrongInputShape, MemberAlreadyDeclared, UndefinedEnumValue, TooManyChannels,
+        OptionDoesNotApply, OptionOutOfRange, InternalError,
     };
 
     /// <summary>The descriptor of a catalogue ID; an ID outside the catalogue is a bug, and fails loudly.</summary>

@@ -134,6 +134,9 @@ internal static class Emitter
                 StepKind.ZeroPad => $"Step.ZeroPad({arg}, {I(step.Stride)}, {I(step.PadChannels)})",
                 StepKind.AvgPoolZeroPad => $"Step.AvgPoolZeroPad({arg}, {I(step.Stride)}, {I(step.PadChannels)})",
                 StepKind.Pool => $"Step.Pool({arg})",
+                StepKind.AvgDownPool => $"Step.AvgDownPool({arg}, {I(step.Stride)})",
+                StepKind.SqueezeExcite => $"Step.SqueezeExcite({I(index[step.Module!])}, {I(index[step.Gate!])}, {arg})",
+                StepKind.EfficientChannel => $"Step.EfficientChannel({I(index[step.Module!])}, {arg})",
                 _ => throw new InvalidOperationException($"no graph step for {step.Kind}"),
             };
             tensor[step.Target] = next++;
@@ -327,6 +330,9 @@ internal static class Emitter
             StepKind.ZeroPad => Assign($"RG.Shortcuts.ZeroPad({step.Source}, {I(step.Stride)}, {I(step.PadChannels)})"),
             StepKind.AvgPoolZeroPad => Assign($"RG.Shortcuts.AvgPoolZeroPad({step.Source}, {I(step.Stride)}, {I(step.PadChannels)})"),
             StepKind.Pool => Assign($"{step.Source}.mean(new long[] {{ 2, 3 }})"),
+            StepKind.AvgDownPool => Assign($"RG.Shortcuts.AvgDown({step.Source}, {I(step.Stride)})"),
+            StepKind.SqueezeExcite => Assign($"SqueezeExcite({step.Source}, {ModulePlan.FieldOf(step.Module!)}, {ModulePlan.FieldOf(step.Gate!)})"),
+            StepKind.EfficientChannel => Assign($"EfficientChannel({step.Source}, {ModulePlan.FieldOf(step.Module!)})"),
             _ => throw new InvalidOperationException($"no statement for {step.Kind}"),
         };
         Commented(w, code, $"{step.Shape.Format()} {step.Comment}");
@@ -398,8 +404,10 @@ internal static class Emitter
 
     private static void Onnx(SourceWriter w, NetworkPlan plan)
     {
-        // Slice and Pad with tensor inputs (the parameter-free shortcuts) need opset 11; the rest, 9.
-        var minimumOpset = plan.Steps.Any(s => s.Kind is StepKind.ZeroPad or StepKind.AvgPoolZeroPad) ? 11 : 9;
+        // Slice and Pad with tensor inputs (the parameter-free shortcuts, avg-down's same padding) need opset 11; AveragePool's
+        // ceil_mode (avg-down), 10; the rest, 9.
+        var minimumOpset = plan.Steps.Any(s => s.Kind is StepKind.ZeroPad or StepKind.AvgPoolZeroPad || s.Kind == StepKind.AvgDownPool && s.Stride == 1) ? 11
+            : plan.Steps.Any(s => s.Kind == StepKind.AvgDownPool) ? 10 : 9;
         var dynamicSpatial = !plan.Steps.Any(s => s.Kind == StepKind.AvgPoolZeroPad);
         var output = plan.NumClasses > 0 ? "logits" : "features";
         var size = dynamicSpatial ? "H, W" : I(plan.InputSize) + ", " + I(plan.InputSize);
@@ -437,7 +445,8 @@ internal static class Emitter
 
     private static string Create(ModulePlan m) => m.Kind switch
     {
-        ModuleKind.Conv2d => CreateConv(m, bias: false),
+        ModuleKind.Conv2d => CreateConv(m, bias: m.Bias),
+        ModuleKind.Conv1d => $"TorchNn.Conv1d({I(m.InFeatures)}, {I(m.OutFeatures)}, {I(m.Kernel)}, padding: {I(m.Padding)}, bias: false)",
         ModuleKind.BatchNorm2d => $"TorchNn.BatchNorm2d({I(m.OutFeatures)})",
         ModuleKind.Linear => $"TorchNn.Linear({I(m.InFeatures)}, numClasses)",
         _ => throw new InvalidOperationException($"no constructor for a {m.Kind} module"),
@@ -454,7 +463,9 @@ internal static class Emitter
         ModuleKind.Conv2d => $"{I(m.Kernel)}×{I(m.Kernel)} convolution {I(m.InFeatures)} → {I(m.OutFeatures)}"
                              + (m.Stride != 1 ? $", stride {I(m.Stride)}" : "")
                              + (m.Dilation != 1 ? $", dilation {I(m.Dilation)}" : "")
-                             + (m.Groups != 1 ? $", {I(m.Groups)} groups" : ""),
+                             + (m.Groups != 1 ? $", {I(m.Groups)} groups" : "")
+                             + (m.Bias ? ", with bias" : ""),
+        ModuleKind.Conv1d => $"1-D convolution of {I(m.Kernel)} over the channels",
         ModuleKind.BatchNorm2d => $"batch-norm over {I(m.OutFeatures)} channels" + (m.ZeroInit ? " (zero-initialised weight)" : ""),
         ModuleKind.Linear => $"linear {I(m.InFeatures)} → {I(m.OutFeatures)}",
         _ => throw new InvalidOperationException($"no description for a {m.Kind} module"),

@@ -5,9 +5,13 @@ namespace ResNetGen.Generator.Parsing;
 // These mirror the public enums of ResNetGen.Runtime value for value; the generator cannot load that assembly.
 internal enum BlockKind { Basic = 0, Bottleneck = 1 }
 
-internal enum StemKind { ImageNet = 0, Cifar = 1 }
+internal enum StemKind { ImageNet = 0, Cifar = 1, Deep = 2, DeepTiered = 3 }
 
-internal enum ShortcutKind { Projection = 0, ZeroPad = 1, AllProjection = 2, AvgPoolZeroPad = 3 }
+internal enum StemPoolKind { MaxPool = 0, Conv = 1 }
+
+internal enum AttentionKind { None = 0, SqueezeExcite = 1, EfficientChannel = 2 }
+
+internal enum ShortcutKind { Projection = 0, ZeroPad = 1, AllProjection = 2, AvgPoolZeroPad = 3, AvgDown = 4 }
 
 internal enum StrideAtKind { Conv3x3 = 0, Conv1x1 = 1 }
 
@@ -36,7 +40,7 @@ internal sealed record TargetClass(string? Namespace, string Name, EquatableArra
 internal enum ArgumentSlot
 {
     Attribute, Block, Layers, NumClasses, InChannels, Groups, WidthPerGroup, BaseWidth, Stem, Shortcut, StrideAt,
-    DilateStages, ZeroInitResidual, InputSize,
+    DilateStages, ZeroInitResidual, InputSize, StemWidth, StemPool, Attention, AttentionRatio,
 }
 
 /// <summary>Where one attribute argument was written, for diagnostics.</summary>
@@ -60,13 +64,29 @@ internal sealed record NetworkSpec(
     StrideAtKind StrideAt = StrideAtKind.Conv3x3,
     EquatableArray<bool> DilateStages = default,
     bool ZeroInitResidual = false,
-    int InputSize = 0)
+    int InputSize = 0,
+    int StemWidth = 32,
+    StemPoolKind StemPool = StemPoolKind.MaxPool,
+    AttentionKind Attention = AttentionKind.None,
+    double AttentionRatio = 1.0 / 16)
 {
     /// <summary>The attribute as written, for comments in the generated file.</summary>
     public string AttributeText { get; init; } = "";
 
     /// <summary>Whether <see cref="DilateStages"/> was given as an array (even an empty one), so that its length is checked.</summary>
     public bool DilateStagesGiven { get; init; }
+
+    /// <summary>Whether <see cref="StemWidth"/> was written (it means something only with a deep stem).</summary>
+    public bool StemWidthGiven { get; init; }
+
+    /// <summary>Whether <see cref="AttentionRatio"/> was written (it means something only with squeeze-excite).</summary>
+    public bool AttentionRatioGiven { get; init; }
+
+    /// <summary>Whether the stem is one of timm's three-convolution stems.</summary>
+    public bool DeepStem => Stem is StemKind.Deep or StemKind.DeepTiered;
+
+    /// <summary>The stem's output channels: 2 × StemWidth for the deep stems, BaseWidth otherwise.</summary>
+    public int StemChannels => DeepStem ? 2 * StemWidth : BaseWidth;
 
     /// <summary>The square input size the static shapes are computed at: <see cref="InputSize"/> or the stem's default.</summary>
     public int EffectiveInputSize => InputSize != 0 ? InputSize : Stem == StemKind.Cifar ? 32 : 224;

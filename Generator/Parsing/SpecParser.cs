@@ -62,6 +62,10 @@ internal static class SpecParser
                 },
                 "ZeroInitResidual" => spec with { ZeroInitResidual = (bool)value.Value! },
                 "InputSize" => spec with { InputSize = (int)value.Value! },
+                "StemWidth" => spec with { StemWidth = (int)value.Value!, StemWidthGiven = true },
+                "StemPool" => spec with { StemPool = (StemPoolKind)(int)value.Value! },
+                "Attention" => spec with { Attention = (AttentionKind)(int)value.Value! },
+                "AttentionRatio" => spec with { AttentionRatio = System.Convert.ToDouble(value.Value!, System.Globalization.CultureInfo.InvariantCulture), AttentionRatioGiven = true },
                 _ => spec,
             };
         }

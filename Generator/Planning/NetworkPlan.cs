@@ -19,7 +19,7 @@ internal readonly record struct Shape(int Channels, int Height, int Width, bool 
     public override string ToString() => Format();
 }
 
-internal enum ModuleKind { Conv2d, BatchNorm2d, Linear }
+internal enum ModuleKind { Conv2d, BatchNorm2d, Linear, Conv1d }
 
 /// <summary>
 /// One module with parameters, by its state_dict path (<c>layer1.0.conv1</c>). Every number is a literal the
@@ -38,7 +38,8 @@ internal sealed record ModulePlan(
     bool ZeroInit = false,
     long Parameters = 0,
     long MultAdds = 0,
-    Shape Output = default)
+    Shape Output = default,
+    bool Bias = false)
 {
     /// <summary>The C# field that holds it: the path with '.' replaced by '_'.</summary>
     public string FieldName => FieldOf(Path);
@@ -65,6 +66,15 @@ internal enum StepKind
     AvgPoolZeroPad,
     /// <summary>Target = Source averaged over height and width: [N, C].</summary>
     Pool,
+    /// <summary>
+    /// Target = the avg-down shortcut's pool of Source: 2×2 average, ceil mode, padding not counted, at Stride 2; at
+    /// Stride 1 (a dilated stage) the same window over Source padded by one zero row and column ("same" padding).
+    /// </summary>
+    AvgDownPool,
+    /// <summary>Target = Target × sigmoid(Gate(relu(Module(mean of Target)))): squeeze-excite, Module and Gate 1×1 convolutions with bias.</summary>
+    SqueezeExcite,
+    /// <summary>Target = Target × sigmoid(Module(mean of Target as a row)): efficient channel attention, Module a 1-D convolution.</summary>
+    EfficientChannel,
     /// <summary>Target.Dispose(): its last use is behind.</summary>
     Release,
     /// <summary>Target takes Source's tensor, and the tensor Target held is disposed.</summary>
@@ -87,6 +97,7 @@ internal sealed record StepPlan(
     string? Other = null,
     string? Module = null,
     string? Norm = null,
+    string? Gate = null,
     int Stride = 1,
     int PadChannels = 0,
     Shape Shape = default,

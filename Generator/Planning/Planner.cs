@@ -70,7 +70,7 @@ internal static class Planner
             shape = Stem(shape);
             Keep("Stem", shape);
 
-            var inplanes = _spec.BaseWidth;
+            var inplanes = _spec.StemChannels;
             var dilation = 1;
             var expansion = _spec.Block == BlockKind.Bottleneck ? Expansion : 1;
             var reportedNoContext = false;
@@ -99,6 +99,7 @@ internal static class Planner
                     var blockName = name + "." + block.ToString(CultureInfo.InvariantCulture);
                     var first = block == 0;
                     var before = TotalParameters();
+                    _stageDilation = dilation;
                     shape = _spec.Block == BlockKind.Bottleneck
                         ? Bottleneck(blockName, shape, planes, first ? stride : 1, first ? previousDilation : dilation, inplanes)
                         : Basic(blockName, shape, planes, first ? stride : 1, inplanes);
@@ -146,6 +147,9 @@ internal static class Planner
 
         private const string X = "x", Branch = "branch", Identity = "identity";
 
+        /// <summary>The dilation of the stage being planned (after its stride was replaced, where it was): avg-down's pool depends on it.</summary>
+        private int _stageDilation = 1;
+
         private void Keep(string name, Shape shape)
         {
             _steps.Add(new StepPlan(StepKind.Keep, X, Feature: _features.Count));
@@ -163,29 +167,63 @@ internal static class Planner
             var text = $"{block} {layers}";
             if (_spec.Groups != 1 || _spec.WidthPerGroup != 64)
                 text += string.Format(CultureInfo.InvariantCulture, ", {0} groups × width {1}", _spec.Groups, _spec.WidthPerGroup);
+            if (_spec.DeepStem)
+                text += string.Format(CultureInfo.InvariantCulture, ", {0} stem of width {1}", _spec.Stem == StemKind.DeepTiered ? "tiered deep" : "deep", _spec.StemWidth);
+            if (_spec.StemPool == StemPoolKind.Conv) text += ", convolution for the stem pool";
+            if (_spec.Shortcut == ShortcutKind.AvgDown) text += ", avg-down shortcuts";
+            if (_spec.Attention == AttentionKind.SqueezeExcite)
+                text += string.Format(CultureInfo.InvariantCulture, ", squeeze-excite (ratio {0:0.####})", _spec.AttentionRatio);
+            if (_spec.Attention == AttentionKind.EfficientChannel) text += ", efficient channel attention";
             return text;
         }
 
         private Shape Stem(Shape shape)
         {
             var cifar = _spec.Stem == StemKind.Cifar;
-            var conv1 = Conv("conv1", shape, _spec.BaseWidth, cifar ? 3 : 7, cifar ? 1 : 2, cifar ? 1 : 3);
-            _rows.Add(new SummaryRow(1, "conv1", "Conv2d", conv1.Output, conv1.Parameters));
+            ModulePlan conv1;
+            if (_spec.DeepStem)
+            {
+                // timm's deep stems: conv1 is a Sequential of three 3×3 convolutions (keys conv1.0, conv1.1, conv1.3,
+                // conv1.4, conv1.6: the ReLUs at 2 and 5 hold no weights); bn1 follows the third.
+                var first = _spec.Stem == StemKind.DeepTiered ? 3 * (_spec.StemWidth / 4) : _spec.StemWidth;
+                var c0 = Conv("conv1.0", shape, first, 3, 2, 1);
+                var n0 = Norm("conv1.1", c0.Output);
+                ConvNorm(X, X, c0, n0);
+                Relu(X, n0.Output);
+                var c1 = Conv("conv1.3", n0.Output, _spec.StemWidth, 3, 1, 1);
+                var n1 = Norm("conv1.4", c1.Output);
+                ConvNorm(X, X, c1, n1);
+                Relu(X, n1.Output);
+                conv1 = Conv("conv1.6", n1.Output, _spec.StemChannels, 3, 1, 1);
+                _rows.Add(new SummaryRow(1, "conv1", "Sequential", conv1.Output, c0.Parameters + n0.Parameters + c1.Parameters + n1.Parameters + conv1.Parameters));
+            }
+            else
+            {
+                conv1 = Conv("conv1", shape, _spec.BaseWidth, cifar ? 3 : 7, cifar ? 1 : 2, cifar ? 1 : 3);
+                _rows.Add(new SummaryRow(1, "conv1", "Conv2d", conv1.Output, conv1.Parameters));
+            }
             var bn1 = Norm("bn1", conv1.Output);
             ConvNorm(X, X, conv1, bn1);
             _rows.Add(new SummaryRow(1, "bn1", "BatchNorm2d", bn1.Output, bn1.Parameters));
             Relu(X, bn1.Output);
             _rows.Add(new SummaryRow(1, "relu", "ReLU", bn1.Output, 0));
             shape = bn1.Output;
-            if (!cifar)
+            if (cifar) return shape;
+            if (_spec.StemPool == StemPoolKind.Conv)
             {
-                var pooled = new Shape(shape.Channels, ConvOut(shape.Height, 3, 2, 1), ConvOut(shape.Width, 3, 2, 1));
-                CheckNotEmpty("maxpool", pooled);
-                Step(StepKind.MaxPool, X, X, pooled, comment: "maxpool: 3×3, stride 2, padding 1");
-                _rows.Add(new SummaryRow(1, "maxpool", "MaxPool2d", pooled, 0));
-                shape = pooled;
+                // ResNet-RS: the max-pool replaced by a strided 3×3 convolution, batch-norm and ReLU (keys maxpool.0, maxpool.1).
+                var conv = Conv("maxpool.0", shape, shape.Channels, 3, 2, 1);
+                var norm = Norm("maxpool.1", conv.Output);
+                ConvNorm(X, X, conv, norm);
+                Relu(X, norm.Output);
+                _rows.Add(new SummaryRow(1, "maxpool", "Sequential", norm.Output, conv.Parameters + norm.Parameters));
+                return norm.Output;
             }
-            return shape;
+            var pooled = new Shape(shape.Channels, ConvOut(shape.Height, 3, 2, 1), ConvOut(shape.Width, 3, 2, 1));
+            CheckNotEmpty("maxpool", pooled);
+            Step(StepKind.MaxPool, X, X, pooled, comment: "maxpool: 3×3, stride 2, padding 1");
+            _rows.Add(new SummaryRow(1, "maxpool", "MaxPool2d", pooled, 0));
+            return pooled;
         }
 
         private Shape Basic(string name, Shape shape, int planes, int stride, int inplanes)
@@ -197,6 +235,7 @@ internal static class Planner
             var conv2 = Conv(name + ".conv2", bn1.Output, planes, 3, 1, 1);
             var bn2 = Norm(name + ".bn2", conv2.Output, zeroInit: _spec.ZeroInitResidual);
             ConvNorm(Branch, Branch, conv2, bn2);
+            Attend(name, bn2.Output);
             return Residual(name, shape, bn2.Output, stride, inplanes, planes);
         }
 
@@ -215,6 +254,7 @@ internal static class Planner
             var conv3 = Conv(name + ".conv3", bn2.Output, planes * Expansion, 1, 1, 0);
             var bn3 = Norm(name + ".bn3", conv3.Output, zeroInit: _spec.ZeroInitResidual);
             ConvNorm(Branch, Branch, conv3, bn3);
+            Attend(name, bn3.Output);
             return Residual(name, shape, bn3.Output, stride, inplanes, planes * Expansion);
         }
 
@@ -237,6 +277,29 @@ internal static class Planner
                     shortcutShape = bn.Output;
                     break;
                 }
+                case ShortcutKind.AvgDown when changes:
+                {
+                    // timm's downsample_avg: no pool where neither stride nor dilation changes the size; a 2×2 average at
+                    // the stride, or (in a dilated stage) at stride 1 with "same" padding; then a 1×1 convolution and batch-norm.
+                    var source = X;
+                    var pooledShape = inShape;
+                    if (stride != 1 || _stageDilation != 1)
+                    {
+                        var poolStride = _stageDilation == 1 ? stride : 1;
+                        pooledShape = poolStride == 1 ? inShape : new Shape(inShape.Channels, CeilPool(inShape.Height), CeilPool(inShape.Width));
+                        CheckNotEmpty(name + ".downsample.0", pooledShape);
+                        Step(StepKind.AvgDownPool, Identity, X, pooledShape, stride: poolStride,
+                            comment: poolStride == 1 ? "downsample.0: 2×2 average, stride 1, same padding" : "downsample.0: 2×2 average, stride 2, ceil mode");
+                        source = Identity;
+                    }
+                    var conv = Conv(name + ".downsample.1", pooledShape, outplanes, 1, 1, 0);
+                    var bn = Norm(name + ".downsample.2", conv.Output);
+                    ConvNorm(Identity, source, conv, bn);
+                    shortcut = Identity;
+                    shortcutShape = bn.Output;
+                    reason = "the 2×2 average pool keeps a dilated stage's size while the block's strided convolution halves it";
+                    break;
+                }
                 case ShortcutKind.ZeroPad when changes:
                     shortcutShape = new Shape(outplanes, Subsample(inShape.Height, stride), Subsample(inShape.Width, stride));
                     Step(StepKind.ZeroPad, Identity, X, shortcutShape, stride: stride, padChannels: outplanes - inplanes,
@@ -256,12 +319,15 @@ internal static class Planner
             }
             if (shortcutShape != branchShape)
             {
-                Issues.Add(Issue(ShapeProblem.ShortcutMismatch, _spec.Shortcut == ShortcutKind.AvgPoolZeroPad ? ArgumentSlot.Shortcut : ArgumentSlot.Attribute,
+                Issues.Add(Issue(ShapeProblem.ShortcutMismatch, _spec.Shortcut is ShortcutKind.AvgPoolZeroPad or ShortcutKind.AvgDown ? ArgumentSlot.Shortcut : ArgumentSlot.Attribute,
                     Size, name, branchShape.Format(), shortcutShape.Format(),
                     reason.Length > 0 ? reason : "the shapes differ",
-                    _spec.Shortcut == ShortcutKind.AvgPoolZeroPad
-                        ? "Use an InputSize whose feature maps stay even, or Shortcut.ZeroPad (which rounds up like the convolution)."
-                        : "Use another InputSize or Shortcut."));
+                    _spec.Shortcut switch
+                    {
+                        ShortcutKind.AvgPoolZeroPad => "Use an InputSize whose feature maps stay even, or Shortcut.ZeroPad (which rounds up like the convolution).",
+                        ShortcutKind.AvgDown => "Dilate every stage after the first dilated one (as timm's output_stride does), or use Shortcut.Projection.",
+                        _ => "Use another InputSize or Shortcut.",
+                    }));
             }
             _steps.Add(new StepPlan(StepKind.Add, Branch, Other: shortcut, Shape: branchShape, Comment: $"{name}: residual add"));
             if (shortcut == Identity) _steps.Add(new StepPlan(StepKind.Release, Identity));
@@ -270,7 +336,55 @@ internal static class Planner
             return branchShape;
         }
 
-        private ModulePlan Conv(string path, Shape input, int outChannels, int kernel, int stride, int padding, int dilation = 1, int groups = 1)
+        /// <summary>2×2 average pooling at stride 2 in ceil mode: every window starts inside the input, so the size rounds up.</summary>
+        private static int CeilPool(int size) => size < 1 ? 0 : (size + 1) / 2;
+
+        /// <summary>The block's channel attention, on the branch after its last batch-norm (timm's <c>se</c>).</summary>
+        private void Attend(string name, Shape shape)
+        {
+            switch (_spec.Attention)
+            {
+                case AttentionKind.SqueezeExcite:
+                {
+                    var reduced = SqueezeWidth(shape.Channels, _spec.AttentionRatio);
+                    var pooled = new Shape(shape.Channels, 1, 1);
+                    var fc1 = Conv(name + ".se.fc1", pooled, reduced, 1, 1, 0, bias: true);
+                    var fc2 = Conv(name + ".se.fc2", fc1.Output, shape.Channels, 1, 1, 0, bias: true);
+                    _steps.Add(new StepPlan(StepKind.SqueezeExcite, Branch, Branch, Module: fc1.Path, Gate: fc2.Path, Shape: shape,
+                        Comment: $"se: squeeze {shape.Channels.ToString(CultureInfo.InvariantCulture)} → {reduced.ToString(CultureInfo.InvariantCulture)} → excite"));
+                    break;
+                }
+                case AttentionKind.EfficientChannel:
+                {
+                    var kernel = EcaKernel(shape.Channels);
+                    var conv = AddModule(new ModulePlan(name + ".se.conv", ModuleKind.Conv1d, 1, 1, kernel, Padding: (kernel - 1) / 2,
+                        Parameters: kernel, MultAdds: (long)kernel * shape.Channels, Output: Shape.Vector(shape.Channels)));
+                    _steps.Add(new StepPlan(StepKind.EfficientChannel, Branch, Branch, Module: conv.Path, Shape: shape,
+                        Comment: $"se: 1-D convolution of {kernel.ToString(CultureInfo.InvariantCulture)} over the channels"));
+                    break;
+                }
+            }
+        }
+
+        /// <summary>
+        /// timm's make_divisible(channels × ratio, 8, round_limit=0): the nearest multiple of 8 (halves up), at least 8.
+        /// Computed in double as Python does, from the same double ratio.
+        /// </summary>
+        public static int SqueezeWidth(int channels, double ratio)
+        {
+            var v = channels * ratio;
+            var rounded = (int)Math.Floor(v + 4) / 8 * 8; // int(v + divisor / 2) // divisor * divisor
+            return Math.Max(8, rounded);
+        }
+
+        /// <summary>timm's EcaModule kernel: t = int(|log2(C) + 1| / 2), made odd, at least 3.</summary>
+        public static int EcaKernel(int channels)
+        {
+            var t = (int)(Math.Abs(Math.Log(channels, 2) + 1) / 2);
+            return Math.Max(t % 2 != 0 ? t : t + 1, 3);
+        }
+
+        private ModulePlan Conv(string path, Shape input, int outChannels, int kernel, int stride, int padding, int dilation = 1, int groups = 1, bool bias = false)
         {
             var output = new Shape(outChannels,
                 ConvOut(input.Height, kernel, stride, padding, dilation),
@@ -278,9 +392,9 @@ internal static class Planner
             CheckNotEmpty(path, output);
             long weights = (long)outChannels * (input.Channels / groups) * kernel * kernel;
             return AddModule(new ModulePlan(path, ModuleKind.Conv2d, input.Channels, outChannels, kernel, stride, padding, dilation, groups,
-                Parameters: weights,
+                Parameters: weights + (bias ? outChannels : 0),
                 MultAdds: weights * Math.Max(0, output.Height) * Math.Max(0, output.Width),
-                Output: output));
+                Output: output, Bias: bias));
         }
 
         private ModulePlan Norm(string path, Shape shape, bool zeroInit = false) =>

@@ -25,6 +25,12 @@ public enum GraphStepKind
     AvgPoolZeroPad,
     /// <summary>Global average pooling to [N, C].</summary>
     Pool,
+    /// <summary>The avg-down shortcut's 2×2 average pool (Other: its stride).</summary>
+    AvgDownPool,
+    /// <summary>Squeeze-excite (Module: the reducing convolution; Norm: the expanding one).</summary>
+    SqueezeExcite,
+    /// <summary>Efficient channel attention (Module: its 1-D convolution).</summary>
+    EfficientChannel,
 }
 
 /// <summary>
@@ -62,6 +68,15 @@ public readonly record struct GraphStep(GraphStepKind Kind, int Input, int Other
 
     /// <summary>Global average pooling of <paramref name="input"/>.</summary>
     public static GraphStep Pool(int input) => new(GraphStepKind.Pool, input);
+
+    /// <summary>The avg-down shortcut's pool at <paramref name="stride"/> (2: ceil mode; 1: same padding).</summary>
+    public static GraphStep AvgDownPool(int input, int stride) => new(GraphStepKind.AvgDownPool, input, stride);
+
+    /// <summary>Squeeze-excite with modules <paramref name="reduce"/> and <paramref name="expand"/> on tensor <paramref name="input"/>.</summary>
+    public static GraphStep SqueezeExcite(int reduce, int expand, int input) => new(GraphStepKind.SqueezeExcite, input, Module: reduce, Norm: expand);
+
+    /// <summary>Efficient channel attention with the 1-D convolution <paramref name="conv"/> on tensor <paramref name="input"/>.</summary>
+    public static GraphStep EfficientChannel(int conv, int input) => new(GraphStepKind.EfficientChannel, input, Module: conv);
 }
 
 /// <summary>Writes a generated network's graph table as ONNX nodes.</summary>
@@ -124,6 +139,22 @@ public static class NetworkGraph
                 case GraphStepKind.Pool:
                     onnx.GlobalAveragePool("avgpool", input, output);
                     break;
+                case GraphStepKind.AvgDownPool:
+                    onnx.AvgDownPool(Next("avgdown"), input, output, step.Other);
+                    break;
+                case GraphStepKind.SqueezeExcite:
+                {
+                    var (reduce, expand) = ((Conv2d)modules[step.Module], (Conv2d)modules[step.Norm]);
+                    onnx.SqueezeExcite(paths[step.Module].Substring(0, paths[step.Module].LastIndexOf('.')), input, output,
+                        paths[step.Module], reduce.weight!, reduce.bias!, paths[step.Norm], expand.weight!, expand.bias!);
+                    break;
+                }
+                case GraphStepKind.EfficientChannel:
+                {
+                    var conv = (Conv1d)modules[step.Module];
+                    onnx.EfficientChannel(paths[step.Module], input, output, conv.weight!, conv.padding![0]);
+                    break;
+                }
                 default:
                     throw new ArgumentOutOfRangeException(nameof(steps), step.Kind, "unknown graph step");
             }

@@ -122,6 +122,48 @@ public sealed class OnnxGraphBuilder
         Node("Flatten", name + ".flatten", new[] { output + "_4d" }, output, Int("axis", 1));
     }
 
+    /// <summary>
+    /// The avg-down shortcut's pool: AveragePool 2×2 at stride 2 with ceil_mode and padding not counted; at stride 1, one
+    /// zero row and column padded on (counted, as timm's AvgPool2dSame counts them), then a 2×2 average at stride 1.
+    /// </summary>
+    public void AvgDownPool(string name, string input, string output, long stride)
+    {
+        if (stride == 2)
+        {
+            Node("AveragePool", name, new[] { input }, output, Int("ceil_mode", 1), Int("count_include_pad", 0),
+                Ints("kernel_shape", 2, 2), Ints("strides", 2, 2));
+            return;
+        }
+        var padded = output + "_padded";
+        Node("Pad", name + ".pad", new[] { input, Constant(name + ".pads", 0, 0, 0, 0, 0, 0, 1, 1) }, padded, Str("mode", "constant"));
+        Node("AveragePool", name, new[] { padded }, output, Ints("kernel_shape", 2, 2), Ints("strides", 1, 1));
+    }
+
+    /// <summary>Squeeze-excite: global average, 1×1 convolution with bias, ReLU, 1×1 convolution with bias, sigmoid, product.</summary>
+    public void SqueezeExcite(string name, string input, string output, string reduceName, torch.Tensor reduceWeight, torch.Tensor reduceBias,
+        string expandName, torch.Tensor expandWeight, torch.Tensor expandBias)
+    {
+        Node("GlobalAveragePool", name + ".pool", new[] { input }, output + "_pooled");
+        Conv(reduceName, output + "_pooled", output + "_reduced", reduceWeight, reduceBias, 1, 1, 0, 1, 1);
+        Node("Relu", name + ".relu", new[] { output + "_reduced" }, output + "_activated");
+        Conv(expandName, output + "_activated", output + "_expanded", expandWeight, expandBias, 1, 1, 0, 1, 1);
+        Node("Sigmoid", name + ".gate", new[] { output + "_expanded" }, output + "_gate");
+        Node("Mul", name + ".scale", new[] { input, output + "_gate" }, output);
+    }
+
+    /// <summary>Efficient channel attention: global average as a row [N, 1, C], a 1-D convolution, sigmoid, product.</summary>
+    public void EfficientChannel(string name, string input, string output, torch.Tensor weight, long padding)
+    {
+        var kernel = weight.shape[2];
+        Node("GlobalAveragePool", name + ".pool", new[] { input }, output + "_pooled");
+        Node("Reshape", name + ".row", new[] { output + "_pooled", Constant(name + ".row_shape", 0, 1, -1) }, output + "_row");
+        Node("Conv", name, new[] { output + "_row", Weight(name + ".weight", weight) }, output + "_mixed",
+            Ints("dilations", 1), Int("group", 1), Ints("kernel_shape", kernel), Ints("pads", padding, padding), Ints("strides", 1));
+        Node("Sigmoid", name + ".gate", new[] { output + "_mixed" }, output + "_gate_row");
+        Node("Reshape", name + ".column", new[] { output + "_gate_row", Constant(name + ".column_shape", 0, -1, 1, 1) }, output + "_gate");
+        Node("Mul", name + ".scale", new[] { input, output + "_gate" }, output);
+    }
+
     /// <summary>The classifier, as Gemm with the weight transposed.</summary>
     public void Linear(string name, string input, string output, Linear linear) =>
         Node("Gemm", name, new[] { input, Weight(name + ".weight", linear.weight!), Weight(name + ".bias", linear.bias!) }, output, Int("transB", 1));

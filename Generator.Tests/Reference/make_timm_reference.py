@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Writes the timm reference data the timm-family tests compare against.
+
+Run with Debian's python3-torch and python3-torchvision and timm's source (../shared/reference/ holds it), from this
+folder:
+    mkdir -p /tmp/timm-src && tar xzf ../../../shared/reference/timm-1.0.29.dev0-src.tgz -C /tmp/timm-src
+    PYTHONPATH=/tmp/timm-src /usr/bin/python3 make_timm_reference.py
+
+The weights are make_reference.py's: every tensor a deterministic function of its state_dict key, so the C# tests
+rebuild them bit for bit. Writes into timm/, per model:
+  <model>.keys.txt          state_dict key, dtype and shape, in timm's order
+  <model>.eval.bin          eval-mode logits for the deterministic [2, 3, 64, 64] input, float32 little-endian
+and for the models in TRAIN_CHECKED also one train-mode forward and backward in float64 (drop path 0):
+  <model>.train64.bin       train-mode logits, float64 little-endian
+  <model>.grads.txt         the parameters whose gradients follow, one per line
+  <model>.grads64.bin       their gradients of sum(logits × uniform("grad-weights")), concatenated, float64
+"""
+import os
+
+import numpy as np
+import timm
+import torch
+
+from make_reference import INPUT_SHAPE, uniform, value
+
+# timm's names; a name with a suffix is built with the arguments given.
+MODELS = {
+    "resnet10t": {}, "resnet18d": {}, "resnet26t": {}, "resnet50c": {}, "resnet50d": {}, "resnet50s": {},
+    "resnet101d": {}, "seresnet50": {}, "seresnext26d_32x4d": {}, "seresnext50_32x4d": {}, "ecaresnet26t": {},
+    "ecaresnet50d": {}, "resnetrs50": {}, "resnetaa50d": {}, "resnetblur50": {}, "seresnextaa101d_32x8d": {},
+    # avg-down in dilated stages (timm's AvgPool2dSame): output stride 8.
+    "resnet50d_os8": dict(name="resnet50d", output_stride=8),
+}
+TRAIN_CHECKED = {
+    "resnet18d": ["conv1.0.weight", "layer2.0.downsample.1.weight", "fc.bias"],
+    "seresnext26d_32x4d": ["conv1.0.weight", "layer1.0.se.fc1.weight", "layer1.0.downsample.1.weight"],
+    "ecaresnet26t": ["conv1.0.weight", "layer2.1.se.conv.weight", "layer1.0.downsample.1.weight"],
+    "resnetrs50": ["maxpool.0.weight", "layer1.0.se.fc2.bias", "layer1.2.conv3.weight"],
+}
+
+
+def main():
+    os.makedirs("timm", exist_ok=True)
+    x = torch.from_numpy(uniform("input", int(np.prod(INPUT_SHAPE))).astype(np.float32).reshape(INPUT_SHAPE))
+    for name, args in MODELS.items():
+        args = dict(args)
+        model = timm.create_model(args.pop("name", name), pretrained=False, **args)
+        state = model.state_dict()
+        with open(f"timm/{name}.keys.txt", "w") as f:
+            for key, tensor in state.items():
+                dtype = str(tensor.dtype).replace("torch.", "")
+                f.write(f"{key} {dtype} [{','.join(str(d) for d in tensor.shape)}]\n")
+        new_state = {}
+        for key, tensor in state.items():
+            v = value(key, tuple(tensor.shape))
+            new_state[key] = tensor if v is None else v
+        model.load_state_dict(new_state)
+        model.eval()
+        with torch.no_grad():
+            model(x).numpy().astype("<f4").tofile(f"timm/{name}.eval.bin")
+        if name in TRAIN_CHECKED:
+            # In float64: a float32 backward pass through a deep network in training mode (batch-norm over a batch of
+            # two) moves early gradients by ~6e-4 of their size in timm itself, which would swamp any real difference.
+            model.double().train()
+            out = model(x.double())
+            out.detach().numpy().astype("<f8").tofile(f"timm/{name}.train64.bin")
+            weights = torch.from_numpy(uniform("grad-weights", out.numel()).reshape(out.shape))
+            (out * weights).sum().backward()
+            params = dict(model.named_parameters())
+            with open(f"timm/{name}.grads.txt", "w") as f:
+                f.write("\n".join(TRAIN_CHECKED[name]) + "\n")
+            torch.cat([params[k].grad.reshape(-1) for k in TRAIN_CHECKED[name]]).numpy().astype("<f8").tofile(f"timm/{name}.grads64.bin")
+        print(name, sum(p.numel() for p in model.parameters()), "parameters")
+
+
+if __name__ == "__main__":
+    main()
