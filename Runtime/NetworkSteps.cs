@@ -88,6 +88,46 @@ public static class Steps
     }
 
     /// <summary>
+    /// Anti-aliasing's blur pool (timm's <c>BlurPool2d</c>, filter size 3): <paramref name="x"/> reflect-padded by one on
+    /// each side, then each channel convolved with the fixed binomial filter [1, 2, 1]ᵀ[1, 2, 1] / 16 at
+    /// <paramref name="stride"/>. The filter is made in the input's dtype and on its device; it is not a parameter.
+    /// </summary>
+    public static torch.Tensor Blur(torch.Tensor x, int stride)
+    {
+        var channels = x.shape[1];
+        using var padded = torch.nn.functional.pad(x, new long[] { 1, 1, 1, 1 }, PaddingModes.Reflect);
+        using var filter = BlurFilter(channels, x.dtype, x.device);
+        return torch.nn.functional.conv2d(padded, filter, strides: new long[] { stride, stride }, groups: channels);
+    }
+
+    /// <summary>The blur pool's filter for <paramref name="channels"/> channels: [C, 1, 3, 3], each [1, 2, 1]ᵀ[1, 2, 1] / 16 (exact in any float type).</summary>
+    public static torch.Tensor BlurFilter(long channels, torch.ScalarType dtype, torch.Device device)
+    {
+        var one = new[] { 1.0 / 16, 2.0 / 16, 1.0 / 16, 2.0 / 16, 4.0 / 16, 2.0 / 16, 1.0 / 16, 2.0 / 16, 1.0 / 16 };
+        using var single = torch.tensor(one, new long[] { 1, 1, 3, 3 }, dtype, device);
+        return single.repeat(channels, 1, 1, 1);
+    }
+
+    /// <summary>
+    /// Stochastic depth as timm's <c>drop_path</c>: in training, each sample of <paramref name="x"/> is kept with
+    /// probability 1 − <paramref name="rate"/> (drawn from libtorch's generator) and the kept ones scaled by 1 / (1 − rate);
+    /// otherwise <paramref name="x"/> itself is returned (the same tensor, not a copy).
+    /// </summary>
+    public static torch.Tensor DropPath(torch.Tensor x, double rate, bool training)
+    {
+        if (!training || rate <= 0) return x;
+        var keep = 1 - rate;
+        var shape = new long[x.dim()];
+        shape[0] = x.shape[0];
+        for (var i = 1; i < shape.Length; i++) shape[i] = 1;
+        using var mask = torch.empty(shape, x.dtype, x.device);
+        mask.bernoulli_(keep);
+        using var scale = keep.ToScalar(); // held, not a temporary the finalizer may free mid-call (see One)
+        mask.div_(scale);
+        return x.mul(mask);
+    }
+
+    /// <summary>
     /// Keeps a stage output for <c>ForwardFeatures</c>: a handle of its own on <paramref name="x"/> (contiguous, a copy
     /// only when computed channels-last) in <paramref name="kept"/>[<paramref name="index"/>], when features are asked for.
     /// </summary>

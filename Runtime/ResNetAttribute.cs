@@ -83,6 +83,28 @@ public enum Shortcut
     AvgDown = 4,
 }
 
+/// <summary>
+/// Anti-aliased downsampling (Zhang 2019; timm's <c>aa_layer</c>): each strided 3×3 convolution of a block runs at stride 1
+/// and a low-pass pool takes the stride after its ReLU; the stem's pool changes likewise.
+/// </summary>
+public enum AntiAlias
+{
+    /// <summary>None (torchvision).</summary>
+    None = 0,
+
+    /// <summary>
+    /// A 2×2 average pool at stride 2 (timm's <c>nn.AvgPool2d</c>, the "aa" models): it also replaces the stem's
+    /// max-pool, and floors an odd size.
+    /// </summary>
+    AvgPool = 1,
+
+    /// <summary>
+    /// A fixed 3×3 binomial blur ([1, 2, 1]ᵀ[1, 2, 1] / 16, per channel, reflect padding) at stride 2 (timm's
+    /// <c>BlurPool2d</c>, the "blur" models); the stem's max-pool runs at stride 1 before it. The filter is not a parameter.
+    /// </summary>
+    BlurPool = 2,
+}
+
 /// <summary>Which convolution of a bottleneck carries the stride.</summary>
 public enum StrideAt
 {
@@ -163,4 +185,14 @@ public sealed class ResNetAttribute : Attribute
     /// <c>rd_ratio</c>). In (0, 1]; default 1/16 (ResNet-RS uses 0.25).
     /// </summary>
     public double AttentionRatio { get; set; } = 1.0 / 16;
+
+    /// <summary>Anti-aliased downsampling in the stem and every strided block. Default <see cref="ResNetGen.AntiAlias.None"/>.</summary>
+    public AntiAlias AntiAlias { get; set; } = AntiAlias.None;
+
+    /// <summary>
+    /// Stochastic depth (Huang et al. 2016), as timm applies it: in training, each sample's residual branch is dropped
+    /// with a rate rising linearly from 0 at the first block to DropPath at the last, survivors scaled by 1 / (1 − rate).
+    /// Eval, the fold and the ONNX export are unaffected. In [0, 1); default 0.
+    /// </summary>
+    public double DropPath { get; set; }
 }

@@ -271,6 +271,39 @@ public class DiagnosticTests
         new Expected("RNG0015", Error, $"AttentionRatio = {written}", $"AttentionRatio is {shown}, outside (0, 1]", "0.25 (ResNet-RS)"));
 
     [Theory]
+    [InlineData("1", "1")]
+    [InlineData("-0.1", "-0.1")]
+    [InlineData("double.PositiveInfinity", "Infinity")]
+    public void RNG0015_DropPath_outside_its_range(string written, string shown) => Check(
+        Net($"ResNet(Block.Bottleneck, 3, 4, 6, 3, DropPath = {written})"),
+        new Expected("RNG0015", Error, $"DropPath = {written}", $"DropPath is {shown}, outside [0, 1)", "0.05"));
+
+    [Fact]
+    public void RNG0014_anti_aliasing_with_the_stride_on_the_1x1_convolution() => Check(
+        Net("ResNet(Block.Bottleneck, 3, 4, 6, 3, StrideAt = StrideAt.Conv1x1, AntiAlias = AntiAlias.BlurPool)"),
+        new Expected("RNG0014", Error, "AntiAlias = AntiAlias.BlurPool", "AntiAlias.BlurPool has no effect with StrideAt.Conv1x1", "Remove StrideAt"));
+
+    [Fact]
+    public void RNG0014_anti_aliasing_where_nothing_is_strided() => Check(
+        Net("ResNet(Block.Basic, 3, Stem = Stem.Cifar, AntiAlias = AntiAlias.AvgPool)"),
+        new Expected("RNG0014", Error, "AntiAlias = AntiAlias.AvgPool", "nothing is strided"));
+
+    [Fact]
+    public void RNG0016_a_blur_pool_on_a_1x1_map() => Check(
+        Net("ResNet(Block.Bottleneck, 1, 1, 1, 1, AntiAlias = AntiAlias.BlurPool, InputSize = 16)"),
+        new Expected("RNG0009", DiagnosticSeverity.Warning, "InputSize = 16", "layer4 receives a 1×1 feature map"),
+        new Expected("RNG0016", Error, "InputSize = 16", "layer4.0.aa receives [N, 512, 1, 1]", "at least 2", "AntiAlias.AvgPool"));
+
+    [Fact]
+    public void RNG0008_anti_aliasings_average_floors_an_odd_map() => Check(
+        Net("ResNet(Block.Bottleneck, 1, 1, AntiAlias = AntiAlias.AvgPool, InputSize = 60)"),
+        new Expected("RNG0008", Error, "AntiAlias = AntiAlias.AvgPool", "layer2.0", "[N, 512, 7, 7]", "[N, 512, 8, 8]", "floors an odd size", "AntiAlias.BlurPool"));
+
+    [Fact]
+    public void RNG0012_an_undefined_anti_alias() => Check(Net("ResNet(Block.Basic, 2, 2, AntiAlias = (AntiAlias)3)"),
+        new Expected("RNG0012", Error, "AntiAlias = (AntiAlias)3", "AntiAlias is 3", "AntiAlias.None, AntiAlias.AvgPool, AntiAlias.BlurPool"));
+
+    [Theory]
     [InlineData("Stem = Stem.Deep, StemWidth = 0", "StemWidth = 0", "StemWidth is 0")]
     [InlineData("Stem = Stem.DeepTiered, StemWidth = 3", "StemWidth = 3", "3 × (3 / 4) = 0")]
     public void RNG0006_a_deep_stem_without_width(string options, string span, string words) => Check(
@@ -311,6 +344,9 @@ public class DiagnosticTests
     [InlineData("ResNet(Block.Basic, 1, 1, 1, 1, Stem = Stem.DeepTiered, Shortcut = Shortcut.AvgDown, Attention = Attention.EfficientChannel)")]
     [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, Shortcut = Shortcut.AvgDown, DilateStages = new[] { false, true, true })")]
     [InlineData("ResNet(Block.Basic, 3, 3, 3, Stem = Stem.Cifar, Shortcut = Shortcut.AvgDown, Attention = Attention.SqueezeExcite, InputSize = 27)")]
+    [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, StemPool = StemPool.Conv, AntiAlias = AntiAlias.BlurPool, DropPath = 0.1)")]
+    [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3, AntiAlias = AntiAlias.AvgPool, DilateStages = new[] { false, true, true }, DropPath = 0.05)")]
+    [InlineData("ResNet(Block.Basic, 2, 2, 2, 2, Stem = Stem.Deep,\n        Shortcut = Shortcut.AvgDown)")] // written over two lines
     public void Valid_configurations_produce_no_diagnostics(string attribute) => Check(Net(attribute));
 
     [Fact]

@@ -14,12 +14,15 @@ and for the models in TRAIN_CHECKED also one train-mode forward and backward in 
   <model>.train64.bin       train-mode logits, float64 little-endian
   <model>.grads.txt         the parameters whose gradients follow, one per line
   <model>.grads64.bin       their gradients of sum(logits × uniform("grad-weights")), concatenated, float64
+and for the models in DROP_PATH, built with that drop_path_rate:
+  <model>.droppath.txt      the rate, then each block's drop probability in block order (repr, exact)
 """
 import os
 
 import numpy as np
 import timm
 import torch
+from timm.layers import BlurPool2d
 
 from make_reference import INPUT_SHAPE, uniform, value
 
@@ -30,12 +33,21 @@ MODELS = {
     "ecaresnet50d": {}, "resnetrs50": {}, "resnetaa50d": {}, "resnetblur50": {}, "seresnextaa101d_32x8d": {},
     # avg-down in dilated stages (timm's AvgPool2dSame): output stride 8.
     "resnet50d_os8": dict(name="resnet50d", output_stride=8),
+    # the blur at stride 1 where a dilated stage begins.
+    "resnetblur50_os16": dict(name="resnetblur50", output_stride=16),
+    # ResNet-RS's convolution stem pool with each anti-aliasing pool between its convolution and batch-norm.
+    "resnetrs50_blur": dict(name="resnetrs50", aa_layer=BlurPool2d),
+    "resnetrs50_aa": dict(name="resnetrs50", aa_layer=torch.nn.AvgPool2d),
 }
+# Stochastic depth: timm's per-block drop rates for these (model, drop_path_rate), one rate a line, in block order.
+DROP_PATH = {"resnet50d": 0.2, "resnet18d": 0.1, "resnet10t": 0.05}
 TRAIN_CHECKED = {
     "resnet18d": ["conv1.0.weight", "layer2.0.downsample.1.weight", "fc.bias"],
     "seresnext26d_32x4d": ["conv1.0.weight", "layer1.0.se.fc1.weight", "layer1.0.downsample.1.weight"],
     "ecaresnet26t": ["conv1.0.weight", "layer2.1.se.conv.weight", "layer1.0.downsample.1.weight"],
     "resnetrs50": ["maxpool.0.weight", "layer1.0.se.fc2.bias", "layer1.2.conv3.weight"],
+    "resnetaa50d": ["conv1.0.weight", "layer2.0.bn2.weight", "layer4.0.downsample.2.bias"],
+    "resnetblur50_os16": ["conv1.weight", "layer2.0.bn2.bias", "layer4.0.bn2.weight"],
 }
 
 
@@ -71,6 +83,12 @@ def main():
                 f.write("\n".join(TRAIN_CHECKED[name]) + "\n")
             torch.cat([params[k].grad.reshape(-1) for k in TRAIN_CHECKED[name]]).numpy().astype("<f8").tofile(f"timm/{name}.grads64.bin")
         print(name, sum(p.numel() for p in model.parameters()), "parameters")
+    for name, rate in DROP_PATH.items():
+        model = timm.create_model(name, pretrained=False, drop_path_rate=rate)
+        rates = [block.drop_path.drop_prob if block.drop_path is not None else 0.0
+                 for stage in (model.layer1, model.layer2, model.layer3, model.layer4) for block in stage]
+        with open(f"timm/{name}.droppath.txt", "w") as f:
+            f.write(f"{rate!r}\n" + "".join(f"{r!r}\n" for r in rates))
 
 
 if __name__ == "__main__":

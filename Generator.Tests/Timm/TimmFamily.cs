@@ -22,6 +22,22 @@ public partial class SeResNeXt26d_32x4d { }
 [ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, StemPool = StemPool.Conv, Shortcut = Shortcut.AvgDown, Attention = Attention.SqueezeExcite, AttentionRatio = 0.25)]
 public partial class ResNetRs50 { }
 [ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, Shortcut = Shortcut.AvgDown, DilateStages = new[] { false, true, true })] public partial class ResNet50dOs8 { }
+[ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, Shortcut = Shortcut.AvgDown, AntiAlias = AntiAlias.AvgPool)] public partial class ResNetAa50d { }
+[ResNet(Block.Bottleneck, 3, 4, 6, 3, AntiAlias = AntiAlias.BlurPool)] public partial class ResNetBlur50 { }
+[ResNet(Block.Bottleneck, 3, 4, 23, 3, Groups = 32, WidthPerGroup = 8, Stem = Stem.Deep, Shortcut = Shortcut.AvgDown, AntiAlias = AntiAlias.AvgPool,
+    Attention = Attention.SqueezeExcite)]
+public partial class SeResNeXtAa101d_32x8d { }
+[ResNet(Block.Bottleneck, 3, 4, 6, 3, AntiAlias = AntiAlias.BlurPool, DilateStages = new[] { false, false, true })] public partial class ResNetBlur50Os16 { }
+[ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, StemPool = StemPool.Conv, Shortcut = Shortcut.AvgDown, Attention = Attention.SqueezeExcite, AttentionRatio = 0.25,
+    AntiAlias = AntiAlias.BlurPool)]
+public partial class ResNetRs50Blur { }
+[ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, StemPool = StemPool.Conv, Shortcut = Shortcut.AvgDown, Attention = Attention.SqueezeExcite, AttentionRatio = 0.25,
+    AntiAlias = AntiAlias.AvgPool)]
+public partial class ResNetRs50Aa { }
+
+// Stochastic depth, at the rates make_timm_reference.py asked timm for.
+[ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, Shortcut = Shortcut.AvgDown, DropPath = 0.2)] public partial class ResNet50dDropPath { }
+[ResNet(Block.Basic, 2, 2, 2, 2, Stem = Stem.Deep, Shortcut = Shortcut.AvgDown, DropPath = 0.1)] public partial class ResNet18dDropPath { }
 
 /// <summary>The family by timm's names, with timm's parameter counts (make_timm_reference.py prints them).</summary>
 public static class TimmFamily
@@ -43,6 +59,12 @@ public static class TimmFamily
             ["ecaresnet50d"] = (() => new EcaResNet50d(), 25_576_350, EcaResNet50d.ParameterCount),
             ["resnetrs50"] = (() => new ResNetRs50(), 35_691_912, ResNetRs50.ParameterCount),
             ["resnet50d_os8"] = (() => new ResNet50dOs8(), 25_576_264, ResNet50dOs8.ParameterCount),
+            ["resnetaa50d"] = (() => new ResNetAa50d(), 25_576_264, ResNetAa50d.ParameterCount),
+            ["resnetblur50"] = (() => new ResNetBlur50(), 25_557_032, ResNetBlur50.ParameterCount),
+            ["seresnextaa101d_32x8d"] = (() => new SeResNeXtAa101d_32x8d(), 93_588_280, SeResNeXtAa101d_32x8d.ParameterCount),
+            ["resnetblur50_os16"] = (() => new ResNetBlur50Os16(), 25_557_032, ResNetBlur50Os16.ParameterCount),
+            ["resnetrs50_blur"] = (() => new ResNetRs50Blur(), 35_691_912, ResNetRs50Blur.ParameterCount),
+            ["resnetrs50_aa"] = (() => new ResNetRs50Aa(), 35_691_912, ResNetRs50Aa.ParameterCount),
         };
 
     public static IEnumerable<object[]> Names()
@@ -52,5 +74,5 @@ public static class TimmFamily
 
     /// <summary>The models make_timm_reference.py ran forward and backward in training mode.</summary>
     public static IEnumerable<object[]> Trained() =>
-        new[] { "resnet18d", "seresnext26d_32x4d", "ecaresnet26t", "resnetrs50" }.Select(n => new object[] { n });
+        new[] { "resnet18d", "seresnext26d_32x4d", "ecaresnet26t", "resnetrs50", "resnetaa50d", "resnetblur50_os16" }.Select(n => new object[] { n });
 }

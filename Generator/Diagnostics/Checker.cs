@@ -75,6 +75,7 @@ internal static class Checker
         Enum(ArgumentSlot.StrideAt, spec.StrideAt);
         Enum(ArgumentSlot.StemPool, spec.StemPool);
         Enum(ArgumentSlot.Attention, spec.Attention);
+        Enum(ArgumentSlot.AntiAlias, spec.AntiAlias);
 
         if (spec.Layers.Count == 0)
             Add(DiagnosticDescriptors.NoStages, ArgumentSlot.Attribute, 0, "The network has no stages");
@@ -138,6 +139,15 @@ internal static class Checker
         if (!(spec.AttentionRatio > 0 && spec.AttentionRatio <= 1))
             Add(DiagnosticDescriptors.OptionOutOfRange, ArgumentSlot.AttentionRatio, 0, "AttentionRatio", spec.AttentionRatio.ToString("R", CultureInfo.InvariantCulture), "(0, 1]",
                 "Use 1.0 / 16 (squeeze-excite's default) or 0.25 (ResNet-RS).");
+        if (!(spec.DropPath >= 0 && spec.DropPath < 1))
+            Add(DiagnosticDescriptors.OptionOutOfRange, ArgumentSlot.DropPath, 0, "DropPath", spec.DropPath.ToString("R", CultureInfo.InvariantCulture), "[0, 1)",
+                "Use 0 (no stochastic depth) or a rate such as 0.05 (timm's ResNet-50 recipes) up to 0.2 for the deepest networks.");
+        if (spec.AntiAlias != AntiAliasKind.None && spec.Stem == StemKind.Cifar && spec.Layers.Count < 2 && System.Enum.IsDefined(typeof(AntiAliasKind), spec.AntiAlias))
+            Add(DiagnosticDescriptors.OptionDoesNotApply, ArgumentSlot.AntiAlias, 0, $"AntiAlias.{spec.AntiAlias}", "with Stem.Cifar and one stage (nothing is strided)",
+                "Remove AntiAlias, or add stages.");
+        if (spec.AntiAlias != AntiAliasKind.None && spec.Block == BlockKind.Bottleneck && spec.StrideAt == StrideAtKind.Conv1x1 && System.Enum.IsDefined(typeof(AntiAliasKind), spec.AntiAlias))
+            Add(DiagnosticDescriptors.OptionDoesNotApply, ArgumentSlot.AntiAlias, 0, $"AntiAlias.{spec.AntiAlias}", "with StrideAt.Conv1x1 (anti-aliasing takes the stride of the 3×3 convolution)",
+                "Remove StrideAt (timm strides the 3×3 convolution), or remove AntiAlias.");
 
         if (spec.DilateStagesGiven && spec.Layers.Count > 0 && spec.DilateStages.Count != spec.Layers.Count - 1)
             Add(DiagnosticDescriptors.DilateStagesLength, ArgumentSlot.DilateStages, 0,

@@ -68,6 +68,10 @@ internal static class DiagnosticDescriptors
         "RNG0015", "An option's value is outside its range",
         "{0} is {1}, outside {2}. {3}");
 
+    public static readonly DiagnosticDescriptor TooSmallToBlur = Error(
+        "RNG0016", "A blur pool receives a map too small to pad",
+        "At input size {0}×{0}, {1} receives {2}: the blur pool's reflect padding needs a height and width of at least 2. Use a larger InputSize, or AntiAlias.AvgPool.");
+
     public static readonly DiagnosticDescriptor InternalError = Error(
         "RNG0099", "ResNetGen failed unexpectedly",
         "ResNetGen could not generate '{0}': {1}. This is a bug in ResNetGen; please report it with the attribute you used.");
@@ -76,7 +80,7 @@ internal static class DiagnosticDescriptors
     {
         NotAPartialClass, NoStages, BasicBlockWidth, BasicBlockDilation, DilateStagesLength, NonPositiveSize,
         FeatureMapVanishes, ShortcutShapeMismatch, NoSpatialContext, WrongInputShape, MemberAlreadyDeclared, UndefinedEnumValue, TooManyChannels,
-        OptionDoesNotApply, OptionOutOfRange, InternalError,
+        OptionDoesNotApply, OptionOutOfRange, TooSmallToBlur, InternalError,
     };
 
     /// <summary>The descriptor of a catalogue ID; an ID outside the catalogue is a bug, and fails loudly.</summary>
@@ -98,6 +102,7 @@ internal static class DiagnosticDescriptors
         Planning.ShapeProblem.VanishingFeatureMap => FeatureMapVanishes,
         Planning.ShapeProblem.ShortcutMismatch => ShortcutShapeMismatch,
         Planning.ShapeProblem.NoSpatialContext => NoSpatialContext,
+        Planning.ShapeProblem.TooSmallToBlur => TooSmallToBlur,
         _ => throw new System.ArgumentOutOfRangeException(nameof(problem), problem, "a shape problem without a diagnostic"),
     };
 

@@ -11,6 +11,8 @@ internal enum StemPoolKind { MaxPool = 0, Conv = 1 }
 
 internal enum AttentionKind { None = 0, SqueezeExcite = 1, EfficientChannel = 2 }
 
+internal enum AntiAliasKind { None = 0, AvgPool = 1, BlurPool = 2 }
+
 internal enum ShortcutKind { Projection = 0, ZeroPad = 1, AllProjection = 2, AvgPoolZeroPad = 3, AvgDown = 4 }
 
 internal enum StrideAtKind { Conv3x3 = 0, Conv1x1 = 1 }
@@ -40,7 +42,7 @@ internal sealed record TargetClass(string? Namespace, string Name, EquatableArra
 internal enum ArgumentSlot
 {
     Attribute, Block, Layers, NumClasses, InChannels, Groups, WidthPerGroup, BaseWidth, Stem, Shortcut, StrideAt,
-    DilateStages, ZeroInitResidual, InputSize, StemWidth, StemPool, Attention, AttentionRatio,
+    DilateStages, ZeroInitResidual, InputSize, StemWidth, StemPool, Attention, AttentionRatio, AntiAlias, DropPath,
 }
 
 /// <summary>Where one attribute argument was written, for diagnostics.</summary>
@@ -68,7 +70,9 @@ internal sealed record NetworkSpec(
     int StemWidth = 32,
     StemPoolKind StemPool = StemPoolKind.MaxPool,
     AttentionKind Attention = AttentionKind.None,
-    double AttentionRatio = 1.0 / 16)
+    double AttentionRatio = 1.0 / 16,
+    AntiAliasKind AntiAlias = AntiAliasKind.None,
+    double DropPath = 0)
 {
     /// <summary>The attribute as written, for comments in the generated file.</summary>
     public string AttributeText { get; init; } = "";

@@ -39,7 +39,8 @@ internal static class SpecParser
         var layers = attribute.ConstructorArguments[1].Values.Select(v => v.Value is int i ? i : 0).ToEquatableArray();
         var spec = new NetworkSpec(target, (BlockKind)(int)attribute.ConstructorArguments[0].Value!, layers)
         {
-            AttributeText = attributeSyntax?.ToString() ?? "ResNet",
+            // One line however it was written: the emitter puts it in comments (a newline inside would end one).
+            AttributeText = attributeSyntax is null ? "ResNet" : System.Text.RegularExpressions.Regex.Replace(attributeSyntax.ToString(), @"\s+", " "),
         };
         foreach (var named in attribute.NamedArguments)
         {
@@ -65,6 +66,8 @@ internal static class SpecParser
                 "StemWidth" => spec with { StemWidth = (int)value.Value!, StemWidthGiven = true },
                 "StemPool" => spec with { StemPool = (StemPoolKind)(int)value.Value! },
                 "Attention" => spec with { Attention = (AttentionKind)(int)value.Value! },
+                "AntiAlias" => spec with { AntiAlias = (AntiAliasKind)(int)value.Value! },
+                "DropPath" => spec with { DropPath = System.Convert.ToDouble(value.Value!, System.Globalization.CultureInfo.InvariantCulture) },
                 "AttentionRatio" => spec with { AttentionRatio = System.Convert.ToDouble(value.Value!, System.Globalization.CultureInfo.InvariantCulture), AttentionRatioGiven = true },
                 _ => spec,
             };

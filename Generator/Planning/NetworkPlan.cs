@@ -58,8 +58,18 @@ internal enum StepKind
     Relu,
     /// <summary>Target.add_(Other) in place: the residual add.</summary>
     Add,
-    /// <summary>Target = max_pool2d(Source, 3, 2, 1).</summary>
+    /// <summary>Target = max_pool2d(Source, 3, Stride, 1): 2 in torchvision's stem, 1 before a blur pool.</summary>
     MaxPool,
+    /// <summary>Target = Module(Source): a convolution with no batch-norm right after it (ResNet-RS's stem pool with anti-aliasing).</summary>
+    Conv,
+    /// <summary>Target = Norm(Source): a batch-norm that does not follow its convolution directly.</summary>
+    Norm,
+    /// <summary>Target = avg_pool2d(Source, 2, 2): anti-aliasing's 2×2 average at stride 2 (floors an odd size).</summary>
+    AntiAliasPool,
+    /// <summary>Target = Source reflect-padded by one, blurred per channel by [1, 2, 1]ᵀ[1, 2, 1] / 16 at Stride.</summary>
+    Blur,
+    /// <summary>Target = Source with each sample's branch dropped at Rate in training (survivors scaled by 1 / (1 − Rate)); Source in eval.</summary>
+    DropPath,
     /// <summary>Target = Source subsampled by Stride (rounding up) with PadChannels zero channels appended (shortcut A).</summary>
     ZeroPad,
     /// <summary>Target = avg_pool2d(Source with PadChannels zero channels appended, 2, 2) (shortcut A with average pooling).</summary>
@@ -102,10 +112,14 @@ internal sealed record StepPlan(
     int PadChannels = 0,
     Shape Shape = default,
     string? Comment = null,
-    int Feature = -1)
+    int Feature = -1,
+    double Rate = 0)
 {
     /// <summary>Whether the step computes a new tensor (rather than disposing, moving or keeping one).</summary>
     public bool Computes => Kind is not (StepKind.Release or StepKind.Move or StepKind.Keep or StepKind.EndOfFeatures);
+
+    /// <summary>Whether the step changes nothing in eval mode (so the exported graph has no node for it).</summary>
+    public bool TrainingOnly => Kind == StepKind.DropPath;
 }
 
 /// <summary>One named output of <c>ForwardFeatures</c>: the stem or a stage.</summary>

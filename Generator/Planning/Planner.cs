@@ -16,6 +16,8 @@ internal enum ShapeProblem
     ShortcutMismatch,
     /// <summary>RNG0009: a stage receives a 1×1 feature map.</summary>
     NoSpatialContext,
+    /// <summary>RNG0016: a blur pool receives a map too small for its reflect padding.</summary>
+    TooSmallToBlur,
 }
 
 /// <summary>A shape problem found while planning, before it is placed on an attribute argument.</summary>
@@ -211,32 +213,108 @@ internal static class Planner
             if (cifar) return shape;
             if (_spec.StemPool == StemPoolKind.Conv)
             {
-                // ResNet-RS: the max-pool replaced by a strided 3×3 convolution, batch-norm and ReLU (keys maxpool.0, maxpool.1).
-                var conv = Conv("maxpool.0", shape, shape.Channels, 3, 2, 1);
-                var norm = Norm("maxpool.1", conv.Output);
-                ConvNorm(X, X, conv, norm);
-                Relu(X, norm.Output);
-                _rows.Add(new SummaryRow(1, "maxpool", "Sequential", norm.Output, conv.Parameters + norm.Parameters));
-                return norm.Output;
+                // ResNet-RS: the max-pool replaced by a strided 3×3 convolution, batch-norm and ReLU (keys maxpool.0, maxpool.1);
+                // with anti-aliasing the convolution runs at stride 1 and the pool between it and the batch-norm (maxpool.2).
+                if (_spec.AntiAlias == AntiAliasKind.None)
+                {
+                    var conv = Conv("maxpool.0", shape, shape.Channels, 3, 2, 1);
+                    var norm = Norm("maxpool.1", conv.Output);
+                    ConvNorm(X, X, conv, norm);
+                    Relu(X, norm.Output);
+                    _rows.Add(new SummaryRow(1, "maxpool", "Sequential", norm.Output, conv.Parameters + norm.Parameters));
+                    return norm.Output;
+                }
+                var unstrided = Conv("maxpool.0", shape, shape.Channels, 3, 1, 1);
+                Step(StepKind.Conv, X, X, unstrided.Output, module: unstrided.Path, comment: "maxpool.0: 3×3 convolution at stride 1");
+                var smoothed = AntiAliasPool(X, "maxpool.1", unstrided.Output, 2);
+                var stemNorm = Norm("maxpool.2", smoothed);
+                _steps.Add(new StepPlan(StepKind.Norm, X, X, Norm: stemNorm.Path, Shape: smoothed, Comment: "maxpool.2"));
+                Relu(X, smoothed);
+                _rows.Add(new SummaryRow(1, "maxpool", "Sequential", smoothed, unstrided.Parameters + stemNorm.Parameters));
+                return smoothed;
+            }
+            switch (_spec.AntiAlias)
+            {
+                case AntiAliasKind.AvgPool:
+                {
+                    // timm: the max-pool replaced by the anti-aliasing pool itself.
+                    var averaged = AntiAliasPool(X, "maxpool", shape, 2);
+                    _rows.Add(new SummaryRow(1, "maxpool", "AvgPool2d", averaged, 0));
+                    return averaged;
+                }
+                case AntiAliasKind.BlurPool:
+                {
+                    // timm: a 3×3 max-pool at stride 1, then the blur takes the stride (maxpool.0, maxpool.1).
+                    Step(StepKind.MaxPool, X, X, shape, stride: 1, comment: "maxpool.0: 3×3, stride 1, padding 1");
+                    var blurred = AntiAliasPool(X, "maxpool.1", shape, 2);
+                    _rows.Add(new SummaryRow(1, "maxpool", "Sequential", blurred, 0));
+                    return blurred;
+                }
             }
             var pooled = new Shape(shape.Channels, ConvOut(shape.Height, 3, 2, 1), ConvOut(shape.Width, 3, 2, 1));
             CheckNotEmpty("maxpool", pooled);
-            Step(StepKind.MaxPool, X, X, pooled, comment: "maxpool: 3×3, stride 2, padding 1");
+            Step(StepKind.MaxPool, X, X, pooled, stride: 2, comment: "maxpool: 3×3, stride 2, padding 1");
             _rows.Add(new SummaryRow(1, "maxpool", "MaxPool2d", pooled, 0));
             return pooled;
         }
 
+        /// <summary>
+        /// The anti-aliasing pool at <paramref name="stride"/> on <paramref name="target"/>, in place of a strided
+        /// convolution's stride (timm's create_aa): the 2×2 average (nothing at stride 1, where timm's AvgPool2d(1) is an
+        /// identity) or the binomial blur (at stride 1 too). Returns the shape after it.
+        /// </summary>
+        private Shape AntiAliasPool(string target, string path, Shape shape, int stride)
+        {
+            switch (_spec.AntiAlias)
+            {
+                case AntiAliasKind.AvgPool when stride != 1:
+                {
+                    var output = new Shape(shape.Channels, ConvOut(shape.Height, stride, stride, 0), ConvOut(shape.Width, stride, stride, 0));
+                    CheckNotEmpty(path, output);
+                    Step(StepKind.AntiAliasPool, target, target, output, stride: stride, comment: $"{path}: {stride}×{stride} average, stride {stride}");
+                    return output;
+                }
+                case AntiAliasKind.BlurPool:
+                {
+                    if ((shape.Height < 2 || shape.Width < 2) && shape.Height > 0 && shape.Width > 0 && !Issues.Any(i => i.Problem == ShapeProblem.TooSmallToBlur))
+                        Issues.Add(Issue(ShapeProblem.TooSmallToBlur, _spec.InputSize != 0 ? ArgumentSlot.InputSize : ArgumentSlot.AntiAlias, Size, path, shape.Format()));
+                    var output = new Shape(shape.Channels, ConvOut(shape.Height, 3, stride, 1), ConvOut(shape.Width, 3, stride, 1));
+                    CheckNotEmpty(path, output);
+                    Step(StepKind.Blur, target, target, output, stride: stride, comment: $"{path}: 3×3 binomial blur, stride {stride}, reflect padding");
+                    return output;
+                }
+                default:
+                    return shape;
+            }
+        }
+
         private Shape Basic(string name, Shape shape, int planes, int stride, int inplanes)
         {
-            var conv1 = Conv(name + ".conv1", shape, planes, 3, stride, 1);
+            var antiAlias = _spec.AntiAlias != AntiAliasKind.None && stride == 2;
+            var conv1 = Conv(name + ".conv1", shape, planes, 3, antiAlias ? 1 : stride, 1);
             var bn1 = Norm(name + ".bn1", conv1.Output);
             ConvNorm(Branch, X, conv1, bn1);
             Relu(Branch, bn1.Output);
-            var conv2 = Conv(name + ".conv2", bn1.Output, planes, 3, 1, 1);
+            var middle = antiAlias ? AntiAliasPool(Branch, name + ".aa", bn1.Output, stride) : bn1.Output;
+            var conv2 = Conv(name + ".conv2", middle, planes, 3, 1, 1);
             var bn2 = Norm(name + ".bn2", conv2.Output, zeroInit: _spec.ZeroInitResidual);
             ConvNorm(Branch, Branch, conv2, bn2);
             Attend(name, bn2.Output);
+            DropPath(bn2.Output);
             return Residual(name, shape, bn2.Output, stride, inplanes, planes);
+        }
+
+        private int _blockIndex;
+
+        /// <summary>Stochastic depth on the branch: timm's linear schedule, 0 at the first block, DropPath at the last.</summary>
+        private void DropPath(Shape shape)
+        {
+            var blocks = _spec.Layers.Sum();
+            var rate = blocks > 1 ? _spec.DropPath * _blockIndex / (blocks - 1) : 0.0;
+            _blockIndex++;
+            if (rate <= 0) return;
+            _steps.Add(new StepPlan(StepKind.DropPath, Branch, Branch, Shape: shape, Rate: rate,
+                Comment: "drop path at " + rate.ToString("0.####", CultureInfo.InvariantCulture) + " in training"));
         }
 
         private Shape Bottleneck(string name, Shape shape, int planes, int stride, int dilation, int inplanes)
@@ -247,14 +325,18 @@ internal static class Planner
             var bn1 = Norm(name + ".bn1", conv1.Output);
             ConvNorm(Branch, X, conv1, bn1);
             Relu(Branch, bn1.Output);
-            var conv2 = Conv(name + ".conv2", bn1.Output, width, 3, strideOn1x1 ? 1 : stride, dilation, dilation, _spec.Groups);
+            // timm's use_aa: where the block downsamples or its first dilation differs from the stage's.
+            var antiAlias = _spec.AntiAlias != AntiAliasKind.None && !strideOn1x1 && (stride == 2 || dilation != _stageDilation);
+            var conv2 = Conv(name + ".conv2", bn1.Output, width, 3, strideOn1x1 || antiAlias ? 1 : stride, dilation, dilation, _spec.Groups);
             var bn2 = Norm(name + ".bn2", conv2.Output);
             ConvNorm(Branch, Branch, conv2, bn2);
             Relu(Branch, bn2.Output);
-            var conv3 = Conv(name + ".conv3", bn2.Output, planes * Expansion, 1, 1, 0);
+            var middle = antiAlias ? AntiAliasPool(Branch, name + ".aa", bn2.Output, stride) : bn2.Output;
+            var conv3 = Conv(name + ".conv3", middle, planes * Expansion, 1, 1, 0);
             var bn3 = Norm(name + ".bn3", conv3.Output, zeroInit: _spec.ZeroInitResidual);
             ConvNorm(Branch, Branch, conv3, bn3);
             Attend(name, bn3.Output);
+            DropPath(bn3.Output);
             return Residual(name, shape, bn3.Output, stride, inplanes, planes * Expansion);
         }
 
@@ -317,7 +399,13 @@ internal static class Planner
                     reason = "2×2 average pooling floors an odd size while the strided convolution rounds it up";
                     break;
             }
-            if (shortcutShape != branchShape)
+            if (_spec.AntiAlias == AntiAliasKind.AvgPool && stride == 2 && (branchShape.Height < shortcutShape.Height || branchShape.Width < shortcutShape.Width))
+            {
+                Issues.Add(Issue(ShapeProblem.ShortcutMismatch, ArgumentSlot.AntiAlias, Size, name, branchShape.Format(), shortcutShape.Format(),
+                    "anti-aliasing's 2×2 average floors an odd size while the shortcut rounds it up",
+                    "Use an InputSize whose feature maps stay even, or AntiAlias.BlurPool (which rounds up like the shortcut)."));
+            }
+            else if (shortcutShape != branchShape)
             {
                 Issues.Add(Issue(ShapeProblem.ShortcutMismatch, _spec.Shortcut is ShortcutKind.AvgPoolZeroPad or ShortcutKind.AvgDown ? ArgumentSlot.Shortcut : ArgumentSlot.Attribute,
                     Size, name, branchShape.Format(), shortcutShape.Format(),

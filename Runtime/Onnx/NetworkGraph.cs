@@ -27,6 +27,14 @@ public enum GraphStepKind
     Pool,
     /// <summary>The avg-down shortcut's 2×2 average pool (Other: its stride).</summary>
     AvgDownPool,
+    /// <summary>A convolution alone (Module), its batch-norm elsewhere.</summary>
+    Conv,
+    /// <summary>A batch-norm alone (Norm).</summary>
+    Norm,
+    /// <summary>Anti-aliasing's average pool (Other: stride and size).</summary>
+    AntiAliasPool,
+    /// <summary>Anti-aliasing's blur pool (Other: stride; Module: channels).</summary>
+    Blur,
     /// <summary>Squeeze-excite (Module: the reducing convolution; Norm: the expanding one).</summary>
     SqueezeExcite,
     /// <summary>Efficient channel attention (Module: its 1-D convolution).</summary>
@@ -58,7 +66,19 @@ public readonly record struct GraphStep(GraphStepKind Kind, int Input, int Other
     public static GraphStep Add(int a, int b) => new(GraphStepKind.Add, a, b);
 
     /// <summary>3×3 stride-2 max-pool of <paramref name="input"/>.</summary>
-    public static GraphStep MaxPool(int input) => new(GraphStepKind.MaxPool, input);
+    public static GraphStep MaxPool(int input, int stride = 2) => new(GraphStepKind.MaxPool, input, stride);
+
+    /// <summary>The convolution <paramref name="conv"/> alone on tensor <paramref name="input"/>.</summary>
+    public static GraphStep Conv(int conv, int input) => new(GraphStepKind.Conv, input, Module: conv);
+
+    /// <summary>The batch-norm <paramref name="norm"/> alone on tensor <paramref name="input"/>.</summary>
+    public static GraphStep BatchNorm(int norm, int input) => new(GraphStepKind.Norm, input, Norm: norm);
+
+    /// <summary>Anti-aliasing's <paramref name="stride"/>×<paramref name="stride"/> average at that stride.</summary>
+    public static GraphStep AntiAliasPool(int input, int stride) => new(GraphStepKind.AntiAliasPool, input, stride);
+
+    /// <summary>Anti-aliasing's blur of <paramref name="channels"/> channels at <paramref name="stride"/>.</summary>
+    public static GraphStep Blur(int input, int stride, int channels) => new(GraphStepKind.Blur, input, stride, channels);
 
     /// <summary>Shortcut A of <paramref name="input"/>: subsample by <paramref name="stride"/>, append <paramref name="channels"/> zero channels.</summary>
     public static GraphStep ZeroPad(int input, int stride, int channels) => new(GraphStepKind.ZeroPad, input, stride, channels);
@@ -128,7 +148,19 @@ public static class NetworkGraph
                     onnx.Add(Next("add"), input, names[step.Other], output);
                     break;
                 case GraphStepKind.MaxPool:
-                    onnx.MaxPool("maxpool", input, output);
+                    onnx.MaxPool("maxpool", input, output, step.Other);
+                    break;
+                case GraphStepKind.Conv:
+                    Conv(onnx, paths[step.Module], input, output, (Conv2d)modules[step.Module], ((Conv2d)modules[step.Module]).weight!, ((Conv2d)modules[step.Module]).bias);
+                    break;
+                case GraphStepKind.Norm:
+                    onnx.BatchNorm(paths[step.Norm], input, output, (BatchNorm2d)modules[step.Norm]);
+                    break;
+                case GraphStepKind.AntiAliasPool:
+                    onnx.AntiAliasPool(Next("aa"), input, output, step.Other);
+                    break;
+                case GraphStepKind.Blur:
+                    onnx.Blur(Next("blur"), input, output, step.Other, step.Module);
                     break;
                 case GraphStepKind.ZeroPad:
                     onnx.ZeroPadShortcut(Next("shortcut"), input, output, step.Other, step.Module);

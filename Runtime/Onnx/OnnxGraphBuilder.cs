@@ -81,9 +81,23 @@ public sealed class OnnxGraphBuilder
     /// <summary>The residual add.</summary>
     public void Add(string name, string a, string b, string output) => Node("Add", name, new[] { a, b }, output);
 
-    /// <summary>The ImageNet stem's 3×3 stride-2 max-pool.</summary>
-    public void MaxPool(string name, string input, string output) =>
-        Node("MaxPool", name, new[] { input }, output, Ints("kernel_shape", 3, 3), Ints("pads", 1, 1, 1, 1), Ints("strides", 2, 2));
+    /// <summary>The ImageNet stem's 3×3 max-pool with padding 1 (stride 2; 1 before a blur pool).</summary>
+    public void MaxPool(string name, string input, string output, long stride = 2) =>
+        Node("MaxPool", name, new[] { input }, output, Ints("kernel_shape", 3, 3), Ints("pads", 1, 1, 1, 1), Ints("strides", stride, stride));
+
+    /// <summary>Anti-aliasing's average pool: a <paramref name="stride"/>-sized window at that stride, no padding (floors).</summary>
+    public void AntiAliasPool(string name, string input, string output, long stride) =>
+        Node("AveragePool", name, new[] { input }, output, Ints("kernel_shape", stride, stride), Ints("strides", stride, stride));
+
+    /// <summary>Anti-aliasing's blur pool: reflect padding of one, then the binomial filter per channel at <paramref name="stride"/>.</summary>
+    public void Blur(string name, string input, string output, long stride, long channels)
+    {
+        var padded = output + "_padded";
+        Node("Pad", name + ".pad", new[] { input, Constant(name + ".pads", 0, 0, 1, 1, 0, 0, 1, 1) }, padded, Str("mode", "reflect"));
+        using var filter = Steps.BlurFilter(channels, torch.float32, torch.CPU);
+        Node("Conv", name, new[] { padded, Weight(name + ".filter", filter) }, output,
+            Ints("dilations", 1, 1), Int("group", channels), Ints("kernel_shape", 3, 3), Ints("pads", 0, 0, 0, 0), Ints("strides", stride, stride));
+    }
 
     /// <summary>Option A: <c>x[:, :, ::stride, ::stride]</c> then zero channels appended.</summary>
     public void ZeroPadShortcut(string name, string input, string output, long stride, long padChannels)

@@ -1,0 +1,128 @@
+using System;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Text.RegularExpressions;
+using ResNetGen.Generator.Tests.Infrastructure;
+using ResNetGen.Generator.Tests.Onnx;
+using ResNetGen.Generator.Tests.Torchvision;
+using TorchSharp;
+using Xunit;
+
+namespace ResNetGen.Generator.Tests.Timm;
+
+/// <summary>One stage of two basic blocks with identity shortcuts: block 0 drops at 0, block 1 at DropPath.</summary>
+[ResNet(Block.Basic, 2, Stem = Stem.Cifar, BaseWidth = 4, InChannels = 1, NumClasses = 0, InputSize = 4, DropPath = 0.3)]
+public partial class TwoBlocksDropPath { }
+
+/// <summary>Stochastic depth: timm's schedule, its per-sample statistics, and nothing of it outside training.</summary>
+public sealed class DropPathTests : IDisposable
+{
+    private readonly string _folder = Directory.CreateTempSubdirectory("resnetgen-droppath-").FullName;
+
+    public void Dispose() => Directory.Delete(_folder, recursive: true);
+
+    [Theory]
+    [InlineData("resnet50d", "ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, Shortcut = Shortcut.AvgDown, DropPath = {0})")]
+    [InlineData("resnet18d", "ResNet(Block.Basic, 2, 2, 2, 2, Stem = Stem.Deep, Shortcut = Shortcut.AvgDown, DropPath = {0})")]
+    [InlineData("resnet10t", "ResNet(Block.Basic, 1, 1, 1, 1, Stem = Stem.DeepTiered, Shortcut = Shortcut.AvgDown, DropPath = {0})")]
+    public void The_schedule_is_timms_block_for_block(string model, string attribute)
+    {
+        // timm's file: the rate asked for, then each block's drop probability (0 where it builds no DropPath).
+        var lines = File.ReadAllLines(Path.Combine(DeterministicWeights.ReferenceFolder, "timm", model + ".droppath.txt")).Where(l => l.Length > 0).ToArray();
+        var rate = lines[0];
+        var expected = lines.Skip(1).Select(l => double.Parse(l, CultureInfo.InvariantCulture)).ToArray();
+        var source = GeneratorHarness.Run(GeneratorHarness.Network(string.Format(CultureInfo.InvariantCulture, attribute, rate))).Sources.Single().Value;
+        // The generated Run drops each block's branch with its rate as a literal; the first block's rate is 0 and has no step.
+        var generated = Regex.Matches(source, @"DropPath\(branch, ([^,]+), training\)").Select(m => double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).ToArray();
+        Assert.Equal(0.0, expected[0]);
+        Assert.Equal(expected.Skip(1), generated); // exact: the same doubles, computed in the same order
+    }
+
+    /// <summary>
+    /// The network's branches made constant: block 0's adds 0 and block 1's adds 1 to every element (batch-norm weight 0,
+    /// bias 0 or 1), so each sample's stage output minus the stem's is 0 where block 1's branch was dropped, 1 / (1 − 0.3)
+    /// where it was kept, and 1 without drop path.
+    /// </summary>
+    private static TwoBlocksDropPath Constant()
+    {
+        var network = new TwoBlocksDropPath();
+        using var noGrad = torch.no_grad();
+        network.layer1_0_bn2.weight!.zero_();
+        network.layer1_0_bn2.bias!.zero_();
+        network.layer1_1_bn2.weight!.zero_();
+        network.layer1_1_bn2.bias!.fill_(1);
+        return network;
+    }
+
+    [Fact]
+    public void In_training_each_sample_is_dropped_at_its_blocks_rate_and_survivors_are_scaled()
+    {
+        using var network = Constant();
+        network.train();
+        torch.manual_seed(2026);
+        const int samples = 8000;
+        using var input = torch.rand(samples, 1, 4, 4);
+        using var features = network.ForwardFeatures(input);
+        using var added = (features.Layer1 - features.Stem).reshape(samples, -1);
+        var perSample = added.mean(new long[] { 1 }).data<float>().ToArray();
+        var keptValue = (float)(1 / (1 - 0.3));
+        // (stem + added) − stem rounds: within 1e-5.
+        var dropped = perSample.Count(v => Math.Abs(v) < 1e-5);
+        var kept = perSample.Count(v => Math.Abs(v - keptValue) < 1e-5);
+        Assert.Equal(samples, dropped + kept); // whole samples, each either dropped or kept and scaled by 1/0.7
+        using (var spread = added.max(1).values - added.min(1).values) Assert.True(spread.max().item<float>() < 1e-5); // the same for every element of a sample
+        // 0.3 of 8000 samples: ± 4 standard deviations (0.0051 each).
+        Assert.InRange(dropped / (double)samples, 0.3 - 0.021, 0.3 + 0.021);
+    }
+
+    [Fact]
+    public void In_eval_nothing_is_dropped_or_scaled()
+    {
+        using var network = Constant();
+        network.eval();
+        using var input = torch.rand(64, 1, 4, 4);
+        using var noGrad = torch.no_grad();
+        using var features = network.ForwardFeatures(input);
+        using var added = features.Layer1 - features.Stem;
+        using var off = (added - 1).abs();
+        Assert.True(off.max().item<float>() < 1e-5, $"stage output − stem is off 1 by up to {off.max().item<float>()}");
+    }
+
+    [Fact]
+    public void Eval_the_fold_and_the_onnx_graph_are_those_of_the_network_without_drop_path()
+    {
+        using var input = DeterministicWeights.Input();
+        var expected = DeterministicWeights.ReadFloats(Path.Combine("timm", "resnet50d.eval.bin"));
+        using var network = new ResNet50dDropPath();
+        DeterministicWeights.Apply(network);
+        network.eval();
+        using (torch.no_grad())
+        using (var output = network.call(input))
+            Tolerance.AssertClose(expected, output, "resnet50d with drop path, in eval");
+        using var plain = new ResNet50d();
+        var withDropPath = network.ExportOnnx(Path.Combine(_folder, "droppath.onnx"));
+        var without = plain.ExportOnnx(Path.Combine(_folder, "plain.onnx"));
+        Assert.Equal(without.Nodes, withDropPath.Nodes);
+        using (var onnx = torch.tensor(OnnxExportTests.OnnxRuntime(withDropPath.Path, input)).reshape(2, -1))
+            Tolerance.AssertClose(expected, onnx, "resnet50d with drop path on ONNX Runtime");
+        network.FuseForInference();
+        using (torch.no_grad())
+        using (var folded = network.call(input))
+            Tolerance.AssertClose(expected, folded, "resnet50d with drop path, folded");
+    }
+
+    [Fact]
+    public void A_training_step_with_drop_path_is_finite_and_differs_from_eval()
+    {
+        using var network = new ResNet18dDropPath();
+        network.train();
+        torch.manual_seed(5);
+        using var input = torch.randn(4, 3, 64, 64);
+        using var output = network.call(input);
+        using var loss = output.square().mean();
+        loss.backward();
+        Assert.True(output.isfinite().all().item<bool>());
+        Assert.True(network.parameters().All(p => p.grad is null || p.grad.isfinite().all().item<bool>()));
+    }
+}
