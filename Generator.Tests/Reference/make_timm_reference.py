@@ -14,7 +14,8 @@ and for the models in TRAIN_CHECKED also one train-mode forward and backward in 
   <model>.train64.bin       train-mode logits, float64 little-endian
   <model>.grads.txt         the parameters whose gradients follow, one per line
   <model>.grads64.bin       their gradients of sum(logits × uniform("grad-weights")), concatenated, float64
-and for the models in DROP_PATH, built with that drop_path_rate:
+and a small timm ResNet with timm's own random weights (see tiny_checkpoint) as .safetensors files. For the models in
+DROP_PATH, built with that drop_path_rate:
   <model>.droppath.txt      the rate, then each block's drop probability in block order (repr, exact)
 """
 import os
@@ -91,5 +92,49 @@ def main():
             f.write(f"{rate!r}\n" + "".join(f"{r!r}\n" for r in rates))
 
 
+def write_safetensors(path, tensors):
+    """The safetensors format by hand (8-byte header length, JSON header, raw little-endian data), as published files are."""
+    import json
+    names = {torch.float32: "F32", torch.int64: "I64"}
+    header, blobs, offset = {}, [], 0
+    for key, tensor in tensors.items():
+        data = tensor.contiguous().numpy().tobytes()
+        header[key] = {"dtype": names[tensor.dtype], "shape": list(tensor.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text + b"".join(blobs))
+
+
+def tiny_checkpoint():
+    """A small timm ResNet with timm's own random weights and non-trivial batch-norms, as model.safetensors files:
+    tiny_timm.safetensors (the whole state_dict) and tiny_timm_nocounters.safetensors (num_batches_tracked removed, as
+    cleaned checkpoints are), with its eval outputs for tiny_timm.input.bin."""
+    from timm.models.resnet import ResNet, BasicBlock
+    torch.manual_seed(2026)
+    model = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=5, channels=(8, 16, 32, 64), stem_width=8, stem_type="deep_tiered",
+                   replace_stem_pool=True, avg_down=True, aa_layer=BlurPool2d, block_args=dict(attn_layer="se"))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+                m.num_batches_tracked.fill_(7)
+    model.eval()
+    state = model.state_dict()
+    write_safetensors("timm/tiny_timm.safetensors", state)
+    write_safetensors("timm/tiny_timm_nocounters.safetensors", {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")})
+    x = torch.randn(2, 3, 32, 32)
+    x.numpy().astype("<f4").tofile("timm/tiny_timm.input.bin")
+    with torch.no_grad():
+        model(x).numpy().astype("<f4").tofile("timm/tiny_timm.eval.bin")
+    print("tiny_timm", sum(p.numel() for p in model.parameters()), "parameters")
+
+
 if __name__ == "__main__":
     main()
+    tiny_checkpoint()

@@ -17,7 +17,9 @@ internal static class StateDictLoader
         var path = source.FilePath;
         var state = module.state_dict();
         var file = source.ByKey;
-        var missing = state.Keys.Where(k => !file.ContainsKey(k)).ToList();
+        // As PyTorch's batch-norm does in load_state_dict: a missing num_batches_tracked is no reason to refuse a file.
+        var countersKept = state.Keys.Where(k => !file.ContainsKey(k) && IsCounter(k)).ToList();
+        var missing = state.Keys.Where(k => !file.ContainsKey(k) && !IsCounter(k)).ToList();
         var unexpected = source.Tensors.Select(t => t.Key).Where(k => !state.ContainsKey(k)).ToList();
         if (strict && (missing.Count > 0 || unexpected.Count > 0))
         {
@@ -77,8 +79,14 @@ internal static class StateDictLoader
         {
             foreach (var tensor in tensors.Values) tensor.Dispose();
         }
-        return new LoadReport(loaded, strict ? Array.Empty<string>() : missing, strict ? Array.Empty<string>() : unexpected) { Mismatched = mismatched };
+        return new LoadReport(loaded, strict ? Array.Empty<string>() : missing, strict ? Array.Empty<string>() : unexpected)
+        {
+            Mismatched = mismatched,
+            CountersKept = countersKept,
+        };
     }
+
+    private static bool IsCounter(string key) => key == "num_batches_tracked" || key.EndsWith(".num_batches_tracked", StringComparison.Ordinal);
 
     internal static string Shape(torch.Tensor t) => "[" + string.Join(",", t.shape) + "]";
 

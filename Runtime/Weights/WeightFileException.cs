@@ -116,4 +116,12 @@ public sealed record LoadReport(
 {
     /// <summary>Keys in both whose shapes differ, skipped by a load with <c>ignoreMismatchedShapes: true</c> (the module keeps its own).</summary>
     public System.Collections.Generic.IReadOnlyList<string> Mismatched { get; init; } = System.Array.Empty<string>();
+
+    /// <summary>
+    /// Batch-norm <c>num_batches_tracked</c> counters the file lacks, left as the module had them. PyTorch's own strict
+    /// <c>load_state_dict</c> accepts such files (its batch-norm fills the counter in), and published checkpoints that
+    /// were cleaned of counters (timm's among them) are loaded strictly so too; the counter affects nothing unless
+    /// momentum is null.
+    /// </summary>
+    public System.Collections.Generic.IReadOnlyList<string> CountersKept { get; init; } = System.Array.Empty<string>();
 }
