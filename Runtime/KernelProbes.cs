@@ -17,9 +17,11 @@ namespace ResNetGen;
 /// <param name="Stride">Stride.</param>
 /// <param name="Groups">Groups.</param>
 /// <param name="Dilation">Dilation (padding keeps the size for odd kernels).</param>
-/// <param name="Shapes">Batch, input channels, output channels and square size of each convolution tried.</param>
+/// <param name="Shapes">Batch, input channels, output channels and square size of each convolution tried (for a 1-D
+/// probe, the size is the row's length).</param>
+/// <param name="OneDimensional">A 1-D convolution over rows [N, C, L] (efficient channel attention's), not a 2-D one.</param>
 public sealed record KernelProbe(string Name, bool ChannelsLast, int Kernel, int Stride, int Groups, int Dilation,
-    IReadOnlyList<(int Batch, int In, int Out, int Size)> Shapes);
+    IReadOnlyList<(int Batch, int In, int Out, int Size)> Shapes, bool OneDimensional = false);
 
 /// <summary>What one probe direction gave: <c>ok</c>, <c>wrong</c>, <c>non-finite</c>, <c>crashed</c> or <c>not run</c>.</summary>
 public sealed record ProbeOutcome(string Probe, string Direction, string Verdict, double Error, string Detail)
@@ -39,7 +41,7 @@ public static class KernelProbes
     /// <summary>The line prefix of the child's protocol.</summary>
     public const string Prefix = "resnetgen-probe";
 
-    /// <summary>Every probe: each kind of ResNet convolution, in NCHW and in channels-last.</summary>
+    /// <summary>Every probe: each kind of ResNet convolution, in NCHW and in channels-last (the 1-D one once).</summary>
     public static IReadOnlyList<KernelProbe> All { get; } = Build();
 
     private static IReadOnlyList<KernelProbe> Build()
@@ -53,12 +55,22 @@ public static class KernelProbes
             ("3x3-grouped", 3, 1, 32, 1, new[] { (4, 128, 128, 14), (4, 256, 256, 7) }),
             ("3x3-dilated", 3, 1, 1, 2, new[] { (4, 256, 256, 14), (2, 512, 512, 7) }),
             ("7x7-stem", 7, 2, 1, 1, new[] { (2, 3, 64, 32) }),
+            // Anti-aliasing's blur pool: a fixed 3×3 filter per channel at stride 2.
+            ("3x3-depthwise", 3, 2, 128, 1, new[] { (4, 128, 128, 16) }),
+            // Efficient channel attention: a 1-D convolution of 3 to 7 over each sample's channel means, [N, 1, C].
+            ("1d-channels", 5, 1, 1, 1, new[] { (8, 1, 1, 256), (8, 1, 1, 2048) }),
         };
         var result = new List<KernelProbe>();
         foreach (var channelsLast in new[] { false, true })
         {
             foreach (var (name, kernel, stride, groups, dilation, shapes) in kinds)
-                result.Add(new KernelProbe(name + (channelsLast ? "/channels-last" : "/nchw"), channelsLast, kernel, stride, groups, dilation, shapes));
+            {
+                // A 1-D convolution has no channels-last layout of its own: it is probed once.
+                var oneDimensional = name.StartsWith("1d-", StringComparison.Ordinal);
+                if (oneDimensional && channelsLast) continue;
+                result.Add(new KernelProbe(name + (oneDimensional ? "" : channelsLast ? "/channels-last" : "/nchw"), channelsLast, kernel, stride, groups, dilation, shapes,
+                    oneDimensional));
+            }
         }
         return result;
     }
@@ -95,10 +107,12 @@ public static class KernelProbes
         var worst = 0.0;
         foreach (var (batch, cin, cout, size) in probe.Shapes)
         {
-            var x = torch.randn(new long[] { batch, cin, size, size }, generator: generator);
-            var w = torch.randn(new long[] { cout, cin / probe.Groups, probe.Kernel, probe.Kernel }, generator: generator)
-                .div_(Math.Sqrt(cin / probe.Groups * probe.Kernel * probe.Kernel));
-            var upstream = torch.randn(new long[] { batch, cout, (size - 1) / probe.Stride + 1, (size - 1) / probe.Stride + 1 }, generator: generator);
+            var outSize = (size - 1) / probe.Stride + 1;
+            var x = torch.randn(probe.OneDimensional ? new long[] { batch, cin, size } : new long[] { batch, cin, size, size }, generator: generator);
+            var w = torch.randn(probe.OneDimensional ? new long[] { cout, cin / probe.Groups, probe.Kernel } : new long[] { cout, cin / probe.Groups, probe.Kernel, probe.Kernel },
+                    generator: generator)
+                .div_(Math.Sqrt(cin / probe.Groups * probe.Kernel * (probe.OneDimensional ? 1 : probe.Kernel)));
+            var upstream = torch.randn(probe.OneDimensional ? new long[] { batch, cout, outSize } : new long[] { batch, cout, outSize, outSize }, generator: generator);
             var actual = Compute(probe, x, w, upstream, backward, torch.float32);
             // Switched through libtorch directly: OneDnn.Enabled's setter also records the user's choice, which a
             // probe's temporary switch must not do (a later check would then be skipped).
@@ -134,8 +148,10 @@ public static class KernelProbes
             weight = weight.detach().requires_grad_();
         }
         var padding = probe.Dilation * (probe.Kernel - 1) / 2;
-        var y = torch.nn.functional.conv2d(input, weight, strides: new long[] { probe.Stride, probe.Stride },
-            padding: new long[] { padding, padding }, dilation: new long[] { probe.Dilation, probe.Dilation }, groups: probe.Groups);
+        var y = probe.OneDimensional
+            ? torch.nn.functional.conv1d(input, weight, stride: probe.Stride, padding: padding, dilation: probe.Dilation, groups: probe.Groups)
+            : torch.nn.functional.conv2d(input, weight, strides: new long[] { probe.Stride, probe.Stride },
+                padding: new long[] { padding, padding }, dilation: new long[] { probe.Dilation, probe.Dilation }, groups: probe.Groups);
         if (!backward) return new[] { y };
         y.mul(upstream.to(dtype)).sum().backward();
         return new[] { input.grad!, weight.grad! };

@@ -19,11 +19,12 @@ public static class Shortcuts
 
     /// <summary>
     /// Option A with average pooling: <paramref name="padChannels"/> zero channels appended, then
-    /// <c>AvgPool2d(2, 2)</c> where <paramref name="stride"/> is 2 (floors an odd size).
+    /// <c>AvgPool2d(2, 2)</c> where <paramref name="stride"/> is 2 (floors an odd size). An odd size is refused unless
+    /// <paramref name="branchFloors"/> says the block's residual branch floors it too (anti-aliasing's average pool).
     /// </summary>
-    public static torch.Tensor AvgPoolZeroPad(torch.Tensor x, int stride, int padChannels)
+    public static torch.Tensor AvgPoolZeroPad(torch.Tensor x, int stride, int padChannels, bool branchFloors = false)
     {
-        if (stride != 1 && (x.shape[2] % stride != 0 || x.shape[3] % stride != 0))
+        if (stride != 1 && !branchFloors && (x.shape[2] % stride != 0 || x.shape[3] % stride != 0))
             throw new System.ArgumentException(
                 $"The AvgPoolZeroPad shortcut needs feature maps divisible by {stride}, but got {x.shape[2]}×{x.shape[3]}: " +
                 "average pooling would floor it while the strided convolution rounds up. " +

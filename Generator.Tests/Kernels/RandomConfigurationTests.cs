@@ -21,7 +21,7 @@ namespace ResNetGen.Generator.Tests.Kernels;
 public class RandomConfigurationTests
 {
     private const int Seed = 20261123;
-    private const int Count = 80;
+    private const int Count = 100;
 
     [Fact]
     public void Random_valid_configurations_give_finite_outputs_in_eval_and_training()
@@ -56,6 +56,27 @@ public class RandomConfigurationTests
                     parts.Add("DilateStages = new[] { " + string.Join(", ", Enumerable.Range(0, stages - 1).Select(_ => random.Next(2) == 1 ? "true" : "false")) + " }");
             }
             if (random.Next(4) == 0) parts.Add("ZeroInitResidual = true");
+            // timm's options, from a stream of their own so that the draws above stay what they were.
+            var timm = new Random(unchecked(Seed * 31 + i));
+            if (!cifar)
+            {
+                var stem = new[] { "ImageNet", "Deep", "DeepTiered" }[timm.Next(3)];
+                if (stem != "ImageNet") parts.Add("Stem = Stem." + stem);
+                if (stem != "ImageNet" && timm.Next(2) == 1) parts.Add("StemWidth = " + new[] { 8, 16, 32 }[timm.Next(3)].ToString(CultureInfo.InvariantCulture));
+                if (timm.Next(4) == 0) parts.Add("StemPool = StemPool.Conv");
+            }
+            if (timm.Next(3) == 0)
+            {
+                parts.RemoveAll(p => p.StartsWith("Shortcut = ", StringComparison.Ordinal));
+                parts.Add("Shortcut = Shortcut.AvgDown");
+            }
+            var attention = timm.Next(3);
+            if (attention == 1) parts.Add("Attention = Attention.SqueezeExcite" + (timm.Next(2) == 1 ? ", AttentionRatio = 0.25" : ""));
+            if (attention == 2) parts.Add("Attention = Attention.EfficientChannel");
+            var antiAlias = timm.Next(4);
+            if (antiAlias == 1) parts.Add("AntiAlias = AntiAlias.AvgPool");
+            if (antiAlias == 2) parts.Add("AntiAlias = AntiAlias.BlurPool");
+            if (timm.Next(3) == 0) parts.Add("DropPath = " + new[] { "0.1", "0.3" }[timm.Next(2)]);
             result.Add("ResNet(" + string.Join(", ", parts) + ")");
         }
         return result;
@@ -72,6 +93,10 @@ public class RandomConfigurationTests
             .ToHashSet();
         var valid = Enumerable.Range(0, Count).Where(i => !invalid.Contains($"Net{i}")).ToList();
         Assert.True(valid.Count >= Count / 2, $"only {valid.Count} of {Count} draws are valid");
+        // Every option of timm's family reaches at least one network that runs.
+        foreach (var option in new[] { "Stem.Deep", "Stem.DeepTiered", "StemPool.Conv", "Shortcut.AvgDown", "Attention.SqueezeExcite", "Attention.EfficientChannel",
+                     "AntiAlias.AvgPool", "AntiAlias.BlurPool", "DropPath = ", "AttentionRatio = ", "StemWidth = " })
+            Assert.True(valid.Any(i => attributes[i].Contains(option, StringComparison.Ordinal)), $"no valid draw has {option}");
         Assert.Empty(run.CompilationDiagnostics.Where(d => d.Severity == DiagnosticSeverity.Error && !invalid.Contains(ClassOf(d))));
 
         using var image = new MemoryStream();
@@ -89,6 +114,7 @@ public class RandomConfigurationTests
             torch.manual_seed(i);
             using var input = torch.randn(2, channels, size, size);
             network.train();
+            Console.WriteLine($"running {what}"); // the last such line names the draw if the process dies
             using (var output = network.call(input))
             {
                 using var loss = output.square().mean();

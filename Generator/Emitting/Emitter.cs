@@ -353,7 +353,8 @@ internal static class Emitter
             StepKind.Blur => Assign($"Blur({step.Source}, {I(step.Stride)})"),
             StepKind.DropPath => Assign($"DropPath({step.Source}, {step.Rate.ToString("R", CultureInfo.InvariantCulture)}, training)"),
             StepKind.ZeroPad => Assign($"RG.Shortcuts.ZeroPad({step.Source}, {I(step.Stride)}, {I(step.PadChannels)})"),
-            StepKind.AvgPoolZeroPad => Assign($"RG.Shortcuts.AvgPoolZeroPad({step.Source}, {I(step.Stride)}, {I(step.PadChannels)})"),
+            StepKind.AvgPoolZeroPad => Assign($"RG.Shortcuts.AvgPoolZeroPad({step.Source}, {I(step.Stride)}, {I(step.PadChannels)}"
+                                                + (step.BranchFloors ? ", branchFloors: true)" : ")")),
             StepKind.Pool => Assign($"{step.Source}.mean(new long[] {{ 2, 3 }})"),
             StepKind.AvgDownPool => Assign($"RG.Shortcuts.AvgDown({step.Source}, {I(step.Stride)})"),
             StepKind.SqueezeExcite => Assign($"SqueezeExcite({step.Source}, {ModulePlan.FieldOf(step.Module!)}, {ModulePlan.FieldOf(step.Gate!)})"),

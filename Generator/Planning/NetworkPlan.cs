@@ -113,7 +113,8 @@ internal sealed record StepPlan(
     Shape Shape = default,
     string? Comment = null,
     int Feature = -1,
-    double Rate = 0)
+    double Rate = 0,
+    bool BranchFloors = false)
 {
     /// <summary>Whether the step computes a new tensor (rather than disposing, moving or keeping one).</summary>
     public bool Computes => Kind is not (StepKind.Release or StepKind.Move or StepKind.Keep or StepKind.EndOfFeatures);

@@ -393,8 +393,9 @@ internal static class Planner
                         ? new Shape(outplanes, inShape.Height, inShape.Width)
                         : new Shape(outplanes, ConvOut(inShape.Height, 2, 2, 0), ConvOut(inShape.Width, 2, 2, 0));
                     CheckNotEmpty(name + ".shortcut", shortcutShape);
-                    Step(StepKind.AvgPoolZeroPad, Identity, X, shortcutShape, stride: stride, padChannels: outplanes - inplanes,
-                        comment: $"shortcut: append {outplanes - inplanes} zero channels, then {(stride == 1 ? "no pooling" : "2×2 average pooling")}");
+                    _steps.Add(new StepPlan(StepKind.AvgPoolZeroPad, Identity, X, Stride: stride, PadChannels: outplanes - inplanes, Shape: shortcutShape,
+                        Comment: $"shortcut: append {outplanes - inplanes} zero channels, then {(stride == 1 ? "no pooling" : "2×2 average pooling")}",
+                        BranchFloors: stride != 1 && _spec.AntiAlias == AntiAliasKind.AvgPool));
                     shortcut = Identity;
                     reason = "2×2 average pooling floors an odd size while the strided convolution rounds it up";
                     break;
