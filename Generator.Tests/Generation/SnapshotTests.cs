@@ -17,6 +17,11 @@ public class SnapshotTests
     [InlineData("resnet50", "ResNet(Block.Bottleneck, 3, 4, 6, 3)", "ResNet50")]
     [InlineData("resnext50_32x4d", "ResNet(Block.Bottleneck, 3, 4, 6, 3, Groups = 32, WidthPerGroup = 4)", "ResNeXt50_32x4d")]
     [InlineData("wide_resnet50_2", "ResNet(Block.Bottleneck, 3, 4, 6, 3, WidthPerGroup = 128)", "WideResNet50_2")]
+    [InlineData("resnet50d", "ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, StemWidth = 32, Shortcut = Shortcut.AvgDown)", "ResNet50d")]
+    [InlineData("seresnext50_32x4d", "ResNet(Block.Bottleneck, 3, 4, 6, 3, Groups = 32, WidthPerGroup = 4, Attention = Attention.SqueezeExcite)", "SeResNeXt50_32x4d")]
+    [InlineData("seresnextaa101d_32x8d_droppath",
+        "ResNet(Block.Bottleneck, 3, 4, 23, 3, Groups = 32, WidthPerGroup = 8, Stem = Stem.Deep, Shortcut = Shortcut.AvgDown, AntiAlias = AntiAlias.AvgPool, Attention = Attention.SqueezeExcite, DropPath = 0.1)",
+        "SeResNeXtAa101d_32x8d")]
     public void Generated_source_matches_snapshot(string snapshot, string attribute, string className)
     {
         var run = GeneratorHarness.Run(GeneratorHarness.Network(attribute, className));
@@ -48,6 +53,9 @@ public class SnapshotTests
     [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3)", 1200)]
     [InlineData("ResNet(Block.Bottleneck, 3, 8, 36, 3, Groups = 32, WidthPerGroup = 8)", 2200)]
     [InlineData("ResNet(Block.Basic, 3, 3, 3, Stem = Stem.Cifar, BaseWidth = 16, NumClasses = 10, Shortcut = Shortcut.AvgPoolZeroPad)", 600)]
+    [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, StemWidth = 32, Shortcut = Shortcut.AvgDown)", 1200)]
+    [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3, Groups = 32, WidthPerGroup = 4, Attention = Attention.SqueezeExcite)", 1200)]
+    [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, StemPool = StemPool.Conv, Shortcut = Shortcut.AvgDown, Attention = Attention.EfficientChannel, AntiAlias = AntiAlias.BlurPool, DropPath = 0.05)", 1200)]
     public void Generated_files_stay_short_and_narrow(string attribute, int maxLines)
     {
         // One op sequence (the forward), the graph as a table, chores as loops: ResNet-50 within 1,200 lines, and no

@@ -176,6 +176,9 @@ internal static class Planner
             if (_spec.Attention == AttentionKind.SqueezeExcite)
                 text += string.Format(CultureInfo.InvariantCulture, ", squeeze-excite (ratio {0:0.####})", _spec.AttentionRatio);
             if (_spec.Attention == AttentionKind.EfficientChannel) text += ", efficient channel attention";
+            if (_spec.AntiAlias == AntiAliasKind.AvgPool) text += ", average-pool anti-aliasing";
+            if (_spec.AntiAlias == AntiAliasKind.BlurPool) text += ", blur-pool anti-aliasing";
+            if (_spec.DropPath > 0) text += string.Format(CultureInfo.InvariantCulture, ", drop path up to {0:0.####}", _spec.DropPath);
             return text;
         }
 
