@@ -8,8 +8,8 @@ using TorchSharp;
 namespace ResNetGen.Sample;
 
 /// <summary>
-/// A trained network as predict and export see it — the sample's ResNet-20 for Fashion-MNIST or a fine-tuned
-/// ResNet-18 — with its class names and the way a picture becomes its input.
+/// A trained network as predict and export see it — the sample's ResNet-20 for Fashion-MNIST or a fine-tuned network of
+/// <see cref="Architecture.All"/> — with its class names and the way a picture becomes its input.
 /// </summary>
 public sealed class Classifier : IDisposable
 {
@@ -19,10 +19,6 @@ public sealed class Classifier : IDisposable
     /// <summary>The preprocessing of train's ResNet-20: 28×28 grayscale, inverted when light, Fashion-MNIST's normalisation.</summary>
     public const string FashionMnistPreprocess = "fashion-mnist";
 
-    private const string ImageNetCropPrefix = "imagenet-crop:";
-
-    /// <summary>The preprocessing of finetune's ResNet-18 at <paramref name="size"/>: RGB, resized, centre-cropped, ImageNet's normalisation.</summary>
-    public static string ImageNetCrop(int size) => ImageNetCropPrefix + size.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>The input channels the preprocessing makes.</summary>
     public int InputChannels => Preprocess == FashionMnistPreprocess ? 1 : 3;
@@ -40,7 +36,7 @@ public sealed class Classifier : IDisposable
     public torch.nn.Module<torch.Tensor, torch.Tensor> Network { get; }
     public IReadOnlyList<string> Classes { get; }
 
-    /// <summary><c>fashion-mnist</c> (28×28 grayscale, inverted when light) or <c>imagenet-crop:SIZE</c> (RGB, resized, centre-cropped).</summary>
+    /// <summary><c>fashion-mnist</c> (28×28 grayscale, inverted when light) or a <see cref="Sample.Preprocessing"/>'s text (RGB, resized, centre-cropped).</summary>
     public string Preprocess { get; }
 
     /// <summary>Folds the batch-norms and writes the ONNX model, with the class names and the preprocessing in its metadata.</summary>
@@ -76,10 +72,9 @@ public sealed class Classifier : IDisposable
             using (pixels)
                 return (FashionMnist.Normalize(pixels, torch.CPU), inverted ? "inverted: a light background, made dark as in Fashion-MNIST" : null);
         }
-        if (preprocess.StartsWith(ImageNetCropPrefix, StringComparison.Ordinal)
-            && int.TryParse(preprocess.AsSpan(ImageNetCropPrefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out var size) && size is > 0 and <= 4096)
-            return (ImageFolder.Input(path, size), null);
-        throw new SampleException($"unknown preprocessing '{preprocess}' (expected fashion-mnist or imagenet-crop:SIZE): the model was not written by this sample.");
+        if (Preprocessing.Parse(preprocess) is { } crop)
+            return (ImageFolder.Input(path, crop), null);
+        throw new SampleException($"unknown preprocessing '{preprocess}' (expected fashion-mnist or resize-crop:size=…): the model was not written by this sample.");
     }
 
     public void Dispose() => Network.Dispose();

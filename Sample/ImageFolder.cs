@@ -13,14 +13,13 @@ namespace ResNetGen.Sample;
 /// <summary>
 /// A folder of pictures laid out as torchvision's ImageFolder reads it, split in two: <c>DIR/train/&lt;class&gt;/</c> and
 /// <c>DIR/val/&lt;class&gt;/</c> (PNG or JPEG, any size, grayscale or colour, sub-folders included). Classes are the train
-/// folder's sub-folders in ordinal order. Pictures are resized so that their shorter side is <see cref="ResizeTo"/>
-/// (size / 0.875, as torchvision's 256 for 224) and cropped to <see cref="Size"/>: at random and flipped at random for
-/// training, in the centre for validation; then normalised with ImageNet's mean and standard deviation.
+/// folder's sub-folders in ordinal order. Pictures are prepared as the <see cref="Preprocessing"/> says: resized so that
+/// their shorter side is <see cref="ResizeTo"/> (size / crop fraction, as torchvision's 256 for 224) with its
+/// interpolation and cropped to <see cref="Size"/> (at random and flipped at random for training, in the centre for
+/// validation), then normalised with its mean and standard deviation.
 /// </summary>
 public sealed class ImageFolder : ITrainingData
 {
-    public static readonly float[] Mean = { 0.485f, 0.456f, 0.406f };
-    public static readonly float[] Std = { 0.229f, 0.224f, 0.225f };
 
     /// <summary>Larger pictures are refused rather than decoded (a 64-megapixel RGBA bitmap is 256 MB).</summary>
     public const long MaxPixels = 64L << 20;
@@ -29,10 +28,10 @@ public sealed class ImageFolder : ITrainingData
     private readonly long _cacheBudget;
     private long _cached;
 
-    private ImageFolder(string root, int size, string[] classes, (string, int)[] train, (string, int)[] val, List<string> warnings, long cacheBudget)
+    private ImageFolder(string root, Preprocessing preprocessing, string[] classes, (string, int)[] train, (string, int)[] val, List<string> warnings, long cacheBudget)
     {
         Root = root;
-        Size = size;
+        Preprocessing = preprocessing;
         Classes = classes;
         TrainPictures = train;
         ValPictures = val;
@@ -42,11 +41,14 @@ public sealed class ImageFolder : ITrainingData
 
     public string Root { get; }
 
+    /// <summary>How a picture becomes an input.</summary>
+    public Preprocessing Preprocessing { get; }
+
     /// <summary>The square side the network sees.</summary>
-    public int Size { get; }
+    public int Size => Preprocessing.Size;
 
     /// <summary>The shorter side pictures are resized to before cropping.</summary>
-    public int ResizeTo => ResizeFor(Size);
+    public int ResizeTo => Preprocessing.ResizeTo;
 
     public IReadOnlyList<string> Classes { get; }
     public IReadOnlyList<(string Path, int Label)> TrainPictures { get; }
@@ -59,11 +61,9 @@ public sealed class ImageFolder : ITrainingData
     public long TestCount => ValPictures.Count;
     public int TestBatchSize => 64;
 
-    public static int ResizeFor(int size) => (int)Math.Round(size / 0.875);
-
     /// <summary>Reads the layout of <paramref name="root"/> (no picture decoded yet); every problem is one line.</summary>
     /// <param name="cacheBudget">Bytes of decoded, resized pictures kept in memory between epochs; the rest are decoded again each time.</param>
-    public static ImageFolder Open(string root, int size, long cacheBudget = 1L << 30)
+    public static ImageFolder Open(string root, Preprocessing preprocessing, long cacheBudget = 1L << 30)
     {
         if (!Directory.Exists(root)) throw new SampleException($"--images {root}: no such folder. Lay your pictures out as {root}/train/<class>/ and {root}/val/<class>/.");
         var trainRoot = Path.Combine(root, "train");
@@ -102,7 +102,7 @@ public sealed class ImageFolder : ITrainingData
         }
         if (val.Count == 0)
             throw new SampleException($"{valRoot} has no PNG or JPEG pictures in its class folders; validation needs some ({valRoot}/<class>/…).");
-        return new ImageFolder(root, size, classes, train.ToArray(), val.ToArray(), warnings, cacheBudget);
+        return new ImageFolder(root, preprocessing, classes, train.ToArray(), val.ToArray(), warnings, cacheBudget);
     }
 
     private static string[] ClassFolders(string folder) =>
@@ -177,7 +177,7 @@ public sealed class ImageFolder : ITrainingData
         {
             var picture = Get(items[i].Path);
             var (x, y, flip) = crop(picture, i);
-            picture.CropInto(pixels.AsSpan(i * 3 * plane, 3 * plane), x, y, Size, flip);
+            picture.CropInto(pixels.AsSpan(i * 3 * plane, 3 * plane), x, y, Size, flip, Preprocessing);
         });
         var images = torch.tensor(pixels, new long[] { items.Length, 3, Size, Size });
         var labels = torch.tensor(items.Select(p => (long)p.Label).ToArray());
@@ -187,19 +187,20 @@ public sealed class ImageFolder : ITrainingData
     private Picture Get(string path)
     {
         if (_cache.TryGetValue(path, out var cached)) return cached;
-        var picture = Picture.Decode(path, ResizeTo);
+        var picture = Picture.Decode(path, ResizeTo, Preprocessing.Interpolation);
         if (Interlocked.Add(ref _cached, picture.Bytes) <= _cacheBudget) _cache.TryAdd(path, picture);
         else Interlocked.Add(ref _cached, -picture.Bytes);
         return picture;
     }
 
-    /// <summary>One picture as <paramref name="size"/> sees it for prediction: resized, centre-cropped, normalised, [1, 3, size, size].</summary>
-    public static torch.Tensor Input(string path, int size)
+    /// <summary>One picture as <paramref name="preprocessing"/> makes it for prediction: resized, centre-cropped, normalised, [1, 3, size, size].</summary>
+    public static torch.Tensor Input(string path, Preprocessing preprocessing)
     {
-        var picture = Picture.Decode(path, ResizeFor(size));
+        var size = preprocessing.Size;
+        var picture = Picture.Decode(path, preprocessing.ResizeTo, preprocessing.Interpolation);
         var pixels = new float[3 * size * size];
         var (x, y, _) = Centre(picture, size);
-        picture.CropInto(pixels, x, y, size, false);
+        picture.CropInto(pixels, x, y, size, false, preprocessing);
         return torch.tensor(pixels, new long[] { 1, 3, size, size });
     }
 
@@ -219,7 +220,7 @@ public sealed class ImageFolder : ITrainingData
         public int Height { get; }
         public long Bytes => _rgb.Length;
 
-        public static Picture Decode(string path, int shorter)
+        public static Picture Decode(string path, int shorter, string interpolation)
         {
             if (!File.Exists(path)) throw new SampleException($"{path}: no such file");
             using var codec = SKCodec.Create(path, out var status);
@@ -234,7 +235,7 @@ public sealed class ImageFolder : ITrainingData
                 throw new SampleException($"{path} is not a PNG or JPEG picture that can be decoded ({(result == SKCodecResult.IncompleteInput ? "truncated" : result.ToString())})");
             var scale = (double)shorter / Math.Min(width, height);
             var (w, h) = (Math.Max(shorter, (int)Math.Round(width * scale)), Math.Max(shorter, (int)Math.Round(height * scale)));
-            using var resized = full.Resize(new SKImageInfo(w, h, SKColorType.Rgba8888, SKAlphaType.Unpremul), new SKSamplingOptions(SKCubicResampler.Mitchell))
+            using var resized = full.Resize(new SKImageInfo(w, h, SKColorType.Rgba8888, SKAlphaType.Unpremul), Sampling(interpolation))
                                 ?? throw new SampleException($"{path} could not be resized to {w}×{h}");
             var rgba = resized.GetPixelSpan();
             var rgb = new byte[3 * w * h];
@@ -248,13 +249,21 @@ public sealed class ImageFolder : ITrainingData
             return new Picture(rgb, w, h);
         }
 
-        /// <summary>Writes the <paramref name="size"/>² square at (<paramref name="x"/>, <paramref name="y"/>), mirrored if asked, normalised, into <paramref name="target"/> [3, size, size].</summary>
-        public void CropInto(Span<float> target, int x, int y, int size, bool flip)
+        /// <summary>PIL's bilinear (with mipmaps, so a large shrink averages rather than skips), bicubic (Catmull-Rom) or Mitchell's cubic.</summary>
+        private static SKSamplingOptions Sampling(string interpolation) => interpolation switch
+        {
+            "bilinear" => new SKSamplingOptions(SKFilterMode.Linear, SKMipmapMode.Linear),
+            "bicubic" => new SKSamplingOptions(SKCubicResampler.CatmullRom),
+            _ => new SKSamplingOptions(SKCubicResampler.Mitchell),
+        };
+
+        /// <summary>Writes the <paramref name="size"/>² square at (<paramref name="x"/>, <paramref name="y"/>), mirrored if asked, normalised as <paramref name="preprocessing"/> says, into <paramref name="target"/> [3, size, size].</summary>
+        public void CropInto(Span<float> target, int x, int y, int size, bool flip, Preprocessing preprocessing)
         {
             var plane = Width * Height;
             for (var c = 0; c < 3; c++)
             {
-                var (mean, std) = (Mean[c], Std[c]);
+                var (mean, std) = (preprocessing.Mean[c], preprocessing.Std[c]);
                 for (var row = 0; row < size; row++)
                 {
                     var source = c * plane + (y + row) * Width + x;

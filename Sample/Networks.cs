@@ -20,3 +20,11 @@ public partial class ResNet50 { }
 /// </summary>
 [ResNet(Block.Basic, 2, 2, 2, 2)]
 public partial class ResNet18 { }
+
+/// <summary>timm's resnet50d (ResNet-D, "Bag of Tricks"): deep stem, avg-down shortcuts. Keys as timm's state_dict.</summary>
+[ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, StemWidth = 32, Shortcut = Shortcut.AvgDown)]
+public partial class ResNet50d { }
+
+/// <summary>timm's seresnext50_32x4d: ResNeXt-50 32×4d with squeeze-excite in every block. Keys as timm's state_dict.</summary>
+[ResNet(Block.Bottleneck, 3, 4, 6, 3, Groups = 32, WidthPerGroup = 4, Attention = Attention.SqueezeExcite)]
+public partial class SeResNeXt50_32x4d { }

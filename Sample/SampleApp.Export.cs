@@ -8,9 +8,9 @@ namespace ResNetGen.Sample;
 // The sample's export: a checkpoint (train's or finetune's) as an ONNX model.
 public sealed partial class SampleApp
 {
-    private int Export(string checkpointPath, string? path, int opset)
+    private int Export(string checkpointPath, string? path, int opset, string? arch = null, string? labels = null)
     {
-        using var classifier = LoadClassifier(checkpointPath, torch.CPU);
+        using var classifier = LoadClassifier(checkpointPath, torch.CPU, arch, labels);
         path ??= Path.ChangeExtension(checkpointPath, ".onnx");
         OnnxExport export;
         try

@@ -8,20 +8,27 @@ using TorchSharp;
 
 namespace ResNetGen.Sample;
 
-// The sample's finetune: a pretrained ResNet-18 (ImageNet layout) on a folder of your own pictures.
+// The sample's finetune: a pretrained ResNet (any of Architecture.All: torchvision's or timm's) on a folder of your own pictures.
 public sealed partial class SampleApp
 {
     public const string FineTunedCheckpoint = "finetune-resnet18.safetensors";
     public const string FineTunedCurves = "finetune-resnet18-curves.png";
-    private const string FineTunedArchitecture = nameof(ResNet18);
+
+    /// <summary>The checkpoint finetune writes for <paramref name="architecture"/>.</summary>
+    public static string FineTunedCheckpointFor(string architecture) => $"finetune-{architecture}.safetensors";
+
+    /// <summary>The curves finetune draws for <paramref name="architecture"/>.</summary>
+    public static string FineTunedCurvesFor(string architecture) => $"finetune-{architecture}-curves.png";
 
     /// <summary>What the finetune command was asked to do.</summary>
-    private sealed record FineTuneRequest(string Images, string? From, int TrainableStages, int Size, TrainSettings Settings, string Output);
+    private sealed record FineTuneRequest(string Images, string? From, Architecture Architecture, int TrainableStages, Preprocessing Preprocessing,
+        TrainSettings Settings, string Output);
 
     private int FineTune(torch.Device device, FineTuneRequest request)
     {
         torch.manual_seed(request.Settings.Seed);
-        var data = ImageFolder.Open(request.Images, request.Size);
+        var arch = request.Architecture;
+        var data = ImageFolder.Open(request.Images, request.Preprocessing);
         _console.MarkupLine(Markup.Escape($"Pictures: {data.TrainCount:N0} to train on and {data.TestCount:N0} to validate on, {data.Classes.Count} classes ({string.Join(", ", data.Classes)}), from {data.Root}."));
         foreach (var warning in data.Warnings) _console.MarkupLine($"[yellow]warning:[/] {Markup.Escape(warning)}");
         _console.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn()).Start(ctx =>
@@ -30,30 +37,32 @@ public sealed partial class SampleApp
             data.Check((done, _) => task.Value = done, _cancel);
         });
 
-        using var network = new ResNet18(data.Classes.Count);
-        var loaded = request.From is null ? "random initialisation (no --from)" : LoadPretrained(network, request.From, data.Classes);
-        network.FreezeBackbone(request.TrainableStages);
+        using var network = arch.Create(data.Classes.Count);
+        var loaded = request.From is null ? "random initialisation (no --from)" : LoadPretrained(network, arch, request.From, data.Classes);
+        arch.FreezeBackbone(network, request.TrainableStages);
         network.to(device);
         var trainable = network.parameters().Where(p => p.requires_grad).Sum(p => p.numel());
         var all = network.parameters().Sum(p => p.numel());
-        _console.MarkupLine(Markup.Escape($"ResNet18 from {loaded}; training {TrainableText(request.TrainableStages)}: {trainable:N0} of {all:N0} parameters."));
+        _console.MarkupLine(Markup.Escape($"{arch.ClassName} from {loaded}; training {TrainableText(request.TrainableStages)}: {trainable:N0} of {all:N0} parameters."));
         _console.MarkupLine(Markup.Escape(FormattableString.Invariant(
-            $"{request.Settings.Epochs} epoch(s) at {request.Size}×{request.Size} (resized to {data.ResizeTo} on the shorter side, random crop and flip), batch {request.Settings.BatchSize}, peak learning rate {request.Settings.LearningRate}, on {device.type.ToString().ToLowerInvariant()}. Ctrl+C stops after the current batch and keeps the last epoch's checkpoint.")));
+            $"{request.Settings.Epochs} epoch(s) at {data.Size}×{data.Size} (resized to {data.ResizeTo} on the shorter side, random crop and flip), batch {request.Settings.BatchSize}, peak learning rate {request.Settings.LearningRate}, on {device.type.ToString().ToLowerInvariant()}. Ctrl+C stops after the current batch and keeps the last epoch's checkpoint.")));
+        _console.MarkupLine(Markup.Escape($"Preprocessing: {request.Preprocessing.Describe()}."));
 
         Directory.CreateDirectory(request.Output);
-        var checkpoint = Path.Combine(request.Output, FineTunedCheckpoint);
+        var checkpoint = Path.Combine(request.Output, FineTunedCheckpointFor(arch.Name));
         var results = RunEpochs(network, data, request.Settings, device, result =>
         {
-            var metadata = Classifier.Metadata(data.Classes, Classifier.ImageNetCrop(request.Size));
+            var metadata = Classifier.Metadata(data.Classes, request.Preprocessing.ToString());
             metadata["format"] = "pt";
-            metadata["architecture"] = FineTunedArchitecture;
+            metadata["architecture"] = arch.ClassName;
             metadata["from"] = request.From is null ? "scratch" : Path.GetFileName(request.From);
             metadata["trainable_stages"] = request.TrainableStages.ToString(CultureInfo.InvariantCulture);
             metadata["epoch"] = result.Epoch.ToString(CultureInfo.InvariantCulture);
             metadata["val_accuracy"] = result.TestAccuracy.ToString("0.0000", CultureInfo.InvariantCulture);
             Safetensors.Write(checkpoint, network.state_dict(), metadata);
         }, "val");
-        var code = Finish(results, checkpoint, Path.Combine(request.Output, FineTunedCurves), $"ResNet-18 on {Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(request.Images)))}", "val");
+        var code = Finish(results, checkpoint, Path.Combine(request.Output, FineTunedCurvesFor(arch.Name)),
+            $"{arch.ClassName} on {Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(request.Images)))}", "val");
         if (code == 0 && results.Count > 0)
             _console.MarkupLine(Markup.Escape($"Classify pictures with it: predict <pictures> --checkpoint {checkpoint}"));
         return code;
@@ -70,9 +79,9 @@ public sealed partial class SampleApp
     /// Loads every tensor of <paramref name="path"/> but a classifier of another class count into <paramref name="network"/>;
     /// a file for another architecture is one line. Returns what was loaded, for the user.
     /// </summary>
-    private static string LoadPretrained(ResNet18 network, string path, IReadOnlyList<string> classes)
+    private static string LoadPretrained(torch.nn.Module<torch.Tensor, torch.Tensor> network, Architecture arch, string path, IReadOnlyList<string> classes)
     {
-        const string want = "--from needs ResNet-18 weights: torchvision's resnet18 checkpoint (resnet18-f37072fd.pth) or a .safetensors written by finetune";
+        var want = $"--from needs {arch.Name} weights: {arch.Weights}, or a .safetensors written by finetune --arch {arch.Name}";
         if (!File.Exists(path)) throw new SampleException($"--from {path}: no such file. {want}.");
         var isZip = false;
         using (var file = File.OpenRead(path))
@@ -81,11 +90,12 @@ public sealed partial class SampleApp
             isZip = file.Read(head, 0, 4) == 4 && head[0] == 'P' && head[1] == 'K' && head[2] == 3 && head[3] == 4;
         }
         var metadata = isZip ? new Dictionary<string, string>() : Safetensors.ReadMetadata(path);
-        if (metadata.TryGetValue("architecture", out var architecture) && architecture != FineTunedArchitecture)
-            throw new SampleException($"{path} holds weights for {architecture}, not {FineTunedArchitecture}. {want}.");
+        if (metadata.TryGetValue("architecture", out var architecture) && architecture != arch.ClassName)
+            throw new SampleException($"{path} holds weights for {architecture}, not {arch.ClassName}. {want}.");
+        var fc = network.named_children().Single(c => c.name == "fc").module;
         // A classifier trained on other classes is not kept, even when the count happens to be the same.
         var otherClasses = Classifier.ClassesFrom(metadata) is { } named && !named.SequenceEqual(classes, StringComparer.Ordinal);
-        var freshHead = otherClasses ? network.fc.state_dict().ToDictionary(p => p.Key, p => p.Value.clone()) : null;
+        var freshHead = otherClasses ? fc.state_dict().ToDictionary(p => p.Key, p => p.Value.clone()) : null;
         LoadReport report;
         try
         {
@@ -96,34 +106,70 @@ public sealed partial class SampleApp
         catch (WeightFileException e) when (e.Problem.StartsWith("the file does not match the model: ", StringComparison.Ordinal))
         {
             var keys = e.Problem.Split(": ", 2)[^1].Split(". Check that the file", 2)[0]; // the keys, not the API's advice
-            throw new SampleException($"{path} does not hold ResNet-18 weights ({keys}). {want}.");
+            throw new SampleException($"{path} does not hold {arch.Name} weights ({keys}). {want}.");
         }
         var wrong = report.Mismatched.Where(k => k is not ("fc.weight" or "fc.bias")).ToList();
         if (wrong.Count > 0)
-            throw new SampleException($"{path} does not hold ResNet-18 weights: {wrong.Count} tensor(s) have other shapes ({string.Join(", ", wrong.Take(3))}{(wrong.Count > 3 ? ", …" : "")}). {want}.");
+            throw new SampleException($"{path} does not hold {arch.Name} weights: {wrong.Count} tensor(s) have other shapes ({string.Join(", ", wrong.Take(3))}{(wrong.Count > 3 ? ", …" : "")}). {want}.");
         if (freshHead is not null)
         {
             using (torch.no_grad())
-                foreach (var (key, tensor) in network.fc.state_dict()) tensor.copy_(freshHead[key]);
+                foreach (var (key, tensor) in fc.state_dict()) tensor.copy_(freshHead[key]);
             foreach (var tensor in freshHead.Values) tensor.Dispose();
             return $"{Path.GetFileName(path)} (all but its classifier, trained on other classes: fc starts afresh)";
         }
         return report.Mismatched.Count == 0
             ? $"{Path.GetFileName(path)} (every tensor, the classifier included)"
-            : $"{Path.GetFileName(path)} (all but its classifier, made for another class count: fc starts afresh for {network.fc.out_features})";
+            : $"{Path.GetFileName(path)} (all but its classifier, made for another class count: fc starts afresh for {classes.Count})";
     }
 
-    /// <summary>A checkpoint written by finetune, ready for predict and export.</summary>
-    private static Classifier LoadFineTuned(string path, IReadOnlyDictionary<string, string> metadata, torch.Device device)
+    /// <summary>
+    /// A checkpoint of <paramref name="arch"/> ready for predict and export: finetune's (class names and preprocessing in its
+    /// metadata), or another's without them (a timm model.safetensors): then its classes are numbered, or named by
+    /// <paramref name="labels"/>, and the preprocessing is the architecture's own.
+    /// </summary>
+    private static Classifier LoadFineTuned(Architecture arch, string path, IReadOnlyDictionary<string, string> metadata, torch.Device device, string? labels = null)
     {
-        var classes = Classifier.ClassesFrom(metadata)
-                      ?? throw new SampleException($"{path} says it is a fine-tuned {FineTunedArchitecture} but lists no class names; write it again with finetune.");
-        var preprocess = metadata.TryGetValue(Classifier.PreprocessKey, out var p) ? p : Classifier.ImageNetCrop(224);
-        var network = LoadCheckpoint(new ResNet18(classes.Length), path, device);
-        return new Classifier(network, classes, preprocess, (to, opset, meta) =>
+        var count = ClassCount(path);
+        var classes = Classifier.ClassesFrom(metadata) ?? Labels(labels, count)
+                      ?? Enumerable.Range(0, count).Select(i => "class " + i.ToString(CultureInfo.InvariantCulture)).ToArray();
+        if (classes.Count != count)
+            throw new SampleException($"{path} has a classifier of {count} classes, but {(labels is null ? "its metadata names" : labels + " names")} {classes.Count}.");
+        var preprocess = metadata.TryGetValue(Classifier.PreprocessKey, out var p) ? p : arch.Preprocessing.ToString();
+        torch.nn.Module<torch.Tensor, torch.Tensor> network;
+        try
         {
-            network.FuseForInference();
-            return network.ExportOnnx(to, opset, meta);
-        });
+            network = LoadCheckpoint(arch.Create(count), path, device);
+        }
+        catch (WeightFileException e) when (e.Problem.StartsWith("the file does not match the model: ", StringComparison.Ordinal))
+        {
+            var keys = e.Problem.Split(": ", 2)[^1].Split(". Check that the file", 2)[0];
+            throw new SampleException($"{path} does not hold {arch.Name} weights ({keys}). Pass the --arch it was made for: {Sample.Architecture.Names}.");
+        }
+        return new Classifier(network, classes, preprocess, (to, opset, meta) => arch.Export(network, to, opset, meta));
+    }
+
+    /// <summary>The rows of the file's fc.weight: its class count.</summary>
+    private static int ClassCount(string path)
+    {
+        var tensors = Safetensors.Read(path);
+        try
+        {
+            return tensors.TryGetValue("fc.weight", out var fc) && fc.shape.Length == 2
+                ? (int)fc.shape[0]
+                : throw new SampleException($"{path} has no classifier (fc.weight): it is not a checkpoint of a network with a head.");
+        }
+        finally
+        {
+            foreach (var t in tensors.Values) t.Dispose();
+        }
+    }
+
+    /// <summary>Class names from a text file, one a line (ImageNet's 1,000, say); null without a file.</summary>
+    private static IReadOnlyList<string>? Labels(string? path, int count)
+    {
+        if (path is null) return null;
+        if (!File.Exists(path)) throw new SampleException($"--labels {path}: no such file. Give one class name a line, {count} lines.");
+        return File.ReadAllLines(path).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
     }
 }

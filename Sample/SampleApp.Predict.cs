@@ -10,7 +10,7 @@ namespace ResNetGen.Sample;
 // The sample's predict: classes of pictures, with TorchSharp or ONNX Runtime.
 public sealed partial class SampleApp
 {
-    private int Predict(torch.Device device, string[] inputs, string checkpointPath, int top, string? onnxModel = null)
+    private int Predict(torch.Device device, string[] inputs, string checkpointPath, int top, string? onnxModel = null, string? arch = null, string? labels = null)
     {
         var files = new List<string>();
         foreach (var input in inputs)
@@ -46,7 +46,7 @@ public sealed partial class SampleApp
         }
         else
         {
-            var classifier = LoadClassifier(checkpointPath, device);
+            var classifier = LoadClassifier(checkpointPath, device, arch, labels);
             owner = classifier;
             (classes, preprocess) = (classifier.Classes, classifier.Preprocess);
             classify = input =>

@@ -104,7 +104,7 @@ public sealed partial class SampleApp
         if (!File.Exists(path)) throw new SampleException($"{path}: no checkpoint there. Train one first (train), or pass --checkpoint.");
         var metadata = Safetensors.ReadMetadata(path);
         if (metadata.TryGetValue("architecture", out var architecture) && architecture != Architecture)
-            throw new SampleException(architecture == FineTunedArchitecture
+            throw new SampleException(Sample.Architecture.Find(architecture) is not null && metadata.ContainsKey(Classifier.ClassesKey)
                 ? $"{path} is a fine-tuned {architecture}; eval measures train's {Architecture} on Fashion-MNIST (finetune reports its own validation accuracy each epoch, and predict and export take its checkpoint)."
                 : $"{path} holds weights for {architecture}, not {Architecture}. Pass a checkpoint written by this sample's train command.");
         return LoadCheckpoint(new ResNet20(), path, device);
@@ -128,15 +128,24 @@ public sealed partial class SampleApp
     }
 
     /// <summary>
-    /// The checkpoint at <paramref name="path"/> as predict and export use it: train's ResNet-20 or finetune's ResNet-18,
-    /// told apart by the architecture its metadata names.
+    /// The checkpoint at <paramref name="path"/> as predict and export use it: train's ResNet-20 or a network finetune
+    /// wrote, told apart by the architecture its metadata names; a checkpoint without that name (timm's or torchvision's
+    /// weights as .safetensors) is read as <paramref name="arch"/>, with classes numbered or named by <paramref name="labels"/>.
     /// </summary>
-    private Classifier LoadClassifier(string path, torch.Device device)
+    private Classifier LoadClassifier(string path, torch.Device device, string? arch = null, string? labels = null)
     {
         if (!File.Exists(path)) throw new SampleException($"{path}: no checkpoint there. Train one first (train or finetune), or pass --checkpoint.");
         var metadata = Safetensors.ReadMetadata(path);
-        if (metadata.TryGetValue("architecture", out var architecture) && architecture == FineTunedArchitecture)
-            return LoadFineTuned(path, metadata, device);
+        var named = metadata.TryGetValue("architecture", out var architecture) ? architecture : null;
+        if (arch is not null)
+        {
+            var asked = Sample.Architecture.Named(arch);
+            if (named is not null && named != asked.ClassName)
+                throw new SampleException($"--arch {arch}: {path} says it holds {named} weights. Leave --arch out for the sample's own checkpoints.");
+            return LoadFineTuned(asked, path, metadata, device, labels);
+        }
+        if (named is not null && Sample.Architecture.Find(named) is { } known)
+            return LoadFineTuned(known, path, metadata, device, labels);
         var network = LoadNetwork(path, device);
         return new Classifier(network, FashionMnist.Classes, Classifier.FashionMnistPreprocess, (to, opset, meta) =>
         {

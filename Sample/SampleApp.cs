@@ -57,9 +57,16 @@ public sealed partial class SampleApp
         var onnxOut = new Option<string?>("--to") { Description = "the .onnx file to write (default: the checkpoint's path with .onnx)" };
         var opset = new Option<int>("--opset") { Description = $"ONNX opset, 9 to {OnnxGraphBuilder.MaxOpset}", DefaultValueFactory = _ => DefaultOpset };
         var images = new Option<string>("--images") { Description = "folder of pictures: DIR/train/<class>/ and DIR/val/<class>/ (PNG or JPEG, any size, grayscale or colour)", Required = true };
-        var from = new Option<string?>("--from") { Description = "pretrained ResNet-18 weights, .pth (torchvision's resnet18-f37072fd.pth) or .safetensors; omit to train from random initialisation" };
+        var from = new Option<string?>("--from") { Description = "pretrained weights for --arch, .pth (torchvision's, e.g. resnet18-f37072fd.pth) or .safetensors (timm's model.safetensors, or finetune's); omit to train from random initialisation" };
+        var arch = new Option<string>("--arch") { Description = $"the network: {Sample.Architecture.Names}", DefaultValueFactory = _ => "resnet18" };
+        var predictArch = new Option<string?>("--arch") { Description = $"read a checkpoint without the sample's metadata (timm's or torchvision's weights as .safetensors) as this network: {Sample.Architecture.Names}" };
+        var labels = new Option<string?>("--labels") { Description = "class names for such a checkpoint, one a line (default: class 0, class 1, …)" };
         var trainableStages = new Option<int>("--trainable-stages") { Description = "stages that keep training besides the classifier: 0 (fc only) to 4, or 5 for every layer", DefaultValueFactory = _ => 1 };
         var size = new Option<int>("--size") { Description = "side of the square the network sees, in pixels", DefaultValueFactory = _ => 224 };
+        var cropPct = new Option<double?>("--crop-pct") { Description = "the crop's share of the resized shorter side (default: the weights' own; torchvision's and timm's 0.875)" };
+        var interpolation = new Option<string?>("--interpolation") { Description = $"how pictures are resized: {string.Join(", ", Preprocessing.Interpolations)} (default: the weights' own; bilinear for torchvision's, bicubic for timm's)" };
+        var mean = new Option<string?>("--mean") { Description = "per-channel mean, R/G/B (default: the weights' own; ImageNet's 0.485/0.456/0.406)" };
+        var std = new Option<string?>("--std") { Description = "per-channel standard deviation, R/G/B (default: the weights' own; ImageNet's 0.229/0.224/0.225)" };
         var fineTuneEpochs = new Option<int>("--epochs") { Description = "training epochs", DefaultValueFactory = _ => 5 };
         var fineTuneBatch = new Option<int>("--batch-size") { Description = "pictures per training step", DefaultValueFactory = _ => 32 };
         var fineTuneLr = new Option<double>("--lr") { Description = "peak learning rate of the cosine schedule", DefaultValueFactory = _ => 0.01 };
@@ -70,7 +77,13 @@ public sealed partial class SampleApp
         foreach (var option in new[] { epochs, batchSize, top, fineTuneEpochs, fineTuneBatch, trainPerClass, valPerClass })
             Check(option, v => v > 0, "must be a positive whole number");
         Check(device, v => v.ToLowerInvariant() is "cpu" or "cuda", "unknown device; use cpu or cuda");
-        Check(trainableStages, v => v is >= 0 and <= 5, "must be 0 to 5 (ResNet-18 has four stages; 5 trains the stem too)");
+        Check(trainableStages, v => v is >= 0 and <= 5, "must be 0 to 5 (the sample's networks have four stages; 5 trains the stem too)");
+        Check(arch, v => Sample.Architecture.Find(v) is not null, $"not a network of this sample; use one of: {Sample.Architecture.Names}");
+        Check(predictArch, v => v is null || Sample.Architecture.Find(v) is not null, $"not a network of this sample; use one of: {Sample.Architecture.Names}");
+        Check(cropPct, v => v is null or > 0.3 and <= 1, "must be above 0.3 and at most 1 (torchvision's and timm's 0.875)");
+        Check(interpolation, v => v is null || Preprocessing.Interpolations.Contains(v), $"not an interpolation; use {string.Join(", ", Preprocessing.Interpolations)}");
+        foreach (var option in new[] { mean, std })
+            Check(option, v => v is null || Triple(v) is { } t && (option != std || t.All(x => x > 0)), "needs three numbers R/G/B (0.485/0.456/0.406), standard deviations above 0");
         Check(size, v => v is >= 32 and <= 1024, "must be 32 to 1024 pixels");
         Check(opset, v => v is >= 9 and <= OnnxGraphBuilder.MaxOpset,
             $"must be 9 to {OnnxGraphBuilder.MaxOpset}: the sample's networks need BatchNormalization-9, and {OnnxGraphBuilder.MaxOpset} is the newest opset ResNetGen has been checked against (default {DefaultOpset})");
@@ -90,16 +103,31 @@ public sealed partial class SampleApp
         var eval = new Command("eval", "Evaluate a checkpoint on the Fashion-MNIST test set, per class.") { device, data, output, checkpoint, evalLimit };
         eval.SetAction(r => Guard(() => Eval(Device(r.GetValue(device)!), r.GetValue(data), CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(evalLimit))));
 
-        var predict = new Command("predict", "Classify pictures (PNG or JPEG files, or folders of them) with a checkpoint, or with an exported model on ONNX Runtime (--onnx).") { paths, device, output, checkpoint, top, onnx };
-        predict.SetAction(r => Guard(() => Predict(Device(r.GetValue(device)!), r.GetValue(paths)!, CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(top), r.GetValue(onnx))));
+        var predict = new Command("predict", "Classify pictures (PNG or JPEG files, or folders of them) with a checkpoint, or with an exported model on ONNX Runtime (--onnx).")
+            { paths, device, output, checkpoint, top, onnx, predictArch, labels };
+        predict.SetAction(r => Guard(() => Predict(Device(r.GetValue(device)!), r.GetValue(paths)!, CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(top), r.GetValue(onnx),
+            r.GetValue(predictArch), r.GetValue(labels))));
 
-        var export = new Command("export", "Export a checkpoint (train's or finetune's) as an ONNX model with folded batch-norms, for ONNX Runtime, Triton or TensorRT.") { output, checkpoint, onnxOut, opset };
-        export.SetAction(r => Guard(() => Export(CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(onnxOut), r.GetValue(opset))));
+        var export = new Command("export", "Export a checkpoint (train's or finetune's, or timm's or torchvision's with --arch) as an ONNX model with folded batch-norms, for ONNX Runtime, Triton or TensorRT.")
+            { output, checkpoint, onnxOut, opset, predictArch, labels };
+        export.SetAction(r => Guard(() => Export(CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(onnxOut), r.GetValue(opset), r.GetValue(predictArch), r.GetValue(labels))));
 
-        var finetune = new Command("finetune", "Fine-tune a pretrained ResNet-18 on a folder of your own pictures: frozen early stages, a new classifier, live progress, validation per epoch, a checkpoint and a PNG of the curves.")
-            { images, from, trainableStages, fineTuneEpochs, size, output, fineTuneBatch, fineTuneLr, device, seed };
-        finetune.SetAction(r => Guard(() => FineTune(Device(r.GetValue(device)!), new FineTuneRequest(r.GetValue(images)!, r.GetValue(from), r.GetValue(trainableStages), r.GetValue(size),
-            new TrainSettings(r.GetValue(fineTuneEpochs), r.GetValue(fineTuneBatch), r.GetValue(fineTuneLr), 1e-4, r.GetValue(seed), null, null), r.GetValue(output)!))));
+        var finetune = new Command("finetune", $"Fine-tune a pretrained network ({Sample.Architecture.Names}) on a folder of your own pictures: frozen early stages, a new classifier, the preprocessing its weights were trained with, live progress, validation per epoch, a checkpoint and a PNG of the curves.")
+            { images, from, arch, trainableStages, fineTuneEpochs, size, cropPct, interpolation, mean, std, output, fineTuneBatch, fineTuneLr, device, seed };
+        finetune.SetAction(r => Guard(() =>
+        {
+            var network = Sample.Architecture.Named(r.GetValue(arch)!);
+            var given = r.GetValue(size);
+            var preprocessing = network.Preprocessing.At(given) with
+            {
+                CropPct = r.GetValue(cropPct) ?? network.Preprocessing.CropPct,
+                Interpolation = r.GetValue(interpolation) ?? network.Preprocessing.Interpolation,
+                Mean = r.GetValue(mean) is { } m ? Triple(m)! : network.Preprocessing.Mean,
+                Std = r.GetValue(std) is { } sd ? Triple(sd)! : network.Preprocessing.Std,
+            };
+            return FineTune(Device(r.GetValue(device)!), new FineTuneRequest(r.GetValue(images)!, r.GetValue(from), network, r.GetValue(trainableStages), preprocessing,
+                new TrainSettings(r.GetValue(fineTuneEpochs), r.GetValue(fineTuneBatch), r.GetValue(fineTuneLr), 1e-4, r.GetValue(seed), null, null), r.GetValue(output)!));
+        }));
 
         var fashionFolder = new Command("fashion-folder", "Write Fashion-MNIST classes as a picture folder (train/<class>/*.png from the training set, val/<class>/*.png from the test set) for finetune.")
             { folderTo, classes, trainPerClass, valPerClass, data };
@@ -137,6 +165,20 @@ public sealed partial class SampleApp
     }
 
     /// <summary>Adds a range check to <paramref name="option"/> that runs only on a value that parsed (a value that did not is the parser's own error).</summary>
+    /// <summary>Three numbers R/G/B (or R,G,B); null if the text is not that.</summary>
+    private static float[]? Triple(string text)
+    {
+        try
+        {
+            var values = Preprocessing.Floats(text);
+            return values.Length == 3 && values.All(float.IsFinite) ? values : null;
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
+    }
+
     private static void Check<T>(Option<T> option, Func<T, bool> valid, string problem) =>
         option.Validators.Add(r =>
         {

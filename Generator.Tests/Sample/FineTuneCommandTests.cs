@@ -108,7 +108,8 @@ public sealed class FineTuneCommandTests : IDisposable
         var metadata = Safetensors.ReadMetadata(checkpoint);
         Assert.Equal("ResNet18", metadata["architecture"]);
         Assert.Equal("[\"circles\",\"squares\",\"stripes\"]", metadata["classes"]);
-        Assert.Equal("imagenet-crop:32", metadata["preprocess"]);
+        // torchvision's transforms for its weights: bilinear, crop fraction 0.875, ImageNet's normalisation.
+        Assert.Equal("resize-crop:size=32,crop_pct=0.875,interpolation=bilinear,mean=0.485/0.456/0.406,std=0.229/0.224/0.225", metadata["preprocess"]);
         Assert.Equal("2", metadata["epoch"]);
         var trained = Safetensors.Read(checkpoint);
         try
@@ -164,6 +165,81 @@ public sealed class FineTuneCommandTests : IDisposable
     }
 
     [Fact]
+    public void Finetune_a_timm_resnet50d_from_its_own_safetensors_with_timms_preprocessing_then_predict_and_export()
+    {
+        var images = Pictures(train: 2, val: 1);
+        // timm's resnet50d state_dict as a model.safetensors (1000 classes; no num_batches_tracked, as cleaned files come).
+        var timm = Path.Combine(_folder, "model.safetensors");
+        using (var pretrained = new ResNetGen.Sample.ResNet50d())
+            Safetensors.Write(timm, pretrained.state_dict().Where(p => !p.Key.EndsWith("num_batches_tracked", StringComparison.Ordinal)).ToDictionary(p => p.Key, p => p.Value));
+        var (code, text) = FineTune(images, timm, Output, "--arch", "resnet50d", "--epochs", "1");
+        Assert.True(code == 0, text);
+        Assert.Contains("ResNet50d from model.safetensors (all but its classifier, made for another class count: fc starts afresh for 3)", text);
+        Assert.Contains("Preprocessing: bicubic resize to 37, 32×32 crop (crop fraction 0.875), mean 0.485/0.456/0.406, std 0.229/0.224/0.225.", text);
+        var checkpoint = Path.Combine(Output, SampleApp.FineTunedCheckpointFor("resnet50d"));
+        var metadata = Safetensors.ReadMetadata(checkpoint);
+        Assert.Equal("ResNet50d", metadata["architecture"]);
+        Assert.Equal("resize-crop:size=32,crop_pct=0.875,interpolation=bicubic,mean=0.485/0.456/0.406,std=0.229/0.224/0.225", metadata["preprocess"]);
+        Assert.True(File.Exists(Path.Combine(Output, SampleApp.FineTunedCurvesFor("resnet50d"))));
+
+        var val = Path.Combine(images, "val", "stripes");
+        var (predictCode, viaTorch) = Run("predict", val, "--checkpoint", checkpoint, "--top", "2");
+        Assert.True(predictCode == 0, viaTorch);
+        var model = Path.Combine(_folder, "resnet50d.onnx");
+        var (exportCode, exported) = Run("export", "--checkpoint", checkpoint, "--to", model);
+        Assert.True(exportCode == 0, exported);
+        var (onnxCode, viaOnnx) = Run("predict", val, "--onnx", model, "--top", "2");
+        Assert.True(onnxCode == 0, viaOnnx);
+        string Rows(string t) => string.Join("\n", t.Split('\n').Where(l => l.Contains(".jpg") || l.Contains(".png")));
+        Assert.Equal(Rows(viaTorch), Rows(viaOnnx));
+    }
+
+    [Fact]
+    public void The_preprocessing_can_be_given_and_bad_values_are_one_line()
+    {
+        var images = Pictures(train: 1, val: 1);
+        var (code, text) = FineTune(images, null, Output, "--arch", "seresnext50_32x4d", "--epochs", "1", "--crop-pct", "1", "--interpolation", "bilinear",
+            "--mean", "0.5/0.5/0.5", "--std", "0.5,0.5,0.5");
+        Assert.True(code == 0, text);
+        Assert.Contains("SeResNeXt50_32x4d from random initialisation", text);
+        Assert.Contains("Preprocessing: bilinear resize to 32, 32×32 crop (crop fraction 1), mean 0.5/0.5/0.5, std 0.5/0.5/0.5.", text);
+        Assert.Equal("resize-crop:size=32,crop_pct=1,interpolation=bilinear,mean=0.5/0.5/0.5,std=0.5/0.5/0.5",
+            Safetensors.ReadMetadata(Path.Combine(Output, SampleApp.FineTunedCheckpointFor("seresnext50_32x4d")))["preprocess"]);
+
+        AssertUsageError(FineTune(images, null, Output, "--arch", "resnet999"), "--arch resnet999: not a network of this sample; use one of: resnet18, resnet50, resnet50d, seresnext50_32x4d.");
+        AssertUsageError(FineTune(images, null, Output, "--crop-pct", "1.5"), "--crop-pct 1.5: must be above 0.3 and at most 1");
+        AssertUsageError(FineTune(images, null, Output, "--interpolation", "nearest"), "--interpolation nearest: not an interpolation; use bilinear, bicubic, mitchell.");
+        AssertUsageError(FineTune(images, null, Output, "--std", "0.2/0/0.2"), "--std 0.2/0/0.2: needs three numbers R/G/B");
+        AssertUsageError(FineTune(images, null, Output, "--mean", "0.5/0.5"), "--mean 0.5/0.5: needs three numbers R/G/B");
+    }
+
+    [Fact]
+    public void Predict_and_export_read_a_checkpoint_without_the_samples_metadata_as_the_arch_given()
+    {
+        var images = Pictures(train: 1, val: 1);
+        var timm = Path.Combine(_folder, "seresnext.safetensors");
+        torch.manual_seed(3);
+        using (var network = new ResNetGen.Sample.SeResNeXt50_32x4d(4)) Safetensors.Save(network, timm);
+        var labels = Path.Combine(_folder, "labels.txt");
+        File.WriteAllLines(labels, new[] { "ant", "bee", "cat", "dog" });
+        var val = Path.Combine(images, "val", "circles");
+        var (code, text) = Run("predict", val, "--checkpoint", timm, "--arch", "seresnext50_32x4d", "--labels", labels, "--top", "4");
+        Assert.True(code == 0, text);
+        Assert.Matches(@"0\.jpg\s*│ (ant|bee|cat|dog) \d+\.\d%, (ant|bee|cat|dog) \d+\.\d%, (ant|bee|cat|dog) \d+\.\d%, (ant|bee|cat|dog) \d+\.\d%", text);
+        (code, text) = Run("predict", val, "--checkpoint", timm, "--arch", "seresnext50_32x4d", "--top", "1");
+        Assert.True(code == 0, text);
+        Assert.Matches(@"0\.jpg\s*│ class [0-3] \d+\.\d%", text);
+        var model = Path.Combine(_folder, "seresnext.onnx");
+        (code, text) = Run("export", "--checkpoint", timm, "--arch", "seresnext50_32x4d", "--labels", labels, "--to", model);
+        Assert.True(code == 0, text);
+        Assert.Contains("output logits [N, 4]", text);
+
+        AssertOneLineError(Run("predict", val, "--checkpoint", timm, "--arch", "resnet50d"), $"{timm} does not hold resnet50d weights (missing keys conv1.0.weight");
+        File.WriteAllLines(labels, new[] { "ant", "bee" });
+        AssertOneLineError(Run("predict", val, "--checkpoint", timm, "--arch", "seresnext50_32x4d", "--labels", labels), $"{timm} has a classifier of 4 classes, but {labels} names 2.");
+    }
+
+    [Fact]
     public void Bad_folders_are_one_line_each_and_write_nothing()
     {
         var missing = Path.Combine(_folder, "nowhere");
@@ -203,21 +279,21 @@ public sealed class FineTuneCommandTests : IDisposable
     }
 
     [Fact]
-    public void A_checkpoint_that_is_not_resnet18_is_one_line()
+    public void A_checkpoint_for_another_network_is_one_line()
     {
         var images = Pictures(train: 1, val: 1);
         var resnet50 = Path.Combine(_folder, "resnet50.pth");
         using (var network = new ResNetGen.Sample.ResNet50()) TorchSave.StateDict(resnet50, network.state_dict());
-        AssertOneLineError(FineTune(images, resnet50, Output), $"{resnet50} does not hold ResNet-18 weights (unexpected keys layer1.0.conv3.weight, layer1.0.bn3.weight, layer1.0.bn3.bias, layer1.0.downsample.0.weight, layer1.0.downsample.1.weight and 193 more). --from needs ResNet-18 weights");
+        AssertOneLineError(FineTune(images, resnet50, Output), $"{resnet50} does not hold resnet18 weights (unexpected keys layer1.0.conv3.weight, layer1.0.bn3.weight, layer1.0.bn3.bias, layer1.0.downsample.0.weight, layer1.0.downsample.1.weight and 193 more). --from needs resnet18 weights: torchvision's resnet18-f37072fd.pth");
 
         var resnet20 = Path.Combine(_folder, "fashion-resnet20.safetensors");
         using (var network = new ResNet20())
             Safetensors.Write(resnet20, network.state_dict(), new Dictionary<string, string> { ["architecture"] = "ResNet20" });
-        AssertOneLineError(FineTune(images, resnet20, Output), $"{resnet20} holds weights for ResNet20, not ResNet18. --from needs ResNet-18 weights");
+        AssertOneLineError(FineTune(images, resnet20, Output), $"{resnet20} holds weights for ResNet20, not ResNet18. --from needs resnet18 weights");
 
         var anonymous = Path.Combine(_folder, "anonymous.safetensors");
         using (var network = new ResNet20()) Safetensors.Save(network, anonymous);
-        AssertOneLineError(FineTune(images, anonymous, Output), $"{anonymous} does not hold ResNet-18 weights");
+        AssertOneLineError(FineTune(images, anonymous, Output), $"{anonymous} does not hold resnet18 weights");
 
         var none = Path.Combine(_folder, "none.pth");
         AssertOneLineError(FineTune(images, none, Output), $"--from {none}: no such file");
@@ -233,7 +309,7 @@ public sealed class FineTuneCommandTests : IDisposable
         Assert.Equal(new[] { "Ankle-boot", "Sandal", "Shirt", "Sneaker" }, Directory.GetDirectories(Path.Combine(to, "train")).Select(Path.GetFileName).Order(StringComparer.Ordinal));
         Assert.All(Directory.GetDirectories(Path.Combine(to, "train")), d => Assert.Equal(3, Directory.GetFiles(d, "*.png").Length));
         Assert.All(Directory.GetDirectories(Path.Combine(to, "val")), d => Assert.Equal(2, Directory.GetFiles(d, "*.png").Length));
-        Assert.Equal(4, ImageFolder.Open(to, 32).Classes.Count);
+        Assert.Equal(4, ImageFolder.Open(to, new Preprocessing(32, 0.875, "bilinear", Preprocessing.ImageNetMean, Preprocessing.ImageNetStd)).Classes.Count);
 
         AssertOneLineError(Run("fashion-folder", "--to", to, "--classes", "0-1"), $"{to}/train already exists; nothing was written");
         AssertOneLineError(Run("fashion-folder", "--to", Path.Combine(_folder, "x"), "--classes", "3-1"), "--classes 3-1: '3-1' is not a Fashion-MNIST label or range");

@@ -1,0 +1,87 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using TorchSharp;
+
+namespace ResNetGen.Sample;
+
+/// <summary>
+/// A network finetune can train and predict and export can read: the generated class, where pretrained weights for it
+/// come from, and the preprocessing they were trained with.
+/// </summary>
+public sealed class Architecture
+{
+    private readonly Func<int, torch.nn.Module<torch.Tensor, torch.Tensor>> _create;
+    private readonly Action<torch.nn.Module<torch.Tensor, torch.Tensor>, int> _freeze;
+    private readonly Func<torch.nn.Module<torch.Tensor, torch.Tensor>, string, int, IReadOnlyDictionary<string, string>, OnnxExport> _export;
+
+    private Architecture(string name, string className, string weights, Preprocessing preprocessing,
+        Func<int, torch.nn.Module<torch.Tensor, torch.Tensor>> create,
+        Action<torch.nn.Module<torch.Tensor, torch.Tensor>, int> freeze,
+        Func<torch.nn.Module<torch.Tensor, torch.Tensor>, string, int, IReadOnlyDictionary<string, string>, OnnxExport> export)
+    {
+        Name = name;
+        ClassName = className;
+        Weights = weights;
+        Preprocessing = preprocessing;
+        _create = create;
+        _freeze = freeze;
+        _export = export;
+    }
+
+    /// <summary>The name on the command line: torchvision's or timm's (resnet50d).</summary>
+    public string Name { get; }
+
+    /// <summary>The generated class, as checkpoints name it in their metadata (ResNet50d).</summary>
+    public string ClassName { get; }
+
+    /// <summary>Where pretrained weights come from, for --help and errors.</summary>
+    public string Weights { get; }
+
+    /// <summary>The preprocessing its pretrained weights were trained with.</summary>
+    public Preprocessing Preprocessing { get; }
+
+    /// <summary>A new network with <paramref name="classes"/> outputs.</summary>
+    public torch.nn.Module<torch.Tensor, torch.Tensor> Create(int classes) => _create(classes);
+
+    /// <summary>The classifier and the last <paramref name="stages"/> stages train; the rest is frozen.</summary>
+    public void FreezeBackbone(torch.nn.Module<torch.Tensor, torch.Tensor> network, int stages) => _freeze(network, stages);
+
+    /// <summary>Folds the batch-norms and writes the ONNX model.</summary>
+    public OnnxExport Export(torch.nn.Module<torch.Tensor, torch.Tensor> network, string path, int opset, IReadOnlyDictionary<string, string> metadata) =>
+        _export(network, path, opset, metadata);
+
+    private static Architecture Of<T>(string name, string weights, Preprocessing preprocessing, Func<int, T> create, Action<T, int> freeze,
+        Func<T, string, int, IReadOnlyDictionary<string, string>, OnnxExport> export) where T : torch.nn.Module<torch.Tensor, torch.Tensor> =>
+        new(name, typeof(T).Name, weights, preprocessing, n => create(n), (m, s) => freeze((T)m, s), (m, p, o, d) => export((T)m, p, o, d));
+
+    /// <summary>torchvision's transforms for its ImageNet weights: bilinear resize to 256, 224 crop.</summary>
+    private static readonly Preprocessing Torchvision = new(224, 0.875, "bilinear", Preprocessing.ImageNetMean, Preprocessing.ImageNetStd);
+
+    /// <summary>timm's pretrained_cfg for these ResNets' ImageNet weights: bicubic, crop fraction 0.875 at 224.</summary>
+    private static readonly Preprocessing Timm = new(224, 0.875, "bicubic", Preprocessing.ImageNetMean, Preprocessing.ImageNetStd);
+
+    /// <summary>Every network of the sample that finetune, predict and export take.</summary>
+    public static IReadOnlyList<Architecture> All { get; } = new[]
+    {
+        Of("resnet18", "torchvision's resnet18-f37072fd.pth, or timm's resnet18 model.safetensors", Torchvision,
+            n => new ResNet18(n), (m, s) => m.FreezeBackbone(s), (m, p, o, d) => { m.FuseForInference(); return m.ExportOnnx(p, o, d); }),
+        Of("resnet50", "torchvision's resnet50-11ad3fa6.pth (V2) or resnet50-0676ba61.pth (V1)", Torchvision,
+            n => new ResNet50(n), (m, s) => m.FreezeBackbone(s), (m, p, o, d) => { m.FuseForInference(); return m.ExportOnnx(p, o, d); }),
+        Of("resnet50d", "timm's resnet50d model.safetensors (e.g. resnet50d.ra2_in1k)", Timm,
+            n => new ResNet50d(n), (m, s) => m.FreezeBackbone(s), (m, p, o, d) => { m.FuseForInference(); return m.ExportOnnx(p, o, d); }),
+        Of("seresnext50_32x4d", "timm's seresnext50_32x4d model.safetensors (e.g. seresnext50_32x4d.racm_in1k)", Timm,
+            n => new SeResNeXt50_32x4d(n), (m, s) => m.FreezeBackbone(s), (m, p, o, d) => { m.FuseForInference(); return m.ExportOnnx(p, o, d); }),
+    };
+
+    /// <summary>The architecture of that name (resnet50d) or class (ResNet50d); null if none.</summary>
+    public static Architecture? Find(string name) =>
+        All.FirstOrDefault(a => a.Name == name || a.ClassName == name);
+
+    /// <summary>The architecture of that name, or a one-line error that lists them.</summary>
+    public static Architecture Named(string name) =>
+        Find(name) ?? throw new SampleException($"--arch {name}: not a network of this sample. Use one of: {Names}.");
+
+    /// <summary>The names, for --help and errors.</summary>
+    public static string Names => string.Join(", ", All.Select(a => a.Name));
+}
