@@ -1,0 +1,89 @@
+using System;
+using System.Linq;
+using ResNetGen.Generator.Tests.Infrastructure;
+using ResNetGen.Generator.Tests.Torchvision;
+using TorchSharp;
+using Xunit;
+
+namespace ResNetGen.Generator.Tests.Timm;
+
+/// <summary>Every option of timm's family together, small: deep-tiered stem, ResNet-RS stem pool, avg-down, ECA, blur, drop path.</summary>
+[ResNet(Block.Bottleneck, 1, 1, 1, 1, BaseWidth = 16, Stem = Stem.DeepTiered, StemWidth = 16, StemPool = StemPool.Conv, Shortcut = Shortcut.AvgDown,
+    Attention = Attention.EfficientChannel, AntiAlias = AntiAlias.BlurPool, DropPath = 0.1, NumClasses = 7, InputSize = 64)]
+public partial class EveryTimmOption { }
+
+/// <summary>What every generated network offers, with timm's options: channels-last, freezing, the summary, the features.</summary>
+public class TimmCapabilityTests
+{
+    [Fact]
+    public void Channels_last_gives_the_same_outputs_and_gradients() => Isolated.Run<TimmCapabilityTests>(nameof(BothLayouts));
+
+    // A child process: channels-last kernels can crash natively on some CPUs (see OneDnn).
+    internal static void BothLayouts()
+    {
+        var networks = new (string Name, Func<torch.nn.Module<torch.Tensor, torch.Tensor>> Create)[]
+        {
+            ("seresnext26d_32x4d", () => new SeResNeXt26d_32x4d()), ("resnetrs50 with blur", () => new ResNetRs50Blur()), ("every option", () => new EveryTimmOption()),
+        };
+        foreach (var (name, create) in networks)
+        {
+            // In float64, as ActivationLayoutTests does: float32's summation order would hide a real difference. In eval:
+            // drop path draws nothing there, so both layouts compute the same function, forward and backward.
+            (torch.Tensor Output, torch.Tensor Gradient) Run(ActivationLayout layout)
+            {
+                using var network = create();
+                DeterministicWeights.Apply(network);
+                network.to(torch.float64);
+                ((dynamic)network).ActivationLayout = layout;
+                network.eval();
+                using var input = DeterministicWeights.Input().to(torch.float64).requires_grad_();
+                using var output = network.call(input);
+                using var loss = output.square().mean();
+                loss.backward();
+                return (output.detach().clone(), input.grad!.clone());
+            }
+            var (givenOutput, givenGradient) = Run(ActivationLayout.AsGiven);
+            var (lastOutput, lastGradient) = Run(ActivationLayout.ChannelsLast);
+            Tolerance.AssertClose(givenOutput, lastOutput, name + ": output, channels-last", relative: 1e-10);
+            Tolerance.AssertClose(givenGradient, lastGradient, name + ": input gradient, channels-last", relative: 1e-10);
+            foreach (var t in new[] { givenOutput, givenGradient, lastOutput, lastGradient }) t.Dispose();
+        }
+    }
+
+    [Fact]
+    public void FreezeBackbone_freezes_the_deep_stem_and_the_attention_of_frozen_stages()
+    {
+        using var network = new EveryTimmOption();
+        network.FreezeBackbone(1);
+        var trainable = network.named_parameters().Where(p => p.parameter.requires_grad).Select(p => p.name).ToList();
+        Assert.All(trainable, name => Assert.True(name.StartsWith("layer4.", StringComparison.Ordinal) || name.StartsWith("fc.", StringComparison.Ordinal), name));
+        Assert.Contains("layer4.0.se.conv.weight", trainable);
+        Assert.False(network.conv1_0.weight!.requires_grad);
+        Assert.False(network.maxpool_0.weight!.requires_grad);
+        Assert.False(network.layer3_0_se_conv.weight!.requires_grad);
+        network.train();
+        Assert.False(network.maxpool_2.training); // the stem pool's batch-norm stays frozen in eval mode
+        Assert.True(network.layer4_0_bn1.training);
+        network.Unfreeze();
+        Assert.All(network.parameters(), p => Assert.True(p.requires_grad));
+    }
+
+    [Fact]
+    public void The_summary_and_the_features_follow_the_options()
+    {
+        Assert.Contains("conv1 (Sequential)", EveryTimmOption.Summary);
+        Assert.Contains("maxpool (Sequential)", EveryTimmOption.Summary);
+        Assert.Contains($"Total params: {EveryTimmOption.ParameterCount:N0}", EveryTimmOption.Summary.Replace('\u00a0', ','));
+        using var network = new EveryTimmOption();
+        network.eval();
+        using var input = torch.randn(2, 3, 64, 64);
+        using var noGrad = torch.no_grad();
+        using var features = network.ForwardFeatures(input);
+        // Deep stem to 32×32, the stem pool's blur to 16×16, then 16, 8, 4, 2.
+        Assert.Equal(new long[] { 2, 32, 16, 16 }, features.Stem.shape);
+        Assert.Equal(new long[] { 2, 64, 16, 16 }, features.Layer1.shape);
+        Assert.Equal(new long[] { 2, 512, 2, 2 }, features.Layer4.shape);
+        using var logits = network.call(input);
+        Assert.Equal(new long[] { 2, 7 }, logits.shape);
+    }
+}
