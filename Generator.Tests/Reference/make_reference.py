@@ -73,23 +73,32 @@ def value(key, shape):
     return torch.from_numpy(v.astype(np.float32).reshape(shape))
 
 
+def deterministic_input():
+    return torch.from_numpy(uniform("input", int(np.prod(INPUT_SHAPE))).astype(np.float32).reshape(INPUT_SHAPE))
+
+
+def write_reference(model, prefix, x):
+    """Writes <prefix>.keys.txt, gives the model the deterministic weights and writes its eval outputs to <prefix>.eval.bin."""
+    state = model.state_dict()
+    with open(f"{prefix}.keys.txt", "w") as f:
+        for key, tensor in state.items():
+            dtype = str(tensor.dtype).replace("torch.", "")
+            f.write(f"{key} {dtype} [{','.join(str(d) for d in tensor.shape)}]\n")
+    new_state = {}
+    for key, tensor in state.items():
+        v = value(key, tuple(tensor.shape))
+        new_state[key] = tensor if v is None else v
+    model.load_state_dict(new_state)
+    model.eval()
+    with torch.no_grad():
+        model(x).numpy().astype("<f4").tofile(f"{prefix}.eval.bin")
+
+
 def main():
-    x = torch.from_numpy(uniform("input", int(np.prod(INPUT_SHAPE))).astype(np.float32).reshape(INPUT_SHAPE))
+    x = deterministic_input()
     for name, make in MODELS.items():
         model = make()
-        state = model.state_dict()
-        with open(f"{name}.keys.txt", "w") as f:
-            for key, tensor in state.items():
-                dtype = str(tensor.dtype).replace("torch.", "")
-                f.write(f"{key} {dtype} [{','.join(str(d) for d in tensor.shape)}]\n")
-        new_state = {}
-        for key, tensor in state.items():
-            v = value(key, tuple(tensor.shape))
-            new_state[key] = tensor if v is None else v
-        model.load_state_dict(new_state)
-        model.eval()
-        with torch.no_grad():
-            model(x).numpy().astype("<f4").tofile(f"{name}.eval.bin")
+        write_reference(model, name, x)
         if name in TRAIN_CHECKED:
             model.train()
             with torch.no_grad():

@@ -25,7 +25,7 @@ import timm
 import torch
 from timm.layers import BlurPool2d
 
-from make_reference import INPUT_SHAPE, uniform, value
+from make_reference import deterministic_input, uniform, write_reference
 
 # timm's names; a name with a suffix is built with the arguments given.
 MODELS = {
@@ -54,23 +54,11 @@ TRAIN_CHECKED = {
 
 def main():
     os.makedirs("timm", exist_ok=True)
-    x = torch.from_numpy(uniform("input", int(np.prod(INPUT_SHAPE))).astype(np.float32).reshape(INPUT_SHAPE))
+    x = deterministic_input()
     for name, args in MODELS.items():
         args = dict(args)
         model = timm.create_model(args.pop("name", name), pretrained=False, **args)
-        state = model.state_dict()
-        with open(f"timm/{name}.keys.txt", "w") as f:
-            for key, tensor in state.items():
-                dtype = str(tensor.dtype).replace("torch.", "")
-                f.write(f"{key} {dtype} [{','.join(str(d) for d in tensor.shape)}]\n")
-        new_state = {}
-        for key, tensor in state.items():
-            v = value(key, tuple(tensor.shape))
-            new_state[key] = tensor if v is None else v
-        model.load_state_dict(new_state)
-        model.eval()
-        with torch.no_grad():
-            model(x).numpy().astype("<f4").tofile(f"timm/{name}.eval.bin")
+        write_reference(model, f"timm/{name}", x)
         if name in TRAIN_CHECKED:
             # In float64: a float32 backward pass through a deep network in training mode (batch-norm over a batch of
             # two) moves early gradients by ~6e-4 of their size in timm itself, which would swamp any real difference.

@@ -89,6 +89,23 @@ public static class DeterministicWeights
         return result;
     }
 
+    /// <summary>
+    /// The module's state_dict against a reference's keys file: the same keys, each with its dtype (num_batches_tracked is
+    /// int64) and shape. TorchSharp lists a module's parameters before its buffers where PyTorch interleaves them, so the
+    /// order is compared per kind, and the whole as sets.
+    /// </summary>
+    public static void AssertStateDictMatches(torch.nn.Module module, IReadOnlyList<string> expected)
+    {
+        var actual = module.state_dict()
+            .Select(kv => $"{kv.Key} {kv.Value.dtype.ToString().ToLowerInvariant()} [{string.Join(",", kv.Value.shape)}]")
+            .ToList();
+        Xunit.Assert.Equal(expected.Count, actual.Count);
+        Xunit.Assert.Equal(expected.OrderBy(k => k, StringComparer.Ordinal), actual.OrderBy(k => k, StringComparer.Ordinal));
+        static bool IsBuffer(string line) => line.Contains(".running_") || line.Contains(".num_batches_tracked");
+        Xunit.Assert.Equal(expected.Where(l => !IsBuffer(l)), actual.Where(l => !IsBuffer(l)));
+        Xunit.Assert.Equal(expected.Where(IsBuffer), actual.Where(IsBuffer));
+    }
+
     public static IReadOnlyList<string> ReadKeys(string model) =>
         File.ReadAllLines(Path.Combine(ReferenceFolder, model + ".keys.txt")).Where(l => l.Length > 0).ToList();
 }
