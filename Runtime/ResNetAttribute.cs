@@ -162,7 +162,11 @@ public sealed class ResNetAttribute : Attribute
     /// <summary>For stages 2..n, replace the stride with dilation (torchvision's replace_stride_with_dilation).</summary>
     public bool[]? DilateStages { get; set; }
 
-    /// <summary>Zero-initialise each block's last batch-norm weight, so blocks start as identities. Default false.</summary>
+    /// <summary>
+    /// Zero-initialise each block's last batch-norm weight, so blocks start as identities. Default false (torchvision's),
+    /// or true (timm's zero_init_last) for a network that uses any of timm's options (a deep stem, StemPool.Conv,
+    /// Shortcut.AvgDown, Attention, AntiAlias, DropPath); writing it decides either way.
+    /// </summary>
     public bool ZeroInitResidual { get; set; }
 
     /// <summary>Square input size for the static shapes and the summary; 0 means 224 (ImageNet stem) or 32 (CIFAR stem).</summary>

@@ -12,6 +12,10 @@ namespace ResNetGen.Generator.Tests.Timm;
     Attention = Attention.EfficientChannel, AntiAlias = AntiAlias.BlurPool, DropPath = 0.1, NumClasses = 7, InputSize = 64)]
 public partial class EveryTimmOption { }
 
+/// <summary>timm's options with torchvision's initialisation asked for in so many words.</summary>
+[ResNet(Block.Basic, 1, 1, Stem = Stem.Deep, Shortcut = Shortcut.AvgDown, ZeroInitResidual = false, NumClasses = 3, InputSize = 64)]
+public partial class TimmWithoutZeroInit { }
+
 /// <summary>What every generated network offers, with timm's options: channels-last, freezing, the summary, the features.</summary>
 public class TimmCapabilityTests
 {
@@ -48,6 +52,26 @@ public class TimmCapabilityTests
             Tolerance.AssertClose(givenGradient, lastGradient, name + ": input gradient, channels-last", relative: 1e-10);
             foreach (var t in new[] { givenOutput, givenGradient, lastOutput, lastGradient }) t.Dispose();
         }
+    }
+
+    [Fact]
+    public void Initialisation_is_timms_zero_init_last_unless_the_attribute_says_otherwise()
+    {
+        torch.manual_seed(3);
+        using var resnet50d = new ResNet50d();
+        // timm's init_weights: kaiming normal (fan-out, ReLU) for every convolution, then each block's last batch-norm weight 0.
+        foreach (var norm in new[] { resnet50d.layer1_0_bn3, resnet50d.layer4_2_bn3 }) Assert.True(norm.weight!.eq(0).all().item<bool>());
+        foreach (var norm in new[] { resnet50d.conv1_1, resnet50d.bn1, resnet50d.layer1_0_bn2, resnet50d.layer1_0_downsample_2 })
+            Assert.True(norm.weight!.eq(1).all().item<bool>());
+        var expectedStd = Math.Sqrt(2.0 / (256 * 1 * 1));
+        Assert.InRange(resnet50d.layer1_0_conv3.weight!.std().item<float>(), expectedStd * 0.97, expectedStd * 1.03);
+        using var se = new SeResNet50();
+        Assert.True(se.layer2_1_bn3.weight!.eq(0).all().item<bool>());
+        Assert.InRange(se.layer2_1_se_fc1.weight!.std().item<float>(), Math.Sqrt(2.0 / 32) * 0.9, Math.Sqrt(2.0 / 32) * 1.1); // 512 → 32: fan-out 32
+        using var written = new TimmWithoutZeroInit();
+        Assert.True(written.layer1_0_bn2.weight!.eq(1).all().item<bool>());
+        using var torchvision = new Torchvision.ResNet50();
+        Assert.True(torchvision.layer1_0_bn3.weight!.eq(1).all().item<bool>());
     }
 
     [Fact]

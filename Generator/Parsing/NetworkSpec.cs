@@ -83,6 +83,19 @@ internal sealed record NetworkSpec(
     /// <summary>Whether <see cref="StemWidth"/> was written (it means something only with a deep stem).</summary>
     public bool StemWidthGiven { get; init; }
 
+    /// <summary>Whether <see cref="ZeroInitResidual"/> was written (otherwise timm's options bring timm's zero_init_last).</summary>
+    public bool ZeroInitResidualGiven { get; init; }
+
+    /// <summary>Whether any of timm's options is used (a network of timm's family rather than torchvision's).</summary>
+    public bool UsesTimmOptions => DeepStem || StemPool != StemPoolKind.MaxPool || Shortcut == ShortcutKind.AvgDown
+                                   || Attention != AttentionKind.None || AntiAlias != AntiAliasKind.None || DropPath > 0;
+
+    /// <summary>
+    /// Whether each block's last batch-norm weight starts at 0: as written, else timm's default (zero_init_last) for a
+    /// network of timm's options and torchvision's (not) for the rest.
+    /// </summary>
+    public bool ZeroInitLastNorm => ZeroInitResidualGiven ? ZeroInitResidual : UsesTimmOptions;
+
     /// <summary>Whether <see cref="AttentionRatio"/> was written (it means something only with squeeze-excite).</summary>
     public bool AttentionRatioGiven { get; init; }
 

@@ -61,7 +61,7 @@ internal static class SpecParser
                     DilateStages = value.IsNull ? EquatableArray<bool>.Empty : value.Values.Select(v => v.Value is true).ToEquatableArray(),
                     DilateStagesGiven = !value.IsNull,
                 },
-                "ZeroInitResidual" => spec with { ZeroInitResidual = (bool)value.Value! },
+                "ZeroInitResidual" => spec with { ZeroInitResidual = (bool)value.Value!, ZeroInitResidualGiven = true },
                 "InputSize" => spec with { InputSize = (int)value.Value! },
                 "StemWidth" => spec with { StemWidth = (int)value.Value!, StemWidthGiven = true },
                 "StemPool" => spec with { StemPool = (StemPoolKind)(int)value.Value! },

@@ -300,7 +300,7 @@ internal static class Planner
             Relu(Branch, bn1.Output);
             var middle = antiAlias ? AntiAliasPool(Branch, name + ".aa", bn1.Output, stride) : bn1.Output;
             var conv2 = Conv(name + ".conv2", middle, planes, 3, 1, 1);
-            var bn2 = Norm(name + ".bn2", conv2.Output, zeroInit: _spec.ZeroInitResidual);
+            var bn2 = Norm(name + ".bn2", conv2.Output, zeroInit: _spec.ZeroInitLastNorm);
             ConvNorm(Branch, Branch, conv2, bn2);
             Attend(name, bn2.Output);
             DropPath(bn2.Output);
@@ -336,7 +336,7 @@ internal static class Planner
             Relu(Branch, bn2.Output);
             var middle = antiAlias ? AntiAliasPool(Branch, name + ".aa", bn2.Output, stride) : bn2.Output;
             var conv3 = Conv(name + ".conv3", middle, planes * Expansion, 1, 1, 0);
-            var bn3 = Norm(name + ".bn3", conv3.Output, zeroInit: _spec.ZeroInitResidual);
+            var bn3 = Norm(name + ".bn3", conv3.Output, zeroInit: _spec.ZeroInitLastNorm);
             ConvNorm(Branch, Branch, conv3, bn3);
             Attend(name, bn3.Output);
             DropPath(bn3.Output);

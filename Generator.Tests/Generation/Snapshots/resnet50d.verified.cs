@@ -138,7 +138,7 @@ Params size (MB): 102.31
         public readonly TorchModules.BatchNorm2d layer1_0_bn2;
         /// <summary><c>layer1.0.conv3</c>: 1×1 convolution 64 → 256 → [N, 256, 56, 56].</summary>
         public readonly TorchModules.Conv2d layer1_0_conv3;
-        /// <summary><c>layer1.0.bn3</c>: batch-norm over 256 channels → [N, 256, 56, 56].</summary>
+        /// <summary><c>layer1.0.bn3</c>: batch-norm over 256 channels (zero-initialised weight) → [N, 256, 56, 56].</summary>
         public readonly TorchModules.BatchNorm2d layer1_0_bn3;
         /// <summary><c>layer1.0.downsample.1</c>: 1×1 convolution 64 → 256 → [N, 256, 56, 56].</summary>
         public readonly TorchModules.Conv2d layer1_0_downsample_1;
@@ -154,7 +154,7 @@ Params size (MB): 102.31
         public readonly TorchModules.BatchNorm2d layer1_1_bn2;
         /// <summary><c>layer1.1.conv3</c>: 1×1 convolution 64 → 256 → [N, 256, 56, 56].</summary>
         public readonly TorchModules.Conv2d layer1_1_conv3;
-        /// <summary><c>layer1.1.bn3</c>: batch-norm over 256 channels → [N, 256, 56, 56].</summary>
+        /// <summary><c>layer1.1.bn3</c>: batch-norm over 256 channels (zero-initialised weight) → [N, 256, 56, 56].</summary>
         public readonly TorchModules.BatchNorm2d layer1_1_bn3;
         /// <summary><c>layer1.2.conv1</c>: 1×1 convolution 256 → 64 → [N, 64, 56, 56].</summary>
         public readonly TorchModules.Conv2d layer1_2_conv1;
@@ -166,7 +166,7 @@ Params size (MB): 102.31
         public readonly TorchModules.BatchNorm2d layer1_2_bn2;
         /// <summary><c>layer1.2.conv3</c>: 1×1 convolution 64 → 256 → [N, 256, 56, 56].</summary>
         public readonly TorchModules.Conv2d layer1_2_conv3;
-        /// <summary><c>layer1.2.bn3</c>: batch-norm over 256 channels → [N, 256, 56, 56].</summary>
+        /// <summary><c>layer1.2.bn3</c>: batch-norm over 256 channels (zero-initialised weight) → [N, 256, 56, 56].</summary>
         public readonly TorchModules.BatchNorm2d layer1_2_bn3;
         /// <summary><c>layer2.0.conv1</c>: 1×1 convolution 256 → 128 → [N, 128, 56, 56].</summary>
         public readonly TorchModules.Conv2d layer2_0_conv1;
@@ -178,7 +178,7 @@ Params size (MB): 102.31
         public readonly TorchModules.BatchNorm2d layer2_0_bn2;
         /// <summary><c>layer2.0.conv3</c>: 1×1 convolution 128 → 512 → [N, 512, 28, 28].</summary>
         public readonly TorchModules.Conv2d layer2_0_conv3;
-        /// <summary><c>layer2.0.bn3</c>: batch-norm over 512 channels → [N, 512, 28, 28].</summary>
+        /// <summary><c>layer2.0.bn3</c>: batch-norm over 512 channels (zero-initialised weight) → [N, 512, 28, 28].</summary>
         public readonly TorchModules.BatchNorm2d layer2_0_bn3;
         /// <summary><c>layer2.0.downsample.1</c>: 1×1 convolution 256 → 512 → [N, 512, 28, 28].</summary>
         public readonly TorchModules.Conv2d layer2_0_downsample_1;
@@ -194,7 +194,7 @@ Params size (MB): 102.31
         public readonly TorchModules.BatchNorm2d layer2_1_bn2;
         /// <summary><c>layer2.1.conv3</c>: 1×1 convolution 128 → 512 → [N, 512, 28, 28].</summary>
         public readonly TorchModules.Conv2d layer2_1_conv3;
-        /// <summary><c>layer2.1.bn3</c>: batch-norm over 512 channels → [N, 512, 28, 28].</summary>
+        /// <summary><c>layer2.1.bn3</c>: batch-norm over 512 channels (zero-initialised weight) → [N, 512, 28, 28].</summary>
         public readonly TorchModules.BatchNorm2d layer2_1_bn3;
         /// <summary><c>layer2.2.conv1</c>: 1×1 convolution 512 → 128 → [N, 128, 28, 28].</summary>
         public readonly TorchModules.Conv2d layer2_2_conv1;
@@ -206,7 +206,7 @@ Params size (MB): 102.31
         public readonly TorchModules.BatchNorm2d layer2_2_bn2;
         /// <summary><c>layer2.2.conv3</c>: 1×1 convolution 128 → 512 → [N, 512, 28, 28].</summary>
         public readonly TorchModules.Conv2d layer2_2_conv3;
-        /// <summary><c>layer2.2.bn3</c>: batch-norm over 512 channels → [N, 512, 28, 28].</summary>
+        /// <summary><c>layer2.2.bn3</c>: batch-norm over 512 channels (zero-initialised weight) → [N, 512, 28, 28].</summary>
         public readonly TorchModules.BatchNorm2d layer2_2_bn3;
         /// <summary><c>layer2.3.conv1</c>: 1×1 convolution 512 → 128 → [N, 128, 28, 28].</summary>
         public readonly TorchModules.Conv2d layer2_3_conv1;
@@ -218,7 +218,7 @@ Params size (MB): 102.31
         public readonly TorchModules.BatchNorm2d layer2_3_bn2;
         /// <summary><c>layer2.3.conv3</c>: 1×1 convolution 128 → 512 → [N, 512, 28, 28].</summary>
         public readonly TorchModules.Conv2d layer2_3_conv3;
-        /// <summary><c>layer2.3.bn3</c>: batch-norm over 512 channels → [N, 512, 28, 28].</summary>
+        /// <summary><c>layer2.3.bn3</c>: batch-norm over 512 channels (zero-initialised weight) → [N, 512, 28, 28].</summary>
         public readonly TorchModules.BatchNorm2d layer2_3_bn3;
         /// <summary><c>layer3.0.conv1</c>: 1×1 convolution 512 → 256 → [N, 256, 28, 28].</summary>
         public readonly TorchModules.Conv2d layer3_0_conv1;
@@ -230,7 +230,7 @@ Params size (MB): 102.31
         public readonly TorchModules.BatchNorm2d layer3_0_bn2;
         /// <summary><c>layer3.0.conv3</c>: 1×1 convolution 256 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_0_conv3;
-        /// <summary><c>layer3.0.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.0.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_0_bn3;
         /// <summary><c>layer3.0.downsample.1</c>: 1×1 convolution 512 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_0_downsample_1;
@@ -246,7 +246,7 @@ Params size (MB): 102.31
         public readonly TorchModules.BatchNorm2d layer3_1_bn2;
         /// <summary><c>layer3.1.conv3</c>: 1×1 convolution 256 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_1_conv3;
-        /// <summary><c>layer3.1.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.1.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_1_bn3;
         /// <summary><c>layer3.2.conv1</c>: 1×1 convolution 1024 → 256 → [N, 256, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_2_conv1;
@@ -258,7 +258,7 @@ Params size (MB): 102.31
         public readonly TorchModules.BatchNorm2d layer3_2_bn2;
         /// <summary><c>layer3.2.conv3</c>: 1×1 convolution 256 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_2_conv3;
-        /// <summary><c>layer3.2.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.2.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_2_bn3;
         /// <summary><c>layer3.3.conv1</c>: 1×1 convolution 1024 → 256 → [N, 256, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_3_conv1;
@@ -270,7 +270,7 @@ Params size (MB): 102.31
         public readonly TorchModules.BatchNorm2d layer3_3_bn2;
         /// <summary><c>layer3.3.conv3</c>: 1×1 convolution 256 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_3_conv3;
-        /// <summary><c>layer3.3.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.3.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_3_bn3;
         /// <summary><c>layer3.4.conv1</c>: 1×1 convolution 1024 → 256 → [N, 256, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_4_conv1;
@@ -282,7 +282,7 @@ Params size (MB): 102.31
         public readonly TorchModules.BatchNorm2d layer3_4_bn2;
         /// <summary><c>layer3.4.conv3</c>: 1×1 convolution 256 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_4_conv3;
-        /// <summary><c>layer3.4.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.4.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_4_bn3;
         /// <summary><c>layer3.5.conv1</c>: 1×1 convolution 1024 → 256 → [N, 256, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_5_conv1;
@@ -294,7 +294,7 @@ Params size (MB): 102.31
         public readonly TorchModules.BatchNorm2d layer3_5_bn2;
         /// <summary><c>layer3.5.conv3</c>: 1×1 convolution 256 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_5_conv3;
-        /// <summary><c>layer3.5.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.5.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_5_bn3;
         /// <summary><c>layer4.0.conv1</c>: 1×1 convolution 1024 → 512 → [N, 512, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer4_0_conv1;
@@ -306,7 +306,7 @@ Params size (MB): 102.31
         public readonly TorchModules.BatchNorm2d layer4_0_bn2;
         /// <summary><c>layer4.0.conv3</c>: 1×1 convolution 512 → 2048 → [N, 2048, 7, 7].</summary>
         public readonly TorchModules.Conv2d layer4_0_conv3;
-        /// <summary><c>layer4.0.bn3</c>: batch-norm over 2048 channels → [N, 2048, 7, 7].</summary>
+        /// <summary><c>layer4.0.bn3</c>: batch-norm over 2048 channels (zero-initialised weight) → [N, 2048, 7, 7].</summary>
         public readonly TorchModules.BatchNorm2d layer4_0_bn3;
         /// <summary><c>layer4.0.downsample.1</c>: 1×1 convolution 1024 → 2048 → [N, 2048, 7, 7].</summary>
         public readonly TorchModules.Conv2d layer4_0_downsample_1;
@@ -322,7 +322,7 @@ Params size (MB): 102.31
         public readonly TorchModules.BatchNorm2d layer4_1_bn2;
         /// <summary><c>layer4.1.conv3</c>: 1×1 convolution 512 → 2048 → [N, 2048, 7, 7].</summary>
         public readonly TorchModules.Conv2d layer4_1_conv3;
-        /// <summary><c>layer4.1.bn3</c>: batch-norm over 2048 channels → [N, 2048, 7, 7].</summary>
+        /// <summary><c>layer4.1.bn3</c>: batch-norm over 2048 channels (zero-initialised weight) → [N, 2048, 7, 7].</summary>
         public readonly TorchModules.BatchNorm2d layer4_1_bn3;
         /// <summary><c>layer4.2.conv1</c>: 1×1 convolution 2048 → 512 → [N, 512, 7, 7].</summary>
         public readonly TorchModules.Conv2d layer4_2_conv1;
@@ -334,7 +334,7 @@ Params size (MB): 102.31
         public readonly TorchModules.BatchNorm2d layer4_2_bn2;
         /// <summary><c>layer4.2.conv3</c>: 1×1 convolution 512 → 2048 → [N, 2048, 7, 7].</summary>
         public readonly TorchModules.Conv2d layer4_2_conv3;
-        /// <summary><c>layer4.2.bn3</c>: batch-norm over 2048 channels → [N, 2048, 7, 7].</summary>
+        /// <summary><c>layer4.2.bn3</c>: batch-norm over 2048 channels (zero-initialised weight) → [N, 2048, 7, 7].</summary>
         public readonly TorchModules.BatchNorm2d layer4_2_bn3;
         /// <summary><c>fc</c>: linear 2048 → 1000 → [N, 1000].</summary>
         public readonly TorchModules.Linear fc;
@@ -486,7 +486,10 @@ Params size (MB): 102.31
             _groups = RG.ModuleTable.Register(Paths, _modules, (path, module) => register_module(path, module));
             // Initialisation as torchvision: kaiming_normal (fan_out, ReLU) for convolutions; batch-norm weight 1, bias 0
             // (ZeroInitResidual: 0 for each block's last batch-norm); the classifier keeps Linear's default.
-            RG.ModuleTable.InitializeAsTorchvision(_modules, zeroWeight: global::System.Array.Empty<int>());
+            RG.ModuleTable.InitializeAsTorchvision(_modules, zeroWeight: new[]
+            {
+                11, 19, 25, 31, 39, 45, 51, 57, 65, 71, 77, 83, 89, 95, 103, 109,
+            });
         }
 
         /// <summary>

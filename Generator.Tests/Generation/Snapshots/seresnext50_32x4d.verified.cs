@@ -137,7 +137,7 @@ Params size (MB): 110.24
         public readonly TorchModules.BatchNorm2d layer1_0_bn2;
         /// <summary><c>layer1.0.conv3</c>: 1×1 convolution 128 → 256 → [N, 256, 56, 56].</summary>
         public readonly TorchModules.Conv2d layer1_0_conv3;
-        /// <summary><c>layer1.0.bn3</c>: batch-norm over 256 channels → [N, 256, 56, 56].</summary>
+        /// <summary><c>layer1.0.bn3</c>: batch-norm over 256 channels (zero-initialised weight) → [N, 256, 56, 56].</summary>
         public readonly TorchModules.BatchNorm2d layer1_0_bn3;
         /// <summary><c>layer1.0.se.fc1</c>: 1×1 convolution 256 → 16, with bias → [N, 16, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer1_0_se_fc1;
@@ -157,7 +157,7 @@ Params size (MB): 110.24
         public readonly TorchModules.BatchNorm2d layer1_1_bn2;
         /// <summary><c>layer1.1.conv3</c>: 1×1 convolution 128 → 256 → [N, 256, 56, 56].</summary>
         public readonly TorchModules.Conv2d layer1_1_conv3;
-        /// <summary><c>layer1.1.bn3</c>: batch-norm over 256 channels → [N, 256, 56, 56].</summary>
+        /// <summary><c>layer1.1.bn3</c>: batch-norm over 256 channels (zero-initialised weight) → [N, 256, 56, 56].</summary>
         public readonly TorchModules.BatchNorm2d layer1_1_bn3;
         /// <summary><c>layer1.1.se.fc1</c>: 1×1 convolution 256 → 16, with bias → [N, 16, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer1_1_se_fc1;
@@ -173,7 +173,7 @@ Params size (MB): 110.24
         public readonly TorchModules.BatchNorm2d layer1_2_bn2;
         /// <summary><c>layer1.2.conv3</c>: 1×1 convolution 128 → 256 → [N, 256, 56, 56].</summary>
         public readonly TorchModules.Conv2d layer1_2_conv3;
-        /// <summary><c>layer1.2.bn3</c>: batch-norm over 256 channels → [N, 256, 56, 56].</summary>
+        /// <summary><c>layer1.2.bn3</c>: batch-norm over 256 channels (zero-initialised weight) → [N, 256, 56, 56].</summary>
         public readonly TorchModules.BatchNorm2d layer1_2_bn3;
         /// <summary><c>layer1.2.se.fc1</c>: 1×1 convolution 256 → 16, with bias → [N, 16, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer1_2_se_fc1;
@@ -189,7 +189,7 @@ Params size (MB): 110.24
         public readonly TorchModules.BatchNorm2d layer2_0_bn2;
         /// <summary><c>layer2.0.conv3</c>: 1×1 convolution 256 → 512 → [N, 512, 28, 28].</summary>
         public readonly TorchModules.Conv2d layer2_0_conv3;
-        /// <summary><c>layer2.0.bn3</c>: batch-norm over 512 channels → [N, 512, 28, 28].</summary>
+        /// <summary><c>layer2.0.bn3</c>: batch-norm over 512 channels (zero-initialised weight) → [N, 512, 28, 28].</summary>
         public readonly TorchModules.BatchNorm2d layer2_0_bn3;
         /// <summary><c>layer2.0.se.fc1</c>: 1×1 convolution 512 → 32, with bias → [N, 32, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer2_0_se_fc1;
@@ -209,7 +209,7 @@ Params size (MB): 110.24
         public readonly TorchModules.BatchNorm2d layer2_1_bn2;
         /// <summary><c>layer2.1.conv3</c>: 1×1 convolution 256 → 512 → [N, 512, 28, 28].</summary>
         public readonly TorchModules.Conv2d layer2_1_conv3;
-        /// <summary><c>layer2.1.bn3</c>: batch-norm over 512 channels → [N, 512, 28, 28].</summary>
+        /// <summary><c>layer2.1.bn3</c>: batch-norm over 512 channels (zero-initialised weight) → [N, 512, 28, 28].</summary>
         public readonly TorchModules.BatchNorm2d layer2_1_bn3;
         /// <summary><c>layer2.1.se.fc1</c>: 1×1 convolution 512 → 32, with bias → [N, 32, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer2_1_se_fc1;
@@ -225,7 +225,7 @@ Params size (MB): 110.24
         public readonly TorchModules.BatchNorm2d layer2_2_bn2;
         /// <summary><c>layer2.2.conv3</c>: 1×1 convolution 256 → 512 → [N, 512, 28, 28].</summary>
         public readonly TorchModules.Conv2d layer2_2_conv3;
-        /// <summary><c>layer2.2.bn3</c>: batch-norm over 512 channels → [N, 512, 28, 28].</summary>
+        /// <summary><c>layer2.2.bn3</c>: batch-norm over 512 channels (zero-initialised weight) → [N, 512, 28, 28].</summary>
         public readonly TorchModules.BatchNorm2d layer2_2_bn3;
         /// <summary><c>layer2.2.se.fc1</c>: 1×1 convolution 512 → 32, with bias → [N, 32, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer2_2_se_fc1;
@@ -241,7 +241,7 @@ Params size (MB): 110.24
         public readonly TorchModules.BatchNorm2d layer2_3_bn2;
         /// <summary><c>layer2.3.conv3</c>: 1×1 convolution 256 → 512 → [N, 512, 28, 28].</summary>
         public readonly TorchModules.Conv2d layer2_3_conv3;
-        /// <summary><c>layer2.3.bn3</c>: batch-norm over 512 channels → [N, 512, 28, 28].</summary>
+        /// <summary><c>layer2.3.bn3</c>: batch-norm over 512 channels (zero-initialised weight) → [N, 512, 28, 28].</summary>
         public readonly TorchModules.BatchNorm2d layer2_3_bn3;
         /// <summary><c>layer2.3.se.fc1</c>: 1×1 convolution 512 → 32, with bias → [N, 32, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer2_3_se_fc1;
@@ -257,7 +257,7 @@ Params size (MB): 110.24
         public readonly TorchModules.BatchNorm2d layer3_0_bn2;
         /// <summary><c>layer3.0.conv3</c>: 1×1 convolution 512 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_0_conv3;
-        /// <summary><c>layer3.0.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.0.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_0_bn3;
         /// <summary><c>layer3.0.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_0_se_fc1;
@@ -277,7 +277,7 @@ Params size (MB): 110.24
         public readonly TorchModules.BatchNorm2d layer3_1_bn2;
         /// <summary><c>layer3.1.conv3</c>: 1×1 convolution 512 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_1_conv3;
-        /// <summary><c>layer3.1.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.1.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_1_bn3;
         /// <summary><c>layer3.1.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_1_se_fc1;
@@ -293,7 +293,7 @@ Params size (MB): 110.24
         public readonly TorchModules.BatchNorm2d layer3_2_bn2;
         /// <summary><c>layer3.2.conv3</c>: 1×1 convolution 512 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_2_conv3;
-        /// <summary><c>layer3.2.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.2.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_2_bn3;
         /// <summary><c>layer3.2.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_2_se_fc1;
@@ -309,7 +309,7 @@ Params size (MB): 110.24
         public readonly TorchModules.BatchNorm2d layer3_3_bn2;
         /// <summary><c>layer3.3.conv3</c>: 1×1 convolution 512 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_3_conv3;
-        /// <summary><c>layer3.3.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.3.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_3_bn3;
         /// <summary><c>layer3.3.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_3_se_fc1;
@@ -325,7 +325,7 @@ Params size (MB): 110.24
         public readonly TorchModules.BatchNorm2d layer3_4_bn2;
         /// <summary><c>layer3.4.conv3</c>: 1×1 convolution 512 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_4_conv3;
-        /// <summary><c>layer3.4.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.4.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_4_bn3;
         /// <summary><c>layer3.4.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_4_se_fc1;
@@ -341,7 +341,7 @@ Params size (MB): 110.24
         public readonly TorchModules.BatchNorm2d layer3_5_bn2;
         /// <summary><c>layer3.5.conv3</c>: 1×1 convolution 512 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_5_conv3;
-        /// <summary><c>layer3.5.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.5.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_5_bn3;
         /// <summary><c>layer3.5.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_5_se_fc1;
@@ -357,7 +357,7 @@ Params size (MB): 110.24
         public readonly TorchModules.BatchNorm2d layer4_0_bn2;
         /// <summary><c>layer4.0.conv3</c>: 1×1 convolution 1024 → 2048 → [N, 2048, 7, 7].</summary>
         public readonly TorchModules.Conv2d layer4_0_conv3;
-        /// <summary><c>layer4.0.bn3</c>: batch-norm over 2048 channels → [N, 2048, 7, 7].</summary>
+        /// <summary><c>layer4.0.bn3</c>: batch-norm over 2048 channels (zero-initialised weight) → [N, 2048, 7, 7].</summary>
         public readonly TorchModules.BatchNorm2d layer4_0_bn3;
         /// <summary><c>layer4.0.se.fc1</c>: 1×1 convolution 2048 → 128, with bias → [N, 128, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer4_0_se_fc1;
@@ -377,7 +377,7 @@ Params size (MB): 110.24
         public readonly TorchModules.BatchNorm2d layer4_1_bn2;
         /// <summary><c>layer4.1.conv3</c>: 1×1 convolution 1024 → 2048 → [N, 2048, 7, 7].</summary>
         public readonly TorchModules.Conv2d layer4_1_conv3;
-        /// <summary><c>layer4.1.bn3</c>: batch-norm over 2048 channels → [N, 2048, 7, 7].</summary>
+        /// <summary><c>layer4.1.bn3</c>: batch-norm over 2048 channels (zero-initialised weight) → [N, 2048, 7, 7].</summary>
         public readonly TorchModules.BatchNorm2d layer4_1_bn3;
         /// <summary><c>layer4.1.se.fc1</c>: 1×1 convolution 2048 → 128, with bias → [N, 128, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer4_1_se_fc1;
@@ -393,7 +393,7 @@ Params size (MB): 110.24
         public readonly TorchModules.BatchNorm2d layer4_2_bn2;
         /// <summary><c>layer4.2.conv3</c>: 1×1 convolution 1024 → 2048 → [N, 2048, 7, 7].</summary>
         public readonly TorchModules.Conv2d layer4_2_conv3;
-        /// <summary><c>layer4.2.bn3</c>: batch-norm over 2048 channels → [N, 2048, 7, 7].</summary>
+        /// <summary><c>layer4.2.bn3</c>: batch-norm over 2048 channels (zero-initialised weight) → [N, 2048, 7, 7].</summary>
         public readonly TorchModules.BatchNorm2d layer4_2_bn3;
         /// <summary><c>layer4.2.se.fc1</c>: 1×1 convolution 2048 → 128, with bias → [N, 128, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer4_2_se_fc1;
@@ -580,7 +580,10 @@ Params size (MB): 110.24
             _groups = RG.ModuleTable.Register(Paths, _modules, (path, module) => register_module(path, module));
             // Initialisation as torchvision: kaiming_normal (fan_out, ReLU) for convolutions; batch-norm weight 1, bias 0
             // (ZeroInitResidual: 0 for each block's last batch-norm); the classifier keeps Linear's default.
-            RG.ModuleTable.InitializeAsTorchvision(_modules, zeroWeight: global::System.Array.Empty<int>());
+            RG.ModuleTable.InitializeAsTorchvision(_modules, zeroWeight: new[]
+            {
+                7, 17, 25, 33, 43, 51, 59, 67, 77, 85, 93, 101, 109, 117, 127, 135,
+            });
         }
 
         /// <summary>

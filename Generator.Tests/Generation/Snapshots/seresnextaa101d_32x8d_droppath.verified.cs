@@ -209,7 +209,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer1_0_bn2;
         /// <summary><c>layer1.0.conv3</c>: 1×1 convolution 256 → 256 → [N, 256, 56, 56].</summary>
         public readonly TorchModules.Conv2d layer1_0_conv3;
-        /// <summary><c>layer1.0.bn3</c>: batch-norm over 256 channels → [N, 256, 56, 56].</summary>
+        /// <summary><c>layer1.0.bn3</c>: batch-norm over 256 channels (zero-initialised weight) → [N, 256, 56, 56].</summary>
         public readonly TorchModules.BatchNorm2d layer1_0_bn3;
         /// <summary><c>layer1.0.se.fc1</c>: 1×1 convolution 256 → 16, with bias → [N, 16, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer1_0_se_fc1;
@@ -229,7 +229,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer1_1_bn2;
         /// <summary><c>layer1.1.conv3</c>: 1×1 convolution 256 → 256 → [N, 256, 56, 56].</summary>
         public readonly TorchModules.Conv2d layer1_1_conv3;
-        /// <summary><c>layer1.1.bn3</c>: batch-norm over 256 channels → [N, 256, 56, 56].</summary>
+        /// <summary><c>layer1.1.bn3</c>: batch-norm over 256 channels (zero-initialised weight) → [N, 256, 56, 56].</summary>
         public readonly TorchModules.BatchNorm2d layer1_1_bn3;
         /// <summary><c>layer1.1.se.fc1</c>: 1×1 convolution 256 → 16, with bias → [N, 16, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer1_1_se_fc1;
@@ -245,7 +245,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer1_2_bn2;
         /// <summary><c>layer1.2.conv3</c>: 1×1 convolution 256 → 256 → [N, 256, 56, 56].</summary>
         public readonly TorchModules.Conv2d layer1_2_conv3;
-        /// <summary><c>layer1.2.bn3</c>: batch-norm over 256 channels → [N, 256, 56, 56].</summary>
+        /// <summary><c>layer1.2.bn3</c>: batch-norm over 256 channels (zero-initialised weight) → [N, 256, 56, 56].</summary>
         public readonly TorchModules.BatchNorm2d layer1_2_bn3;
         /// <summary><c>layer1.2.se.fc1</c>: 1×1 convolution 256 → 16, with bias → [N, 16, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer1_2_se_fc1;
@@ -261,7 +261,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer2_0_bn2;
         /// <summary><c>layer2.0.conv3</c>: 1×1 convolution 512 → 512 → [N, 512, 28, 28].</summary>
         public readonly TorchModules.Conv2d layer2_0_conv3;
-        /// <summary><c>layer2.0.bn3</c>: batch-norm over 512 channels → [N, 512, 28, 28].</summary>
+        /// <summary><c>layer2.0.bn3</c>: batch-norm over 512 channels (zero-initialised weight) → [N, 512, 28, 28].</summary>
         public readonly TorchModules.BatchNorm2d layer2_0_bn3;
         /// <summary><c>layer2.0.se.fc1</c>: 1×1 convolution 512 → 32, with bias → [N, 32, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer2_0_se_fc1;
@@ -281,7 +281,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer2_1_bn2;
         /// <summary><c>layer2.1.conv3</c>: 1×1 convolution 512 → 512 → [N, 512, 28, 28].</summary>
         public readonly TorchModules.Conv2d layer2_1_conv3;
-        /// <summary><c>layer2.1.bn3</c>: batch-norm over 512 channels → [N, 512, 28, 28].</summary>
+        /// <summary><c>layer2.1.bn3</c>: batch-norm over 512 channels (zero-initialised weight) → [N, 512, 28, 28].</summary>
         public readonly TorchModules.BatchNorm2d layer2_1_bn3;
         /// <summary><c>layer2.1.se.fc1</c>: 1×1 convolution 512 → 32, with bias → [N, 32, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer2_1_se_fc1;
@@ -297,7 +297,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer2_2_bn2;
         /// <summary><c>layer2.2.conv3</c>: 1×1 convolution 512 → 512 → [N, 512, 28, 28].</summary>
         public readonly TorchModules.Conv2d layer2_2_conv3;
-        /// <summary><c>layer2.2.bn3</c>: batch-norm over 512 channels → [N, 512, 28, 28].</summary>
+        /// <summary><c>layer2.2.bn3</c>: batch-norm over 512 channels (zero-initialised weight) → [N, 512, 28, 28].</summary>
         public readonly TorchModules.BatchNorm2d layer2_2_bn3;
         /// <summary><c>layer2.2.se.fc1</c>: 1×1 convolution 512 → 32, with bias → [N, 32, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer2_2_se_fc1;
@@ -313,7 +313,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer2_3_bn2;
         /// <summary><c>layer2.3.conv3</c>: 1×1 convolution 512 → 512 → [N, 512, 28, 28].</summary>
         public readonly TorchModules.Conv2d layer2_3_conv3;
-        /// <summary><c>layer2.3.bn3</c>: batch-norm over 512 channels → [N, 512, 28, 28].</summary>
+        /// <summary><c>layer2.3.bn3</c>: batch-norm over 512 channels (zero-initialised weight) → [N, 512, 28, 28].</summary>
         public readonly TorchModules.BatchNorm2d layer2_3_bn3;
         /// <summary><c>layer2.3.se.fc1</c>: 1×1 convolution 512 → 32, with bias → [N, 32, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer2_3_se_fc1;
@@ -329,7 +329,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_0_bn2;
         /// <summary><c>layer3.0.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_0_conv3;
-        /// <summary><c>layer3.0.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.0.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_0_bn3;
         /// <summary><c>layer3.0.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_0_se_fc1;
@@ -349,7 +349,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_1_bn2;
         /// <summary><c>layer3.1.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_1_conv3;
-        /// <summary><c>layer3.1.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.1.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_1_bn3;
         /// <summary><c>layer3.1.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_1_se_fc1;
@@ -365,7 +365,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_2_bn2;
         /// <summary><c>layer3.2.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_2_conv3;
-        /// <summary><c>layer3.2.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.2.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_2_bn3;
         /// <summary><c>layer3.2.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_2_se_fc1;
@@ -381,7 +381,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_3_bn2;
         /// <summary><c>layer3.3.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_3_conv3;
-        /// <summary><c>layer3.3.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.3.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_3_bn3;
         /// <summary><c>layer3.3.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_3_se_fc1;
@@ -397,7 +397,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_4_bn2;
         /// <summary><c>layer3.4.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_4_conv3;
-        /// <summary><c>layer3.4.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.4.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_4_bn3;
         /// <summary><c>layer3.4.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_4_se_fc1;
@@ -413,7 +413,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_5_bn2;
         /// <summary><c>layer3.5.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_5_conv3;
-        /// <summary><c>layer3.5.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.5.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_5_bn3;
         /// <summary><c>layer3.5.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_5_se_fc1;
@@ -429,7 +429,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_6_bn2;
         /// <summary><c>layer3.6.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_6_conv3;
-        /// <summary><c>layer3.6.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.6.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_6_bn3;
         /// <summary><c>layer3.6.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_6_se_fc1;
@@ -445,7 +445,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_7_bn2;
         /// <summary><c>layer3.7.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_7_conv3;
-        /// <summary><c>layer3.7.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.7.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_7_bn3;
         /// <summary><c>layer3.7.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_7_se_fc1;
@@ -461,7 +461,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_8_bn2;
         /// <summary><c>layer3.8.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_8_conv3;
-        /// <summary><c>layer3.8.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.8.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_8_bn3;
         /// <summary><c>layer3.8.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_8_se_fc1;
@@ -477,7 +477,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_9_bn2;
         /// <summary><c>layer3.9.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_9_conv3;
-        /// <summary><c>layer3.9.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.9.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_9_bn3;
         /// <summary><c>layer3.9.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_9_se_fc1;
@@ -493,7 +493,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_10_bn2;
         /// <summary><c>layer3.10.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_10_conv3;
-        /// <summary><c>layer3.10.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.10.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_10_bn3;
         /// <summary><c>layer3.10.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_10_se_fc1;
@@ -509,7 +509,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_11_bn2;
         /// <summary><c>layer3.11.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_11_conv3;
-        /// <summary><c>layer3.11.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.11.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_11_bn3;
         /// <summary><c>layer3.11.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_11_se_fc1;
@@ -525,7 +525,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_12_bn2;
         /// <summary><c>layer3.12.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_12_conv3;
-        /// <summary><c>layer3.12.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.12.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_12_bn3;
         /// <summary><c>layer3.12.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_12_se_fc1;
@@ -541,7 +541,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_13_bn2;
         /// <summary><c>layer3.13.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_13_conv3;
-        /// <summary><c>layer3.13.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.13.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_13_bn3;
         /// <summary><c>layer3.13.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_13_se_fc1;
@@ -557,7 +557,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_14_bn2;
         /// <summary><c>layer3.14.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_14_conv3;
-        /// <summary><c>layer3.14.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.14.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_14_bn3;
         /// <summary><c>layer3.14.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_14_se_fc1;
@@ -573,7 +573,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_15_bn2;
         /// <summary><c>layer3.15.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_15_conv3;
-        /// <summary><c>layer3.15.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.15.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_15_bn3;
         /// <summary><c>layer3.15.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_15_se_fc1;
@@ -589,7 +589,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_16_bn2;
         /// <summary><c>layer3.16.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_16_conv3;
-        /// <summary><c>layer3.16.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.16.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_16_bn3;
         /// <summary><c>layer3.16.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_16_se_fc1;
@@ -605,7 +605,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_17_bn2;
         /// <summary><c>layer3.17.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_17_conv3;
-        /// <summary><c>layer3.17.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.17.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_17_bn3;
         /// <summary><c>layer3.17.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_17_se_fc1;
@@ -621,7 +621,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_18_bn2;
         /// <summary><c>layer3.18.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_18_conv3;
-        /// <summary><c>layer3.18.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.18.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_18_bn3;
         /// <summary><c>layer3.18.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_18_se_fc1;
@@ -637,7 +637,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_19_bn2;
         /// <summary><c>layer3.19.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_19_conv3;
-        /// <summary><c>layer3.19.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.19.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_19_bn3;
         /// <summary><c>layer3.19.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_19_se_fc1;
@@ -653,7 +653,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_20_bn2;
         /// <summary><c>layer3.20.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_20_conv3;
-        /// <summary><c>layer3.20.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.20.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_20_bn3;
         /// <summary><c>layer3.20.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_20_se_fc1;
@@ -669,7 +669,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_21_bn2;
         /// <summary><c>layer3.21.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_21_conv3;
-        /// <summary><c>layer3.21.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.21.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_21_bn3;
         /// <summary><c>layer3.21.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_21_se_fc1;
@@ -685,7 +685,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer3_22_bn2;
         /// <summary><c>layer3.22.conv3</c>: 1×1 convolution 1024 → 1024 → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.Conv2d layer3_22_conv3;
-        /// <summary><c>layer3.22.bn3</c>: batch-norm over 1024 channels → [N, 1024, 14, 14].</summary>
+        /// <summary><c>layer3.22.bn3</c>: batch-norm over 1024 channels (zero-initialised weight) → [N, 1024, 14, 14].</summary>
         public readonly TorchModules.BatchNorm2d layer3_22_bn3;
         /// <summary><c>layer3.22.se.fc1</c>: 1×1 convolution 1024 → 64, with bias → [N, 64, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer3_22_se_fc1;
@@ -701,7 +701,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer4_0_bn2;
         /// <summary><c>layer4.0.conv3</c>: 1×1 convolution 2048 → 2048 → [N, 2048, 7, 7].</summary>
         public readonly TorchModules.Conv2d layer4_0_conv3;
-        /// <summary><c>layer4.0.bn3</c>: batch-norm over 2048 channels → [N, 2048, 7, 7].</summary>
+        /// <summary><c>layer4.0.bn3</c>: batch-norm over 2048 channels (zero-initialised weight) → [N, 2048, 7, 7].</summary>
         public readonly TorchModules.BatchNorm2d layer4_0_bn3;
         /// <summary><c>layer4.0.se.fc1</c>: 1×1 convolution 2048 → 128, with bias → [N, 128, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer4_0_se_fc1;
@@ -721,7 +721,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer4_1_bn2;
         /// <summary><c>layer4.1.conv3</c>: 1×1 convolution 2048 → 2048 → [N, 2048, 7, 7].</summary>
         public readonly TorchModules.Conv2d layer4_1_conv3;
-        /// <summary><c>layer4.1.bn3</c>: batch-norm over 2048 channels → [N, 2048, 7, 7].</summary>
+        /// <summary><c>layer4.1.bn3</c>: batch-norm over 2048 channels (zero-initialised weight) → [N, 2048, 7, 7].</summary>
         public readonly TorchModules.BatchNorm2d layer4_1_bn3;
         /// <summary><c>layer4.1.se.fc1</c>: 1×1 convolution 2048 → 128, with bias → [N, 128, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer4_1_se_fc1;
@@ -737,7 +737,7 @@ Params size (MB): 374.35
         public readonly TorchModules.BatchNorm2d layer4_2_bn2;
         /// <summary><c>layer4.2.conv3</c>: 1×1 convolution 2048 → 2048 → [N, 2048, 7, 7].</summary>
         public readonly TorchModules.Conv2d layer4_2_conv3;
-        /// <summary><c>layer4.2.bn3</c>: batch-norm over 2048 channels → [N, 2048, 7, 7].</summary>
+        /// <summary><c>layer4.2.bn3</c>: batch-norm over 2048 channels (zero-initialised weight) → [N, 2048, 7, 7].</summary>
         public readonly TorchModules.BatchNorm2d layer4_2_bn3;
         /// <summary><c>layer4.2.se.fc1</c>: 1×1 convolution 2048 → 128, with bias → [N, 128, 1, 1].</summary>
         public readonly TorchModules.Conv2d layer4_2_se_fc1;
@@ -1081,7 +1081,11 @@ Params size (MB): 374.35
             _groups = RG.ModuleTable.Register(Paths, _modules, (path, module) => register_module(path, module));
             // Initialisation as torchvision: kaiming_normal (fan_out, ReLU) for convolutions; batch-norm weight 1, bias 0
             // (ZeroInitResidual: 0 for each block's last batch-norm); the classifier keeps Linear's default.
-            RG.ModuleTable.InitializeAsTorchvision(_modules, zeroWeight: global::System.Array.Empty<int>());
+            RG.ModuleTable.InitializeAsTorchvision(_modules, zeroWeight: new[]
+            {
+                11, 21, 29, 37, 47, 55, 63, 71, 81, 89, 97, 105, 113, 121, 129, 137, 145, 153, 161, 169, 177, 185, 193, 201, 209, 217, 225, 233, 241, 249, 257,
+                267, 275,
+            });
         }
 
         /// <summary>
