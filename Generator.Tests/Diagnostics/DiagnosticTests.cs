@@ -300,6 +300,15 @@ public class DiagnosticTests
         new Expected("RNG0008", Error, "AntiAlias = AntiAlias.AvgPool", "layer2.0", "[N, 512, 7, 7]", "[N, 512, 8, 8]", "floors an odd size", "AntiAlias.BlurPool"));
 
     [Fact]
+    public void RNG0008_where_timms_resnetaa50d_fails_at_run_time()
+    {
+        // timm's resnetaa50d at 80×80: "The size of tensor a (2) must match the size of tensor b (3)" in layer4.0; here, at build time.
+        Check(Net("ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, Shortcut = Shortcut.AvgDown, AntiAlias = AntiAlias.AvgPool, InputSize = 80)"),
+            new Expected("RNG0008", Error, "AntiAlias = AntiAlias.AvgPool", "At input size 80×80", "layer4.0", "[N, 2048, 2, 2]", "[N, 2048, 3, 3]"));
+        Check(Net("ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, Shortcut = Shortcut.AvgDown, AntiAlias = AntiAlias.AvgPool, InputSize = 96)"));
+    }
+
+    [Fact]
     public void RNG0012_an_undefined_anti_alias() => Check(Net("ResNet(Block.Basic, 2, 2, AntiAlias = (AntiAlias)3)"),
         new Expected("RNG0012", Error, "AntiAlias = (AntiAlias)3", "AntiAlias is 3", "AntiAlias.None, AntiAlias.AvgPool, AntiAlias.BlurPool"));
 
