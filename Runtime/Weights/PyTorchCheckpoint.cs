@@ -177,7 +177,7 @@ public static class PyTorchCheckpoint
             }
             if (data.Length != pickle.Length)
                 throw Fail($"data.pkl holds {data.Length} bytes, but its zip entry declares {pickle.Length}: the archive is damaged");
-            CheckCrc("data.pkl", pickle, Crc32.Of(data));
+            CheckCrc("data.pkl", pickle, Crc32Stream.Of(data));
 
             var infos = new List<TensorInfo>();
             foreach (var (key, tensor) in StateDict(new Unpickler(data, path).Load()))
