@@ -128,6 +128,17 @@ public static class Steps
     }
 
     /// <summary>
+    /// A classifier stored as a 1×1 convolution with bias (timm's resnetv2 <c>head.fc</c>) on pooled features [N, C]:
+    /// the convolution on [N, C, 1, 1], flattened to [N, classes].
+    /// </summary>
+    public static torch.Tensor ConvHead(torch.Tensor pooled, Conv2d head)
+    {
+        using var column = pooled.view(pooled.shape[0], pooled.shape[1], 1, 1);
+        using var logits = head.forward(column);
+        return logits.flatten(1);
+    }
+
+    /// <summary>
     /// Keeps a stage output for <c>ForwardFeatures</c>: a handle of its own on <paramref name="x"/> (contiguous, a copy
     /// only when computed channels-last) in <paramref name="kept"/>[<paramref name="index"/>], when features are asked for.
     /// </summary>
@@ -178,15 +189,22 @@ public static class ModuleTable
     /// ReLU) for convolutions; batch-norm weight 1 and bias 0, weight 0 for the modules listed in
     /// <paramref name="zeroWeight"/> (ZeroInitResidual's last batch-norm of each block); linear layers keep their default.
     /// </summary>
-    public static void InitializeAsTorchvision(torch.nn.Module[] modules, int[] zeroWeight)
+    public static void InitializeAsTorchvision(torch.nn.Module[] modules, int[] zeroWeight, int smallHead = -1)
     {
         using var noGrad = torch.no_grad();
         for (var i = 0; i < modules.Length; i++)
         {
             switch (modules[i])
             {
+                case Conv2d head when i == smallHead:
+                    // timm's resnetv2: the classifier (a 1×1 convolution) from N(0, 0.01²), its bias 0.
+                    torch.nn.init.normal_(head.weight!, 0.0, 0.01);
+                    if (head.bias is { } headBias) torch.nn.init.zeros_(headBias);
+                    break;
                 case Conv2d conv:
                     torch.nn.init.kaiming_normal_(conv.weight!, mode: torch.nn.init.FanInOut.FanOut, nonlinearity: torch.nn.init.NonlinearityType.ReLU);
+                    // timm's zero_init_last for pre-activation blocks: the block's last convolution starts at 0.
+                    if (Array.IndexOf(zeroWeight, i) >= 0) torch.nn.init.zeros_(conv.weight!);
                     break;
                 case BatchNorm2d norm:
                     if (Array.IndexOf(zeroWeight, i) >= 0) torch.nn.init.zeros_(norm.weight!);
@@ -232,7 +250,10 @@ public static class ModuleTable
         }
     }
 
-    /// <summary>0 for the stem, N for layerN, past the last stage for the classifier.</summary>
+    /// <summary>
+    /// 0 for the stem, N for layerN (torchvision's names) or stages.N-1 (timm's resnetv2), past the last stage for the
+    /// classifier (fc, head.fc) and for a pre-activation network's last norm, which only the classifier reads.
+    /// </summary>
     private static int StageOf(string path, int stageCount)
     {
         if (path.StartsWith("layer", StringComparison.Ordinal))
@@ -240,7 +261,13 @@ public static class ModuleTable
             var dot = path.IndexOf('.');
             return int.Parse(path.Substring(5, (dot < 0 ? path.Length : dot) - 5), System.Globalization.CultureInfo.InvariantCulture);
         }
-        return path == "fc" || path.StartsWith("fc.", StringComparison.Ordinal) ? stageCount + 1 : 0;
+        if (path.StartsWith("stages.", StringComparison.Ordinal))
+        {
+            var dot = path.IndexOf('.', 7);
+            return 1 + int.Parse(path.Substring(7, (dot < 0 ? path.Length : dot) - 7), System.Globalization.CultureInfo.InvariantCulture);
+        }
+        var head = path is "fc" or "norm" || path.StartsWith("fc.", StringComparison.Ordinal) || path.StartsWith("head.", StringComparison.Ordinal);
+        return head ? stageCount + 1 : 0;
     }
 
     /// <summary>Disposes every module and group.</summary>

@@ -10,6 +10,17 @@ public enum Block
 
     /// <summary>1×1, 3×3, 1×1 convolutions (ResNet-50 and deeper, ResNeXt, Wide ResNet); expansion 4.</summary>
     Bottleneck = 1,
+
+    /// <summary>
+    /// He et al. 2016's pre-activation basic block (timm's <c>PreActBasic</c>, resnetv2.py): norm and ReLU before each
+    /// 3×3 convolution, the projection taken from the pre-activated input, a clean identity sum with no ReLU after it; the
+    /// network ends in a norm and ReLU before the pool. Keys as timm's: <c>stem.conv</c>, <c>stages.S.blocks.B.norm1</c>,
+    /// <c>.conv1</c>, …, <c>.downsample.conv</c>, <c>norm</c>, <c>head.fc</c> (a 1×1 convolution with bias). Expansion 1.
+    /// </summary>
+    PreActBasic = 2,
+
+    /// <summary>The pre-activation bottleneck (timm's <c>PreActBottleneck</c>): norm and ReLU before each of the 1×1, 3×3, 1×1 convolutions; expansion 4.</summary>
+    PreActBottleneck = 3,
 }
 
 /// <summary>The layers before the first stage.</summary>

@@ -309,6 +309,15 @@ public class DiagnosticTests
     }
 
     [Fact]
+    public void RNG0014_what_the_pre_activation_blocks_do_not_take() => Check(
+        Net("ResNet(Block.PreActBottleneck, 3, 4, 6, 3, Shortcut = Shortcut.ZeroPad, Groups = 32, Stem = Stem.Deep, Attention = Attention.SqueezeExcite, DropPath = 0.1)"),
+        new Expected("RNG0014", Error, "Shortcut = Shortcut.ZeroPad", "Shortcut.ZeroPad has no effect with Block.PreActBottleneck", "project where the shape changes"),
+        new Expected("RNG0014", Error, "Groups = 32", "Groups has no effect with Block.PreActBottleneck"),
+        new Expected("RNG0014", Error, "Stem = Stem.Deep", "Stem.Deep has no effect", "Stem.ImageNet or Stem.Cifar"),
+        new Expected("RNG0014", Error, "Attention = Attention.SqueezeExcite", "Attention.SqueezeExcite has no effect"),
+        new Expected("RNG0014", Error, "DropPath = 0.1", "DropPath has no effect", "by stage"));
+
+    [Fact]
     public void RNG0012_an_undefined_anti_alias() => Check(Net("ResNet(Block.Basic, 2, 2, AntiAlias = (AntiAlias)3)"),
         new Expected("RNG0012", Error, "AntiAlias = (AntiAlias)3", "AntiAlias is 3", "AntiAlias.None, AntiAlias.AvgPool, AntiAlias.BlurPool"));
 
@@ -356,6 +365,8 @@ public class DiagnosticTests
     [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, StemPool = StemPool.Conv, AntiAlias = AntiAlias.BlurPool, DropPath = 0.1)")]
     [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3, AntiAlias = AntiAlias.AvgPool, DilateStages = new[] { false, true, true }, DropPath = 0.05)")]
     [InlineData("ResNet(Block.Basic, 2, 2, 2, 2, Stem = Stem.Deep,\n        Shortcut = Shortcut.AvgDown)")] // written over two lines
+    [InlineData("ResNet(Block.PreActBasic, 2, 2, 2, 2, Stem = Stem.Cifar, NumClasses = 10)")]
+    [InlineData("ResNet(Block.PreActBottleneck, 3, 4, 6, 3, ZeroInitResidual = false)")]
     public void Valid_configurations_produce_no_diagnostics(string attribute) => Check(Net(attribute));
 
     [Fact]

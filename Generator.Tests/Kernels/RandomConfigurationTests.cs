@@ -58,6 +58,15 @@ public class RandomConfigurationTests
             if (random.Next(4) == 0) parts.Add("ZeroInitResidual = true");
             // timm's options, from a stream of their own so that the draws above stay what they were.
             var timm = new Random(unchecked(Seed * 31 + i));
+            if (timm.Next(5) == 0)
+            {
+                // The pre-activation blocks (timm's resnetv2), with what they take: projection shortcuts, one group, no dilation.
+                parts[0] = bottleneck ? "Block.PreActBottleneck" : "Block.PreActBasic";
+                parts.RemoveAll(p => p.StartsWith("Shortcut = ", StringComparison.Ordinal) || p.StartsWith("StrideAt = ", StringComparison.Ordinal)
+                                     || p.StartsWith("Groups = ", StringComparison.Ordinal) || p.StartsWith("DilateStages = ", StringComparison.Ordinal));
+                result.Add("ResNet(" + string.Join(", ", parts) + ")");
+                continue;
+            }
             if (!cifar)
             {
                 var stem = new[] { "ImageNet", "Deep", "DeepTiered" }[timm.Next(3)];
@@ -94,7 +103,7 @@ public class RandomConfigurationTests
         var valid = Enumerable.Range(0, Count).Where(i => !invalid.Contains($"Net{i}")).ToList();
         Assert.True(valid.Count >= Count / 2, $"only {valid.Count} of {Count} draws are valid");
         // Every option of timm's family reaches at least one network that runs.
-        foreach (var option in new[] { "Stem.Deep", "Stem.DeepTiered", "StemPool.Conv", "Shortcut.AvgDown", "Attention.SqueezeExcite", "Attention.EfficientChannel",
+        foreach (var option in new[] { "Block.PreActBasic", "Block.PreActBottleneck", "Stem.Deep", "Stem.DeepTiered", "StemPool.Conv", "Shortcut.AvgDown", "Attention.SqueezeExcite", "Attention.EfficientChannel",
                      "AntiAlias.AvgPool", "AntiAlias.BlurPool", "DropPath = ", "AttentionRatio = ", "StemWidth = " })
             Assert.True(valid.Any(i => attributes[i].Contains(option, StringComparison.Ordinal)), $"no valid draw has {option}");
         Assert.Empty(run.CompilationDiagnostics.Where(d => d.Severity == DiagnosticSeverity.Error && !invalid.Contains(ClassOf(d))));

@@ -15,7 +15,7 @@ and for the models in TRAIN_CHECKED also one train-mode forward and backward in 
   <model>.grads.txt         the parameters whose gradients follow, one per line
   <model>.grads64.bin       their gradients of sum(logits × uniform("grad-weights")), concatenated, float64
 and a small timm ResNet with timm's own random weights (see tiny_checkpoint) as .safetensors files. For the models in
-DROP_PATH, built with that drop_path_rate:
+DROP_PATH, built with that drop_path_rate (and, last, kuangliu's CIFAR PreActResNet18: see preact_cifar):
   <model>.droppath.txt      the rate, then each block's drop probability in block order (repr, exact)
 """
 import os
@@ -25,7 +25,7 @@ import timm
 import torch
 from timm.layers import BlurPool2d
 
-from make_reference import deterministic_input, uniform, write_reference
+from make_reference import deterministic_input, uniform, value, write_reference
 
 # timm's names; a name with a suffix is built with the arguments given.
 MODELS = {
@@ -39,6 +39,8 @@ MODELS = {
     # ResNet-RS's convolution stem pool with each anti-aliasing pool between its convolution and batch-norm.
     "resnetrs50_blur": dict(name="resnetrs50", aa_layer=BlurPool2d),
     "resnetrs50_aa": dict(name="resnetrs50", aa_layer=torch.nn.AvgPool2d),
+    # Pre-activation ResNets (timm's resnetv2.py) with batch-norm.
+    "resnetv2_18": {}, "resnetv2_50": {},
 }
 # Stochastic depth: timm's per-block drop rates for these (model, drop_path_rate), one rate a line, in block order.
 DROP_PATH = {"resnet50d": 0.2, "resnet18d": 0.1, "resnet10t": 0.05}
@@ -49,6 +51,7 @@ TRAIN_CHECKED = {
     "resnetrs50": ["maxpool.0.weight", "layer1.0.se.fc2.bias", "layer1.2.conv3.weight"],
     "resnetaa50d": ["conv1.0.weight", "layer2.0.bn2.weight", "layer4.0.downsample.2.bias"],
     "resnetblur50_os16": ["conv1.weight", "layer2.0.bn2.bias", "layer4.0.bn2.weight"],
+    "resnetv2_50": ["stem.conv.weight", "stages.1.blocks.0.norm1.weight", "stages.2.blocks.0.downsample.conv.weight", "head.fc.bias"],
 }
 
 
@@ -123,6 +126,86 @@ def tiny_checkpoint():
     print("tiny_timm", sum(p.numel() for p in model.parameters()), "parameters")
 
 
+class PreActBlock(torch.nn.Module):
+    """kuangliu's pytorch-cifar PreActBlock (models/preact_resnet.py), transcribed."""
+
+    def __init__(self, in_planes, planes, stride=1):
+        super().__init__()
+        self.bn1 = torch.nn.BatchNorm2d(in_planes)
+        self.conv1 = torch.nn.Conv2d(in_planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(planes)
+        self.conv2 = torch.nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
+        if stride != 1 or in_planes != planes:
+            self.shortcut = torch.nn.Sequential(torch.nn.Conv2d(in_planes, planes, kernel_size=1, stride=stride, bias=False))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(x))
+        shortcut = self.shortcut(out) if hasattr(self, "shortcut") else x
+        out = self.conv1(out)
+        out = self.conv2(torch.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class PreActResNet18(torch.nn.Module):
+    """kuangliu's PreActResNet18 for CIFAR, transcribed, with the v2 paper's final batch-norm and ReLU before the pool
+    (He et al. 2016, and timm's resnetv2 norm), which kuangliu's omits."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.in_planes = 64
+        self.conv1 = torch.nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        self.layer1 = self._make_layer(64, 2, 1)
+        self.layer2 = self._make_layer(128, 2, 2)
+        self.layer3 = self._make_layer(256, 2, 2)
+        self.layer4 = self._make_layer(512, 2, 2)
+        self.bn = torch.nn.BatchNorm2d(512)
+        self.linear = torch.nn.Linear(512, num_classes)
+
+    def _make_layer(self, planes, num_blocks, stride):
+        layers = []
+        for s in [stride] + [1] * (num_blocks - 1):
+            layers.append(PreActBlock(self.in_planes, planes, s))
+            self.in_planes = planes
+        return torch.nn.Sequential(*layers)
+
+    def forward(self, x):
+        out = self.conv1(x)
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        out = torch.relu(self.bn(out))
+        out = torch.nn.functional.avg_pool2d(out, 4)
+        return self.linear(out.view(out.size(0), -1))
+
+
+def timm_key(key):
+    """kuangliu's key → the generated network's (timm's resnetv2 layout)."""
+    import re
+    key = re.sub(r"^conv1\.", "stem.conv.", key)
+    key = re.sub(r"^layer(\d)\.(\d+)\.", lambda m: f"stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}.", key)
+    key = key.replace(".bn1.", ".norm1.").replace(".bn2.", ".norm2.").replace(".shortcut.0.", ".downsample.conv.")
+    key = re.sub(r"^bn\.", "norm.", key)
+    return re.sub(r"^linear\.", "head.fc.", key)
+
+
+def preact_cifar():
+    """kuangliu's PreActResNet18 with the deterministic weights of the generated network's keys (the classifier's
+    [10, 512] being head.fc's [10, 512, 1, 1]): eval outputs for a [2, 3, 32, 32] input, timm/preact_resnet18_cifar.eval.bin."""
+    model = PreActResNet18()
+    state = {}
+    for key, tensor in model.state_dict().items():
+        ours = timm_key(key)
+        shape = tuple(tensor.shape) + ((1, 1) if ours == "head.fc.weight" else ())
+        v = value(ours, shape)
+        state[key] = tensor if v is None else v.reshape(tensor.shape)
+    model.load_state_dict(state)
+    model.eval()
+    shape = (2, 3, 32, 32)
+    x = torch.from_numpy(uniform("input", int(np.prod(shape))).astype(np.float32).reshape(shape))
+    with torch.no_grad():
+        model(x).numpy().astype("<f4").tofile("timm/preact_resnet18_cifar.eval.bin")
+    print("preact_resnet18_cifar", sum(p.numel() for p in model.parameters()), "parameters")
+
+
 if __name__ == "__main__":
     main()
     tiny_checkpoint()
+    preact_cifar()

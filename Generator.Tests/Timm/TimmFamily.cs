@@ -35,6 +35,10 @@ public partial class ResNetRs50Blur { }
     AntiAlias = AntiAlias.AvgPool)]
 public partial class ResNetRs50Aa { }
 
+// Pre-activation ResNets (timm's resnetv2.py), with batch-norm.
+[ResNet(Block.PreActBasic, 2, 2, 2, 2)] public partial class ResNetV2_18 { }
+[ResNet(Block.PreActBottleneck, 3, 4, 6, 3)] public partial class ResNetV2_50 { }
+
 // Stochastic depth, at the rates make_timm_reference.py asked timm for.
 [ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, Shortcut = Shortcut.AvgDown, DropPath = 0.2)] public partial class ResNet50dDropPath { }
 [ResNet(Block.Basic, 2, 2, 2, 2, Stem = Stem.Deep, Shortcut = Shortcut.AvgDown, DropPath = 0.1)] public partial class ResNet18dDropPath { }
@@ -65,6 +69,8 @@ public static class TimmFamily
             ["resnetblur50_os16"] = (() => new ResNetBlur50Os16(), 25_557_032, ResNetBlur50Os16.ParameterCount),
             ["resnetrs50_blur"] = (() => new ResNetRs50Blur(), 35_691_912, ResNetRs50Blur.ParameterCount),
             ["resnetrs50_aa"] = (() => new ResNetRs50Aa(), 35_691_912, ResNetRs50Aa.ParameterCount),
+            ["resnetv2_18"] = (() => new ResNetV2_18(), 11_687_720, ResNetV2_18.ParameterCount),
+            ["resnetv2_50"] = (() => new ResNetV2_50(), 25_549_352, ResNetV2_50.ParameterCount),
         };
 
     public static IEnumerable<object[]> Names()
@@ -74,5 +80,5 @@ public static class TimmFamily
 
     /// <summary>The models make_timm_reference.py ran forward and backward in training mode.</summary>
     public static IEnumerable<object[]> Trained() =>
-        new[] { "resnet18d", "seresnext26d_32x4d", "ecaresnet26t", "resnetrs50", "resnetaa50d", "resnetblur50_os16" }.Select(n => new object[] { n });
+        new[] { "resnet18d", "seresnext26d_32x4d", "ecaresnet26t", "resnetrs50", "resnetaa50d", "resnetblur50_os16", "resnetv2_50" }.Select(n => new object[] { n });
 }

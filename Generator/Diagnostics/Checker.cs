@@ -139,6 +139,26 @@ internal static class Checker
         if (!(spec.AttentionRatio > 0 && spec.AttentionRatio <= 1))
             Add(DiagnosticDescriptors.OptionOutOfRange, ArgumentSlot.AttentionRatio, 0, "AttentionRatio", spec.AttentionRatio.ToString("R", CultureInfo.InvariantCulture), "(0, 1]",
                 "Use 1.0 / 16 (squeeze-excite's default) or 0.25 (ResNet-RS).");
+        if (spec.PreAct)
+        {
+            // What timm's pre-activation blocks (resnetv2.py) are built with here: projection shortcuts, the 3×3 stride,
+            // one group, the ImageNet or CIFAR stem, no dilation; the rest of timm's options belong to resnet.py's blocks.
+            var block = "Block." + spec.Block;
+            void NotWith(ArgumentSlot slot, string option, string fix) =>
+                Add(DiagnosticDescriptors.OptionDoesNotApply, slot, 0, option, $"with {block} (timm's pre-activation blocks do not take it)", fix);
+            if (spec.Shortcut != ShortcutKind.Projection && System.Enum.IsDefined(typeof(ShortcutKind), spec.Shortcut))
+                NotWith(ArgumentSlot.Shortcut, "Shortcut." + spec.Shortcut, "Remove Shortcut: the pre-activation blocks project where the shape changes.");
+            if (spec.StrideAt != StrideAtKind.Conv3x3 && System.Enum.IsDefined(typeof(StrideAtKind), spec.StrideAt))
+                NotWith(ArgumentSlot.StrideAt, "StrideAt." + spec.StrideAt, "Remove StrideAt.");
+            if (spec.Groups != 1) NotWith(ArgumentSlot.Groups, "Groups", "Remove Groups.");
+            if (spec.WidthPerGroup != 64) NotWith(ArgumentSlot.WidthPerGroup, "WidthPerGroup", "Remove WidthPerGroup (BaseWidth sets the widths).");
+            if (spec.DilateStages.Any(d => d)) NotWith(ArgumentSlot.DilateStages, "DilateStages", "Remove DilateStages.");
+            if (spec.DeepStem) NotWith(ArgumentSlot.Stem, "Stem." + spec.Stem, "Use Stem.ImageNet or Stem.Cifar.");
+            if (spec.StemPool != StemPoolKind.MaxPool) NotWith(ArgumentSlot.StemPool, "StemPool." + spec.StemPool, "Remove StemPool.");
+            if (spec.Attention != AttentionKind.None) NotWith(ArgumentSlot.Attention, "Attention." + spec.Attention, "Remove Attention.");
+            if (spec.AntiAlias != AntiAliasKind.None) NotWith(ArgumentSlot.AntiAlias, "AntiAlias." + spec.AntiAlias, "Remove AntiAlias.");
+            if (spec.DropPath != 0) NotWith(ArgumentSlot.DropPath, "DropPath", "Remove DropPath (timm's resnetv2 schedules it by stage, which is not built yet).");
+        }
         if (!(spec.DropPath >= 0 && spec.DropPath < 1))
             Add(DiagnosticDescriptors.OptionOutOfRange, ArgumentSlot.DropPath, 0, "DropPath", spec.DropPath.ToString("R", CultureInfo.InvariantCulture), "[0, 1)",
                 "Use 0 (no stochastic depth) or a rate such as 0.05 (timm's ResNet-50 recipes) up to 0.2 for the deepest networks.");

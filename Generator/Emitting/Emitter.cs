@@ -146,6 +146,7 @@ internal static class Emitter
                 StepKind.AvgPoolZeroPad => $"Step.AvgPoolZeroPad({arg}, {I(step.Stride)}, {I(step.PadChannels)})",
                 StepKind.Pool => $"Step.Pool({arg})",
                 StepKind.AvgDownPool => $"Step.AvgDownPool({arg}, {I(step.Stride)})",
+                StepKind.ConvHead => $"Step.ConvHead({I(index[step.Module!])}, {arg})",
                 StepKind.SqueezeExcite => $"Step.SqueezeExcite({I(index[step.Module!])}, {I(index[step.Gate!])}, {arg})",
                 StepKind.EfficientChannel => $"Step.EfficientChannel({I(index[step.Module!])}, {arg})",
                 _ => throw new InvalidOperationException($"no graph step for {step.Kind}"),
@@ -231,15 +232,17 @@ internal static class Emitter
         w.Line("// Initialisation as torchvision: kaiming_normal (fan_out, ReLU) for convolutions; batch-norm weight 1, bias 0");
         w.Line("// (ZeroInitResidual: 0 for each block's last batch-norm); the classifier keeps Linear's default.");
         var zero = plan.Modules.Select((m, i) => (m, i)).Where(p => p.m.ZeroInit).Select(p => I(p.i)).ToList();
+        var headIndex = plan.Modules.Select((m, i) => (m, i)).Where(p => p.m.Head).Select(p => p.i).DefaultIfEmpty(-1).First();
+        var smallHead = headIndex >= 0 ? $", smallHead: {I(headIndex)}" : ""; // timm's resnetv2: head.fc from N(0, 0.01²), bias 0
         if (zero.Count == 0)
         {
-            w.Line("RG.ModuleTable.InitializeAsTorchvision(_modules, zeroWeight: global::System.Array.Empty<int>());");
+            w.Line($"RG.ModuleTable.InitializeAsTorchvision(_modules, zeroWeight: global::System.Array.Empty<int>(){smallHead});");
         }
         else
         {
             w.Open("RG.ModuleTable.InitializeAsTorchvision(_modules, zeroWeight: new[]");
             Packed(w, zero);
-            w.Close(");");
+            w.Close(smallHead + ");");
         }
         w.Close();
         w.Line();
@@ -317,9 +320,12 @@ internal static class Emitter
         if (locals.Count > 0) w.Line($"TorchTensor {string.Join(", ", locals)};");
         foreach (var step in plan.Steps) Statement(w, step);
         w.Line("return x;");
-        w.Line();
-        w.Line("TorchTensor ConvNorm(TorchTensor t, TorchModules.Conv2d conv, TorchModules.BatchNorm2d norm) =>");
-        w.Line("    fold ? _folds.Apply(t, conv, norm) : RG.Steps.ConvNorm(t, conv, norm);");
+        if (plan.Steps.Any(s => s.Kind == StepKind.ConvNorm))
+        {
+            w.Line();
+            w.Line("TorchTensor ConvNorm(TorchTensor t, TorchModules.Conv2d conv, TorchModules.BatchNorm2d norm) =>");
+            w.Line("    fold ? _folds.Apply(t, conv, norm) : RG.Steps.ConvNorm(t, conv, norm);");
+        }
         w.Close();
         w.Line();
     }
@@ -355,6 +361,7 @@ internal static class Emitter
             StepKind.Add => $"AddTo({t}, {step.Other});",
             StepKind.MaxPool => Assign($"TorchNn.functional.max_pool2d({step.Source}, 3, {I(step.Stride)}, 1)"),
             StepKind.Conv => Assign($"{ModulePlan.FieldOf(step.Module!)}.forward({step.Source})"),
+            StepKind.ConvHead => Assign($"ConvHead({step.Source}, {ModulePlan.FieldOf(step.Module!)})"),
             StepKind.Norm => Assign($"Norm({step.Source}, {ModulePlan.FieldOf(step.Norm!)})"),
             StepKind.AntiAliasPool => Assign($"TorchNn.functional.avg_pool2d({step.Source}, {I(step.Stride)}, {I(step.Stride)})"),
             StepKind.Blur => Assign($"Blur({step.Source}, {I(step.Stride)})"),
@@ -456,8 +463,9 @@ internal static class Emitter
         var fixedSize = I(plan.InputSize);
         w.Line($"var onnx = new RG.OnnxGraphBuilder(\"{plan.Target.Name}\", opset, {I(minimumOpset)}, {I(plan.InChannels)}, {(dynamicSpatial ? "true" : "false")}, {fixedSize}, training);");
         w.Line("var result = RG.NetworkGraph.Write(onnx, Graph, Paths, _modules, _fused ? _folds : null);");
-        w.Line(plan.NumClasses > 0
-            ? $"return onnx.Save(path, result, \"{output}\", fc.out_features, metadata);"
+        var head = plan.Modules.LastOrDefault(m => m.Kind == ModuleKind.Linear || m.Head);
+        w.Line(plan.NumClasses > 0 && head is not null
+            ? $"return onnx.Save(path, result, \"{output}\", {head.FieldName}.{(head.Head ? "out_channels" : "out_features")}, metadata);"
             : $"return onnx.Save(path, result, \"{output}\", {I(plan.OutputShape.Channels)}, metadata);");
         w.Close();
         w.Line();
@@ -478,6 +486,7 @@ internal static class Emitter
 
     private static string Create(ModulePlan m) => m.Kind switch
     {
+        ModuleKind.Conv2d when m.Head => $"TorchNn.Conv2d({I(m.InFeatures)}, numClasses, 1, stride: 1, dilation: 1, groups: 1, bias: true)",
         ModuleKind.Conv2d => CreateConv(m, bias: m.Bias),
         ModuleKind.Conv1d => $"TorchNn.Conv1d({I(m.InFeatures)}, {I(m.OutFeatures)}, {I(m.Kernel)}, padding: {I(m.Padding)}, bias: false)",
         ModuleKind.BatchNorm2d => $"TorchNn.BatchNorm2d({I(m.OutFeatures)})",

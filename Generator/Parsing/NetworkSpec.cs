@@ -3,7 +3,7 @@ using ResNetGen.Generator.Model;
 namespace ResNetGen.Generator.Parsing;
 
 // These mirror the public enums of ResNetGen.Runtime value for value; the generator cannot load that assembly.
-internal enum BlockKind { Basic = 0, Bottleneck = 1 }
+internal enum BlockKind { Basic = 0, Bottleneck = 1, PreActBasic = 2, PreActBottleneck = 3 }
 
 internal enum StemKind { ImageNet = 0, Cifar = 1, Deep = 2, DeepTiered = 3 }
 
@@ -86,8 +86,14 @@ internal sealed record NetworkSpec(
     /// <summary>Whether <see cref="ZeroInitResidual"/> was written (otherwise timm's options bring timm's zero_init_last).</summary>
     public bool ZeroInitResidualGiven { get; init; }
 
+    /// <summary>Whether the blocks are the pre-activation ones (He et al. 2016's v2, timm's resnetv2.py).</summary>
+    public bool PreAct => Block is BlockKind.PreActBasic or BlockKind.PreActBottleneck;
+
+    /// <summary>Whether the blocks end in a 1×1 expansion by 4.</summary>
+    public bool Expands => Block is BlockKind.Bottleneck or BlockKind.PreActBottleneck;
+
     /// <summary>Whether any of timm's options is used (a network of timm's family rather than torchvision's).</summary>
-    public bool UsesTimmOptions => DeepStem || StemPool != StemPoolKind.MaxPool || Shortcut == ShortcutKind.AvgDown
+    public bool UsesTimmOptions => PreAct || DeepStem || StemPool != StemPoolKind.MaxPool || Shortcut == ShortcutKind.AvgDown
                                    || Attention != AttentionKind.None || AntiAlias != AntiAliasKind.None || DropPath > 0;
 
     /// <summary>

@@ -39,7 +39,8 @@ internal sealed record ModulePlan(
     long Parameters = 0,
     long MultAdds = 0,
     Shape Output = default,
-    bool Bias = false)
+    bool Bias = false,
+    bool Head = false)
 {
     /// <summary>The C# field that holds it: the path with '.' replaced by '_'.</summary>
     public string FieldName => FieldOf(Path);
@@ -68,6 +69,8 @@ internal enum StepKind
     AntiAliasPool,
     /// <summary>Target = Source reflect-padded by one, blurred per channel by [1, 2, 1]ᵀ[1, 2, 1] / 16 at Stride.</summary>
     Blur,
+    /// <summary>Target = Module(Source as [N, C, 1, 1]) flattened: a classifier stored as a 1×1 convolution with bias (timm's resnetv2 head.fc).</summary>
+    ConvHead,
     /// <summary>Target = Source with each sample's branch dropped at Rate in training (survivors scaled by 1 / (1 − Rate)); Source in eval.</summary>
     DropPath,
     /// <summary>Target = Source subsampled by Stride (rounding up) with PadChannels zero channels appended (shortcut A).</summary>

@@ -69,12 +69,16 @@ internal static class Planner
         public NetworkPlan Run()
         {
             var shape = new Shape(_spec.InChannels, _size, _size);
-            shape = Stem(shape);
+            shape = _spec.PreAct ? PreActStem(shape) : Stem(shape);
             Keep("Stem", shape);
 
             var inplanes = _spec.StemChannels;
             var dilation = 1;
-            var expansion = _spec.Block == BlockKind.Bottleneck ? Expansion : 1;
+            var expansion = _spec.Expands ? Expansion : 1;
+            var blockType = _spec.Block switch
+            {
+                BlockKind.Bottleneck => "Bottleneck", BlockKind.PreActBasic => "PreActBasic", BlockKind.PreActBottleneck => "PreActBottleneck", _ => "BasicBlock",
+            };
             var reportedNoContext = false;
             for (var stage = 0; stage < _spec.Layers.Count; stage++)
             {
@@ -87,7 +91,8 @@ internal static class Planner
                     dilation *= stride;
                     stride = 1;
                 }
-                var name = "layer" + (stage + 1).ToString(CultureInfo.InvariantCulture);
+                // timm's resnetv2 names its stages stages.0, stages.1, … and their blocks blocks.0, …; torchvision layer1.0, ….
+                var name = _spec.PreAct ? "stages." + stage.ToString(CultureInfo.InvariantCulture) : "layer" + (stage + 1).ToString(CultureInfo.InvariantCulture);
                 if (stage > 0 && !reportedNoContext && shape.Height == 1 && shape.Width == 1)
                 {
                     reportedNoContext = true;
@@ -98,20 +103,30 @@ internal static class Planner
                 long stageParams = 0;
                 for (var block = 0; block < _spec.Layers[stage]; block++)
                 {
-                    var blockName = name + "." + block.ToString(CultureInfo.InvariantCulture);
+                    var blockName = name + (_spec.PreAct ? ".blocks." : ".") + block.ToString(CultureInfo.InvariantCulture);
                     var first = block == 0;
                     var before = TotalParameters();
                     _stageDilation = dilation;
-                    shape = _spec.Block == BlockKind.Bottleneck
-                        ? Bottleneck(blockName, shape, planes, first ? stride : 1, first ? previousDilation : dilation, inplanes)
-                        : Basic(blockName, shape, planes, first ? stride : 1, inplanes);
+                    shape = _spec.Block switch
+                    {
+                        BlockKind.Bottleneck => Bottleneck(blockName, shape, planes, first ? stride : 1, first ? previousDilation : dilation, inplanes),
+                        BlockKind.PreActBasic or BlockKind.PreActBottleneck => PreActBlock(blockName, shape, planes, first ? stride : 1, inplanes),
+                        _ => Basic(blockName, shape, planes, first ? stride : 1, inplanes),
+                    };
                     var blockParams = TotalParameters() - before;
                     stageParams += blockParams;
-                    _rows.Add(new SummaryRow(2, block.ToString(CultureInfo.InvariantCulture),
-                        _spec.Block == BlockKind.Bottleneck ? "Bottleneck" : "BasicBlock", shape, blockParams));
+                    _rows.Add(new SummaryRow(2, block.ToString(CultureInfo.InvariantCulture), blockType, shape, blockParams));
                     inplanes = planes * expansion;
                 }
                 _rows[stageRow] = new SummaryRow(1, name, "Stage", shape, stageParams);
+                if (_spec.PreAct && stage == _spec.Layers.Count - 1)
+                {
+                    // The pre-activation network's last norm and ReLU (timm's resnetv2 norm), part of its features.
+                    var norm = Norm("norm", shape);
+                    _steps.Add(new StepPlan(StepKind.Norm, X, X, Norm: norm.Path, Shape: shape, Comment: "norm"));
+                    Relu(X, shape);
+                    _rows.Add(new SummaryRow(1, "norm", "BatchNormAct2d", shape, norm.Parameters));
+                }
                 Keep("Layer" + (stage + 1).ToString(CultureInfo.InvariantCulture), shape);
             }
             _steps.Add(new StepPlan(StepKind.EndOfFeatures, X));
@@ -120,7 +135,18 @@ internal static class Planner
             Step(StepKind.Pool, X, X, pooled, comment: "avgpool: global average over height and width");
             _rows.Add(new SummaryRow(1, "avgpool", "AdaptiveAvgPool2d", pooled, 0));
             shape = pooled;
-            if (_spec.NumClasses > 0)
+            if (_spec.NumClasses > 0 && _spec.PreAct)
+            {
+                // timm's resnetv2 head: the classifier as a 1×1 convolution with bias on the pooled [N, C, 1, 1] (head.fc).
+                var head = AddModule(new ModulePlan("head.fc", ModuleKind.Conv2d, shape.Channels, _spec.NumClasses,
+                    Parameters: (long)shape.Channels * _spec.NumClasses + _spec.NumClasses,
+                    MultAdds: (long)shape.Channels * _spec.NumClasses,
+                    Output: Shape.Vector(_spec.NumClasses), Bias: true, Head: true));
+                Step(StepKind.ConvHead, X, X, head.Output, module: head.Path, comment: "head.fc: a 1×1 convolution on the pooled features");
+                shape = head.Output;
+                _rows.Add(new SummaryRow(1, "head.fc", "Conv2d", shape, head.Parameters));
+            }
+            else if (_spec.NumClasses > 0)
             {
                 var fc = AddModule(new ModulePlan("fc", ModuleKind.Linear, shape.Channels, _spec.NumClasses,
                     Parameters: (long)shape.Channels * _spec.NumClasses + _spec.NumClasses,
@@ -164,7 +190,10 @@ internal static class Planner
 
         private string Describe()
         {
-            var block = _spec.Block == BlockKind.Bottleneck ? "Bottleneck" : "BasicBlock";
+            var block = _spec.Block switch
+            {
+                BlockKind.Bottleneck => "Bottleneck", BlockKind.PreActBasic => "pre-activation BasicBlock", BlockKind.PreActBottleneck => "pre-activation Bottleneck", _ => "BasicBlock",
+            };
             var layers = string.Join("-", _spec.Layers.Select(l => l.ToString(CultureInfo.InvariantCulture)));
             var text = $"{block} {layers}";
             if (_spec.Groups != 1 || _spec.WidthPerGroup != 64)
@@ -289,6 +318,81 @@ internal static class Planner
                 default:
                     return shape;
             }
+        }
+
+        /// <summary>
+        /// The pre-activation stem (timm's resnetv2, stem_type ''): the 7×7 stride-2 convolution (stem.conv) and the 3×3
+        /// stride-2 max-pool with no norm between, as the first block normalises; or the CIFAR stem's 3×3 convolution alone.
+        /// </summary>
+        private Shape PreActStem(Shape shape)
+        {
+            var cifar = _spec.Stem == StemKind.Cifar;
+            var conv = Conv("stem.conv", shape, _spec.BaseWidth, cifar ? 3 : 7, cifar ? 1 : 2, cifar ? 1 : 3);
+            Step(StepKind.Conv, X, X, conv.Output, module: conv.Path, comment: "stem.conv");
+            _rows.Add(new SummaryRow(1, "stem.conv", "Conv2d", conv.Output, conv.Parameters));
+            if (cifar) return conv.Output;
+            var pooled = new Shape(conv.Output.Channels, ConvOut(conv.Output.Height, 3, 2, 1), ConvOut(conv.Output.Width, 3, 2, 1));
+            CheckNotEmpty("stem.pool", pooled);
+            Step(StepKind.MaxPool, X, X, pooled, stride: 2, comment: "stem.pool: 3×3, stride 2, padding 1");
+            _rows.Add(new SummaryRow(1, "stem.pool", "MaxPool2d", pooled, 0));
+            return pooled;
+        }
+
+        /// <summary>
+        /// timm's PreActBasic / PreActBottleneck: norm1 and ReLU on the input (x_preact), the projection (if any) from
+        /// x_preact, then convolutions each after a norm and ReLU, the sum with the shortcut, and no ReLU after it.
+        /// Modules register as timm's do: downsample first.
+        /// </summary>
+        private Shape PreActBlock(string name, Shape shape, int planes, int stride, int inplanes)
+        {
+            var bottleneck = _spec.Block == BlockKind.PreActBottleneck;
+            var outplanes = bottleneck ? planes * Expansion : planes;
+            ModulePlan? downsample = null;
+            if (stride != 1 || inplanes != outplanes) downsample = Conv(name + ".downsample.conv", shape, outplanes, 1, stride, 0);
+            var norm1 = Norm(name + ".norm1", shape);
+            _steps.Add(new StepPlan(StepKind.Norm, Preact, X, Norm: norm1.Path, Shape: shape, Comment: $"{name}.norm1: pre-activation"));
+            Relu(Preact, shape);
+            if (downsample is not null) Step(StepKind.Conv, Identity, Preact, downsample.Output, module: downsample.Path, comment: downsample.Path);
+            // timm: mid_chs = make_divisible(out_chs × bottle_ratio), 0.25 for the bottleneck, 1 for the basic block. Each
+            // convolution but the last is followed directly by the next norm (conv1 → norm2, conv2 → norm3): those pairs are
+            // ConvNorm steps, so FuseForInference folds them; norm1 (after the residual sum) and the last convolution stay as
+            // they are. Modules register in timm's order all the same: conv1, norm2, conv2, norm3, conv3.
+            var width = MakeDivisible(bottleneck ? outplanes * 0.25 : outplanes);
+            var conv1 = Conv(name + ".conv1", shape, width, bottleneck ? 1 : 3, bottleneck ? 1 : stride, bottleneck ? 0 : 1);
+            var norm2 = Norm(name + ".norm2", conv1.Output);
+            ConvNorm(Branch, Preact, conv1, norm2);
+            _steps.Add(new StepPlan(StepKind.Release, Preact));
+            Relu(Branch, norm2.Output);
+            var current = norm2.Output;
+            if (bottleneck)
+            {
+                var conv2 = Conv(name + ".conv2", current, width, 3, stride, 1);
+                var norm3 = Norm(name + ".norm3", conv2.Output);
+                ConvNorm(Branch, Branch, conv2, norm3);
+                Relu(Branch, norm3.Output);
+                current = norm3.Output;
+            }
+            var last = Conv($"{name}.conv{(bottleneck ? "3" : "2")}", current, outplanes, bottleneck ? 1 : 3, 1, bottleneck ? 0 : 1) with { ZeroInit = _spec.ZeroInitLastNorm };
+            _modules[_modules.Count - 1] = last; // timm's zero_init_last: the block's last convolution starts at 0
+            Step(StepKind.Conv, Branch, Branch, last.Output, module: last.Path, comment: last.Path);
+            current = last.Output;
+            var shortcut = downsample is null ? X : Identity;
+            var shortcutShape = downsample?.Output ?? shape;
+            if (shortcutShape != current)
+                Issues.Add(Issue(ShapeProblem.ShortcutMismatch, ArgumentSlot.Attribute, Size, name, current.Format(), shortcutShape.Format(), "the shapes differ", "Use another InputSize."));
+            _steps.Add(new StepPlan(StepKind.Add, Branch, Other: shortcut, Shape: current, Comment: $"{name}: residual add, no ReLU after it"));
+            if (downsample is not null) _steps.Add(new StepPlan(StepKind.Release, Identity));
+            _steps.Add(new StepPlan(StepKind.Move, X, Branch, Comment: $"{name} output"));
+            return current;
+        }
+
+        private const string Preact = "preact";
+
+        /// <summary>timm's make_divisible(v, 8) (round_limit 0.9): the nearest multiple of 8, at least 8, never 10% below v.</summary>
+        public static int MakeDivisible(double v)
+        {
+            var rounded = Math.Max(8, (int)Math.Floor(v + 4) / 8 * 8);
+            return rounded < 0.9 * v ? rounded + 8 : rounded;
         }
 
         private Shape Basic(string name, Shape shape, int planes, int stride, int inplanes)

@@ -35,6 +35,8 @@ public enum GraphStepKind
     AntiAliasPool,
     /// <summary>Anti-aliasing's blur pool (Other: stride; Module: channels).</summary>
     Blur,
+    /// <summary>A classifier stored as a 1×1 convolution with bias (Module), on pooled [N, C].</summary>
+    ConvHead,
     /// <summary>Squeeze-excite (Module: the reducing convolution; Norm: the expanding one).</summary>
     SqueezeExcite,
     /// <summary>Efficient channel attention (Module: its 1-D convolution).</summary>
@@ -76,6 +78,9 @@ public readonly record struct GraphStep(GraphStepKind Kind, int Input, int Other
 
     /// <summary>Anti-aliasing's <paramref name="stride"/>×<paramref name="stride"/> average at that stride.</summary>
     public static GraphStep AntiAliasPool(int input, int stride) => new(GraphStepKind.AntiAliasPool, input, stride);
+
+    /// <summary>The classifier <paramref name="head"/>, a 1×1 convolution, on pooled tensor <paramref name="input"/>.</summary>
+    public static GraphStep ConvHead(int head, int input) => new(GraphStepKind.ConvHead, input, Module: head);
 
     /// <summary>Anti-aliasing's blur of <paramref name="channels"/> channels at <paramref name="stride"/>.</summary>
     public static GraphStep Blur(int input, int stride, int channels) => new(GraphStepKind.Blur, input, stride, channels);
@@ -159,6 +164,12 @@ public static class NetworkGraph
                 case GraphStepKind.AntiAliasPool:
                     onnx.AntiAliasPool(Next("aa"), input, output, step.Other);
                     break;
+                case GraphStepKind.ConvHead:
+                {
+                    var head = (Conv2d)modules[step.Module];
+                    onnx.ConvHead(paths[step.Module], input, output, head.weight!, head.bias!);
+                    break;
+                }
                 case GraphStepKind.Blur:
                     onnx.Blur(Next("blur"), input, output, step.Other, step.Module);
                     break;

@@ -178,6 +178,13 @@ public sealed class OnnxGraphBuilder
         Node("Mul", name + ".scale", new[] { input, output + "_gate" }, output);
     }
 
+    /// <summary>A classifier stored as a 1×1 convolution [classes, C, 1, 1] with bias, on pooled [N, C]: Gemm with the weight as [classes, C].</summary>
+    public void ConvHead(string name, string input, string output, torch.Tensor weight, torch.Tensor bias)
+    {
+        using var matrix = weight.reshape(weight.shape[0], weight.shape[1]);
+        Node("Gemm", name, new[] { input, Weight(name + ".weight", matrix), Weight(name + ".bias", bias) }, output, Int("transB", 1));
+    }
+
     /// <summary>The classifier, as Gemm with the weight transposed.</summary>
     public void Linear(string name, string input, string output, Linear linear) =>
         Node("Gemm", name, new[] { input, Weight(name + ".weight", linear.weight!), Weight(name + ".bias", linear.bias!) }, output, Int("transB", 1));
