@@ -421,7 +421,10 @@ internal static class Emitter
         w.Line();
         w.Line("/// <summary>");
         w.Line("/// For fine-tuning, as torchvision's trainable_layers: the classifier and the last <paramref name=\"trainableStages\"/>");
-        w.Line($"/// stages keep training (1: layer{I(stages)} and fc; 0: only fc; {I(stages + 1)}: everything, the stem included). Every other");
+        // Named as the network names them: layer4 and fc (torchvision, timm's resnet.py) or stages.3, norm and head.fc (resnetv2).
+        var preact = plan.Modules.Any(m => m.Path == "norm");
+        var (last, head) = preact ? ($"stages.{I(stages - 1)}, norm", "head.fc") : ($"layer{I(stages)}", "fc");
+        w.Line($"/// stages keep training (1: {last} and {head}; 0: only {head}; {I(stages + 1)}: everything, the stem included). Every other");
         w.Line("/// parameter stops requiring gradients, and every other batch-norm keeps its running statistics: it stays in eval");
         w.Line("/// mode even after <c>train()</c>. <see cref=\"Unfreeze\"/> undoes it.");
         w.Line("/// </summary>");

@@ -759,7 +759,7 @@ Params size (MB): 102.20
 
         /// <summary>
         /// For fine-tuning, as torchvision's trainable_layers: the classifier and the last <paramref name="trainableStages"/>
-        /// stages keep training (1: layer4 and fc; 0: only fc; 5: everything, the stem included). Every other
+        /// stages keep training (1: stages.3, norm and head.fc; 0: only head.fc; 5: everything, the stem included). Every other
         /// parameter stops requiring gradients, and every other batch-norm keeps its running statistics: it stays in eval
         /// mode even after <c>train()</c>. <see cref="Unfreeze"/> undoes it.
         /// </summary>
