@@ -135,26 +135,19 @@ internal static class Planner
             Step(StepKind.Pool, X, X, pooled, comment: "avgpool: global average over height and width");
             _rows.Add(new SummaryRow(1, "avgpool", "AdaptiveAvgPool2d", pooled, 0));
             shape = pooled;
-            if (_spec.NumClasses > 0 && _spec.PreAct)
+            if (_spec.NumClasses > 0)
             {
-                // timm's resnetv2 head: the classifier as a 1×1 convolution with bias on the pooled [N, C, 1, 1] (head.fc).
-                var head = AddModule(new ModulePlan("head.fc", ModuleKind.Conv2d, shape.Channels, _spec.NumClasses,
+                // torchvision's fc (Linear), or timm's resnetv2 head.fc: the same classifier stored as a 1×1 convolution
+                // with bias, applied to the pooled [N, C, 1, 1].
+                var preact = _spec.PreAct;
+                var head = AddModule(new ModulePlan(preact ? "head.fc" : "fc", preact ? ModuleKind.Conv2d : ModuleKind.Linear, shape.Channels, _spec.NumClasses,
                     Parameters: (long)shape.Channels * _spec.NumClasses + _spec.NumClasses,
                     MultAdds: (long)shape.Channels * _spec.NumClasses,
-                    Output: Shape.Vector(_spec.NumClasses), Bias: true, Head: true));
-                Step(StepKind.ConvHead, X, X, head.Output, module: head.Path, comment: "head.fc: a 1×1 convolution on the pooled features");
+                    Output: Shape.Vector(_spec.NumClasses), Bias: preact, Head: preact));
+                Step(preact ? StepKind.ConvHead : StepKind.Linear, X, X, head.Output, module: head.Path,
+                    comment: preact ? "head.fc: a 1×1 convolution on the pooled features" : "fc");
                 shape = head.Output;
-                _rows.Add(new SummaryRow(1, "head.fc", "Conv2d", shape, head.Parameters));
-            }
-            else if (_spec.NumClasses > 0)
-            {
-                var fc = AddModule(new ModulePlan("fc", ModuleKind.Linear, shape.Channels, _spec.NumClasses,
-                    Parameters: (long)shape.Channels * _spec.NumClasses + _spec.NumClasses,
-                    MultAdds: (long)shape.Channels * _spec.NumClasses,
-                    Output: Shape.Vector(_spec.NumClasses)));
-                Step(StepKind.Linear, X, X, fc.Output, module: fc.Path, comment: "fc");
-                shape = fc.Output;
-                _rows.Add(new SummaryRow(1, "fc", "Linear", shape, fc.Parameters));
+                _rows.Add(new SummaryRow(1, head.Path, preact ? "Conv2d" : "Linear", shape, head.Parameters));
             }
 
             return new NetworkPlan(
@@ -283,10 +276,16 @@ internal static class Planner
                     return blurred;
                 }
             }
+            return StemMaxPool("maxpool", shape);
+        }
+
+        /// <summary>The stem's 3×3 stride-2 max-pool with padding 1, named <paramref name="name"/> in comments and the summary.</summary>
+        private Shape StemMaxPool(string name, Shape shape)
+        {
             var pooled = new Shape(shape.Channels, ConvOut(shape.Height, 3, 2, 1), ConvOut(shape.Width, 3, 2, 1));
-            CheckNotEmpty("maxpool", pooled);
-            Step(StepKind.MaxPool, X, X, pooled, stride: 2, comment: "maxpool: 3×3, stride 2, padding 1");
-            _rows.Add(new SummaryRow(1, "maxpool", "MaxPool2d", pooled, 0));
+            CheckNotEmpty(name, pooled);
+            Step(StepKind.MaxPool, X, X, pooled, stride: 2, comment: $"{name}: 3×3, stride 2, padding 1");
+            _rows.Add(new SummaryRow(1, name, "MaxPool2d", pooled, 0));
             return pooled;
         }
 
@@ -330,12 +329,7 @@ internal static class Planner
             var conv = Conv("stem.conv", shape, _spec.BaseWidth, cifar ? 3 : 7, cifar ? 1 : 2, cifar ? 1 : 3);
             Step(StepKind.Conv, X, X, conv.Output, module: conv.Path, comment: "stem.conv");
             _rows.Add(new SummaryRow(1, "stem.conv", "Conv2d", conv.Output, conv.Parameters));
-            if (cifar) return conv.Output;
-            var pooled = new Shape(conv.Output.Channels, ConvOut(conv.Output.Height, 3, 2, 1), ConvOut(conv.Output.Width, 3, 2, 1));
-            CheckNotEmpty("stem.pool", pooled);
-            Step(StepKind.MaxPool, X, X, pooled, stride: 2, comment: "stem.pool: 3×3, stride 2, padding 1");
-            _rows.Add(new SummaryRow(1, "stem.pool", "MaxPool2d", pooled, 0));
-            return pooled;
+            return cifar ? conv.Output : StemMaxPool("stem.pool", conv.Output);
         }
 
         /// <summary>
@@ -372,8 +366,8 @@ internal static class Planner
                 Relu(Branch, norm3.Output);
                 current = norm3.Output;
             }
-            var last = Conv($"{name}.conv{(bottleneck ? "3" : "2")}", current, outplanes, bottleneck ? 1 : 3, 1, bottleneck ? 0 : 1) with { ZeroInit = _spec.ZeroInitLastNorm };
-            _modules[_modules.Count - 1] = last; // timm's zero_init_last: the block's last convolution starts at 0
+            // timm's zero_init_last: the block's last convolution starts at 0.
+            var last = Conv($"{name}.conv{(bottleneck ? "3" : "2")}", current, outplanes, bottleneck ? 1 : 3, 1, bottleneck ? 0 : 1, zeroInit: _spec.ZeroInitLastNorm);
             Step(StepKind.Conv, Branch, Branch, last.Output, module: last.Path, comment: last.Path);
             current = last.Output;
             var shortcut = downsample is null ? X : Identity;
@@ -388,11 +382,14 @@ internal static class Planner
 
         private const string Preact = "preact";
 
-        /// <summary>timm's make_divisible(v, 8) (round_limit 0.9): the nearest multiple of 8, at least 8, never 10% below v.</summary>
-        public static int MakeDivisible(double v)
+        /// <summary>
+        /// timm's make_divisible(v, 8, round_limit): max(8, int(v + 4) // 8 * 8), plus 8 where that falls below
+        /// round_limit × v (0.9 by default: never 10% below v; 0 never adds).
+        /// </summary>
+        public static int MakeDivisible(double v, double roundLimit = 0.9)
         {
             var rounded = Math.Max(8, (int)Math.Floor(v + 4) / 8 * 8);
-            return rounded < 0.9 * v ? rounded + 8 : rounded;
+            return rounded < roundLimit * v ? rounded + 8 : rounded;
         }
 
         private Shape Basic(string name, Shape shape, int planes, int stride, int inplanes)
@@ -562,16 +559,8 @@ internal static class Planner
             }
         }
 
-        /// <summary>
-        /// timm's make_divisible(channels × ratio, 8, round_limit=0): the nearest multiple of 8 (halves up), at least 8.
-        /// Computed in double as Python does, from the same double ratio.
-        /// </summary>
-        public static int SqueezeWidth(int channels, double ratio)
-        {
-            var v = channels * ratio;
-            var rounded = (int)Math.Floor(v + 4) / 8 * 8; // int(v + divisor / 2) // divisor * divisor
-            return Math.Max(8, rounded);
-        }
+        /// <summary>Squeeze-excite's width: timm's make_divisible(channels × ratio, 8, round_limit=0), in double as Python computes it.</summary>
+        public static int SqueezeWidth(int channels, double ratio) => MakeDivisible(channels * ratio, roundLimit: 0);
 
         /// <summary>timm's EcaModule kernel: t = int(|log2(C) + 1| / 2), made odd, at least 3.</summary>
         public static int EcaKernel(int channels)
@@ -580,7 +569,8 @@ internal static class Planner
             return Math.Max(t % 2 != 0 ? t : t + 1, 3);
         }
 
-        private ModulePlan Conv(string path, Shape input, int outChannels, int kernel, int stride, int padding, int dilation = 1, int groups = 1, bool bias = false)
+        private ModulePlan Conv(string path, Shape input, int outChannels, int kernel, int stride, int padding, int dilation = 1, int groups = 1, bool bias = false,
+            bool zeroInit = false)
         {
             var output = new Shape(outChannels,
                 ConvOut(input.Height, kernel, stride, padding, dilation),
@@ -590,7 +580,7 @@ internal static class Planner
             return AddModule(new ModulePlan(path, ModuleKind.Conv2d, input.Channels, outChannels, kernel, stride, padding, dilation, groups,
                 Parameters: weights + (bias ? outChannels : 0),
                 MultAdds: weights * Math.Max(0, output.Height) * Math.Max(0, output.Width),
-                Output: output, Bias: bias));
+                Output: output, Bias: bias, ZeroInit: zeroInit));
         }
 
         private ModulePlan Norm(string path, Shape shape, bool zeroInit = false) =>

@@ -156,8 +156,11 @@ public static class NetworkGraph
                     onnx.MaxPool("maxpool", input, output, step.Other);
                     break;
                 case GraphStepKind.Conv:
-                    Conv(onnx, paths[step.Module], input, output, (Conv2d)modules[step.Module], ((Conv2d)modules[step.Module]).weight!, ((Conv2d)modules[step.Module]).bias);
+                {
+                    var conv = (Conv2d)modules[step.Module];
+                    Conv(onnx, paths[step.Module], input, output, conv, conv.weight!, conv.bias);
                     break;
+                }
                 case GraphStepKind.Norm:
                     onnx.BatchNorm(paths[step.Norm], input, output, (BatchNorm2d)modules[step.Norm]);
                     break;
