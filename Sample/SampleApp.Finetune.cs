@@ -103,9 +103,8 @@ public sealed partial class SampleApp
                 ? PyTorchCheckpoint.Load(network, path, strict: true, ignoreMismatchedShapes: true)
                 : Safetensors.Load(network, path, strict: true, ignoreMismatchedShapes: true);
         }
-        catch (WeightFileException e) when (e.Problem.StartsWith("the file does not match the model: ", StringComparison.Ordinal))
+        catch (WeightFileException e) when (MismatchedKeys(e) is { } keys)
         {
-            var keys = e.Problem.Split(": ", 2)[^1].Split(". Check that the file", 2)[0]; // the keys, not the API's advice
             throw new SampleException($"{path} does not hold {arch.Name} weights ({keys}). {want}.");
         }
         var wrong = report.Mismatched.Where(k => k is not ("fc.weight" or "fc.bias")).ToList();
@@ -141,29 +140,27 @@ public sealed partial class SampleApp
         {
             network = LoadCheckpoint(arch.Create(count), path, device);
         }
-        catch (WeightFileException e) when (e.Problem.StartsWith("the file does not match the model: ", StringComparison.Ordinal))
+        catch (WeightFileException e) when (MismatchedKeys(e) is { } keys)
         {
-            var keys = e.Problem.Split(": ", 2)[^1].Split(". Check that the file", 2)[0];
             throw new SampleException($"{path} does not hold {arch.Name} weights ({keys}). Pass the --arch it was made for: {Sample.Architecture.Names}.");
         }
         return new Classifier(network, classes, preprocess, (to, opset, meta) => arch.Export(network, to, opset, meta));
     }
 
-    /// <summary>The rows of the file's fc.weight: its class count.</summary>
-    private static int ClassCount(string path)
-    {
-        var tensors = Safetensors.Read(path);
-        try
-        {
-            return tensors.TryGetValue("fc.weight", out var fc) && fc.shape.Length == 2
-                ? (int)fc.shape[0]
-                : throw new SampleException($"{path} has no classifier (fc.weight): it is not a checkpoint of a network with a head.");
-        }
-        finally
-        {
-            foreach (var t in tensors.Values) t.Dispose();
-        }
-    }
+    /// <summary>
+    /// The keys a strict load named when the file and the network disagree ("missing keys …; unexpected keys …"), without
+    /// the API's advice, which the sample words for its own options; null for any other problem.
+    /// </summary>
+    private static string? MismatchedKeys(WeightFileException e) =>
+        e.Problem.StartsWith("the file does not match the model: ", StringComparison.Ordinal)
+            ? e.Problem.Split(": ", 2)[^1].Split(". Check that the file", 2)[0]
+            : null;
+
+    /// <summary>The rows of the file's fc.weight, from its header: its class count.</summary>
+    private static int ClassCount(string path) =>
+        Safetensors.ReadShapes(path).TryGetValue("fc.weight", out var fc) && fc.Length == 2
+            ? (int)fc[0]
+            : throw new SampleException($"{path} has no classifier (fc.weight): it is not a checkpoint of a network with a head.");
 
     /// <summary>Class names from a text file, one a line (ImageNet's 1,000, say); null without a file.</summary>
     private static IReadOnlyList<string>? Labels(string? path, int count)

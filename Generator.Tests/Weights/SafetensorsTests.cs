@@ -219,6 +219,16 @@ public class SafetensorsTests : IDisposable
     }
 
     [Fact]
+    public void Shapes_come_from_the_header_as_read_gives_them()
+    {
+        var tensors = Safetensors.Read(Valid());
+        var shapes = Safetensors.ReadShapes(Valid());
+        Assert.Equal(tensors.Keys.OrderBy(k => k, StringComparer.Ordinal), shapes.Keys.OrderBy(k => k, StringComparer.Ordinal));
+        foreach (var (key, tensor) in tensors) Assert.Equal(tensor.shape, shapes[key]);
+        Assert.Contains("cannot open the file", Assert.Throws<WeightFileException>(() => Safetensors.ReadShapes(_kit.PathOf("nowhere.safetensors"))).Message);
+    }
+
+    [Fact]
     public void A_missing_file()
     {
         var (error, _) = LoadFails(_kit.PathOf("nowhere.safetensors"));

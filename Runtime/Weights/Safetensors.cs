@@ -63,6 +63,18 @@ public static class Safetensors
         });
     }
 
+    /// <summary>Each tensor's shape by key, from the validated header alone: no tensor data is read.</summary>
+    /// <exception cref="WeightFileException">The file cannot be read or is not valid safetensors.</exception>
+    public static IReadOnlyDictionary<string, long[]> ReadShapes(string path)
+    {
+        if (path is null) throw new ArgumentNullException(nameof(path));
+        return WeightSource.Guard(path, () =>
+        {
+            using var source = Open(path);
+            return (IReadOnlyDictionary<string, long[]>)source.Tensors.ToDictionary(t => t.Key, t => t.Shape, StringComparer.Ordinal);
+        });
+    }
+
     /// <summary>Writes <paramref name="tensors"/> (any device; written from the CPU) in key order.</summary>
     public static void Write(string path, IReadOnlyDictionary<string, torch.Tensor> tensors) => Write(path, tensors, null);
 
