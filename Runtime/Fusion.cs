@@ -10,22 +10,36 @@ namespace ResNetGen;
 /// use it compares the convolution's and the batch-norm's tensors (which tensor, its version counter, dtype and
 /// device) and the batch-norm's eps with what it was folded from, and folds again when any differs. So a weight
 /// loaded, edited in place, replaced, converted or moved after <c>FuseForInference</c> shows in the next forward
-/// and export. A generated network's <see cref="FoldSet"/> makes one per convolution, on first use.
+/// and export. A weight-standardised convolution (timm's <c>StdConv2d</c>) folds its standardisation too, with or
+/// without a batch-norm: the standardised weight is computed once per change instead of at every forward. A
+/// generated network's <see cref="FoldSet"/> makes one per convolution, on first use.
 /// </summary>
 public sealed class FoldedConvolution : IDisposable
 {
     private readonly Conv2d _conv;
-    private readonly BatchNorm2d _norm;
+    private readonly BatchNorm2d? _norm;
+    private readonly double _standardizeEps;
     private torch.Tensor? _weight;
     private torch.Tensor? _bias;
     private Source[]? _sources;
     private double _eps;
 
     /// <summary>Folds <paramref name="norm"/> into <paramref name="conv"/> on first use.</summary>
-    public FoldedConvolution(Conv2d conv, BatchNorm2d norm)
+    public FoldedConvolution(Conv2d conv, BatchNorm2d norm) : this(conv, norm ?? throw new ArgumentNullException(nameof(norm)), 0)
+    {
+    }
+
+    /// <summary>
+    /// Folds a weight-standardised convolution: its weight standardised with <paramref name="standardizeEps"/> (0: a plain
+    /// convolution), then <paramref name="norm"/>, if any, folded in. Without a norm the bias is the convolution's, or zeros.
+    /// </summary>
+    public FoldedConvolution(Conv2d conv, BatchNorm2d? norm, double standardizeEps)
     {
         _conv = conv ?? throw new ArgumentNullException(nameof(conv));
-        _norm = norm ?? throw new ArgumentNullException(nameof(norm));
+        if (standardizeEps < 0 || double.IsNaN(standardizeEps)) throw new ArgumentOutOfRangeException(nameof(standardizeEps), standardizeEps, "an ε of 0 (plain) or more");
+        if (norm is null && standardizeEps == 0) throw new ArgumentException("nothing to fold: no batch-norm and no weight standardisation", nameof(norm));
+        _norm = norm;
+        _standardizeEps = standardizeEps;
     }
 
     /// <summary>How many times it has folded (for tests and diagnostics).</summary>
@@ -34,8 +48,11 @@ public sealed class FoldedConvolution : IDisposable
     /// <summary>The convolution folded into.</summary>
     public Conv2d Convolution => _conv;
 
-    /// <summary>The batch-norm folded in.</summary>
-    public BatchNorm2d Norm => _norm;
+    /// <summary>The batch-norm folded in, if any.</summary>
+    public BatchNorm2d? Norm => _norm;
+
+    /// <summary>The ε of the weight standardisation folded in; 0 for a plain convolution.</summary>
+    public double StandardizeEps => _standardizeEps;
 
     /// <summary>The folded weight and bias, folded again first if the sources changed.</summary>
     public (torch.Tensor Weight, torch.Tensor Bias) Current
@@ -58,11 +75,16 @@ public sealed class FoldedConvolution : IDisposable
     public bool Refresh()
     {
         var now = Sources();
-        if (_sources is not null && _eps == _norm.eps && Same(_sources, now)) return false;
+        var normEps = _norm?.eps ?? 0;
+        if (_sources is not null && _eps == normEps && Same(_sources, now)) return false;
         using (torch.no_grad())
         {
             var weight = _conv.weight ?? throw new InvalidOperationException("the convolution has no weight");
-            var (w, b) = Fold(weight, _conv.bias, _norm.running_mean!, _norm.running_var!, _norm.eps, _norm.weight, _norm.bias);
+            using var standardized = _standardizeEps > 0 ? Steps.StandardizeWeight(weight, _standardizeEps) : null;
+            var source = standardized ?? weight;
+            var (w, b) = _norm is null
+                ? (source.detach().clone(), _conv.bias is { } convBias ? convBias.detach().clone() : torch.zeros(weight.shape[0], weight.dtype, weight.device))
+                : Fold(source, _conv.bias, _norm.running_mean!, _norm.running_var!, _norm.eps, _norm.weight, _norm.bias);
             var (oldWeight, oldBias) = (_weight, _bias);
             _weight = w;
             _bias = b;
@@ -70,7 +92,7 @@ public sealed class FoldedConvolution : IDisposable
             oldBias?.Dispose();
         }
         _sources = now;
-        _eps = _norm.eps;
+        _eps = normEps;
         Folds++;
         return true;
     }
@@ -116,8 +138,8 @@ public sealed class FoldedConvolution : IDisposable
 
     private Source[] Sources() => new[]
     {
-        Source.Of(_conv.weight), Source.Of(_conv.bias), Source.Of(_norm.weight), Source.Of(_norm.bias),
-        Source.Of(_norm.running_mean), Source.Of(_norm.running_var),
+        Source.Of(_conv.weight), Source.Of(_conv.bias), Source.Of(_norm?.weight), Source.Of(_norm?.bias),
+        Source.Of(_norm?.running_mean), Source.Of(_norm?.running_var),
     };
 
     private static bool Same(Source[] a, Source[] b)
@@ -158,15 +180,22 @@ public sealed class FoldSet : IDisposable
     public IReadOnlyCollection<FoldedConvolution> Folds => _folds.Values;
 
     /// <summary>The fold of <paramref name="norm"/> into <paramref name="conv"/>.</summary>
-    public FoldedConvolution For(Conv2d conv, BatchNorm2d norm)
+    public FoldedConvolution For(Conv2d conv, BatchNorm2d norm) => For(conv, norm, 0);
+
+    /// <summary>The fold of a convolution weight-standardised with <paramref name="standardizeEps"/> (0: plain) and of <paramref name="norm"/> (if any).</summary>
+    public FoldedConvolution For(Conv2d conv, BatchNorm2d? norm, double standardizeEps)
     {
-        if (!_folds.TryGetValue(conv, out var fold)) _folds.Add(conv, fold = new FoldedConvolution(conv, norm));
-        else if (!ReferenceEquals(fold.Norm, norm)) throw new InvalidOperationException("a convolution is folded with two different batch-norms");
+        if (!_folds.TryGetValue(conv, out var fold)) _folds.Add(conv, fold = new FoldedConvolution(conv, norm, standardizeEps));
+        else if (!ReferenceEquals(fold.Norm, norm) || fold.StandardizeEps != standardizeEps)
+            throw new InvalidOperationException("a convolution is folded two different ways");
         return fold;
     }
 
     /// <summary>Runs <paramref name="conv"/> with <paramref name="norm"/> folded in on <paramref name="input"/>.</summary>
     public torch.Tensor Apply(torch.Tensor input, Conv2d conv, BatchNorm2d norm) => For(conv, norm).forward(input);
+
+    /// <summary>Runs the weight-standardised <paramref name="conv"/>, with <paramref name="norm"/> (if any) folded in, on <paramref name="input"/>.</summary>
+    public torch.Tensor Apply(torch.Tensor input, Conv2d conv, BatchNorm2d? norm, double standardizeEps) => For(conv, norm, standardizeEps).forward(input);
 
     /// <summary>Makes every fold fold again before its next use (training changes what they fold).</summary>
     public void ReleaseAll()

@@ -58,6 +58,47 @@ public static class Steps
     }
 
     /// <summary>
+    /// Weight standardisation as timm's <c>StdConv2d</c> computes it: <paramref name="weight"/> [O, I, k, k] seen as one
+    /// sample of O channels ([1, O, I·k·k]) through a training-mode batch-norm without statistics or affine parameters, so
+    /// each output channel's weights become (w − mean) / √(biased variance + <paramref name="eps"/>). Differentiable; a new
+    /// tensor in <paramref name="weight"/>'s dtype and shape, contiguous.
+    /// </summary>
+    public static torch.Tensor StandardizeWeight(torch.Tensor weight, double eps)
+    {
+        using var rows = weight.reshape(1, weight.shape[0], -1);
+        using var standardized = torch.nn.functional.batch_norm(rows, null, null, null, null, true, 0.0, eps);
+        return standardized.reshape(weight.shape);
+    }
+
+    /// <summary>
+    /// A weight-standardised convolution (timm's <c>StdConv2d</c>): <paramref name="conv"/>'s geometry and bias with its
+    /// weight standardised by <see cref="StandardizeWeight"/>. The input is not disposed.
+    /// </summary>
+    public static torch.Tensor StandardizedConv(torch.Tensor input, Conv2d conv, double eps)
+    {
+        using var weight = StandardizeWeight(conv.weight ?? throw new ArgumentException("the convolution has no weight", nameof(conv)), eps);
+        return torch.nn.functional.conv2d(input, weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups);
+    }
+
+    /// <summary><paramref name="norm"/>(a weight-standardised <paramref name="conv"/>(<paramref name="input"/>)); the convolution's output is disposed.</summary>
+    public static torch.Tensor ConvNorm(torch.Tensor input, Conv2d conv, BatchNorm2d norm, double eps)
+    {
+        using var convolved = StandardizedConv(input, conv, eps);
+        return Norm(convolved, norm);
+    }
+
+    /// <summary>
+    /// BiT's fixed stem pool (timm's resnetv2 <c>stem_type='fixed'</c>): <paramref name="x"/> padded by one zero on each
+    /// side, then a 3×3 max-pool at stride 2 without padding. Unlike the padded max-pool, a border of negative values
+    /// pools with the zeros. The input is not disposed.
+    /// </summary>
+    public static torch.Tensor ZeroPaddedMaxPool(torch.Tensor x)
+    {
+        using var padded = torch.nn.functional.pad(x, new long[] { 1, 1, 1, 1 }, PaddingModes.Constant, 0.0);
+        return torch.nn.functional.max_pool2d(padded, 3, 2);
+    }
+
+    /// <summary>
     /// Squeeze-and-excitation (timm's <c>SEModule</c>): <paramref name="x"/> × sigmoid(<paramref name="expand"/>(relu(
     /// <paramref name="reduce"/>(mean of <paramref name="x"/> over height and width)))). Returns a new tensor; the input
     /// is not disposed (autograd needs it for the gate's gradient).
@@ -186,7 +227,7 @@ public static class ModuleTable
 
     /// <summary>
     /// torchvision's initialisation, in module order (so the random draws are torchvision's): kaiming_normal (fan_out,
-    /// ReLU) for convolutions; batch-norm weight 1 and bias 0, weight 0 for the modules listed in
+    /// ReLU) for convolutions; batch-norm and group-norm weight 1 and bias 0, weight 0 for the modules listed in
     /// <paramref name="zeroWeight"/> (ZeroInitResidual's last batch-norm of each block); linear layers keep their default.
     /// </summary>
     public static void InitializeAsTorchvision(torch.nn.Module[] modules, int[] zeroWeight, int smallHead = -1)
@@ -210,6 +251,10 @@ public static class ModuleTable
                     if (Array.IndexOf(zeroWeight, i) >= 0) torch.nn.init.zeros_(norm.weight!);
                     else torch.nn.init.ones_(norm.weight!);
                     torch.nn.init.zeros_(norm.bias!);
+                    break;
+                case GroupNorm groupNorm:
+                    torch.nn.init.ones_(groupNorm.weight!);
+                    torch.nn.init.zeros_(groupNorm.bias!);
                     break;
             }
         }

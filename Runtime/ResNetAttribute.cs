@@ -40,6 +40,26 @@ public enum Stem
 
     /// <summary>timm's <c>stem_type='deep_tiered'</c> (ResNet-T): as <see cref="Deep"/> with 3×(StemWidth/4) → StemWidth → 2×StemWidth.</summary>
     DeepTiered = 3,
+
+    /// <summary>
+    /// BiT's 'fixed' stem (timm's resnetv2 <c>stem_type='fixed'</c>): the 7×7 stride-2 convolution, a constant padding of
+    /// one zero on each side (<c>stem.pad</c>), then a 3×3 stride-2 max-pool without padding (<c>stem.pool</c>), TensorFlow's
+    /// SAME padding as BiT was trained with. Only with the pre-activation blocks.
+    /// </summary>
+    Fixed = 4,
+}
+
+/// <summary>The normalisation layers of a pre-activation network.</summary>
+public enum Norm
+{
+    /// <summary>Batch-norm (timm's resnetv2_18/50, He et al. 2016).</summary>
+    BatchNorm = 0,
+
+    /// <summary>
+    /// Group-norm over <see cref="ResNetAttribute.NormGroups"/> groups of channels, per sample (Wu and He 2018; BiT): the
+    /// same in training and eval, no running statistics. Only with the pre-activation blocks.
+    /// </summary>
+    GroupNorm = 1,
 }
 
 /// <summary>What follows the ImageNet-style stems' batch-norm and ReLU.</summary>
@@ -174,8 +194,9 @@ public sealed class ResNetAttribute : Attribute
     public bool[]? DilateStages { get; set; }
 
     /// <summary>
-    /// Zero-initialise each block's last batch-norm weight, so blocks start as identities. Default false (torchvision's),
-    /// or true (timm's zero_init_last) for a network that uses any of timm's options (a deep stem, StemPool.Conv,
+    /// Zero-initialise each block's last batch-norm weight (a pre-activation block's last convolution weight), so blocks
+    /// start as identities. Default false (torchvision's, and timm's resnetv2's for the pre-activation blocks), or true
+    /// (timm's zero_init_last) for a network that uses any of timm's resnet.py options (a deep stem, StemPool.Conv,
     /// Shortcut.AvgDown, Attention, AntiAlias, DropPath); writing it decides either way.
     /// </summary>
     public bool ZeroInitResidual { get; set; }
@@ -210,4 +231,25 @@ public sealed class ResNetAttribute : Attribute
     /// Eval, the fold and the ONNX export are unaffected. In [0, 1); default 0.
     /// </summary>
     public double DropPath { get; set; }
+
+    /// <summary>
+    /// The normalisation layers: <see cref="ResNetGen.Norm.BatchNorm"/> (default) or BiT's
+    /// <see cref="ResNetGen.Norm.GroupNorm"/>. Group-norm only with <see cref="ResNetGen.Block.PreActBasic"/> and
+    /// <see cref="ResNetGen.Block.PreActBottleneck"/>.
+    /// </summary>
+    public Norm Norm { get; set; } = Norm.BatchNorm;
+
+    /// <summary>Group-norm's number of groups; it must divide every normalised layer's channels. Only with <see cref="ResNetGen.Norm.GroupNorm"/>. Default 32.</summary>
+    public int NormGroups { get; set; } = 32;
+
+    /// <summary>
+    /// Weight-standardised convolutions (Qiao et al. 2019; timm's <c>StdConv2d</c>, BiT): each convolution's weight is
+    /// standardised per output channel to zero mean and unit variance (biased, plus <see cref="WeightStandardizationEps"/>)
+    /// every time it is used; the classifier is not. <c>FuseForInference</c> and the ONNX export standardise once. Only with
+    /// the pre-activation blocks. Default false.
+    /// </summary>
+    public bool WeightStandardization { get; set; }
+
+    /// <summary>The ε added to the weight's variance by <see cref="WeightStandardization"/>: timm's default 1e-6; BiT's models use 1e-8. In (0, 0.1].</summary>
+    public double WeightStandardizationEps { get; set; } = 1e-6;
 }

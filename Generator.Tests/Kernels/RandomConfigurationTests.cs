@@ -64,6 +64,11 @@ public class RandomConfigurationTests
                 parts[0] = bottleneck ? "Block.PreActBottleneck" : "Block.PreActBasic";
                 parts.RemoveAll(p => p.StartsWith("Shortcut = ", StringComparison.Ordinal) || p.StartsWith("StrideAt = ", StringComparison.Ordinal)
                                      || p.StartsWith("Groups = ", StringComparison.Ordinal) || p.StartsWith("DilateStages = ", StringComparison.Ordinal));
+                // BiT's parts: the fixed stem, group-norm (groups that divide the widths, mostly), weight standardisation.
+                if (!cifar && timm.Next(3) == 0) parts.Add("Stem = Stem.Fixed");
+                if (timm.Next(2) == 1)
+                    parts.Add("Norm = Norm.GroupNorm, NormGroups = " + new[] { 1, 2, 4, 8, 32 }[timm.Next(5)].ToString(CultureInfo.InvariantCulture));
+                if (timm.Next(2) == 1) parts.Add("WeightStandardization = true" + (timm.Next(2) == 1 ? ", WeightStandardizationEps = 1e-8" : ""));
                 result.Add("ResNet(" + string.Join(", ", parts) + ")");
                 continue;
             }
@@ -104,7 +109,8 @@ public class RandomConfigurationTests
         Assert.True(valid.Count >= Count / 2, $"only {valid.Count} of {Count} draws are valid");
         // Every option of timm's family reaches at least one network that runs.
         foreach (var option in new[] { "Block.PreActBasic", "Block.PreActBottleneck", "Stem.Deep", "Stem.DeepTiered", "StemPool.Conv", "Shortcut.AvgDown", "Attention.SqueezeExcite", "Attention.EfficientChannel",
-                     "AntiAlias.AvgPool", "AntiAlias.BlurPool", "DropPath = ", "AttentionRatio = ", "StemWidth = " })
+                     "AntiAlias.AvgPool", "AntiAlias.BlurPool", "DropPath = ", "AttentionRatio = ", "StemWidth = ", "Stem.Fixed", "Norm.GroupNorm",
+                     "WeightStandardization = true", "WeightStandardizationEps = " })
             Assert.True(valid.Any(i => attributes[i].Contains(option, StringComparison.Ordinal)), $"no valid draw has {option}");
         Assert.Empty(run.CompilationDiagnostics.Where(d => d.Severity == DiagnosticSeverity.Error && !invalid.Contains(ClassOf(d))));
 

@@ -41,6 +41,8 @@ MODELS = {
     "resnetrs50_aa": dict(name="resnetrs50", aa_layer=torch.nn.AvgPool2d),
     # Pre-activation ResNets (timm's resnetv2.py) with batch-norm.
     "resnetv2_18": {}, "resnetv2_50": {},
+    # BiT (Kolesnikov et al. 2020): GroupNorm of 32 groups, weight-standardised convolutions (eps 1e-8), the fixed stem.
+    "resnetv2_50x1_bit": {}, "resnetv2_101x1_bit": {},
 }
 # Stochastic depth: timm's per-block drop rates for these (model, drop_path_rate), one rate a line, in block order.
 DROP_PATH = {"resnet50d": 0.2, "resnet18d": 0.1, "resnet10t": 0.05}
@@ -52,6 +54,8 @@ TRAIN_CHECKED = {
     "resnetaa50d": ["conv1.0.weight", "layer2.0.bn2.weight", "layer4.0.downsample.2.bias"],
     "resnetblur50_os16": ["conv1.weight", "layer2.0.bn2.bias", "layer4.0.bn2.weight"],
     "resnetv2_50": ["stem.conv.weight", "stages.1.blocks.0.norm1.weight", "stages.2.blocks.0.downsample.conv.weight", "head.fc.bias"],
+    "resnetv2_50x1_bit": ["stem.conv.weight", "stages.0.blocks.0.norm1.weight", "stages.1.blocks.0.downsample.conv.weight",
+                          "stages.3.blocks.2.conv3.weight", "norm.bias", "head.fc.bias"],
 }
 
 

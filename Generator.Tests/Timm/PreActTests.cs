@@ -12,6 +12,10 @@ namespace ResNetGen.Generator.Tests.Timm;
 [ResNet(Block.PreActBasic, 2, 2, 2, 2, Stem = Stem.Cifar, NumClasses = 10)]
 public partial class PreActResNet18Cifar { }
 
+/// <summary>A small pre-activation bottleneck network whose blocks start as identities (ZeroInitResidual written).</summary>
+[ResNet(Block.PreActBottleneck, 1, 1, NumClasses = 4, InputSize = 32, ZeroInitResidual = true)]
+public partial class PreActZeroInit { }
+
 /// <summary>The pre-activation blocks beyond timm's ImageNet networks: the CIFAR layout, the fold, freezing, initialisation.</summary>
 public sealed class PreActTests : System.IDisposable
 {
@@ -59,11 +63,19 @@ public sealed class PreActTests : System.IDisposable
     {
         torch.manual_seed(11);
         using var network = new ResNetV2_50();
-        // timm's _init_weights: the head from N(0, 0.01²) with bias 0; each block's last convolution 0 (zero_init_last).
+        // timm's _init_weights: the head from N(0, 0.01²), bias 0; the last convolutions kaiming-normal like the rest, as
+        // ResNetV2's zero_init_last defaults to False (resnet.py's networks default to True).
         Assert.InRange(network.head_fc.weight!.std().item<float>(), 0.0097, 0.0103);
         Assert.True(network.head_fc.bias!.eq(0).all().item<bool>());
-        Assert.True(network.stages_0_blocks_0_conv3.weight!.eq(0).all().item<bool>());
-        Assert.False(network.stages_0_blocks_0_conv2.weight!.eq(0).all().item<bool>());
+        var expected = System.Math.Sqrt(2.0 / 256); // kaiming fan_out of conv3 [256, 64, 1, 1]
+        Assert.InRange(network.stages_0_blocks_0_conv3.weight!.std().item<float>(), 0.95 * expected, 1.05 * expected);
+        using (var zeroed = new PreActZeroInit())
+        {
+            // Written, ZeroInitResidual zeroes each block's last convolution: the block starts as its shortcut.
+            Assert.True(zeroed.stages_0_blocks_0_conv3.weight!.eq(0).all().item<bool>());
+            Assert.True(zeroed.stages_1_blocks_0_conv3.weight!.eq(0).all().item<bool>());
+            Assert.False(zeroed.stages_0_blocks_0_conv2.weight!.eq(0).all().item<bool>());
+        }
         network.FreezeBackbone(1);
         var trainable = network.named_parameters().Where(p => p.parameter.requires_grad).Select(p => p.name).ToList();
         Assert.All(trainable, n => Assert.True(n.StartsWith("stages.3.", System.StringComparison.Ordinal) || n.StartsWith("norm.", System.StringComparison.Ordinal)

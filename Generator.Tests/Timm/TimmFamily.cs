@@ -39,6 +39,12 @@ public partial class ResNetRs50Aa { }
 [ResNet(Block.PreActBasic, 2, 2, 2, 2)] public partial class ResNetV2_18 { }
 [ResNet(Block.PreActBottleneck, 3, 4, 6, 3)] public partial class ResNetV2_50 { }
 
+// BiT (timm's _create_resnetv2_bit): the fixed stem, group-norm of 32 groups, convolutions weight-standardised with ε 1e-8.
+[ResNet(Block.PreActBottleneck, 3, 4, 6, 3, Stem = Stem.Fixed, Norm = Norm.GroupNorm, WeightStandardization = true, WeightStandardizationEps = 1e-8)]
+public partial class ResNetV2_50x1_Bit { }
+[ResNet(Block.PreActBottleneck, 3, 4, 23, 3, Stem = Stem.Fixed, Norm = Norm.GroupNorm, WeightStandardization = true, WeightStandardizationEps = 1e-8)]
+public partial class ResNetV2_101x1_Bit { }
+
 // Stochastic depth, at the rates make_timm_reference.py asked timm for.
 [ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, Shortcut = Shortcut.AvgDown, DropPath = 0.2)] public partial class ResNet50dDropPath { }
 [ResNet(Block.Basic, 2, 2, 2, 2, Stem = Stem.Deep, Shortcut = Shortcut.AvgDown, DropPath = 0.1)] public partial class ResNet18dDropPath { }
@@ -71,6 +77,8 @@ public static class TimmFamily
             ["resnetrs50_aa"] = (() => new ResNetRs50Aa(), 35_691_912, ResNetRs50Aa.ParameterCount),
             ["resnetv2_18"] = (() => new ResNetV2_18(), 11_687_720, ResNetV2_18.ParameterCount),
             ["resnetv2_50"] = (() => new ResNetV2_50(), 25_549_352, ResNetV2_50.ParameterCount),
+            ["resnetv2_50x1_bit"] = (() => new ResNetV2_50x1_Bit(), 25_549_352, ResNetV2_50x1_Bit.ParameterCount),
+            ["resnetv2_101x1_bit"] = (() => new ResNetV2_101x1_Bit(), 44_541_480, ResNetV2_101x1_Bit.ParameterCount),
         };
 
     public static IEnumerable<object[]> Names()
@@ -80,5 +88,5 @@ public static class TimmFamily
 
     /// <summary>The models make_timm_reference.py ran forward and backward in training mode.</summary>
     public static IEnumerable<object[]> Trained() =>
-        new[] { "resnet18d", "seresnext26d_32x4d", "ecaresnet26t", "resnetrs50", "resnetaa50d", "resnetblur50_os16", "resnetv2_50" }.Select(n => new object[] { n });
+        new[] { "resnet18d", "seresnext26d_32x4d", "ecaresnet26t", "resnetrs50", "resnetaa50d", "resnetblur50_os16", "resnetv2_50", "resnetv2_50x1_bit" }.Select(n => new object[] { n });
 }

@@ -68,7 +68,9 @@ public sealed class TimmFamilyTests : IDisposable
         using (var folded = network.call(input))
             Tolerance.AssertClose(expected, folded, model + " folded");
         var foldedExport = (OnnxExport)((dynamic)network).ExportOnnx(Path.Combine(_folder, model + "-folded.onnx"));
-        Assert.True(foldedExport.Nodes < export.Nodes);
+        // Batch-norms after a convolution fold away; BiT's group-norms do not (its standardised weights are written either way).
+        if (model.EndsWith("_bit", StringComparison.Ordinal)) Assert.Equal(export.Nodes, foldedExport.Nodes);
+        else Assert.True(foldedExport.Nodes < export.Nodes);
         using (var onnx = torch.tensor(OnnxExportTests.OnnxRuntime(foldedExport.Path, input)).reshape(2, -1))
             Tolerance.AssertClose(expected, onnx, model + " folded on ONNX Runtime");
     }

@@ -76,6 +76,7 @@ internal static class Checker
         Enum(ArgumentSlot.StemPool, spec.StemPool);
         Enum(ArgumentSlot.Attention, spec.Attention);
         Enum(ArgumentSlot.AntiAlias, spec.AntiAlias);
+        Enum(ArgumentSlot.Norm, spec.Norm);
 
         if (spec.Layers.Count == 0)
             Add(DiagnosticDescriptors.NoStages, ArgumentSlot.Attribute, 0, "The network has no stages");
@@ -142,7 +143,7 @@ internal static class Checker
         if (spec.PreAct)
         {
             // What timm's pre-activation blocks (resnetv2.py) are built with here: projection shortcuts, the 3×3 stride,
-            // one group, the ImageNet or CIFAR stem, no dilation; the rest of timm's options belong to resnet.py's blocks.
+            // one group, the ImageNet, fixed or CIFAR stem, no dilation; the rest of timm's options belong to resnet.py's blocks.
             var block = "Block." + spec.Block;
             void NotWith(ArgumentSlot slot, string option, string fix) =>
                 Add(DiagnosticDescriptors.OptionDoesNotApply, slot, 0, option, $"with {block} (timm's pre-activation blocks do not take it)", fix);
@@ -153,12 +154,38 @@ internal static class Checker
             if (spec.Groups != 1) NotWith(ArgumentSlot.Groups, "Groups", "Remove Groups.");
             if (spec.WidthPerGroup != 64) NotWith(ArgumentSlot.WidthPerGroup, "WidthPerGroup", "Remove WidthPerGroup (BaseWidth sets the widths).");
             if (spec.DilateStages.Any(d => d)) NotWith(ArgumentSlot.DilateStages, "DilateStages", "Remove DilateStages.");
-            if (spec.DeepStem) NotWith(ArgumentSlot.Stem, "Stem." + spec.Stem, "Use Stem.ImageNet or Stem.Cifar.");
+            if (spec.DeepStem) NotWith(ArgumentSlot.Stem, "Stem." + spec.Stem, "Use Stem.ImageNet, Stem.Fixed or Stem.Cifar.");
             if (spec.StemPool != StemPoolKind.MaxPool) NotWith(ArgumentSlot.StemPool, "StemPool." + spec.StemPool, "Remove StemPool.");
             if (spec.Attention != AttentionKind.None) NotWith(ArgumentSlot.Attention, "Attention." + spec.Attention, "Remove Attention.");
             if (spec.AntiAlias != AntiAliasKind.None) NotWith(ArgumentSlot.AntiAlias, "AntiAlias." + spec.AntiAlias, "Remove AntiAlias.");
             if (spec.DropPath != 0) NotWith(ArgumentSlot.DropPath, "DropPath", "Remove DropPath (timm's resnetv2 schedules it by stage, which is not built yet).");
         }
+        else if (System.Enum.IsDefined(typeof(BlockKind), spec.Block))
+        {
+            // BiT's parts (timm's resnetv2.py) are built for the pre-activation blocks, whose norms never fold into a
+            // convolution; resnet.py's blocks fold every batch-norm.
+            var block = "Block." + spec.Block;
+            var fix = $"Use Block.PreAct{(spec.Expands ? "Bottleneck" : "Basic")} (BiT's blocks), or remove it.";
+            if (spec.Norm == NormKind.GroupNorm)
+                Add(DiagnosticDescriptors.OptionDoesNotApply, ArgumentSlot.Norm, 0, "Norm.GroupNorm", $"with {block} (group-norm is built for the pre-activation blocks)", fix);
+            if (spec.WeightStandardization)
+                Add(DiagnosticDescriptors.OptionDoesNotApply, ArgumentSlot.WeightStandardization, 0, "WeightStandardization",
+                    $"with {block} (weight standardisation is built for the pre-activation blocks)", fix);
+            if (spec.Stem == StemKind.Fixed)
+                Add(DiagnosticDescriptors.OptionDoesNotApply, ArgumentSlot.Stem, 0, "Stem.Fixed", $"with {block} (BiT's fixed stem has no norm for these blocks' stems)",
+                    $"Use Stem.ImageNet, or Block.PreAct{(spec.Expands ? "Bottleneck" : "Basic")}.");
+        }
+        if (spec.NormGroupsGiven && spec.Norm == NormKind.BatchNorm)
+            Add(DiagnosticDescriptors.OptionDoesNotApply, ArgumentSlot.NormGroups, 0, "NormGroups", "with Norm.BatchNorm (only group-norm has groups)",
+                "Use Norm = Norm.GroupNorm, or remove NormGroups.");
+        if (spec.Norm == NormKind.GroupNorm && spec.NormGroups <= 0)
+            Add(DiagnosticDescriptors.NonPositiveSize, ArgumentSlot.NormGroups, 0, $"NormGroups is {S(spec.NormGroups)}", "Use 32 (BiT's), or a number of groups that divides every layer's channels.");
+        if (spec.WeightStandardizationEpsGiven && !spec.WeightStandardization)
+            Add(DiagnosticDescriptors.OptionDoesNotApply, ArgumentSlot.WeightStandardizationEps, 0, "WeightStandardizationEps", "without WeightStandardization",
+                "Add WeightStandardization = true, or remove WeightStandardizationEps.");
+        if (!(spec.WeightStandardizationEps > 0 && spec.WeightStandardizationEps <= 0.1))
+            Add(DiagnosticDescriptors.OptionOutOfRange, ArgumentSlot.WeightStandardizationEps, 0, "WeightStandardizationEps",
+                spec.WeightStandardizationEps.ToString("R", CultureInfo.InvariantCulture), "(0, 0.1]", "Use 1e-6 (timm's StdConv2d default) or 1e-8 (BiT's models).");
         if (!(spec.DropPath >= 0 && spec.DropPath < 1))
             Add(DiagnosticDescriptors.OptionOutOfRange, ArgumentSlot.DropPath, 0, "DropPath", spec.DropPath.ToString("R", CultureInfo.InvariantCulture), "[0, 1)",
                 "Use 0 (no stochastic depth) or a rate such as 0.05 (timm's ResNet-50 recipes) up to 0.2 for the deepest networks.");

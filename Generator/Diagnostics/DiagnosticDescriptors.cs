@@ -72,6 +72,10 @@ internal static class DiagnosticDescriptors
         "RNG0016", "A blur pool receives a map too small to pad",
         "At input size {0}×{0}, {1} receives {2}: the blur pool's reflect padding needs a height and width of at least 2. Use a larger InputSize, or AntiAlias.AvgPool.");
 
+    public static readonly DiagnosticDescriptor NormGroupsDoNotDivide = Error(
+        "RNG0017", "NormGroups does not divide a layer's channels",
+        "{0} normalises {1} channels, which NormGroups = {2} does not divide: group-norm needs whole groups. {3}");
+
     public static readonly DiagnosticDescriptor InternalError = Error(
         "RNG0099", "ResNetGen failed unexpectedly",
         "ResNetGen could not generate '{0}': {1}. This is a bug in ResNetGen; please report it with the attribute you used.");
@@ -80,7 +84,7 @@ internal static class DiagnosticDescriptors
     {
         NotAPartialClass, NoStages, BasicBlockWidth, BasicBlockDilation, DilateStagesLength, NonPositiveSize,
         FeatureMapVanishes, ShortcutShapeMismatch, NoSpatialContext, WrongInputShape, MemberAlreadyDeclared, UndefinedEnumValue, TooManyChannels,
-        OptionDoesNotApply, OptionOutOfRange, TooSmallToBlur, InternalError,
+        OptionDoesNotApply, OptionOutOfRange, TooSmallToBlur, NormGroupsDoNotDivide, InternalError,
     };
 
     /// <summary>The descriptor of a catalogue ID; an ID outside the catalogue is a bug, and fails loudly.</summary>
@@ -103,6 +107,7 @@ internal static class DiagnosticDescriptors
         Planning.ShapeProblem.ShortcutMismatch => ShortcutShapeMismatch,
         Planning.ShapeProblem.NoSpatialContext => NoSpatialContext,
         Planning.ShapeProblem.TooSmallToBlur => TooSmallToBlur,
+        Planning.ShapeProblem.NormGroupsDoNotDivide => NormGroupsDoNotDivide,
         _ => throw new System.ArgumentOutOfRangeException(nameof(problem), problem, "a shape problem without a diagnostic"),
     };
 

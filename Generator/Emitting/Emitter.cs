@@ -71,7 +71,7 @@ internal static class Emitter
         Layout(w);
         Forward(w, plan);
         Run(w, plan);
-        Fusion(w);
+        Fusion(w, plan);
         Freezing(w, plan);
         Onnx(w, plan);
         Dispose(w);
@@ -133,13 +133,17 @@ internal static class Emitter
             var arg = I(tensor[source]);
             yield return step.Kind switch
             {
+                StepKind.ConvNorm when step.Standardize > 0 => $"Step.StandardizedConvNorm({I(index[step.Module!])}, {I(index[step.Norm!])}, {arg}, {D(step.Standardize)})",
                 StepKind.ConvNorm => $"Step.ConvNorm({I(index[step.Module!])}, {I(index[step.Norm!])}, {arg})",
                 StepKind.Linear => $"Step.Linear({I(index[step.Module!])}, {arg})",
                 StepKind.Relu => $"Step.Relu({arg})",
                 StepKind.Add => $"Step.Add({arg}, {I(tensor[step.Other!])})",
                 StepKind.MaxPool => step.Stride == 2 ? $"Step.MaxPool({arg})" : $"Step.MaxPool({arg}, {I(step.Stride)})",
+                StepKind.Conv when step.Standardize > 0 => $"Step.StandardizedConv({I(index[step.Module!])}, {arg}, {D(step.Standardize)})",
                 StepKind.Conv => $"Step.Conv({I(index[step.Module!])}, {arg})",
                 StepKind.Norm => $"Step.BatchNorm({I(index[step.Norm!])}, {arg})",
+                StepKind.GroupNorm => $"Step.GroupNorm({I(index[step.Norm!])}, {arg})",
+                StepKind.ZeroPaddedMaxPool => $"Step.ZeroPaddedMaxPool({arg})",
                 StepKind.AntiAliasPool => $"Step.AntiAliasPool({arg}, {I(step.Stride)})",
                 StepKind.Blur => $"Step.Blur({arg}, {I(step.Stride)}, {I(step.Shape.Channels)})",
                 StepKind.ZeroPad => $"Step.ZeroPad({arg}, {I(step.Stride)}, {I(step.PadChannels)})",
@@ -320,11 +324,25 @@ internal static class Emitter
         if (locals.Count > 0) w.Line($"TorchTensor {string.Join(", ", locals)};");
         foreach (var step in plan.Steps) Statement(w, step);
         w.Line("return x;");
-        if (plan.Steps.Any(s => s.Kind == StepKind.ConvNorm))
+        if (plan.Steps.Any(s => s.Kind == StepKind.ConvNorm && s.Standardize == 0))
         {
             w.Line();
             w.Line("TorchTensor ConvNorm(TorchTensor t, TorchModules.Conv2d conv, TorchModules.BatchNorm2d norm) =>");
             w.Line("    fold ? _folds.Apply(t, conv, norm) : RG.Steps.ConvNorm(t, conv, norm);");
+        }
+        if (plan.Steps.Any(s => s.Kind == StepKind.ConvNorm && s.Standardize > 0))
+        {
+            w.Line();
+            w.Line("// A weight-standardised convolution (timm's StdConv2d) and its batch-norm: folded, one convolution with both in it.");
+            w.Line("TorchTensor StdConvNorm(TorchTensor t, TorchModules.Conv2d conv, TorchModules.BatchNorm2d norm, double eps) =>");
+            w.Line("    fold ? _folds.Apply(t, conv, norm, eps) : RG.Steps.ConvNorm(t, conv, norm, eps);");
+        }
+        if (plan.Steps.Any(s => s.Kind == StepKind.Conv && s.Standardize > 0))
+        {
+            w.Line();
+            w.Line("// A weight-standardised convolution (timm's StdConv2d): folded, its weight standardised once.");
+            w.Line("TorchTensor StdConv(TorchTensor t, TorchModules.Conv2d conv, double eps) =>");
+            w.Line("    fold ? _folds.Apply(t, conv, null, eps) : RG.Steps.StandardizedConv(t, conv, eps);");
         }
         w.Close();
         w.Line();
@@ -355,14 +373,20 @@ internal static class Emitter
         }
         var code = step.Kind switch
         {
+            StepKind.ConvNorm when step.Standardize > 0 =>
+                Assign($"StdConvNorm({step.Source}, {ModulePlan.FieldOf(step.Module!)}, {ModulePlan.FieldOf(step.Norm!)}, {D(step.Standardize)})"),
             StepKind.ConvNorm => Assign($"ConvNorm({step.Source}, {ModulePlan.FieldOf(step.Module!)}, {ModulePlan.FieldOf(step.Norm!)})"),
             StepKind.Linear => Assign($"{ModulePlan.FieldOf(step.Module!)}.forward({step.Source})"),
             StepKind.Relu => $"{t}.relu_();",
             StepKind.Add => $"AddTo({t}, {step.Other});",
             StepKind.MaxPool => Assign($"TorchNn.functional.max_pool2d({step.Source}, 3, {I(step.Stride)}, 1)"),
+            StepKind.Conv when step.Standardize > 0 => Assign($"StdConv({step.Source}, {ModulePlan.FieldOf(step.Module!)}, {D(step.Standardize)})"),
             StepKind.Conv => Assign($"{ModulePlan.FieldOf(step.Module!)}.forward({step.Source})"),
             StepKind.ConvHead => Assign($"ConvHead({step.Source}, {ModulePlan.FieldOf(step.Module!)})"),
-            StepKind.Norm => Assign($"Norm({step.Source}, {ModulePlan.FieldOf(step.Norm!)})"),
+            // Qualified: a class in a namespace under ResNetGen would find the enum ResNetGen.Norm before the using static.
+            StepKind.Norm => Assign($"RG.Steps.Norm({step.Source}, {ModulePlan.FieldOf(step.Norm!)})"),
+            StepKind.GroupNorm => Assign($"{ModulePlan.FieldOf(step.Norm!)}.forward({step.Source})"),
+            StepKind.ZeroPaddedMaxPool => Assign($"ZeroPaddedMaxPool({step.Source})"),
             StepKind.AntiAliasPool => Assign($"TorchNn.functional.avg_pool2d({step.Source}, {I(step.Stride)}, {I(step.Stride)})"),
             StepKind.Blur => Assign($"Blur({step.Source}, {I(step.Stride)})"),
             StepKind.DropPath => Assign($"DropPath({step.Source}, {step.Rate.ToString("R", CultureInfo.InvariantCulture)}, training)"),
@@ -392,7 +416,7 @@ internal static class Emitter
         }
     }
 
-    private static void Fusion(SourceWriter w)
+    private static void Fusion(SourceWriter w, NetworkPlan plan)
     {
         w.Line("private readonly RG.FoldSet _folds = new();");
         w.Line("private bool _fused;");
@@ -403,6 +427,12 @@ internal static class Emitter
         w.Line("/// Outputs are unchanged up to rounding. The folds follow their sources: a weight loaded, edited in place, replaced,");
         w.Line("/// converted to another dtype or moved to another device afterwards is folded again before the next use, and a");
         w.Line("/// training-mode forward computes unfolded. The layers and the state_dict stay as they are.");
+        if (plan.Modules.Any(m => m.Standardized))
+            w.Line("/// Each weight-standardised convolution's weight is standardised once per change, not at every forward.");
+        if (plan.Modules.Any(m => m.Kind == ModuleKind.GroupNorm))
+            w.Line("/// Group-norms do not fold: their statistics are each input's own.");
+        else if (plan.Modules.Any(m => m.Path == "norm"))
+            w.Line("/// The pre-activation batch-norms (each block's norm1 and the final norm) do not fold: no convolution precedes them.");
         w.Line("/// </summary>");
         w.Open("public void FuseForInference()");
         w.Line("eval();");
@@ -493,6 +523,7 @@ internal static class Emitter
         ModuleKind.Conv2d => CreateConv(m, bias: m.Bias),
         ModuleKind.Conv1d => $"TorchNn.Conv1d({I(m.InFeatures)}, {I(m.OutFeatures)}, {I(m.Kernel)}, padding: {I(m.Padding)}, bias: false)",
         ModuleKind.BatchNorm2d => $"TorchNn.BatchNorm2d({I(m.OutFeatures)})",
+        ModuleKind.GroupNorm => $"TorchNn.GroupNorm({I(m.Groups)}, {I(m.OutFeatures)})",
         ModuleKind.Linear => $"TorchNn.Linear({I(m.InFeatures)}, numClasses)",
         _ => throw new InvalidOperationException($"no constructor for a {m.Kind} module"),
     };
@@ -509,9 +540,11 @@ internal static class Emitter
                              + (m.Stride != 1 ? $", stride {I(m.Stride)}" : "")
                              + (m.Dilation != 1 ? $", dilation {I(m.Dilation)}" : "")
                              + (m.Groups != 1 ? $", {I(m.Groups)} groups" : "")
-                             + (m.Bias ? ", with bias" : ""),
+                             + (m.Bias ? ", with bias" : "")
+                             + (m.Standardized ? ", weight-standardised" : ""),
         ModuleKind.Conv1d => $"1-D convolution of {I(m.Kernel)} over the channels",
         ModuleKind.BatchNorm2d => $"batch-norm over {I(m.OutFeatures)} channels" + (m.ZeroInit ? " (zero-initialised weight)" : ""),
+        ModuleKind.GroupNorm => $"group-norm over {I(m.OutFeatures)} channels in {I(m.Groups)} groups",
         ModuleKind.Linear => $"linear {I(m.InFeatures)} → {I(m.OutFeatures)}",
         _ => throw new InvalidOperationException($"no description for a {m.Kind} module"),
     };
@@ -545,6 +578,9 @@ internal static class Emitter
         sb.Append(rule).Append('\n');
         return sb.ToString();
     }
+
+    /// <summary>A double as a C# literal that reads back to the same value.</summary>
+    private static string D(double value) => value.ToString("R", CultureInfo.InvariantCulture);
 
     private static string I(long value, bool grouped = false) =>
         value.ToString(grouped ? "#,0" : "0", CultureInfo.InvariantCulture);

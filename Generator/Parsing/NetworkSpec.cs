@@ -5,7 +5,9 @@ namespace ResNetGen.Generator.Parsing;
 // These mirror the public enums of ResNetGen.Runtime value for value; the generator cannot load that assembly.
 internal enum BlockKind { Basic = 0, Bottleneck = 1, PreActBasic = 2, PreActBottleneck = 3 }
 
-internal enum StemKind { ImageNet = 0, Cifar = 1, Deep = 2, DeepTiered = 3 }
+internal enum StemKind { ImageNet = 0, Cifar = 1, Deep = 2, DeepTiered = 3, Fixed = 4 }
+
+internal enum NormKind { BatchNorm = 0, GroupNorm = 1 }
 
 internal enum StemPoolKind { MaxPool = 0, Conv = 1 }
 
@@ -43,6 +45,7 @@ internal enum ArgumentSlot
 {
     Attribute, Block, Layers, NumClasses, InChannels, Groups, WidthPerGroup, BaseWidth, Stem, Shortcut, StrideAt,
     DilateStages, ZeroInitResidual, InputSize, StemWidth, StemPool, Attention, AttentionRatio, AntiAlias, DropPath,
+    Norm, NormGroups, WeightStandardization, WeightStandardizationEps,
 }
 
 /// <summary>Where one attribute argument was written, for diagnostics.</summary>
@@ -72,8 +75,21 @@ internal sealed record NetworkSpec(
     AttentionKind Attention = AttentionKind.None,
     double AttentionRatio = 1.0 / 16,
     AntiAliasKind AntiAlias = AntiAliasKind.None,
-    double DropPath = 0)
+    double DropPath = 0,
+    NormKind Norm = NormKind.BatchNorm,
+    int NormGroups = 32,
+    bool WeightStandardization = false,
+    double WeightStandardizationEps = 1e-6)
 {
+    /// <summary>Whether <see cref="NormGroups"/> was written (it means something only with group-norm).</summary>
+    public bool NormGroupsGiven { get; init; }
+
+    /// <summary>Whether <see cref="WeightStandardizationEps"/> was written (it means something only with weight standardisation).</summary>
+    public bool WeightStandardizationEpsGiven { get; init; }
+
+    /// <summary>The ε of the weight-standardised convolutions, or 0 where the convolutions are plain.</summary>
+    public double StandardizeEps => WeightStandardization ? WeightStandardizationEps : 0;
+
     /// <summary>The attribute as written, for comments in the generated file.</summary>
     public string AttributeText { get; init; } = "";
 
@@ -97,10 +113,11 @@ internal sealed record NetworkSpec(
                                    || Attention != AttentionKind.None || AntiAlias != AntiAliasKind.None || DropPath > 0;
 
     /// <summary>
-    /// Whether each block's last batch-norm weight starts at 0: as written, else timm's default (zero_init_last) for a
-    /// network of timm's options and torchvision's (not) for the rest.
+    /// Whether each block's last batch-norm weight (a pre-activation block's last convolution) starts at 0: as written,
+    /// else timm's default: zero_init_last for resnet.py's networks of timm's options, not for resnetv2.py's pre-activation
+    /// ones (ResNetV2's zero_init_last=False), and torchvision's (not) for the rest.
     /// </summary>
-    public bool ZeroInitLastNorm => ZeroInitResidualGiven ? ZeroInitResidual : UsesTimmOptions;
+    public bool ZeroInitLastNorm => ZeroInitResidualGiven ? ZeroInitResidual : UsesTimmOptions && !PreAct;
 
     /// <summary>Whether <see cref="AttentionRatio"/> was written (it means something only with squeeze-excite).</summary>
     public bool AttentionRatioGiven { get; init; }

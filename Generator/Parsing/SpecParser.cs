@@ -68,6 +68,14 @@ internal static class SpecParser
                 "Attention" => spec with { Attention = (AttentionKind)(int)value.Value! },
                 "AntiAlias" => spec with { AntiAlias = (AntiAliasKind)(int)value.Value! },
                 "DropPath" => spec with { DropPath = System.Convert.ToDouble(value.Value!, System.Globalization.CultureInfo.InvariantCulture) },
+                "Norm" => spec with { Norm = (NormKind)(int)value.Value! },
+                "NormGroups" => spec with { NormGroups = (int)value.Value!, NormGroupsGiven = true },
+                "WeightStandardization" => spec with { WeightStandardization = (bool)value.Value! },
+                "WeightStandardizationEps" => spec with
+                {
+                    WeightStandardizationEps = System.Convert.ToDouble(value.Value!, System.Globalization.CultureInfo.InvariantCulture),
+                    WeightStandardizationEpsGiven = true,
+                },
                 "AttentionRatio" => spec with { AttentionRatio = System.Convert.ToDouble(value.Value!, System.Globalization.CultureInfo.InvariantCulture), AttentionRatioGiven = true },
                 _ => spec,
             };

@@ -19,7 +19,7 @@ internal readonly record struct Shape(int Channels, int Height, int Width, bool 
     public override string ToString() => Format();
 }
 
-internal enum ModuleKind { Conv2d, BatchNorm2d, Linear, Conv1d }
+internal enum ModuleKind { Conv2d, BatchNorm2d, Linear, Conv1d, GroupNorm }
 
 /// <summary>
 /// One module with parameters, by its state_dict path (<c>layer1.0.conv1</c>). Every number is a literal the
@@ -40,8 +40,12 @@ internal sealed record ModulePlan(
     long MultAdds = 0,
     Shape Output = default,
     bool Bias = false,
-    bool Head = false)
+    bool Head = false,
+    double StandardizeEps = 0)
 {
+    /// <summary>Whether it is a weight-standardised convolution (timm's StdConv2d), whose weight is standardised with <see cref="StandardizeEps"/> at each use.</summary>
+    public bool Standardized => StandardizeEps > 0;
+
     /// <summary>The C# field that holds it: the path with '.' replaced by '_'.</summary>
     public string FieldName => FieldOf(Path);
 
@@ -65,6 +69,10 @@ internal enum StepKind
     Conv,
     /// <summary>Target = Norm(Source): a batch-norm that does not follow its convolution directly.</summary>
     Norm,
+    /// <summary>Target = Norm(Source): a group-norm (it never folds).</summary>
+    GroupNorm,
+    /// <summary>Target = max_pool2d(Source padded by one zero on each side, 3, 2, 0): BiT's fixed stem pool.</summary>
+    ZeroPaddedMaxPool,
     /// <summary>Target = avg_pool2d(Source, 2, 2): anti-aliasing's 2×2 average at stride 2 (floors an odd size).</summary>
     AntiAliasPool,
     /// <summary>Target = Source reflect-padded by one, blurred per channel by [1, 2, 1]ᵀ[1, 2, 1] / 16 at Stride.</summary>
@@ -99,7 +107,8 @@ internal enum StepKind
 }
 
 /// <summary>
-/// One statement of the forward pass, on named variables: <c>x</c> (the running activation), <c>branch</c> (a block's
+/// One statement of the forward pass (for a ConvNorm or Conv step, <c>Standardize</c> is its convolution's
+/// weight-standardisation ε, 0 for a plain one), on named variables: <c>x</c> (the running activation), <c>branch</c> (a block's
 /// residual branch) and <c>identity</c> (its shortcut, where one is computed). The emitter writes the statements as
 /// C# and derives the ONNX graph table from the same list: there is no second copy of the sequence.
 /// </summary>
@@ -117,7 +126,8 @@ internal sealed record StepPlan(
     string? Comment = null,
     int Feature = -1,
     double Rate = 0,
-    bool BranchFloors = false)
+    bool BranchFloors = false,
+    double Standardize = 0)
 {
     /// <summary>Whether the step computes a new tensor (rather than disposing, moving or keeping one).</summary>
     public bool Computes => Kind is not (StepKind.Release or StepKind.Move or StepKind.Keep or StepKind.EndOfFeatures);

@@ -18,6 +18,8 @@ internal enum ShapeProblem
     NoSpatialContext,
     /// <summary>RNG0016: a blur pool receives a map too small for its reflect padding.</summary>
     TooSmallToBlur,
+    /// <summary>RNG0017: group-norm's groups do not divide a layer's channels.</summary>
+    NormGroupsDoNotDivide,
 }
 
 /// <summary>A shape problem found while planning, before it is placed on an attribute argument.</summary>
@@ -123,9 +125,9 @@ internal static class Planner
                 {
                     // The pre-activation network's last norm and ReLU (timm's resnetv2 norm), part of its features.
                     var norm = Norm("norm", shape);
-                    _steps.Add(new StepPlan(StepKind.Norm, X, X, Norm: norm.Path, Shape: shape, Comment: "norm"));
+                    NormStep(X, X, norm, "norm");
                     Relu(X, shape);
-                    _rows.Add(new SummaryRow(1, "norm", "BatchNormAct2d", shape, norm.Parameters));
+                    _rows.Add(new SummaryRow(1, "norm", _spec.Norm == NormKind.GroupNorm ? "GroupNormAct" : "BatchNormAct2d", shape, norm.Parameters));
                 }
                 Keep("Layer" + (stage + 1).ToString(CultureInfo.InvariantCulture), shape);
             }
@@ -201,6 +203,10 @@ internal static class Planner
             if (_spec.AntiAlias == AntiAliasKind.AvgPool) text += ", average-pool anti-aliasing";
             if (_spec.AntiAlias == AntiAliasKind.BlurPool) text += ", blur-pool anti-aliasing";
             if (_spec.DropPath > 0) text += string.Format(CultureInfo.InvariantCulture, ", drop path up to {0:0.####}", _spec.DropPath);
+            if (_spec.Stem == StemKind.Fixed) text += ", fixed stem";
+            if (_spec.Norm == NormKind.GroupNorm) text += string.Format(CultureInfo.InvariantCulture, ", group-norm ({0} groups)", _spec.NormGroups);
+            if (_spec.WeightStandardization)
+                text += ", weight-standardised convolutions (eps " + _spec.WeightStandardizationEps.ToString("0.#######E+0", CultureInfo.InvariantCulture) + ")";
             return text;
         }
 
@@ -327,9 +333,42 @@ internal static class Planner
         {
             var cifar = _spec.Stem == StemKind.Cifar;
             var conv = Conv("stem.conv", shape, _spec.BaseWidth, cifar ? 3 : 7, cifar ? 1 : 2, cifar ? 1 : 3);
-            Step(StepKind.Conv, X, X, conv.Output, module: conv.Path, comment: "stem.conv");
-            _rows.Add(new SummaryRow(1, "stem.conv", "Conv2d", conv.Output, conv.Parameters));
-            return cifar ? conv.Output : StemMaxPool("stem.pool", conv.Output);
+            ConvStep(X, X, conv, "stem.conv");
+            _rows.Add(new SummaryRow(1, "stem.conv", conv.Standardized ? "StdConv2d" : "Conv2d", conv.Output, conv.Parameters));
+            if (cifar) return conv.Output;
+            if (_spec.Stem != StemKind.Fixed) return StemMaxPool("stem.pool", conv.Output);
+            // BiT's fixed stem: one zero of padding on each side (stem.pad), then the 3×3 stride-2 max-pool without padding.
+            // The size is the padded max-pool's; the values differ where the convolution's output is negative.
+            var padded = new Shape(conv.Output.Channels, conv.Output.Height + 2, conv.Output.Width + 2);
+            _rows.Add(new SummaryRow(1, "stem.pad", "ConstantPad2d", padded, 0));
+            var pooled = new Shape(padded.Channels, ConvOut(padded.Height, 3, 2, 0), ConvOut(padded.Width, 3, 2, 0));
+            CheckNotEmpty("stem.pool", pooled);
+            Step(StepKind.ZeroPaddedMaxPool, X, X, pooled, stride: 2, comment: "stem.pad, stem.pool: zero padding of 1, then 3×3, stride 2");
+            _rows.Add(new SummaryRow(1, "stem.pool", "MaxPool2d", pooled, 0));
+            return pooled;
+        }
+
+        /// <summary>A convolution alone, weight-standardised where the network's convolutions are.</summary>
+        private void ConvStep(string target, string source, ModulePlan conv, string comment) =>
+            _steps.Add(new StepPlan(StepKind.Conv, target, source, Module: conv.Path, Shape: conv.Output, Comment: comment, Standardize: conv.StandardizeEps));
+
+        /// <summary>A norm that does not follow its convolution directly: batch-norm or group-norm.</summary>
+        private void NormStep(string target, string source, ModulePlan norm, string comment) =>
+            _steps.Add(new StepPlan(norm.Kind == ModuleKind.GroupNorm ? StepKind.GroupNorm : StepKind.Norm, target, source, Norm: norm.Path, Shape: norm.Output, Comment: comment));
+
+        /// <summary>
+        /// A convolution and the norm right after it: one ConvNorm step for a batch-norm (FuseForInference folds it), two
+        /// steps for a group-norm, whose statistics are each sample's own and cannot fold into the convolution.
+        /// </summary>
+        private void ConvThenNorm(string target, string source, ModulePlan conv, ModulePlan norm)
+        {
+            if (norm.Kind == ModuleKind.BatchNorm2d)
+            {
+                ConvNorm(target, source, conv, norm);
+                return;
+            }
+            ConvStep(target, source, conv, conv.Path);
+            NormStep(target, target, norm, norm.Path);
         }
 
         /// <summary>
@@ -344,17 +383,17 @@ internal static class Planner
             ModulePlan? downsample = null;
             if (stride != 1 || inplanes != outplanes) downsample = Conv(name + ".downsample.conv", shape, outplanes, 1, stride, 0);
             var norm1 = Norm(name + ".norm1", shape);
-            _steps.Add(new StepPlan(StepKind.Norm, Preact, X, Norm: norm1.Path, Shape: shape, Comment: $"{name}.norm1: pre-activation"));
+            NormStep(Preact, X, norm1, $"{name}.norm1: pre-activation");
             Relu(Preact, shape);
-            if (downsample is not null) Step(StepKind.Conv, Identity, Preact, downsample.Output, module: downsample.Path, comment: downsample.Path);
+            if (downsample is not null) ConvStep(Identity, Preact, downsample, downsample.Path);
             // timm: mid_chs = make_divisible(out_chs × bottle_ratio), 0.25 for the bottleneck, 1 for the basic block. Each
             // convolution but the last is followed directly by the next norm (conv1 → norm2, conv2 → norm3): those pairs are
-            // ConvNorm steps, so FuseForInference folds them; norm1 (after the residual sum) and the last convolution stay as
-            // they are. Modules register in timm's order all the same: conv1, norm2, conv2, norm3, conv3.
+            // ConvNorm steps, so FuseForInference folds them (group-norms do not fold); norm1 (after the residual sum) and the
+            // last convolution stay as they are. Modules register in timm's order all the same: conv1, norm2, conv2, norm3, conv3.
             var width = MakeDivisible(bottleneck ? outplanes * 0.25 : outplanes);
             var conv1 = Conv(name + ".conv1", shape, width, bottleneck ? 1 : 3, bottleneck ? 1 : stride, bottleneck ? 0 : 1);
             var norm2 = Norm(name + ".norm2", conv1.Output);
-            ConvNorm(Branch, Preact, conv1, norm2);
+            ConvThenNorm(Branch, Preact, conv1, norm2);
             _steps.Add(new StepPlan(StepKind.Release, Preact));
             Relu(Branch, norm2.Output);
             var current = norm2.Output;
@@ -362,13 +401,13 @@ internal static class Planner
             {
                 var conv2 = Conv(name + ".conv2", current, width, 3, stride, 1);
                 var norm3 = Norm(name + ".norm3", conv2.Output);
-                ConvNorm(Branch, Branch, conv2, norm3);
+                ConvThenNorm(Branch, Branch, conv2, norm3);
                 Relu(Branch, norm3.Output);
                 current = norm3.Output;
             }
             // timm's zero_init_last: the block's last convolution starts at 0.
             var last = Conv($"{name}.conv{(bottleneck ? "3" : "2")}", current, outplanes, bottleneck ? 1 : 3, 1, bottleneck ? 0 : 1, zeroInit: _spec.ZeroInitLastNorm);
-            Step(StepKind.Conv, Branch, Branch, last.Output, module: last.Path, comment: last.Path);
+            ConvStep(Branch, Branch, last, last.Path);
             current = last.Output;
             var shortcut = downsample is null ? X : Identity;
             var shortcutShape = downsample?.Output ?? shape;
@@ -577,15 +616,30 @@ internal static class Planner
                 ConvOut(input.Width, kernel, stride, padding, dilation));
             CheckNotEmpty(path, output);
             long weights = (long)outChannels * (input.Channels / groups) * kernel * kernel;
+            // Weight standardisation (timm's StdConv2d) applies to every convolution it is allowed with: the pre-activation
+            // networks' stem, blocks and shortcuts (their classifier is made elsewhere).
             return AddModule(new ModulePlan(path, ModuleKind.Conv2d, input.Channels, outChannels, kernel, stride, padding, dilation, groups,
                 Parameters: weights + (bias ? outChannels : 0),
                 MultAdds: weights * Math.Max(0, output.Height) * Math.Max(0, output.Width),
-                Output: output, Bias: bias, ZeroInit: zeroInit));
+                Output: output, Bias: bias, ZeroInit: zeroInit, StandardizeEps: _spec.StandardizeEps));
         }
 
-        private ModulePlan Norm(string path, Shape shape, bool zeroInit = false) =>
-            AddModule(new ModulePlan(path, ModuleKind.BatchNorm2d, shape.Channels, shape.Channels, ZeroInit: zeroInit,
+        /// <summary>A norm of the network's kind over <paramref name="shape"/>'s channels; group-norm's groups must divide them (RNG0017, the first layer named).</summary>
+        private ModulePlan Norm(string path, Shape shape, bool zeroInit = false)
+        {
+            if (_spec.Norm != NormKind.GroupNorm)
+                return AddModule(new ModulePlan(path, ModuleKind.BatchNorm2d, shape.Channels, shape.Channels, ZeroInit: zeroInit,
+                    Parameters: 2L * shape.Channels, Output: shape));
+            if (shape.Channels % _spec.NormGroups != 0 && !Issues.Any(i => i.Problem == ShapeProblem.NormGroupsDoNotDivide))
+            {
+                var divisors = Enumerable.Range(1, shape.Channels).Where(d => shape.Channels % d == 0 && d <= _spec.NormGroups).Max();
+                Issues.Add(Issue(ShapeProblem.NormGroupsDoNotDivide, ArgumentSlot.NormGroups, path, shape.Channels.ToString(CultureInfo.InvariantCulture),
+                    _spec.NormGroups.ToString(CultureInfo.InvariantCulture),
+                    $"Use a NormGroups that divides every normalised layer's channels (the largest up to {_spec.NormGroups.ToString(CultureInfo.InvariantCulture)} that divides {shape.Channels.ToString(CultureInfo.InvariantCulture)} is {divisors.ToString(CultureInfo.InvariantCulture)}), or widen the network (BaseWidth)."));
+            }
+            return AddModule(new ModulePlan(path, ModuleKind.GroupNorm, shape.Channels, shape.Channels, Groups: _spec.NormGroups, ZeroInit: zeroInit,
                 Parameters: 2L * shape.Channels, Output: shape));
+        }
 
         private ModulePlan AddModule(ModulePlan module)
         {
@@ -602,7 +656,7 @@ internal static class Planner
 
         private void ConvNorm(string target, string source, ModulePlan conv, ModulePlan norm) =>
             _steps.Add(new StepPlan(StepKind.ConvNorm, target, source, Module: conv.Path, Norm: norm.Path, Shape: norm.Output,
-                Comment: $"{conv.Path}, {norm.Path.Substring(norm.Path.LastIndexOf('.') + 1)}"));
+                Comment: $"{conv.Path}, {norm.Path.Substring(norm.Path.LastIndexOf('.') + 1)}", Standardize: conv.StandardizeEps));
 
         private void Relu(string target, Shape shape) => _steps.Add(new StepPlan(StepKind.Relu, target, Shape: shape, Comment: "relu"));
 

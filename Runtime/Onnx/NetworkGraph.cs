@@ -41,6 +41,10 @@ public enum GraphStepKind
     SqueezeExcite,
     /// <summary>Efficient channel attention (Module: its 1-D convolution).</summary>
     EfficientChannel,
+    /// <summary>A group-norm (Norm).</summary>
+    GroupNorm,
+    /// <summary>BiT's fixed stem pool: one zero of padding, then a 3×3 stride-2 max-pool without padding.</summary>
+    ZeroPaddedMaxPool,
 }
 
 /// <summary>
@@ -53,8 +57,22 @@ public enum GraphStepKind
 /// <param name="Other">The second tensor (<see cref="GraphStepKind.Add"/>), or the stride (shortcuts).</param>
 /// <param name="Module">The module (convolution or linear), or the zero channels appended (shortcuts).</param>
 /// <param name="Norm">The batch-norm of a <see cref="GraphStepKind.ConvNorm"/>.</param>
-public readonly record struct GraphStep(GraphStepKind Kind, int Input, int Other = -1, int Module = -1, int Norm = -1)
+/// <param name="StandardizeEps">For <see cref="GraphStepKind.Conv"/> and <see cref="GraphStepKind.ConvNorm"/>: the ε of the convolution's weight standardisation (timm's StdConv2d), 0 for a plain one.</param>
+public readonly record struct GraphStep(GraphStepKind Kind, int Input, int Other = -1, int Module = -1, int Norm = -1, double StandardizeEps = 0)
 {
+    /// <summary>The weight-standardised convolution <paramref name="conv"/> (ε <paramref name="eps"/>) alone on <paramref name="input"/>.</summary>
+    public static GraphStep StandardizedConv(int conv, int input, double eps) => new(GraphStepKind.Conv, input, Module: conv, StandardizeEps: eps);
+
+    /// <summary>The weight-standardised convolution <paramref name="conv"/> (ε <paramref name="eps"/>) then the batch-norm <paramref name="norm"/>.</summary>
+    public static GraphStep StandardizedConvNorm(int conv, int norm, int input, double eps) =>
+        new(GraphStepKind.ConvNorm, input, Module: conv, Norm: norm, StandardizeEps: eps);
+
+    /// <summary>The group-norm <paramref name="norm"/> on <paramref name="input"/>.</summary>
+    public static GraphStep GroupNorm(int norm, int input) => new(GraphStepKind.GroupNorm, input, Norm: norm);
+
+    /// <summary>BiT's fixed stem pool of <paramref name="input"/>.</summary>
+    public static GraphStep ZeroPaddedMaxPool(int input) => new(GraphStepKind.ZeroPaddedMaxPool, input);
+
     /// <summary>Modules <paramref name="conv"/> then <paramref name="norm"/> on tensor <paramref name="input"/>.</summary>
     public static GraphStep ConvNorm(int conv, int norm, int input) => new(GraphStepKind.ConvNorm, input, Module: conv, Norm: norm);
 
@@ -110,7 +128,8 @@ public static class NetworkGraph
     /// <summary>
     /// Adds a node (or two) per step to <paramref name="onnx"/>, reading weights from <paramref name="modules"/> and
     /// naming nodes by <paramref name="paths"/>; with <paramref name="folds"/>, each convolution and batch-norm become
-    /// one folded convolution. Returns the name of the last tensor.
+    /// one folded convolution. A weight-standardised convolution is written with its standardised weight (the graph
+    /// is for inference, where the weight does not change), folded or not. Returns the name of the last tensor.
     /// </summary>
     public static string Write(OnnxGraphBuilder onnx, IReadOnlyList<GraphStep> steps, string[] paths, torch.nn.Module[] modules, FoldSet? folds)
     {
@@ -133,12 +152,13 @@ public static class NetworkGraph
                     var norm = (BatchNorm2d)modules[step.Norm];
                     if (folds is not null)
                     {
-                        var (weight, bias) = folds.For(conv, norm).Current;
+                        var (weight, bias) = folds.For(conv, norm, step.StandardizeEps).Current;
                         Conv(onnx, paths[step.Module], input, output, conv, weight, bias);
                     }
                     else
                     {
-                        Conv(onnx, paths[step.Module], input, output + "_conv", conv, conv.weight!, conv.bias);
+                        using var standardized = Standardized(conv, step.StandardizeEps);
+                        Conv(onnx, paths[step.Module], input, output + "_conv", conv, standardized ?? conv.weight!, conv.bias);
                         onnx.BatchNorm(paths[step.Norm], output + "_conv", output, norm);
                     }
                     break;
@@ -155,12 +175,26 @@ public static class NetworkGraph
                 case GraphStepKind.MaxPool:
                     onnx.MaxPool("maxpool", input, output, step.Other);
                     break;
+                case GraphStepKind.Conv when step.StandardizeEps > 0 && folds is not null:
+                {
+                    var conv = (Conv2d)modules[step.Module];
+                    var (weight, bias) = folds.For(conv, null, step.StandardizeEps).Current;
+                    Conv(onnx, paths[step.Module], input, output, conv, weight, conv.bias is null ? null : bias);
+                    break;
+                }
                 case GraphStepKind.Conv:
                 {
                     var conv = (Conv2d)modules[step.Module];
-                    Conv(onnx, paths[step.Module], input, output, conv, conv.weight!, conv.bias);
+                    using var standardized = Standardized(conv, step.StandardizeEps);
+                    Conv(onnx, paths[step.Module], input, output, conv, standardized ?? conv.weight!, conv.bias);
                     break;
                 }
+                case GraphStepKind.GroupNorm:
+                    onnx.GroupNorm(paths[step.Norm], input, output, (GroupNorm)modules[step.Norm]);
+                    break;
+                case GraphStepKind.ZeroPaddedMaxPool:
+                    onnx.ZeroPaddedMaxPool("stem.pool", input, output);
+                    break;
                 case GraphStepKind.Norm:
                     onnx.BatchNorm(paths[step.Norm], input, output, (BatchNorm2d)modules[step.Norm]);
                     break;
@@ -207,6 +241,14 @@ public static class NetworkGraph
             names.Add(output);
         }
         return names[names.Count - 1];
+    }
+
+    /// <summary>The standardised weight of a weight-standardised convolution, without gradient; null for a plain one (ε 0).</summary>
+    private static torch.Tensor? Standardized(Conv2d conv, double eps)
+    {
+        if (eps <= 0) return null;
+        using var noGrad = torch.no_grad();
+        return Steps.StandardizeWeight(conv.weight!, eps);
     }
 
     private static void Conv(OnnxGraphBuilder onnx, string name, string input, string output, Conv2d conv, torch.Tensor weight, torch.Tensor? bias) =>

@@ -47,7 +47,7 @@ public sealed class OnnxGraphBuilder
     {
         if (opset < minimumOpset)
             throw new ArgumentOutOfRangeException(nameof(opset), opset,
-                $"{graph} needs ONNX opset {minimumOpset} or later (its graph uses {(minimumOpset >= 11 ? "Pad and Slice with tensor inputs for its parameter-free shortcuts" : "BatchNormalization-9 and Gemm")}); pass opset: {Math.Max(minimumOpset, 17)}.");
+                $"{graph} needs ONNX opset {minimumOpset} or later (its graph uses {(minimumOpset >= 11 ? "Pad and Slice with tensor inputs, for its parameter-free shortcuts or blur pools" : "BatchNormalization-9 and Gemm")}); pass opset: {Math.Max(minimumOpset, 17)}.");
         if (opset > MaxOpset)
             throw new ArgumentOutOfRangeException(nameof(opset), opset, $"opset {opset} is newer than ResNetGen has been checked against ({MaxOpset}); pass opset: 17 (the default) or up to {MaxOpset}.");
         _graph = graph;
@@ -74,6 +74,62 @@ public sealed class OnnxGraphBuilder
         Node("BatchNormalization", name,
             new[] { input, Weight(name + ".weight", norm.weight!), Weight(name + ".bias", norm.bias!), Weight(name + ".running_mean", norm.running_mean!), Weight(name + ".running_var", norm.running_var!) },
             output, Float("epsilon", (float)norm.eps), Float("momentum", (float)(1 - (norm.momentum ?? 0.1))));
+
+    /// <summary>
+    /// Group-norm, as PyTorch computes it, in two passes: the input reshaped to [N, groups, −1], its mean taken off, the
+    /// biased variance of what is left (plus the module's ε) divided out, reshaped back to the input's shape, then the
+    /// per-channel weight and bias as Mul and Add. Not InstanceNormalization (ONNX Runtime's loses ~3% of the output to
+    /// cancellation where a group's mean is large against its spread, as in a pre-activation network's residual stream),
+    /// nor GroupNormalization-18 (a scale per group, which cannot hold the per-channel weight).
+    /// </summary>
+    public void GroupNorm(string name, string input, string output, GroupNorm norm)
+    {
+        var groups = norm.num_groups;
+        var channels = norm.weight!.shape[0];
+        var grouped = output + "_grouped";
+        Node("Reshape", name + ".group", new[] { input, Constant(name + ".group_shape", 0, groups, -1) }, grouped);
+        ReduceMeanLast(name + ".mean", grouped, output + "_mean");
+        Node("Sub", name + ".centre", new[] { grouped, output + "_mean" }, output + "_centred");
+        Node("Mul", name + ".square", new[] { output + "_centred", output + "_centred" }, output + "_squared");
+        ReduceMeanLast(name + ".variance", output + "_squared", output + "_variance");
+        using var eps = torch.tensor(new[] { (float)norm.eps });
+        Node("Add", name + ".eps", new[] { output + "_variance", Weight(name + ".epsilon", eps) }, output + "_shifted");
+        Node("Sqrt", name + ".std", new[] { output + "_shifted" }, output + "_std");
+        Node("Div", name + ".normalise", new[] { output + "_centred", output + "_std" }, output + "_normalised");
+        Node("Shape", name + ".shape", new[] { input }, output + "_shape");
+        Node("Reshape", name + ".ungroup", new[] { output + "_normalised", output + "_shape" }, output + "_ungrouped");
+        using var weight = norm.weight!.reshape(channels, 1, 1);
+        using var bias = norm.bias!.reshape(channels, 1, 1);
+        Node("Mul", name + ".scale", new[] { output + "_ungrouped", Weight(name + ".weight", weight) }, output + "_scaled");
+        Node("Add", name, new[] { output + "_scaled", Weight(name + ".bias", bias) }, output);
+    }
+
+    /// <summary>ReduceMean over the last of three axes, keeping it: axes an attribute before opset 18, an input from 18.</summary>
+    private void ReduceMeanLast(string name, string input, string output)
+    {
+        if (_opset < 18) Node("ReduceMean", name, new[] { input }, output, Ints("axes", 2), Int("keepdims", 1));
+        else Node("ReduceMean", name, new[] { input, Constant(name + ".axes", 2) }, output, Int("keepdims", 1));
+    }
+
+    /// <summary>
+    /// BiT's fixed stem pool, zero padding then a 3×3 stride-2 max-pool, written without a Pad node: ONNX Runtime's
+    /// Pad_Fusion moves a zero Pad into the MaxPool's pads, which pad with −∞, and so changes the result wherever a
+    /// border window holds only negative values. Here: the −∞-padded MaxPool (pads 1), and where a window overlaps the
+    /// border (an AveragePool of ones counting the padding falls below 1 exactly there), the max of that and 0.
+    /// </summary>
+    public void ZeroPaddedMaxPool(string name, string input, string output)
+    {
+        Node("MaxPool", name, new[] { input }, output + "_pooled", Ints("kernel_shape", 3, 3), Ints("pads", 1, 1, 1, 1), Ints("strides", 2, 2));
+        Node("Shape", name + ".shape", new[] { input }, output + "_shape");
+        using var one = torch.tensor(new[] { 1f });
+        Node("ConstantOfShape", name + ".ones", new[] { output + "_shape" }, output + "_ones", Tensor("value", one));
+        Node("AveragePool", name + ".coverage", new[] { output + "_ones" }, output + "_coverage",
+            Int("count_include_pad", 1), Ints("kernel_shape", 3, 3), Ints("pads", 1, 1, 1, 1), Ints("strides", 2, 2));
+        using var zero = torch.tensor(new[] { 0f });
+        Node("Less", name + ".border", new[] { output + "_coverage", Weight(name + ".one", one) }, output + "_border");
+        Node("Max", name + ".zero", new[] { output + "_pooled", Weight(name + ".zero", zero) }, output + "_with_zero");
+        Node("Where", name + ".select", new[] { output + "_border", output + "_with_zero", output + "_pooled" }, output);
+    }
 
     /// <summary>ReLU.</summary>
     public void Relu(string name, string input, string output) => Node("Relu", name, new[] { input }, output);
@@ -260,6 +316,24 @@ public sealed class OnnxGraphBuilder
     private static Attribute Int(string name, long value) => w => w.Bytes(5, Message(a => { a.String(1, name); a.Int64(3, value); a.Int64(20, 2); }));
 
     private static Attribute Float(string name, float value) => w => w.Bytes(5, Message(a => { a.String(1, name); a.Float(2, value); a.Int64(20, 1); }));
+
+    // AttributeProto.t = 5 (a TensorProto: dims = 1, data_type = 2, raw_data = 9), type TENSOR = 4.
+    private static Attribute Tensor(string name, torch.Tensor value) => w =>
+    {
+        using var cpu = TensorBytes.DenseCpu(value, torch.float32);
+        var bytes = cpu.bytes.ToArray();
+        w.Bytes(5, Message(a =>
+        {
+            a.String(1, name);
+            a.Bytes(5, Message(t =>
+            {
+                foreach (var d in cpu.shape) t.Int64(1, d);
+                t.Int64(2, 1);
+                t.Bytes(9, ByteString.CopyFrom(bytes));
+            }));
+            a.Int64(20, 4);
+        }));
+    };
 
     private static Attribute Str(string name, string value) => w => w.Bytes(5, Message(a => { a.String(1, name); a.Bytes(4, ByteString.CopyFromUtf8(value)); a.Int64(20, 3); }));
 
