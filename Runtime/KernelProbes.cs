@@ -20,8 +20,23 @@ namespace ResNetGen;
 /// <param name="Shapes">Batch, input channels, output channels and square size of each convolution tried (for a 1-D
 /// probe, the size is the row's length).</param>
 /// <param name="OneDimensional">A 1-D convolution over rows [N, C, L] (efficient channel attention's), not a 2-D one.</param>
+/// <param name="Operation">What is computed: a convolution (default), a group-norm of <paramref name="Groups"/> groups, or a
+/// convolution whose weight is standardised first (timm's StdConv2d).</param>
 public sealed record KernelProbe(string Name, bool ChannelsLast, int Kernel, int Stride, int Groups, int Dilation,
-    IReadOnlyList<(int Batch, int In, int Out, int Size)> Shapes, bool OneDimensional = false);
+    IReadOnlyList<(int Batch, int In, int Out, int Size)> Shapes, bool OneDimensional = false, ProbeOperation Operation = ProbeOperation.Convolution);
+
+/// <summary>The layer a <see cref="KernelProbe"/> tries.</summary>
+public enum ProbeOperation
+{
+    /// <summary>A convolution (every ResNet's).</summary>
+    Convolution,
+
+    /// <summary>A group-norm with a per-channel weight and bias (BiT's).</summary>
+    GroupNorm,
+
+    /// <summary>A convolution of a weight standardised per output channel (BiT's StdConv2d: a batch-norm over the weight, then the convolution).</summary>
+    StandardizedConvolution,
+}
 
 /// <summary>What one probe direction gave: <c>ok</c>, <c>wrong</c>, <c>non-finite</c>, <c>crashed</c> or <c>not run</c>.</summary>
 public sealed record ProbeOutcome(string Probe, string Direction, string Verdict, double Error, string Detail)
@@ -41,7 +56,7 @@ public static class KernelProbes
     /// <summary>The line prefix of the child's protocol.</summary>
     public const string Prefix = "resnetgen-probe";
 
-    /// <summary>Every probe: each kind of ResNet convolution, in NCHW and in channels-last (the 1-D one once).</summary>
+    /// <summary>Every probe: each kind of ResNet convolution and BiT's group-norm and standardised convolutions, in NCHW and in channels-last (the 1-D one once).</summary>
     public static IReadOnlyList<KernelProbe> All { get; } = Build();
 
     private static IReadOnlyList<KernelProbe> Build()
@@ -59,6 +74,10 @@ public static class KernelProbes
             ("3x3-depthwise", 3, 2, 128, 1, new[] { (4, 128, 128, 16) }),
             // Efficient channel attention: a 1-D convolution of 3 to 7 over each sample's channel means, [N, 1, C].
             ("1d-channels", 5, 1, 1, 1, new[] { (8, 1, 1, 256), (8, 1, 1, 2048) }),
+            // BiT: group-norm of 32 groups, and weight-standardised convolutions (a 3×3 and the strided 1×1 shortcut's).
+            ("group-norm", 1, 1, 32, 1, new[] { (4, 64, 64, 28), (4, 256, 256, 14), (2, 2048, 2048, 4) }),
+            ("std-3x3", 3, 1, 1, 1, new[] { (4, 64, 64, 14), (4, 128, 128, 7) }),
+            ("std-1x1-stride2", 1, 2, 1, 1, new[] { (4, 256, 512, 8) }),
         };
         var result = new List<KernelProbe>();
         foreach (var channelsLast in new[] { false, true })
@@ -68,8 +87,10 @@ public static class KernelProbes
                 // A 1-D convolution has no channels-last layout of its own: it is probed once.
                 var oneDimensional = name.StartsWith("1d-", StringComparison.Ordinal);
                 if (oneDimensional && channelsLast) continue;
+                var operation = name == "group-norm" ? ProbeOperation.GroupNorm
+                    : name.StartsWith("std-", StringComparison.Ordinal) ? ProbeOperation.StandardizedConvolution : ProbeOperation.Convolution;
                 result.Add(new KernelProbe(name + (oneDimensional ? "" : channelsLast ? "/channels-last" : "/nchw"), channelsLast, kernel, stride, groups, dilation, shapes,
-                    oneDimensional));
+                    oneDimensional, operation));
             }
         }
         return result;
@@ -109,9 +130,14 @@ public static class KernelProbes
         {
             var outSize = (size - 1) / probe.Stride + 1;
             var x = torch.randn(probe.OneDimensional ? new long[] { batch, cin, size } : new long[] { batch, cin, size, size }, generator: generator);
-            var w = torch.randn(probe.OneDimensional ? new long[] { cout, cin / probe.Groups, probe.Kernel } : new long[] { cout, cin / probe.Groups, probe.Kernel, probe.Kernel },
-                    generator: generator)
-                .div_(Math.Sqrt(cin / probe.Groups * probe.Kernel * (probe.OneDimensional ? 1 : probe.Kernel)));
+            var norm = probe.Operation == ProbeOperation.GroupNorm;
+            // A residual stream's statistics: an offset per channel that group-norm takes off again.
+            if (norm) x.add_(torch.randn(new long[] { 1, cin, 1, 1 }, generator: generator).mul_(3));
+            var w = norm
+                ? torch.randn(new long[] { cin }, generator: generator).mul_(0.5).add_(1) // the norm's per-channel weight
+                : torch.randn(probe.OneDimensional ? new long[] { cout, cin / probe.Groups, probe.Kernel } : new long[] { cout, cin / probe.Groups, probe.Kernel, probe.Kernel },
+                        generator: generator)
+                    .div_(Math.Sqrt(cin / probe.Groups * probe.Kernel * (probe.OneDimensional ? 1 : probe.Kernel)));
             var upstream = torch.randn(probe.OneDimensional ? new long[] { batch, cout, outSize } : new long[] { batch, cout, outSize, outSize }, generator: generator);
             var actual = Compute(probe, x, w, upstream, backward, torch.float32);
             // Switched through libtorch directly: OneDnn.Enabled's setter also records the user's choice, which a
@@ -148,7 +174,11 @@ public static class KernelProbes
             weight = weight.detach().requires_grad_();
         }
         var padding = probe.Dilation * (probe.Kernel - 1) / 2;
-        var y = probe.OneDimensional
+        var y = probe.Operation == ProbeOperation.GroupNorm ? torch.nn.functional.group_norm(input, probe.Groups, weight, null, 1e-5)
+            : probe.Operation == ProbeOperation.StandardizedConvolution
+                ? torch.nn.functional.conv2d(input, Steps.StandardizeWeight(weight, 1e-8), strides: new long[] { probe.Stride, probe.Stride },
+                    padding: new long[] { padding, padding })
+            : probe.OneDimensional
             ? torch.nn.functional.conv1d(input, weight, stride: probe.Stride, padding: padding, dilation: probe.Dilation, groups: probe.Groups)
             : torch.nn.functional.conv2d(input, weight, strides: new long[] { probe.Stride, probe.Stride },
                 padding: new long[] { padding, padding }, dilation: new long[] { probe.Dilation, probe.Dilation }, groups: probe.Groups);

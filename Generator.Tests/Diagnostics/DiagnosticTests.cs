@@ -288,6 +288,50 @@ public class DiagnosticTests
         Net("ResNet(Block.Basic, 3, Stem = Stem.Cifar, AntiAlias = AntiAlias.AvgPool)"),
         new Expected("RNG0014", Error, "AntiAlias = AntiAlias.AvgPool", "nothing is strided"));
 
+    [Theory]
+    [InlineData("Norm = Norm.GroupNorm", "Norm.GroupNorm has no effect with Block.Bottleneck", "Block.PreActBottleneck")]
+    [InlineData("WeightStandardization = true", "WeightStandardization has no effect with Block.Bottleneck", "Block.PreActBottleneck")]
+    [InlineData("Stem = Stem.Fixed", "Stem.Fixed has no effect with Block.Bottleneck", "Use Stem.ImageNet")]
+    public void RNG0014_BiTs_parts_without_the_pre_activation_blocks(string option, string message, string fix) => Check(
+        Net($"ResNet(Block.Bottleneck, 3, 4, 6, 3, {option})"),
+        new Expected("RNG0014", Error, option, message, fix));
+
+    [Fact]
+    public void RNG0014_NormGroups_with_batch_norm() => Check(
+        Net("ResNet(Block.PreActBottleneck, 3, 4, 6, 3, NormGroups = 16)"),
+        new Expected("RNG0014", Error, "NormGroups = 16", "NormGroups has no effect with Norm.BatchNorm", "Norm = Norm.GroupNorm"));
+
+    [Fact]
+    public void RNG0014_a_standardisation_eps_without_standardisation() => Check(
+        Net("ResNet(Block.PreActBottleneck, 3, 4, 6, 3, WeightStandardizationEps = 1e-8)"),
+        new Expected("RNG0014", Error, "WeightStandardizationEps = 1e-8", "WeightStandardizationEps has no effect without WeightStandardization",
+            "WeightStandardization = true"));
+
+    [Theory]
+    [InlineData("0", "0")]
+    [InlineData("-1e-6", "-1E-06")]
+    [InlineData("0.5", "0.5")]
+    public void RNG0015_a_standardisation_eps_outside_its_range(string written, string shown) => Check(
+        Net($"ResNet(Block.PreActBottleneck, 3, 4, 6, 3, WeightStandardization = true, WeightStandardizationEps = {written})"),
+        new Expected("RNG0015", Error, $"WeightStandardizationEps = {written}", $"WeightStandardizationEps is {shown}, outside (0, 0.1]", "1e-8 (BiT's models)"));
+
+    [Fact]
+    public void RNG0006_no_groups() => Check(
+        Net("ResNet(Block.PreActBasic, 2, 2, Norm = Norm.GroupNorm, NormGroups = 0)"),
+        new Expected("RNG0006", Error, "NormGroups = 0", "NormGroups is 0", "32 (BiT's)"));
+
+    [Fact]
+    public void RNG0017_groups_that_do_not_divide_a_layer_named() => Check(
+        // BaseWidth 24: the stem and the first stage's norms have 24 channels, which 32 groups cannot split.
+        Net("ResNet(Block.PreActBasic, 2, 2, BaseWidth = 24, Norm = Norm.GroupNorm)"),
+        new Expected("RNG0017", Error, "ResNet(Block.PreActBasic, 2, 2, BaseWidth = 24, Norm = Norm.GroupNorm)",
+            "stages.0.blocks.0.norm1 normalises 24 channels, which NormGroups = 32 does not divide", "the largest up to 32 that divides 24 is 24"));
+
+    [Fact]
+    public void RNG0017_points_at_NormGroups_when_written() => Check(
+        Net("ResNet(Block.PreActBottleneck, 1, 1, Norm = Norm.GroupNorm, NormGroups = 48)"),
+        new Expected("RNG0017", Error, "NormGroups = 48", "stages.0.blocks.0.norm1 normalises 64 channels, which NormGroups = 48 does not divide", "is 32"));
+
     [Fact]
     public void RNG0016_a_blur_pool_on_a_1x1_map() => Check(
         Net("ResNet(Block.Bottleneck, 1, 1, 1, 1, AntiAlias = AntiAlias.BlurPool, InputSize = 16)"),
@@ -313,7 +357,7 @@ public class DiagnosticTests
         Net("ResNet(Block.PreActBottleneck, 3, 4, 6, 3, Shortcut = Shortcut.ZeroPad, Groups = 32, Stem = Stem.Deep, Attention = Attention.SqueezeExcite, DropPath = 0.1)"),
         new Expected("RNG0014", Error, "Shortcut = Shortcut.ZeroPad", "Shortcut.ZeroPad has no effect with Block.PreActBottleneck", "project where the shape changes"),
         new Expected("RNG0014", Error, "Groups = 32", "Groups has no effect with Block.PreActBottleneck"),
-        new Expected("RNG0014", Error, "Stem = Stem.Deep", "Stem.Deep has no effect", "Stem.ImageNet or Stem.Cifar"),
+        new Expected("RNG0014", Error, "Stem = Stem.Deep", "Stem.Deep has no effect", "Stem.ImageNet, Stem.Fixed or Stem.Cifar"),
         new Expected("RNG0014", Error, "Attention = Attention.SqueezeExcite", "Attention.SqueezeExcite has no effect"),
         new Expected("RNG0014", Error, "DropPath = 0.1", "DropPath has no effect", "by stage"));
 

@@ -23,6 +23,9 @@ public class SnapshotTests
         "ResNet(Block.Bottleneck, 3, 4, 23, 3, Groups = 32, WidthPerGroup = 8, Stem = Stem.Deep, Shortcut = Shortcut.AvgDown, AntiAlias = AntiAlias.AvgPool, Attention = Attention.SqueezeExcite, DropPath = 0.1)",
         "SeResNeXtAa101d_32x8d")]
     [InlineData("resnetv2_50", "ResNet(Block.PreActBottleneck, 3, 4, 6, 3)", "ResNetV2_50")]
+    [InlineData("resnetv2_50x1_bit",
+        "ResNet(Block.PreActBottleneck, 3, 4, 6, 3, Stem = Stem.Fixed, Norm = Norm.GroupNorm, WeightStandardization = true, WeightStandardizationEps = 1e-8)",
+        "ResNetV2_50x1_Bit")]
     public void Generated_source_matches_snapshot(string snapshot, string attribute, string className)
     {
         var run = GeneratorHarness.Run(GeneratorHarness.Network(attribute, className));
@@ -58,6 +61,7 @@ public class SnapshotTests
     [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3, Groups = 32, WidthPerGroup = 4, Attention = Attention.SqueezeExcite)", 1200)]
     [InlineData("ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, StemPool = StemPool.Conv, Shortcut = Shortcut.AvgDown, Attention = Attention.EfficientChannel, AntiAlias = AntiAlias.BlurPool, DropPath = 0.05)", 1200)]
     [InlineData("ResNet(Block.PreActBottleneck, 3, 4, 6, 3)", 1200)]
+    [InlineData("ResNet(Block.PreActBottleneck, 3, 4, 6, 3, Stem = Stem.Fixed, Norm = Norm.GroupNorm, WeightStandardization = true, WeightStandardizationEps = 1e-8)", 1200)]
     public void Generated_files_stay_short_and_narrow(string attribute, int maxLines)
     {
         // One op sequence (the forward), the graph as a table, chores as loops: ResNet-50 within 1,200 lines, and no

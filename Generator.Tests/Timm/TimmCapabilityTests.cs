@@ -28,7 +28,7 @@ public class TimmCapabilityTests
         var networks = new (string Name, Func<torch.nn.Module<torch.Tensor, torch.Tensor>> Create)[]
         {
             ("seresnext26d_32x4d", () => new SeResNeXt26d_32x4d()), ("resnetrs50 with blur", () => new ResNetRs50Blur()), ("every option", () => new EveryTimmOption()),
-            ("resnetv2_18 (pre-activation)", () => new ResNetV2_18()),
+            ("resnetv2_18 (pre-activation)", () => new ResNetV2_18()), ("small BiT (group-norm, standardised, fixed stem)", () => new SmallBit()),
         };
         foreach (var (name, create) in networks)
         {

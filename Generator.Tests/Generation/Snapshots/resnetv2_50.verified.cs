@@ -477,10 +477,7 @@ Params size (MB): 102.20
             _groups = RG.ModuleTable.Register(Paths, _modules, (path, module) => register_module(path, module));
             // Initialisation as torchvision: kaiming_normal (fan_out, ReLU) for convolutions; batch-norm weight 1, bias 0
             // (ZeroInitResidual: 0 for each block's last batch-norm); the classifier keeps Linear's default.
-            RG.ModuleTable.InitializeAsTorchvision(_modules, zeroWeight: new[]
-            {
-                7, 13, 19, 26, 32, 38, 44, 51, 57, 63, 69, 75, 81, 88, 94, 100,
-            }, smallHead: 102);
+            RG.ModuleTable.InitializeAsTorchvision(_modules, zeroWeight: global::System.Array.Empty<int>(), smallHead: 102);
         }
 
         /// <summary>
@@ -549,7 +546,7 @@ Params size (MB): 102.20
             Replace(ref x, stem_conv.forward(x));                                        // [N, 64, 112, 112] stem.conv
             Replace(ref x, TorchNn.functional.max_pool2d(x, 3, 2, 1));                   // [N, 64, 56, 56] stem.pool: 3×3, stride 2, padding 1
             Keep(features, 0, x);
-            preact = Norm(x, stages_0_blocks_0_norm1);                                   // [N, 64, 56, 56] stages.0.blocks.0.norm1: pre-activation
+            preact = RG.Steps.Norm(x, stages_0_blocks_0_norm1);                          // [N, 64, 56, 56] stages.0.blocks.0.norm1: pre-activation
             preact.relu_();                                                              // [N, 64, 56, 56] relu
             identity = stages_0_blocks_0_downsample_conv.forward(preact);                // [N, 256, 56, 56] stages.0.blocks.0.downsample.conv
             branch = ConvNorm(preact, stages_0_blocks_0_conv1, stages_0_blocks_0_norm2); // [N, 64, 56, 56] stages.0.blocks.0.conv1, norm2
@@ -561,7 +558,7 @@ Params size (MB): 102.20
             AddTo(branch, identity);                                                     // [N, 256, 56, 56] stages.0.blocks.0: residual add, no ReLU after it
             identity.Dispose();
             Replace(ref x, branch);                                                      // stages.0.blocks.0 output
-            preact = Norm(x, stages_0_blocks_1_norm1);                                   // [N, 256, 56, 56] stages.0.blocks.1.norm1: pre-activation
+            preact = RG.Steps.Norm(x, stages_0_blocks_1_norm1);                          // [N, 256, 56, 56] stages.0.blocks.1.norm1: pre-activation
             preact.relu_();                                                              // [N, 256, 56, 56] relu
             branch = ConvNorm(preact, stages_0_blocks_1_conv1, stages_0_blocks_1_norm2); // [N, 64, 56, 56] stages.0.blocks.1.conv1, norm2
             preact.Dispose();
@@ -571,7 +568,7 @@ Params size (MB): 102.20
             Replace(ref branch, stages_0_blocks_1_conv3.forward(branch));                // [N, 256, 56, 56] stages.0.blocks.1.conv3
             AddTo(branch, x);                                                            // [N, 256, 56, 56] stages.0.blocks.1: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.0.blocks.1 output
-            preact = Norm(x, stages_0_blocks_2_norm1);                                   // [N, 256, 56, 56] stages.0.blocks.2.norm1: pre-activation
+            preact = RG.Steps.Norm(x, stages_0_blocks_2_norm1);                          // [N, 256, 56, 56] stages.0.blocks.2.norm1: pre-activation
             preact.relu_();                                                              // [N, 256, 56, 56] relu
             branch = ConvNorm(preact, stages_0_blocks_2_conv1, stages_0_blocks_2_norm2); // [N, 64, 56, 56] stages.0.blocks.2.conv1, norm2
             preact.Dispose();
@@ -582,7 +579,7 @@ Params size (MB): 102.20
             AddTo(branch, x);                                                            // [N, 256, 56, 56] stages.0.blocks.2: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.0.blocks.2 output
             Keep(features, 1, x);
-            preact = Norm(x, stages_1_blocks_0_norm1);                                   // [N, 256, 56, 56] stages.1.blocks.0.norm1: pre-activation
+            preact = RG.Steps.Norm(x, stages_1_blocks_0_norm1);                          // [N, 256, 56, 56] stages.1.blocks.0.norm1: pre-activation
             preact.relu_();                                                              // [N, 256, 56, 56] relu
             identity = stages_1_blocks_0_downsample_conv.forward(preact);                // [N, 512, 28, 28] stages.1.blocks.0.downsample.conv
             branch = ConvNorm(preact, stages_1_blocks_0_conv1, stages_1_blocks_0_norm2); // [N, 128, 56, 56] stages.1.blocks.0.conv1, norm2
@@ -594,7 +591,7 @@ Params size (MB): 102.20
             AddTo(branch, identity);                                                     // [N, 512, 28, 28] stages.1.blocks.0: residual add, no ReLU after it
             identity.Dispose();
             Replace(ref x, branch);                                                      // stages.1.blocks.0 output
-            preact = Norm(x, stages_1_blocks_1_norm1);                                   // [N, 512, 28, 28] stages.1.blocks.1.norm1: pre-activation
+            preact = RG.Steps.Norm(x, stages_1_blocks_1_norm1);                          // [N, 512, 28, 28] stages.1.blocks.1.norm1: pre-activation
             preact.relu_();                                                              // [N, 512, 28, 28] relu
             branch = ConvNorm(preact, stages_1_blocks_1_conv1, stages_1_blocks_1_norm2); // [N, 128, 28, 28] stages.1.blocks.1.conv1, norm2
             preact.Dispose();
@@ -604,7 +601,7 @@ Params size (MB): 102.20
             Replace(ref branch, stages_1_blocks_1_conv3.forward(branch));                // [N, 512, 28, 28] stages.1.blocks.1.conv3
             AddTo(branch, x);                                                            // [N, 512, 28, 28] stages.1.blocks.1: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.1.blocks.1 output
-            preact = Norm(x, stages_1_blocks_2_norm1);                                   // [N, 512, 28, 28] stages.1.blocks.2.norm1: pre-activation
+            preact = RG.Steps.Norm(x, stages_1_blocks_2_norm1);                          // [N, 512, 28, 28] stages.1.blocks.2.norm1: pre-activation
             preact.relu_();                                                              // [N, 512, 28, 28] relu
             branch = ConvNorm(preact, stages_1_blocks_2_conv1, stages_1_blocks_2_norm2); // [N, 128, 28, 28] stages.1.blocks.2.conv1, norm2
             preact.Dispose();
@@ -614,7 +611,7 @@ Params size (MB): 102.20
             Replace(ref branch, stages_1_blocks_2_conv3.forward(branch));                // [N, 512, 28, 28] stages.1.blocks.2.conv3
             AddTo(branch, x);                                                            // [N, 512, 28, 28] stages.1.blocks.2: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.1.blocks.2 output
-            preact = Norm(x, stages_1_blocks_3_norm1);                                   // [N, 512, 28, 28] stages.1.blocks.3.norm1: pre-activation
+            preact = RG.Steps.Norm(x, stages_1_blocks_3_norm1);                          // [N, 512, 28, 28] stages.1.blocks.3.norm1: pre-activation
             preact.relu_();                                                              // [N, 512, 28, 28] relu
             branch = ConvNorm(preact, stages_1_blocks_3_conv1, stages_1_blocks_3_norm2); // [N, 128, 28, 28] stages.1.blocks.3.conv1, norm2
             preact.Dispose();
@@ -625,7 +622,7 @@ Params size (MB): 102.20
             AddTo(branch, x);                                                            // [N, 512, 28, 28] stages.1.blocks.3: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.1.blocks.3 output
             Keep(features, 2, x);
-            preact = Norm(x, stages_2_blocks_0_norm1);                                   // [N, 512, 28, 28] stages.2.blocks.0.norm1: pre-activation
+            preact = RG.Steps.Norm(x, stages_2_blocks_0_norm1);                          // [N, 512, 28, 28] stages.2.blocks.0.norm1: pre-activation
             preact.relu_();                                                              // [N, 512, 28, 28] relu
             identity = stages_2_blocks_0_downsample_conv.forward(preact);                // [N, 1024, 14, 14] stages.2.blocks.0.downsample.conv
             branch = ConvNorm(preact, stages_2_blocks_0_conv1, stages_2_blocks_0_norm2); // [N, 256, 28, 28] stages.2.blocks.0.conv1, norm2
@@ -637,7 +634,7 @@ Params size (MB): 102.20
             AddTo(branch, identity);                                                     // [N, 1024, 14, 14] stages.2.blocks.0: residual add, no ReLU after it
             identity.Dispose();
             Replace(ref x, branch);                                                      // stages.2.blocks.0 output
-            preact = Norm(x, stages_2_blocks_1_norm1);                                   // [N, 1024, 14, 14] stages.2.blocks.1.norm1: pre-activation
+            preact = RG.Steps.Norm(x, stages_2_blocks_1_norm1);                          // [N, 1024, 14, 14] stages.2.blocks.1.norm1: pre-activation
             preact.relu_();                                                              // [N, 1024, 14, 14] relu
             branch = ConvNorm(preact, stages_2_blocks_1_conv1, stages_2_blocks_1_norm2); // [N, 256, 14, 14] stages.2.blocks.1.conv1, norm2
             preact.Dispose();
@@ -647,7 +644,7 @@ Params size (MB): 102.20
             Replace(ref branch, stages_2_blocks_1_conv3.forward(branch));                // [N, 1024, 14, 14] stages.2.blocks.1.conv3
             AddTo(branch, x);                                                            // [N, 1024, 14, 14] stages.2.blocks.1: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.2.blocks.1 output
-            preact = Norm(x, stages_2_blocks_2_norm1);                                   // [N, 1024, 14, 14] stages.2.blocks.2.norm1: pre-activation
+            preact = RG.Steps.Norm(x, stages_2_blocks_2_norm1);                          // [N, 1024, 14, 14] stages.2.blocks.2.norm1: pre-activation
             preact.relu_();                                                              // [N, 1024, 14, 14] relu
             branch = ConvNorm(preact, stages_2_blocks_2_conv1, stages_2_blocks_2_norm2); // [N, 256, 14, 14] stages.2.blocks.2.conv1, norm2
             preact.Dispose();
@@ -657,7 +654,7 @@ Params size (MB): 102.20
             Replace(ref branch, stages_2_blocks_2_conv3.forward(branch));                // [N, 1024, 14, 14] stages.2.blocks.2.conv3
             AddTo(branch, x);                                                            // [N, 1024, 14, 14] stages.2.blocks.2: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.2.blocks.2 output
-            preact = Norm(x, stages_2_blocks_3_norm1);                                   // [N, 1024, 14, 14] stages.2.blocks.3.norm1: pre-activation
+            preact = RG.Steps.Norm(x, stages_2_blocks_3_norm1);                          // [N, 1024, 14, 14] stages.2.blocks.3.norm1: pre-activation
             preact.relu_();                                                              // [N, 1024, 14, 14] relu
             branch = ConvNorm(preact, stages_2_blocks_3_conv1, stages_2_blocks_3_norm2); // [N, 256, 14, 14] stages.2.blocks.3.conv1, norm2
             preact.Dispose();
@@ -667,7 +664,7 @@ Params size (MB): 102.20
             Replace(ref branch, stages_2_blocks_3_conv3.forward(branch));                // [N, 1024, 14, 14] stages.2.blocks.3.conv3
             AddTo(branch, x);                                                            // [N, 1024, 14, 14] stages.2.blocks.3: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.2.blocks.3 output
-            preact = Norm(x, stages_2_blocks_4_norm1);                                   // [N, 1024, 14, 14] stages.2.blocks.4.norm1: pre-activation
+            preact = RG.Steps.Norm(x, stages_2_blocks_4_norm1);                          // [N, 1024, 14, 14] stages.2.blocks.4.norm1: pre-activation
             preact.relu_();                                                              // [N, 1024, 14, 14] relu
             branch = ConvNorm(preact, stages_2_blocks_4_conv1, stages_2_blocks_4_norm2); // [N, 256, 14, 14] stages.2.blocks.4.conv1, norm2
             preact.Dispose();
@@ -677,7 +674,7 @@ Params size (MB): 102.20
             Replace(ref branch, stages_2_blocks_4_conv3.forward(branch));                // [N, 1024, 14, 14] stages.2.blocks.4.conv3
             AddTo(branch, x);                                                            // [N, 1024, 14, 14] stages.2.blocks.4: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.2.blocks.4 output
-            preact = Norm(x, stages_2_blocks_5_norm1);                                   // [N, 1024, 14, 14] stages.2.blocks.5.norm1: pre-activation
+            preact = RG.Steps.Norm(x, stages_2_blocks_5_norm1);                          // [N, 1024, 14, 14] stages.2.blocks.5.norm1: pre-activation
             preact.relu_();                                                              // [N, 1024, 14, 14] relu
             branch = ConvNorm(preact, stages_2_blocks_5_conv1, stages_2_blocks_5_norm2); // [N, 256, 14, 14] stages.2.blocks.5.conv1, norm2
             preact.Dispose();
@@ -688,7 +685,7 @@ Params size (MB): 102.20
             AddTo(branch, x);                                                            // [N, 1024, 14, 14] stages.2.blocks.5: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.2.blocks.5 output
             Keep(features, 3, x);
-            preact = Norm(x, stages_3_blocks_0_norm1);                                   // [N, 1024, 14, 14] stages.3.blocks.0.norm1: pre-activation
+            preact = RG.Steps.Norm(x, stages_3_blocks_0_norm1);                          // [N, 1024, 14, 14] stages.3.blocks.0.norm1: pre-activation
             preact.relu_();                                                              // [N, 1024, 14, 14] relu
             identity = stages_3_blocks_0_downsample_conv.forward(preact);                // [N, 2048, 7, 7] stages.3.blocks.0.downsample.conv
             branch = ConvNorm(preact, stages_3_blocks_0_conv1, stages_3_blocks_0_norm2); // [N, 512, 14, 14] stages.3.blocks.0.conv1, norm2
@@ -700,7 +697,7 @@ Params size (MB): 102.20
             AddTo(branch, identity);                                                     // [N, 2048, 7, 7] stages.3.blocks.0: residual add, no ReLU after it
             identity.Dispose();
             Replace(ref x, branch);                                                      // stages.3.blocks.0 output
-            preact = Norm(x, stages_3_blocks_1_norm1);                                   // [N, 2048, 7, 7] stages.3.blocks.1.norm1: pre-activation
+            preact = RG.Steps.Norm(x, stages_3_blocks_1_norm1);                          // [N, 2048, 7, 7] stages.3.blocks.1.norm1: pre-activation
             preact.relu_();                                                              // [N, 2048, 7, 7] relu
             branch = ConvNorm(preact, stages_3_blocks_1_conv1, stages_3_blocks_1_norm2); // [N, 512, 7, 7] stages.3.blocks.1.conv1, norm2
             preact.Dispose();
@@ -710,7 +707,7 @@ Params size (MB): 102.20
             Replace(ref branch, stages_3_blocks_1_conv3.forward(branch));                // [N, 2048, 7, 7] stages.3.blocks.1.conv3
             AddTo(branch, x);                                                            // [N, 2048, 7, 7] stages.3.blocks.1: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.3.blocks.1 output
-            preact = Norm(x, stages_3_blocks_2_norm1);                                   // [N, 2048, 7, 7] stages.3.blocks.2.norm1: pre-activation
+            preact = RG.Steps.Norm(x, stages_3_blocks_2_norm1);                          // [N, 2048, 7, 7] stages.3.blocks.2.norm1: pre-activation
             preact.relu_();                                                              // [N, 2048, 7, 7] relu
             branch = ConvNorm(preact, stages_3_blocks_2_conv1, stages_3_blocks_2_norm2); // [N, 512, 7, 7] stages.3.blocks.2.conv1, norm2
             preact.Dispose();
@@ -720,7 +717,7 @@ Params size (MB): 102.20
             Replace(ref branch, stages_3_blocks_2_conv3.forward(branch));                // [N, 2048, 7, 7] stages.3.blocks.2.conv3
             AddTo(branch, x);                                                            // [N, 2048, 7, 7] stages.3.blocks.2: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.3.blocks.2 output
-            Replace(ref x, Norm(x, norm));                                               // [N, 2048, 7, 7] norm
+            Replace(ref x, RG.Steps.Norm(x, norm));                                      // [N, 2048, 7, 7] norm
             x.relu_();                                                                   // [N, 2048, 7, 7] relu
             Keep(features, 4, x);
             if (features is not null)
@@ -745,6 +742,7 @@ Params size (MB): 102.20
         /// Outputs are unchanged up to rounding. The folds follow their sources: a weight loaded, edited in place, replaced,
         /// converted to another dtype or moved to another device afterwards is folded again before the next use, and a
         /// training-mode forward computes unfolded. The layers and the state_dict stay as they are.
+        /// The pre-activation batch-norms (each block's norm1 and the final norm) do not fold: no convolution precedes them.
         /// </summary>
         public void FuseForInference()
         {
