@@ -28,6 +28,7 @@ public sealed class Case : IDisposable
     {
         "mm-2048" => 2.0 * 2048 * 2048 * 2048 / 1e9,
         "resnet50-infer" => 2.0 * ResNet50.MultAdds * 8 / 1e9,
+        "bit50-infer" => 2.0 * ResNetV2_50x1_Bit.MultAdds * 8 / 1e9,
         "resnet50-train" => 3 * 2.0 * ResNet50.MultAdds * 8 / 1e9,
         "resnet20-train" => 3 * 2.0 * ResNet20.MultAdds * 128 / 1e9,
         _ => double.NaN,
@@ -45,6 +46,7 @@ public sealed class Case : IDisposable
         "mm-2048",
         "resnet50-infer/peer", "resnet50-infer/peer-channels-last", "resnet50-infer/generated", "resnet50-infer/generated-channels-last",
         "resnet50-infer/generated-inference-mode", "resnet50-infer/generated-fused", "resnet50-infer/onnxruntime",
+        "bit50-infer/peer", "bit50-infer/generated-fused",
         "resnet50-train/peer-scope", "resnet50-train/peer-no-scope", "resnet50-train/generated", "resnet50-train/generated-channels-last",
         "resnet20-train/peer-scope", "resnet20-train/peer-no-scope", "resnet20-train/generated", "resnet20-train/generated-channels-last",
         "generator/resnet152", "generator/resnet1202",
@@ -66,6 +68,8 @@ public sealed class Case : IDisposable
             }
             case "resnet50-infer":
                 return Inference(name, variant);
+            case "bit50-infer":
+                return Bit(name, variant);
             case "resnet50-train":
                 return Training(name, variant, () => new ResNet50(), () => PeerResNet.ResNet50(), batch: 8, size: 224, classes: 1000);
             case "resnet20-train":
@@ -188,6 +192,26 @@ public sealed class Case : IDisposable
                 throw new ArgumentException($"unknown variant '{variant}'");
         }
         c._owned.AddRange(new IDisposable[] { generated, input });
+        return c;
+    }
+
+    /// <summary>
+    /// resnetv2_50x1_bit in eval, batch 8 at 224: the peer standardises every convolution's weight at each forward (what
+    /// timm's StdConv2d does); fused, each weight is standardised once (group-norms do not fold, so that is all the fold does).
+    /// </summary>
+    private static Case Bit(string name, string variant)
+    {
+        var input = torch.randn(8, 3, 224, 224);
+        var network = new ResNetV2_50x1_Bit();
+        network.eval();
+        if (variant == "generated-fused") network.FuseForInference();
+        else if (variant != "peer") throw new ArgumentException($"unknown variant '{variant}'");
+        var c = new Case(name, () =>
+        {
+            using var noGrad = torch.no_grad();
+            network.call(input).Dispose();
+        });
+        c._owned.AddRange(new IDisposable[] { network, input });
         return c;
     }
 

@@ -35,6 +35,17 @@ public sealed class Architecture
     /// <summary>The generated class, as checkpoints name it in their metadata (ResNet50d).</summary>
     public string ClassName { get; }
 
+    /// <summary>The classifier's path in the state_dict: torchvision's <c>fc</c>, timm's resnetv2 <c>head.fc</c> (a 1×1 convolution).</summary>
+    public string Head => Name.StartsWith("resnetv2", StringComparison.Ordinal) ? "head.fc" : "fc";
+
+    /// <summary>What trains with the classifier alone: fc, or a pre-activation network's final norm and head.fc.</summary>
+    public string ClassifierParts => Head == "fc" ? "fc" : "norm and head.fc";
+
+    /// <summary>The names of the last <paramref name="stages"/> stages, for messages: layer3, layer4 (torchvision) or stages.2, stages.3 (resnetv2).</summary>
+    public string StageNames(int stages) => Head == "fc"
+        ? "layer" + string.Join(", layer", Enumerable.Range(5 - stages, stages))
+        : "stages." + string.Join(", stages.", Enumerable.Range(4 - stages, stages));
+
     /// <summary>Where pretrained weights come from, for --help and errors.</summary>
     public string Weights { get; }
 
@@ -47,7 +58,7 @@ public sealed class Architecture
     /// <summary>The classifier and the last <paramref name="stages"/> stages train; the rest is frozen.</summary>
     public void FreezeBackbone(torch.nn.Module<torch.Tensor, torch.Tensor> network, int stages) => _freeze(network, stages);
 
-    /// <summary>Folds the batch-norms and writes the ONNX model.</summary>
+    /// <summary>Folds what folds (batch-norms; BiT's weight standardisation) and writes the ONNX model.</summary>
     public OnnxExport Export(torch.nn.Module<torch.Tensor, torch.Tensor> network, string path, int opset, IReadOnlyDictionary<string, string> metadata) =>
         _export(network, path, opset, metadata);
 
@@ -61,6 +72,9 @@ public sealed class Architecture
     /// <summary>timm's pretrained_cfg for these ResNets' ImageNet weights: bicubic, crop fraction 0.875 at 224.</summary>
     private static readonly Preprocessing Timm = new(224, 0.875, "bicubic", Preprocessing.ImageNetMean, Preprocessing.ImageNetStd);
 
+    /// <summary>timm's pretrained_cfg for BiT's weights: bilinear, crop fraction 0.875 at 224, mean and std 0.5 (Inception's).</summary>
+    private static readonly Preprocessing Bit = new(224, 0.875, "bilinear", new[] { 0.5f, 0.5f, 0.5f }, new[] { 0.5f, 0.5f, 0.5f });
+
     /// <summary>Every network of the sample that finetune, predict and export take.</summary>
     public static IReadOnlyList<Architecture> All { get; } = new[]
     {
@@ -72,6 +86,8 @@ public sealed class Architecture
             n => new ResNet50d(n), (m, s) => m.FreezeBackbone(s), (m, p, o, d) => { m.FuseForInference(); return m.ExportOnnx(p, o, d); }),
         Of("seresnext50_32x4d", "timm's seresnext50_32x4d model.safetensors (e.g. seresnext50_32x4d.racm_in1k)", Timm,
             n => new SeResNeXt50_32x4d(n), (m, s) => m.FreezeBackbone(s), (m, p, o, d) => { m.FuseForInference(); return m.ExportOnnx(p, o, d); }),
+        Of("resnetv2_50x1_bit", "timm's resnetv2_50x1_bit model.safetensors (e.g. resnetv2_50x1_bit.goog_in21k, or .goog_in21k_ft_in1k at --size 448 --crop-pct 1)", Bit,
+            n => new ResNetV2_50x1_Bit(n), (m, s) => m.FreezeBackbone(s), (m, p, o, d) => { m.FuseForInference(); return m.ExportOnnx(p, o, d); }),
     };
 
     /// <summary>The architecture of that name (resnet50d) or class (ResNet50d); null if none.</summary>

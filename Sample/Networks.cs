@@ -28,3 +28,10 @@ public partial class ResNet50d { }
 /// <summary>timm's seresnext50_32x4d: ResNeXt-50 32×4d with squeeze-excite in every block. Keys as timm's state_dict.</summary>
 [ResNet(Block.Bottleneck, 3, 4, 6, 3, Groups = 32, WidthPerGroup = 4, Attention = Attention.SqueezeExcite)]
 public partial class SeResNeXt50_32x4d { }
+
+/// <summary>
+/// timm's resnetv2_50x1_bit (Big Transfer, Kolesnikov et al. 2020): pre-activation bottlenecks with group-norm of 32
+/// groups, weight-standardised convolutions (ε 1e-8) and the fixed stem. Keys as timm's state_dict.
+/// </summary>
+[ResNet(Block.PreActBottleneck, 3, 4, 6, 3, Stem = Stem.Fixed, Norm = Norm.GroupNorm, WeightStandardization = true, WeightStandardizationEps = 1e-8)]
+public partial class ResNetV2_50x1_Bit { }

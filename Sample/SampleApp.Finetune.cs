@@ -43,7 +43,7 @@ public sealed partial class SampleApp
         network.to(device);
         var trainable = network.parameters().Where(p => p.requires_grad).Sum(p => p.numel());
         var all = network.parameters().Sum(p => p.numel());
-        _console.MarkupLine(Markup.Escape($"{arch.ClassName} from {loaded}; training {TrainableText(request.TrainableStages)}: {trainable:N0} of {all:N0} parameters."));
+        _console.MarkupLine(Markup.Escape($"{arch.ClassName} from {loaded}; training {TrainableText(arch, request.TrainableStages)}: {trainable:N0} of {all:N0} parameters."));
         _console.MarkupLine(Markup.Escape(FormattableString.Invariant(
             $"{request.Settings.Epochs} epoch(s) at {data.Size}×{data.Size} (resized to {data.ResizeTo} on the shorter side, random crop and flip), batch {request.Settings.BatchSize}, peak learning rate {request.Settings.LearningRate}, on {device.type.ToString().ToLowerInvariant()}. Ctrl+C stops after the current batch and keeps the last epoch's checkpoint.")));
         _console.MarkupLine(Markup.Escape($"Preprocessing: {request.Preprocessing.Describe()}."));
@@ -68,11 +68,11 @@ public sealed partial class SampleApp
         return code;
     }
 
-    private static string TrainableText(int stages) => stages switch
+    private static string TrainableText(Architecture arch, int stages) => stages switch
     {
-        0 => "the classifier only (fc)",
+        0 => $"the classifier only ({arch.ClassifierParts})",
         >= 5 => "every layer",
-        _ => "layer" + string.Join(", layer", Enumerable.Range(5 - stages, stages)) + " and fc",
+        _ => arch.StageNames(stages) + (arch.Head == "fc" ? " and " : ", ") + arch.ClassifierParts,
     };
 
     /// <summary>
@@ -92,7 +92,7 @@ public sealed partial class SampleApp
         var metadata = isZip ? new Dictionary<string, string>() : Safetensors.ReadMetadata(path);
         if (metadata.TryGetValue("architecture", out var architecture) && architecture != arch.ClassName)
             throw new SampleException($"{path} holds weights for {architecture}, not {arch.ClassName}. {want}.");
-        var fc = network.named_children().Single(c => c.name == "fc").module;
+        var fc = network.named_modules().Single(c => c.name == arch.Head).module;
         // A classifier trained on other classes is not kept, even when the count happens to be the same.
         var otherClasses = Classifier.ClassesFrom(metadata) is { } named && !named.SequenceEqual(classes, StringComparer.Ordinal);
         var freshHead = otherClasses ? fc.state_dict().ToDictionary(p => p.Key, p => p.Value.clone()) : null;
@@ -107,7 +107,7 @@ public sealed partial class SampleApp
         {
             throw new SampleException($"{path} does not hold {arch.Name} weights ({keys}). {want}.");
         }
-        var wrong = report.Mismatched.Where(k => k is not ("fc.weight" or "fc.bias")).ToList();
+        var wrong = report.Mismatched.Where(k => k != arch.Head + ".weight" && k != arch.Head + ".bias").ToList();
         if (wrong.Count > 0)
             throw new SampleException($"{path} does not hold {arch.Name} weights: {wrong.Count} tensor(s) have other shapes ({string.Join(", ", wrong.Take(3))}{(wrong.Count > 3 ? ", …" : "")}). {want}.");
         if (freshHead is not null)
@@ -115,11 +115,11 @@ public sealed partial class SampleApp
             using (torch.no_grad())
                 foreach (var (key, tensor) in fc.state_dict()) tensor.copy_(freshHead[key]);
             foreach (var tensor in freshHead.Values) tensor.Dispose();
-            return $"{Path.GetFileName(path)} (all but its classifier, trained on other classes: fc starts afresh)";
+            return $"{Path.GetFileName(path)} (all but its classifier, trained on other classes: {arch.Head} starts afresh)";
         }
         return report.Mismatched.Count == 0
             ? $"{Path.GetFileName(path)} (every tensor, the classifier included)"
-            : $"{Path.GetFileName(path)} (all but its classifier, made for another class count: fc starts afresh for {classes.Count})";
+            : $"{Path.GetFileName(path)} (all but its classifier, made for another class count: {arch.Head} starts afresh for {classes.Count})";
     }
 
     /// <summary>
@@ -129,7 +129,7 @@ public sealed partial class SampleApp
     /// </summary>
     private static Classifier LoadFineTuned(Architecture arch, string path, IReadOnlyDictionary<string, string> metadata, torch.Device device, string? labels = null)
     {
-        var count = ClassCount(path);
+        var count = ClassCount(arch, path);
         var classes = Classifier.ClassesFrom(metadata) ?? Labels(labels, count)
                       ?? Enumerable.Range(0, count).Select(i => "class " + i.ToString(CultureInfo.InvariantCulture)).ToArray();
         if (classes.Count != count)
@@ -156,11 +156,11 @@ public sealed partial class SampleApp
             ? e.Problem.Split(": ", 2)[^1].Split(". Check that the file", 2)[0]
             : null;
 
-    /// <summary>The rows of the file's fc.weight, from its header: its class count.</summary>
-    private static int ClassCount(string path) =>
-        Safetensors.ReadShapes(path).TryGetValue("fc.weight", out var fc) && fc.Length == 2
+    /// <summary>The rows of the file's classifier weight (fc.weight [classes, C], or resnetv2's head.fc.weight [classes, C, 1, 1]), from its header: its class count.</summary>
+    private static int ClassCount(Architecture arch, string path) =>
+        Safetensors.ReadShapes(path).TryGetValue(arch.Head + ".weight", out var fc) && fc.Length == (arch.Head == "fc" ? 2 : 4)
             ? (int)fc[0]
-            : throw new SampleException($"{path} has no classifier (fc.weight): it is not a checkpoint of a network with a head.");
+            : throw new SampleException($"{path} has no classifier ({arch.Head}.weight): it is not a checkpoint of {arch.Name} with a head.");
 
     /// <summary>Class names from a text file, one a line (ImageNet's 1,000, say); null without a file.</summary>
     private static IReadOnlyList<string>? Labels(string? path, int count)

@@ -61,7 +61,7 @@ public sealed partial class SampleApp
         var arch = new Option<string>("--arch") { Description = $"the network: {Sample.Architecture.Names}", DefaultValueFactory = _ => "resnet18" };
         var predictArch = new Option<string?>("--arch") { Description = $"read a checkpoint without the sample's metadata (timm's or torchvision's weights as .safetensors) as this network: {Sample.Architecture.Names}" };
         var labels = new Option<string?>("--labels") { Description = "class names for such a checkpoint, one a line (default: class 0, class 1, …)" };
-        var trainableStages = new Option<int>("--trainable-stages") { Description = "stages that keep training besides the classifier: 0 (fc only) to 4, or 5 for every layer", DefaultValueFactory = _ => 1 };
+        var trainableStages = new Option<int>("--trainable-stages") { Description = "stages that keep training besides the classifier: 0 (the classifier only) to 4, or 5 for every layer", DefaultValueFactory = _ => 1 };
         var size = new Option<int>("--size") { Description = "side of the square the network sees, in pixels", DefaultValueFactory = _ => 224 };
         var cropPct = new Option<double?>("--crop-pct") { Description = "the crop's share of the resized shorter side (default: the weights' own; torchvision's and timm's 0.875)" };
         var interpolation = new Option<string?>("--interpolation") { Description = $"how pictures are resized: {string.Join(", ", Preprocessing.Interpolations)} (default: the weights' own; bilinear for torchvision's, bicubic for timm's)" };

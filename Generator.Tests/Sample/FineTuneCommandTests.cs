@@ -164,28 +164,34 @@ public sealed class FineTuneCommandTests : IDisposable
         Assert.Contains("(all but its classifier, trained on other classes: fc starts afresh)", text);
     }
 
-    [Fact]
-    public void Finetune_a_timm_resnet50d_from_its_own_safetensors_with_timms_preprocessing_then_predict_and_export()
+    [Theory]
+    [InlineData("resnet50d", "ResNet50d", "fc", "layer4 and fc", "bicubic resize to 37, 32×32 crop (crop fraction 0.875), mean 0.485/0.456/0.406, std 0.229/0.224/0.225",
+        "resize-crop:size=32,crop_pct=0.875,interpolation=bicubic,mean=0.485/0.456/0.406,std=0.229/0.224/0.225")]
+    [InlineData("resnetv2_50x1_bit", "ResNetV2_50x1_Bit", "head.fc", "stages.3, norm and head.fc", "bilinear resize to 37, 32×32 crop (crop fraction 0.875), mean 0.5/0.5/0.5, std 0.5/0.5/0.5",
+        "resize-crop:size=32,crop_pct=0.875,interpolation=bilinear,mean=0.5/0.5/0.5,std=0.5/0.5/0.5")]
+    public void Finetune_a_timm_network_from_its_own_safetensors_with_timms_preprocessing_then_predict_and_export(string arch, string className, string head,
+        string trainable, string preprocessing, string metadataText)
     {
         var images = Pictures(train: 2, val: 1);
-        // timm's resnet50d state_dict as a model.safetensors (1000 classes; no num_batches_tracked, as cleaned files come).
+        // timm's state_dict as a model.safetensors (1000 classes; no num_batches_tracked, as cleaned files come): the
+        // generated network's own keys are timm's (the timm-family tests check them against timm).
         var timm = Path.Combine(_folder, "model.safetensors");
-        using (var pretrained = new ResNetGen.Sample.ResNet50d())
+        using (var pretrained = Sample.Architecture.Named(arch).Create(1000))
             Safetensors.Write(timm, pretrained.state_dict().Where(p => !p.Key.EndsWith("num_batches_tracked", StringComparison.Ordinal)).ToDictionary(p => p.Key, p => p.Value));
-        var (code, text) = FineTune(images, timm, Output, "--arch", "resnet50d", "--epochs", "1");
+        var (code, text) = FineTune(images, timm, Output, "--arch", arch, "--epochs", "1");
         Assert.True(code == 0, text);
-        Assert.Contains("ResNet50d from model.safetensors (all but its classifier, made for another class count: fc starts afresh for 3)", text);
-        Assert.Contains("Preprocessing: bicubic resize to 37, 32×32 crop (crop fraction 0.875), mean 0.485/0.456/0.406, std 0.229/0.224/0.225.", text);
-        var checkpoint = Path.Combine(Output, SampleApp.FineTunedCheckpointFor("resnet50d"));
+        Assert.Contains($"{className} from model.safetensors (all but its classifier, made for another class count: {head} starts afresh for 3); training {trainable}:", text);
+        Assert.Contains($"Preprocessing: {preprocessing}.", text);
+        var checkpoint = Path.Combine(Output, SampleApp.FineTunedCheckpointFor(arch));
         var metadata = Safetensors.ReadMetadata(checkpoint);
-        Assert.Equal("ResNet50d", metadata["architecture"]);
-        Assert.Equal("resize-crop:size=32,crop_pct=0.875,interpolation=bicubic,mean=0.485/0.456/0.406,std=0.229/0.224/0.225", metadata["preprocess"]);
-        Assert.True(File.Exists(Path.Combine(Output, SampleApp.FineTunedCurvesFor("resnet50d"))));
+        Assert.Equal(className, metadata["architecture"]);
+        Assert.Equal(metadataText, metadata["preprocess"]);
+        Assert.True(File.Exists(Path.Combine(Output, SampleApp.FineTunedCurvesFor(arch))));
 
         var val = Path.Combine(images, "val", "stripes");
         var (predictCode, viaTorch) = Run("predict", val, "--checkpoint", checkpoint, "--top", "2");
         Assert.True(predictCode == 0, viaTorch);
-        var model = Path.Combine(_folder, "resnet50d.onnx");
+        var model = Path.Combine(_folder, arch + ".onnx");
         var (exportCode, exported) = Run("export", "--checkpoint", checkpoint, "--to", model);
         Assert.True(exportCode == 0, exported);
         var (onnxCode, viaOnnx) = Run("predict", val, "--onnx", model, "--top", "2");
@@ -206,7 +212,7 @@ public sealed class FineTuneCommandTests : IDisposable
         Assert.Equal("resize-crop:size=32,crop_pct=1,interpolation=bilinear,mean=0.5/0.5/0.5,std=0.5/0.5/0.5",
             Safetensors.ReadMetadata(Path.Combine(Output, SampleApp.FineTunedCheckpointFor("seresnext50_32x4d")))["preprocess"]);
 
-        AssertUsageError(FineTune(images, null, Output, "--arch", "resnet999"), "--arch resnet999: not a network of this sample; use one of: resnet18, resnet50, resnet50d, seresnext50_32x4d.");
+        AssertUsageError(FineTune(images, null, Output, "--arch", "resnet999"), "--arch resnet999: not a network of this sample; use one of: resnet18, resnet50, resnet50d, seresnext50_32x4d, resnetv2_50x1_bit.");
         AssertUsageError(FineTune(images, null, Output, "--crop-pct", "1.5"), "--crop-pct 1.5: must be above 0.3 and at most 1");
         AssertUsageError(FineTune(images, null, Output, "--interpolation", "nearest"), "--interpolation nearest: not an interpolation; use bilinear, bicubic, mitchell.");
         AssertUsageError(FineTune(images, null, Output, "--std", "0.2/0/0.2"), "--std 0.2/0/0.2: needs three numbers R/G/B");
