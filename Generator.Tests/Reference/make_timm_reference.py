@@ -53,9 +53,12 @@ TRAIN_CHECKED = {
     "resnetrs50": ["maxpool.0.weight", "layer1.0.se.fc2.bias", "layer1.2.conv3.weight"],
     "resnetaa50d": ["conv1.0.weight", "layer2.0.bn2.weight", "layer4.0.downsample.2.bias"],
     "resnetblur50_os16": ["conv1.weight", "layer2.0.bn2.bias", "layer4.0.bn2.weight"],
-    "resnetv2_50": ["stem.conv.weight", "stages.1.blocks.0.norm1.weight", "stages.2.blocks.0.downsample.conv.weight", "head.fc.bias"],
-    "resnetv2_50x1_bit": ["stem.conv.weight", "stages.0.blocks.0.norm1.weight", "stages.1.blocks.0.downsample.conv.weight",
-                          "stages.3.blocks.2.conv3.weight", "norm.bias", "head.fc.bias"],
+    # Small tensors only (a gradient file is checked in): the stem, one shortcut of the first stage, norms, biases.
+    "resnetv2_50": ["stem.conv.weight", "stages.1.blocks.0.norm1.weight", "stages.0.blocks.0.downsample.conv.weight", "head.fc.bias"],
+    "resnetv2_18": ["stem.conv.weight", "stages.1.blocks.0.downsample.conv.weight", "stages.3.blocks.1.norm2.weight", "norm.weight"],
+    "resnetv2_101x1_bit": ["stem.conv.weight", "stages.2.blocks.22.norm2.weight", "stages.0.blocks.0.downsample.conv.weight", "head.fc.bias"],
+    "resnetv2_50x1_bit": ["stem.conv.weight", "stages.0.blocks.0.norm1.weight", "stages.0.blocks.0.downsample.conv.weight",
+                          "stages.3.blocks.2.norm3.bias", "norm.bias", "head.fc.bias"],
 }
 
 

@@ -168,6 +168,15 @@ public sealed class BitTests : IDisposable
         Assert.All(network.parameters(), p => Assert.True(p.requires_grad));
     }
 
+    [Theory]
+    [InlineData(ResNetV2_50x3_Bit.ParameterCount, 217_319_080)]
+    [InlineData(ResNetV2_152x2_Bit.ParameterCount, 236_335_208)]
+    [InlineData(ResNetV2_101x3_Bit.ParameterCount, 387_934_888)]
+    public void The_wider_bit_models_have_timms_parameter_counts(long generated, long timm) =>
+        // timm's counts: sum(p.numel() for p in timm.create_model(name).parameters()) for resnetv2_50x3_bit,
+        // resnetv2_152x2_bit and resnetv2_101x3_bit (BaseWidth = 64 × the width factor).
+        Assert.Equal(timm, generated);
+
     [Fact]
     public void The_summary_and_the_description_name_the_parts()
     {

@@ -45,6 +45,14 @@ public partial class ResNetV2_50x1_Bit { }
 [ResNet(Block.PreActBottleneck, 3, 4, 23, 3, Stem = Stem.Fixed, Norm = Norm.GroupNorm, WeightStandardization = true, WeightStandardizationEps = 1e-8)]
 public partial class ResNetV2_101x1_Bit { }
 
+// BiT's wider models: the width factor as BaseWidth (64 × factor). Too large to run in the tests; their counts are checked.
+[ResNet(Block.PreActBottleneck, 3, 4, 6, 3, BaseWidth = 192, Stem = Stem.Fixed, Norm = Norm.GroupNorm, WeightStandardization = true, WeightStandardizationEps = 1e-8)]
+public partial class ResNetV2_50x3_Bit { }
+[ResNet(Block.PreActBottleneck, 3, 8, 36, 3, BaseWidth = 128, Stem = Stem.Fixed, Norm = Norm.GroupNorm, WeightStandardization = true, WeightStandardizationEps = 1e-8)]
+public partial class ResNetV2_152x2_Bit { }
+[ResNet(Block.PreActBottleneck, 3, 4, 23, 3, BaseWidth = 192, Stem = Stem.Fixed, Norm = Norm.GroupNorm, WeightStandardization = true, WeightStandardizationEps = 1e-8)]
+public partial class ResNetV2_101x3_Bit { }
+
 // Stochastic depth, at the rates make_timm_reference.py asked timm for.
 [ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, Shortcut = Shortcut.AvgDown, DropPath = 0.2)] public partial class ResNet50dDropPath { }
 [ResNet(Block.Basic, 2, 2, 2, 2, Stem = Stem.Deep, Shortcut = Shortcut.AvgDown, DropPath = 0.1)] public partial class ResNet18dDropPath { }
@@ -88,5 +96,5 @@ public static class TimmFamily
 
     /// <summary>The models make_timm_reference.py ran forward and backward in training mode.</summary>
     public static IEnumerable<object[]> Trained() =>
-        new[] { "resnet18d", "seresnext26d_32x4d", "ecaresnet26t", "resnetrs50", "resnetaa50d", "resnetblur50_os16", "resnetv2_50", "resnetv2_50x1_bit" }.Select(n => new object[] { n });
+        new[] { "resnet18d", "seresnext26d_32x4d", "ecaresnet26t", "resnetrs50", "resnetaa50d", "resnetblur50_os16", "resnetv2_18", "resnetv2_50", "resnetv2_50x1_bit", "resnetv2_101x1_bit" }.Select(n => new object[] { n });
 }
