@@ -81,10 +81,11 @@ public sealed class ResNetGenerator : IIncrementalGenerator
         context.RegisterSourceOutput(plans, static (spc, plan) =>
         {
             if (plan is null) return;
-            string source;
+            string source, twin;
             try
             {
                 source = Emitter.Emit(plan);
+                twin = PyTorchEmitter.Emit(plan);
             }
             catch (System.Exception e) when (e is not System.OperationCanceledException)
             {
@@ -92,6 +93,8 @@ public sealed class ResNetGenerator : IIncrementalGenerator
                 return;
             }
             spc.AddSource(plan.Target.HintName, source);
+            // The PyTorch twin (PyTorchSource), in a file of its own.
+            spc.AddSource(PyTorchEmitter.HintName(plan), twin);
         });
     }
 

@@ -208,9 +208,10 @@ public class DiagnosticTests
         // The parser's list and the emitter's output must not drift apart: every member of a generated class but its
         // constructor and its layer fields (named after the network's layers) is on the list, and the message names them all.
         var run = GeneratorHarness.Run(GeneratorHarness.Network("ResNet(Block.Bottleneck, 3, 4, 6, 3)", "ResNet50"));
-        var type = Microsoft.CodeAnalysis.CSharp.CSharpSyntaxTree.ParseText(run.Sources.Single().Value).GetRoot()
-            .DescendantNodes().OfType<Microsoft.CodeAnalysis.CSharp.Syntax.ClassDeclarationSyntax>().First(c => c.Identifier.Text == "ResNet50");
-        var names = type.Members.SelectMany(m => m switch
+        // The network's file and its PyTorch twin's (PyTorchSource): both declare members of the class.
+        var members = run.Sources.Values.Concat(run.Twins.Values).SelectMany(text => Microsoft.CodeAnalysis.CSharp.CSharpSyntaxTree.ParseText(text).GetRoot()
+            .DescendantNodes().OfType<Microsoft.CodeAnalysis.CSharp.Syntax.ClassDeclarationSyntax>().First(c => c.Identifier.Text == "ResNet50").Members);
+        var names = members.SelectMany(m => m switch
         {
             Microsoft.CodeAnalysis.CSharp.Syntax.ConstructorDeclarationSyntax => System.Array.Empty<string>(),
             Microsoft.CodeAnalysis.CSharp.Syntax.FieldDeclarationSyntax f when f.Declaration.Type.ToString().StartsWith("TorchModules.", System.StringComparison.Ordinal) && !f.Declaration.Type.ToString().EndsWith("[]", System.StringComparison.Ordinal)
@@ -225,7 +226,7 @@ public class DiagnosticTests
         string[] expected =
         {
             "forward", "ForwardFeatures", "Features", "FuseForInference", "IsFused", "ExportOnnx", "ActivationLayout",
-            "ParameterCount", "MultAdds", "Summary", "InputSize", "InputChannels", "FreezeBackbone", "Unfreeze", "train",
+            "ParameterCount", "MultAdds", "Summary", "PyTorchSource", "InputSize", "InputChannels", "FreezeBackbone", "Unfreeze", "train",
             "Run", "Paths", "Graph", "_modules", "_groups", "_folds", "_fused", "_frozen",
         };
         Assert.Equal(expected.Append("Dispose").OrderBy(n => n, System.StringComparer.Ordinal), names);

@@ -87,8 +87,9 @@ public class PipelineTests
         var changed = compilation.ReplaceSyntaxTree(tree, CSharpSyntaxTree.ParseText(Network.Replace("3, 4, 6, 3)", "3, 4, 6, 3, NumClasses = 10)"), GeneratorHarness.ParseOptions, tree.FilePath));
         var result = driver.RunGenerators(changed).GetRunResult().Results.Single();
         Assert.Contains(result.TrackedSteps[TrackingNames.Source].SelectMany(s => s.Outputs), o => o.Reason == IncrementalStepRunReason.Modified);
-        var text = result.GeneratedSources.Single().SourceText.ToString();
+        var text = result.GeneratedSources.Single(s => !s.HintName.EndsWith(".PyTorch.g.cs", System.StringComparison.Ordinal)).SourceText.ToString();
         Assert.Contains("public ResNet50() : this(10) { }", text);
+        Assert.Contains("NUM_CLASSES = 10", result.GeneratedSources.Single(s => s.HintName.EndsWith(".PyTorch.g.cs", System.StringComparison.Ordinal)).SourceText.ToString());
         Assert.Contains("TorchNn.Linear(2048, numClasses)", text);
     }
 

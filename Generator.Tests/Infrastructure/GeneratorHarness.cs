@@ -7,13 +7,17 @@ using Microsoft.CodeAnalysis.Diagnostics;
 
 namespace ResNetGen.Generator.Tests.Infrastructure;
 
-/// <summary>What one generator run produced.</summary>
+/// <summary>
+/// What one generator run produced: <see cref="Sources"/> the networks' files, <see cref="Twins"/> their PyTorch twins'
+/// files (<c>.PyTorch.g.cs</c>), each by hint name.
+/// </summary>
 public sealed record GeneratorRun(
     Compilation Output,
     ImmutableArray<Diagnostic> GeneratorDiagnostics,
     ImmutableArray<Diagnostic> CompilationDiagnostics,
     IReadOnlyDictionary<string, string> Sources,
-    GeneratorDriver Driver);
+    GeneratorDriver Driver,
+    IReadOnlyDictionary<string, string> Twins);
 
 /// <summary>Compiles C# in memory against .NET 10, TorchSharp and ResNetGen.Runtime, with the generator.</summary>
 public static class GeneratorHarness
@@ -49,10 +53,12 @@ public static class GeneratorHarness
         var compilation = Compilation(sources);
         var driver = Driver().RunGeneratorsAndUpdateCompilation(compilation, out var output, out var generatorDiagnostics);
         var result = driver.GetRunResult();
-        var generated = result.Results.SelectMany(r => r.GeneratedSources)
-            .ToDictionary(s => s.HintName, s => s.SourceText.ToString());
+        var generated = result.Results.SelectMany(r => r.GeneratedSources).ToList();
+        static bool IsTwin(string hint) => hint.EndsWith(".PyTorch.g.cs", System.StringComparison.Ordinal);
         var all = output.GetDiagnostics().Where(d => d.Severity >= DiagnosticSeverity.Warning).ToImmutableArray();
-        return new GeneratorRun(output, generatorDiagnostics, all, generated, driver);
+        return new GeneratorRun(output, generatorDiagnostics, all,
+            generated.Where(s => !IsTwin(s.HintName)).ToDictionary(s => s.HintName, s => s.SourceText.ToString()), driver,
+            generated.Where(s => IsTwin(s.HintName)).ToDictionary(s => s.HintName, s => s.SourceText.ToString()));
     }
 
     /// <summary>

@@ -12,10 +12,11 @@ public sealed class NesterovSgdTests
     [Fact]
     public void Three_steps_match_torch_optim_sgd_exactly()
     {
-        torch.manual_seed(3);
+        // The same starting weights by copy, not by reseeding: a test running in parallel may draw from the global
+        // generator between a manual_seed and a constructor (seen as a failure under the full suite's load).
         using var ours = new ResNet20();
-        torch.manual_seed(3);
         using var theirs = new ResNet20();
+        theirs.load_state_dict(ours.state_dict());
         using var sgd = new NesterovSgd(ours.parameters(), momentum: 0.9, weightDecay: 5e-4);
         using var reference = torch.optim.SGD(theirs.parameters(), 0.1, momentum: 0.9, weight_decay: 5e-4, nesterov: true);
         var generator = new torch.Generator(11);

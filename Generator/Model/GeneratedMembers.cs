@@ -14,7 +14,7 @@ internal static class GeneratedMembers
     public static readonly string[] Public =
     {
         "forward", "ForwardFeatures", "Features", "FuseForInference", "IsFused", "ExportOnnx", "ActivationLayout",
-        "ParameterCount", "MultAdds", "Summary", "InputSize", "InputChannels", "FreezeBackbone", "Unfreeze", "train",
+        "ParameterCount", "MultAdds", "Summary", "PyTorchSource", "InputSize", "InputChannels", "FreezeBackbone", "Unfreeze", "train",
     };
 
     /// <summary>The private members.</summary>

@@ -144,7 +144,8 @@ internal sealed record SummaryRow(int Depth, string Name, string Type, Shape Sha
 
 /// <summary>
 /// The whole network, unrolled: every module in registration order (the state_dict's order), every forward step,
-/// static shapes at <see cref="InputSize"/>, and the totals. Emitting reads this and decides nothing.
+/// static shapes at <see cref="InputSize"/>, and the totals; <c>KnownAs</c> names the torchvision or timm constructor
+/// that builds the same network, where one does. Emitting reads this and decides nothing.
 /// </summary>
 internal sealed record NetworkPlan(
     TargetClass Target,
@@ -159,4 +160,5 @@ internal sealed record NetworkPlan(
     EquatableArray<FeaturePlan> Features,
     EquatableArray<SummaryRow> SummaryRows,
     long ParameterCount,
-    long MultAdds);
+    long MultAdds,
+    string? KnownAs = null);

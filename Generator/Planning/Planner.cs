@@ -165,7 +165,8 @@ internal static class Planner
                 _features.ToEquatableArray(),
                 _rows.ToEquatableArray(),
                 TotalParameters(),
-                _modules.Sum(m => m.MultAdds));
+                _modules.Sum(m => m.MultAdds),
+                KnownModels.Name(_spec));
         }
 
         private const string X = "x", Branch = "branch", Identity = "identity";

@@ -1,0 +1,142 @@
+using System;
+using System.Collections.Generic;
+using System.ComponentModel;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Text.Json;
+using ResNetGen.Generator.Tests.Infrastructure;
+using ResNetGen.Generator.Tests.Torchvision;
+using TorchSharp;
+using Xunit;
+
+namespace ResNetGen.Generator.Tests.PyTorch;
+
+/// <summary>One network to check against its PyTorch twin: how to build it, its input's shape, whether to compare a training forward too.</summary>
+public sealed record TwinCase(string Name, Func<torch.nn.Module<torch.Tensor, torch.Tensor>> Create, long[] InputShape, bool Train = true);
+
+/// <summary>
+/// Runs generated PyTorch twins on Debian's PyTorch (python3-torch) against the C# networks: each network gets the
+/// deterministic weights, writes them as safetensors with its state_dict keys, and computes its eval (and train-mode)
+/// outputs; twin_check.py builds each twin, compares the state_dict entry by entry, loads the weights strictly and
+/// computes the same outputs. A machine without python3 and torch fails here, naming the install.
+/// </summary>
+public static class Twins
+{
+    /// <summary>The relative tolerance of the issue: 1e-5 of the largest output (float32).</summary>
+    public const double Relative = 1e-5;
+
+    /// <summary>Train mode is compared in float64 (see <see cref="Check"/>), where the same computation agrees far closer.</summary>
+    public const double TrainRelative = 1e-9;
+
+    public static void Check(IReadOnlyList<TwinCase> cases, string folder)
+    {
+        var manifest = new List<Dictionary<string, object>>();
+        var expected = new Dictionary<string, (float[] Eval, long[] EvalShape, double[]? Train)>();
+        foreach (var c in cases)
+        {
+            using var network = c.Create();
+            var source = (string?)network.GetType().GetField("PyTorchSource")?.GetValue(null)
+                         ?? throw new InvalidOperationException($"{network.GetType().Name} has no PyTorchSource");
+            DeterministicWeights.Apply(network);
+            var module = Path.Combine(folder, c.Name + "_twin.py");
+            File.WriteAllText(module, source);
+            var weights = Path.Combine(folder, c.Name + ".safetensors");
+            var state = network.state_dict();
+            Safetensors.Write(weights, state);
+            var keys = state.Select(p => new object[] { p.Key, Dtype(p.Value.dtype), p.Value.shape }).ToList();
+            using var input = DeterministicWeights.Input(c.InputShape);
+            var inputPath = Path.Combine(folder, c.Name + ".input.bin");
+            File.WriteAllBytes(inputPath, input.data<float>().ToArray().SelectMany(BitConverter.GetBytes).ToArray());
+            using var noGrad = torch.no_grad();
+            network.eval();
+            using var eval = network.call(input);
+            double[]? train = null;
+            if (c.Train)
+            {
+                // In float64: a float32 batch-norm over a batch of two at 2×2 (layer4 at 64×64) turns the two libtorch builds'
+                // rounding into ~1e-4 of the output; in float64 the same computation agrees to 1e-9 and more.
+                network.to(torch.float64);
+                network.train();
+                using var input64 = input.to(torch.float64);
+                using var trained = network.call(input64);
+                train = trained.data<double>().ToArray();
+            }
+            expected[c.Name] = (eval.data<float>().ToArray(), eval.shape, train);
+            manifest.Add(new Dictionary<string, object>
+            {
+                ["name"] = c.Name, ["module"] = module, ["weights"] = weights, ["keys"] = keys, ["input"] = inputPath,
+                ["input_shape"] = c.InputShape, ["train"] = c.Train,
+            });
+        }
+        var manifestPath = Path.Combine(folder, "manifest.json");
+        File.WriteAllText(manifestPath, JsonSerializer.Serialize(manifest));
+        var output = RunPython(folder, Path.Combine(Repository.Root(), "Generator.Tests", "PyTorch", "twin_check.py"), manifestPath);
+        var failures = output.Split('\n').Where(l => l.StartsWith("FAIL ", StringComparison.Ordinal)).ToList();
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
+        foreach (var c in cases)
+        {
+            Assert.Contains("ok " + c.Name, output);
+            var (eval, shape, train) = expected[c.Name];
+            using var ours = torch.tensor(eval).reshape(shape);
+            using var theirs = torch.tensor(DeterministicWeights.ReadFloats(Path.Combine(folder, c.Name + ".eval.out"))).reshape(shape);
+            Tolerance.AssertClose(ours, theirs, c.Name + ": the twin's eval output", Relative);
+            if (train is null) continue;
+            using var oursTrain = torch.tensor(train).reshape(shape);
+            var bytes = File.ReadAllBytes(Path.Combine(folder, c.Name + ".train64.out"));
+            var values = new double[bytes.Length / 8];
+            Buffer.BlockCopy(bytes, 0, values, 0, bytes.Length);
+            using var theirsTrain = torch.tensor(values).reshape(shape);
+            Tolerance.AssertClose(oursTrain, theirsTrain, c.Name + ": the twin's train-mode output (float64)", TrainRelative);
+        }
+    }
+
+    private static string Dtype(torch.ScalarType type) => type switch
+    {
+        torch.ScalarType.Float32 => "float32",
+        torch.ScalarType.Float64 => "float64",
+        torch.ScalarType.Int64 => "int64",
+        _ => type.ToString().ToLowerInvariant(),
+    };
+
+    /// <summary>
+    /// The Python to run: RESNETGEN_PYTHON if set, else Debian's /usr/bin/python3 (where apt's python3-torch installs, ahead
+    /// of a python3 of another installation earlier on the PATH), else python3 from the PATH.
+    /// </summary>
+    public static string Python =>
+        Environment.GetEnvironmentVariable("RESNETGEN_PYTHON") is { Length: > 0 } chosen ? chosen
+        : File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+
+    /// <summary>Runs python3 on <paramref name="script"/>; a missing python3 or torch fails with the install to do.</summary>
+    public static string RunPython(string folder, string script, params string[] arguments)
+    {
+        var start = new ProcessStartInfo(Python) { WorkingDirectory = folder, RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(script);
+        foreach (var a in arguments) start.ArgumentList.Add(a);
+        Process process;
+        try
+        {
+            process = Process.Start(start)!;
+        }
+        catch (Win32Exception e)
+        {
+            throw new Xunit.Sdk.XunitException($"python3 could not be started ({e.Message}): the PyTorch twin tests need Debian's python3-torch and python3-numpy "
+                                               + "(apt-get install python3-torch python3-numpy; .ci/run installs them where missing).");
+        }
+        using (process)
+        {
+            var stderr = process.StandardError.ReadToEndAsync();
+            var stdout = process.StandardOutput.ReadToEnd();
+            if (!process.WaitForExit(900_000))
+            {
+                process.Kill(entireProcessTree: true);
+                throw new Xunit.Sdk.XunitException("python3 ran past 15 minutes");
+            }
+            var error = stderr.Result;
+            if (error.Contains("No module named 'torch'", StringComparison.Ordinal) || error.Contains("No module named 'numpy'", StringComparison.Ordinal))
+                throw new Xunit.Sdk.XunitException("python3 has no torch or numpy: install Debian's python3-torch and python3-numpy (.ci/run does where missing).\n" + error);
+            Assert.True(process.ExitCode == 0, $"python3 {Path.GetFileName(script)} exited with {process.ExitCode}:\n{stdout}\n{error}");
+            return stdout;
+        }
+    }
+}
