@@ -1,5 +1,6 @@
 using System;
 using System.IO;
+using System.Linq;
 using Spectre.Console;
 using TorchSharp;
 
@@ -25,5 +26,52 @@ public sealed partial class SampleApp
         _console.MarkupLine(Markup.Escape($"Wrote {export.Path}: opset {export.Opset}, {export.Nodes} nodes, {export.Initializers} initializers; input [N, {classifier.InputChannels}, H, W], output logits [N, {classifier.Classes.Count}]; class names and preprocessing in its metadata."));
         _console.MarkupLine($"Run it on ONNX Runtime: predict <pictures> --onnx {Markup.Escape(export.Path)}");
         return 0;
+    }
+
+    /// <summary>The files export --pytorch writes into its folder.</summary>
+    public static readonly string[] PyTorchFiles = { "model.py", "weights.safetensors", "safetensors_io.py", "checkpoint.py" };
+
+    /// <summary>
+    /// A checkpoint as a PyTorch model: the network's twin (model.py, its PyTorchSource), the weights with the class names
+    /// and preprocessing in their metadata (weights.safetensors, which predict and export read as a checkpoint too), a
+    /// torch-and-numpy safetensors reader and writer (safetensors_io.py), and checkpoint.py, whose load() builds the
+    /// network with the checkpoint's classes and loads the weights.
+    /// </summary>
+    private int ExportPyTorch(string checkpointPath, string folder, string? arch = null, string? labels = null)
+    {
+        using var classifier = LoadClassifier(checkpointPath, torch.CPU, arch, labels);
+        var network = classifier.Network;
+        var source = network.GetType().GetField("PyTorchSource")?.GetValue(null) as string
+                     ?? throw new SampleException($"{network.GetType().Name} carries no PyTorch twin: rebuild the sample with this ResNetGen.");
+        if (File.Exists(folder)) throw new SampleException($"--pytorch {folder}: a file of that name is in the way; give a folder.");
+        var existing = PyTorchFiles.Where(f => File.Exists(Path.Combine(folder, f))).ToList();
+        Directory.CreateDirectory(folder);
+        var metadata = Classifier.Metadata(classifier.Classes, classifier.Preprocess);
+        metadata["architecture"] = network.GetType().Name;
+        WriteText(Path.Combine(folder, "model.py"), source);
+        Safetensors.Write(Path.Combine(folder, "weights.safetensors"), network.state_dict(), metadata);
+        WriteText(Path.Combine(folder, "safetensors_io.py"), Resource("safetensors_io.py"));
+        WriteText(Path.Combine(folder, "checkpoint.py"), Resource("checkpoint.py"));
+        if (existing.Count > 0) _console.MarkupLine(Markup.Escape($"Replaced {string.Join(", ", existing)} in {folder}."));
+        _console.MarkupLine(Markup.Escape($"Wrote {Path.GetFullPath(folder)}: model.py (the PyTorch twin of {network.GetType().Name}), weights.safetensors "
+                                          + $"({classifier.Classes.Count} classes; predict and export read it as a checkpoint), safetensors_io.py, checkpoint.py."));
+        _console.MarkupLine(Markup.Escape($"In Python (torch and numpy): import sys; sys.path.insert(0, '{folder}'); import checkpoint; net = checkpoint.load()"));
+        return 0;
+    }
+
+    /// <summary>Writes <paramref name="text"/> beside <paramref name="path"/> first, then renames it into place: never half a file.</summary>
+    private static void WriteText(string path, string text)
+    {
+        var partial = path + ".partial";
+        File.WriteAllText(partial, text);
+        File.Move(partial, path, overwrite: true);
+    }
+
+    private static string Resource(string name)
+    {
+        using var stream = typeof(SampleApp).Assembly.GetManifestResourceStream("ResNetGen.Sample.PyTorch." + name)
+                           ?? throw new InvalidOperationException($"the sample was built without its {name}");
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
     }
 }

@@ -108,9 +108,17 @@ public sealed partial class SampleApp
         predict.SetAction(r => Guard(() => Predict(Device(r.GetValue(device)!), r.GetValue(paths)!, CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(top), r.GetValue(onnx),
             r.GetValue(predictArch), r.GetValue(labels))));
 
-        var export = new Command("export", "Export a checkpoint (train's or finetune's, or timm's or torchvision's with --arch) as an ONNX model with folded batch-norms, for ONNX Runtime, Triton or TensorRT.")
-            { output, checkpoint, onnxOut, opset, predictArch, labels };
-        export.SetAction(r => Guard(() => Export(CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(onnxOut), r.GetValue(opset), r.GetValue(predictArch), r.GetValue(labels))));
+        var pytorch = new Option<string?>("--pytorch") { Description = "instead of ONNX, write a PyTorch model into this folder: model.py (the network's PyTorch twin), weights.safetensors, safetensors_io.py and checkpoint.py (torch and numpy only)" };
+        var export = new Command("export", "Export a checkpoint (train's or finetune's, or timm's or torchvision's with --arch) as an ONNX model with folded batch-norms, for ONNX Runtime, Triton or TensorRT, or as a PyTorch model (--pytorch).")
+            { output, checkpoint, onnxOut, opset, predictArch, labels, pytorch };
+        export.SetAction(r => Guard(() =>
+        {
+            var checkpointPath = CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!);
+            if (r.GetValue(pytorch) is not { } folder)
+                return Export(checkpointPath, r.GetValue(onnxOut), r.GetValue(opset), r.GetValue(predictArch), r.GetValue(labels));
+            if (r.GetValue(onnxOut) is not null) throw new SampleException("--pytorch and --to: give one (a PyTorch folder, or an .onnx file).");
+            return ExportPyTorch(checkpointPath, folder, r.GetValue(predictArch), r.GetValue(labels));
+        }));
 
         var finetune = new Command("finetune", $"Fine-tune a pretrained network ({Sample.Architecture.Names}) on a folder of your own pictures: frozen early stages, a new classifier, the preprocessing its weights were trained with, live progress, validation per epoch, a checkpoint and a PNG of the curves.")
             { images, from, arch, trainableStages, fineTuneEpochs, size, cropPct, interpolation, mean, std, output, fineTuneBatch, fineTuneLr, device, seed };

@@ -1,0 +1,112 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using ResNetGen.Generator.Tests.Infrastructure;
+using ResNetGen.Generator.Tests.SampleApplication;
+using ResNetGen.Generator.Tests.Torchvision;
+using ResNetGen.Sample;
+using TorchSharp;
+using Xunit;
+
+namespace ResNetGen.Generator.Tests.PyTorch;
+
+/// <summary>The sample's export --pytorch: the twin, the weights and the helpers, loaded by Debian's PyTorch.</summary>
+public sealed class ExportPyTorchTests : IDisposable
+{
+    private readonly string _folder = Directory.CreateTempSubdirectory("resnetgen-export-pytorch-").FullName;
+
+    public void Dispose() => Directory.Delete(_folder, recursive: true);
+
+    /// <summary>Writes a checkpoint of <paramref name="network"/> (deterministic weights) as train or finetune would; returns its logits for the deterministic input.</summary>
+    private float[] Checkpoint(torch.nn.Module<torch.Tensor, torch.Tensor> network, string path, string[] classes, string preprocess, long[] inputShape)
+    {
+        DeterministicWeights.Apply(network);
+        var metadata = Classifier.Metadata(classes, preprocess);
+        metadata["architecture"] = network.GetType().Name;
+        Safetensors.Write(path, network.state_dict(), metadata);
+        network.eval();
+        using var noGrad = torch.no_grad();
+        using var input = DeterministicWeights.Input(inputShape);
+        File.WriteAllBytes(path + ".input.bin", input.data<float>().ToArray().SelectMany(BitConverter.GetBytes).ToArray());
+        using var logits = network.call(input);
+        return logits.data<float>().ToArray();
+    }
+
+    [Fact]
+    public void Trains_and_finetunes_checkpoints_load_in_pytorch_with_their_classes_and_compute_the_same()
+    {
+        var cases = new (string Name, torch.nn.Module<torch.Tensor, torch.Tensor> Network, string[] Classes, string Preprocess, long[] Shape)[]
+        {
+            // train's checkpoint: Fashion-MNIST's classes and preprocessing.
+            ("resnet20", new ResNetGen.Sample.ResNet20(), FashionMnist.Classes.ToArray(), Classifier.FashionMnistPreprocess, new long[] { 2, 1, 28, 28 }),
+            ("resnet18", Sample.Architecture.Named("resnet18").Create(3), new[] { "dots", "stripes", "plain" },
+                "resize-crop:size=64,crop_pct=0.875,interpolation=bilinear,mean=0.485/0.456/0.406,std=0.229/0.224/0.225", new long[] { 2, 3, 64, 64 }),
+            ("bit", Sample.Architecture.Named("resnetv2_50x1_bit").Create(2), new[] { "cat", "dog" },
+                "resize-crop:size=64,crop_pct=0.875,interpolation=bilinear,mean=0.5/0.5/0.5,std=0.5/0.5/0.5", new long[] { 2, 3, 64, 64 }),
+        };
+        var script = new List<string> { "import sys", "import numpy as np", "import torch" };
+        var expected = new Dictionary<string, float[]>();
+        foreach (var (name, network, classes, preprocess, shape) in cases)
+        {
+            using (network)
+            {
+                var checkpoint = Path.Combine(_folder, name + ".safetensors");
+                expected[name] = Checkpoint(network, checkpoint, classes, preprocess, shape);
+                var target = Path.Combine(_folder, name);
+                var (code, text) = SampleRunner.Run("export", "--checkpoint", checkpoint, "--pytorch", target);
+                Assert.True(code == 0, text);
+                Assert.Contains($"model.py (the PyTorch twin of {network.GetType().Name})", text);
+                Assert.All(SampleApp.PyTorchFiles, f => Assert.True(File.Exists(Path.Combine(target, f)), f));
+                // The exported weights are a checkpoint predict and export read as they are.
+                var metadata = Safetensors.ReadMetadata(Path.Combine(target, "weights.safetensors"));
+                Assert.Equal(network.GetType().Name, metadata["architecture"]);
+                Assert.Equal(preprocess, metadata["preprocess"]);
+                // Each in a fresh interpreter state: the modules are all named model, checkpoint, safetensors_io.
+                script.Add($"sys.path.insert(0, {Py(target)})");
+                script.Add("for m in ('model', 'checkpoint', 'safetensors_io'): sys.modules.pop(m, None)");
+                script.Add("import checkpoint");
+                script.Add($"assert checkpoint.CLASSES == {Py(classes)}, checkpoint.CLASSES");
+                script.Add($"assert checkpoint.PREPROCESS == {Py(preprocess)}");
+                script.Add("net = checkpoint.load()");
+                script.Add($"x = torch.from_numpy(np.fromfile({Py(checkpoint + ".input.bin")}, dtype='<f4').reshape({string.Join(", ", shape)}))");
+                script.Add($"with torch.no_grad(): net(x).numpy().astype('<f4').tofile({Py(Path.Combine(_folder, name + ".out"))})");
+                // And back: what PyTorch saves with safetensors_io (metadata kept) is a checkpoint the sample reads.
+                script.Add($"checkpoint.safetensors_io.save({Py(Path.Combine(_folder, name + ".back.safetensors"))}, net.state_dict(), checkpoint._META)");
+                script.Add("sys.path.pop(0)");
+            }
+        }
+        var path = Path.Combine(_folder, "check.py");
+        File.WriteAllLines(path, script);
+        Twins.RunPython(_folder, path);
+        foreach (var (name, _, classes, _, shape) in cases)
+        {
+            using var ours = torch.tensor(expected[name]).reshape(shape[0], classes.Length);
+            using var theirs = torch.tensor(DeterministicWeights.ReadFloats(Path.Combine(_folder, name + ".out"))).reshape(shape[0], classes.Length);
+            Tolerance.AssertClose(ours, theirs, name + " exported to PyTorch", Twins.Relative);
+            var back = Path.Combine(_folder, name + ".back.safetensors");
+            var exportedAgain = Path.Combine(_folder, name + ".back.onnx");
+            var (code, text) = SampleRunner.Run("export", "--checkpoint", back, "--to", exportedAgain);
+            Assert.True(code == 0, text); // PyTorch's file, with the metadata it kept, is a checkpoint as the sample wrote it
+            Assert.Equal(Safetensors.ReadMetadata(Path.Combine(_folder, name + ".safetensors")), Safetensors.ReadMetadata(back));
+            var original = Safetensors.Read(Path.Combine(_folder, name + ".safetensors"));
+            var returned = Safetensors.Read(back);
+            Assert.Equal(original.Keys.OrderBy(k => k, StringComparer.Ordinal), returned.Keys.OrderBy(k => k, StringComparer.Ordinal));
+            Assert.All(original.Keys, k => Assert.True(Weights.WeightTestKit.Same(original[k], returned[k]), k)); // bit for bit
+        }
+    }
+
+    [Fact]
+    public void Pytorch_and_an_onnx_file_at_once_is_one_line()
+    {
+        var checkpoint = Path.Combine(_folder, "ck.safetensors");
+        using (var network = new ResNetGen.Sample.ResNet20()) Checkpoint(network, checkpoint, Enumerable.Range(0, 10).Select(i => "c" + i).ToArray(), Classifier.FashionMnistPreprocess, new long[] { 1, 1, 28, 28 });
+        SampleRunner.AssertOneLineError(SampleRunner.Run("export", "--checkpoint", checkpoint, "--pytorch", Path.Combine(_folder, "out"), "--to", Path.Combine(_folder, "x.onnx")),
+            "--pytorch and --to: give one (a PyTorch folder, or an .onnx file).");
+        Assert.False(Directory.Exists(Path.Combine(_folder, "out")));
+    }
+
+    private static string Py(string text) => "'" + text.Replace("\\", "\\\\").Replace("'", "\\'") + "'";
+
+    private static string Py(string[] items) => "[" + string.Join(", ", items.Select(Py)) + "]";
+}
