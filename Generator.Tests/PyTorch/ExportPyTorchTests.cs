@@ -72,7 +72,7 @@ public sealed class ExportPyTorchTests : IDisposable
                 script.Add($"x = torch.from_numpy(np.fromfile({Py(checkpoint + ".input.bin")}, dtype='<f4').reshape({string.Join(", ", shape)}))");
                 script.Add($"with torch.no_grad(): net(x).numpy().astype('<f4').tofile({Py(Path.Combine(_folder, name + ".out"))})");
                 // And back: what PyTorch saves with safetensors_io (metadata kept) is a checkpoint the sample reads.
-                script.Add($"checkpoint.safetensors_io.save({Py(Path.Combine(_folder, name + ".back.safetensors"))}, net.state_dict(), checkpoint._META)");
+                script.Add($"checkpoint.safetensors_io.save({Py(Path.Combine(_folder, name + ".back.safetensors"))}, net.state_dict(), checkpoint.METADATA)");
                 script.Add("sys.path.pop(0)");
             }
         }

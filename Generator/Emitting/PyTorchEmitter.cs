@@ -26,17 +26,7 @@ internal static class PyTorchEmitter
         w.Line($"// ResNetGen {Emitter.Version}: the PyTorch twin of {plan.Target.FullName}. Do not edit: change the attribute and rebuild.");
         w.Line("#nullable enable");
         w.Line();
-        var closers = 0;
-        if (plan.Target.Namespace is { } ns)
-        {
-            w.Open("namespace " + ns);
-            closers++;
-        }
-        foreach (var type in plan.Target.ContainingTypes)
-        {
-            w.Open($"partial {type.Keyword} {type.Name}");
-            closers++;
-        }
+        var closers = Emitter.OpenContainers(w, plan);
         w.Open($"partial class {plan.Target.Name}");
         w.Line("/// <summary>");
         w.Line("/// This network as a Python module for PyTorch (it imports torch only): <c>build(num_classes)</c> returns an");

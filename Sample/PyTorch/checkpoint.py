@@ -1,6 +1,7 @@
 """The exported network, ready in PyTorch: load() builds model.py's network with the checkpoint's class count and loads
 weights.safetensors into it (strictly). CLASSES and PREPROCESS are the checkpoint's class names and preprocessing
-(ResNetGen's sample: 'fashion-mnist', or 'resize-crop:size=...,crop_pct=...,interpolation=...,mean=...,std=...').
+(the sample's 'fashion-mnist', or 'resize-crop:size=...,crop_pct=...,interpolation=...,mean=...,std=...'), and
+METADATA all of the file's metadata (pass it to safetensors_io.save to write a checkpoint the sample reads).
 Written by ResNetGen's sample (export --pytorch); needs torch and numpy only.
 """
 import json
@@ -11,10 +12,10 @@ import safetensors_io
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WEIGHTS = os.path.join(HERE, "weights.safetensors")
-_META = safetensors_io.metadata(WEIGHTS)
-CLASSES = json.loads(_META["classes"])
-PREPROCESS = _META.get("preprocess", "")
-ARCHITECTURE = _META.get("architecture", "")
+METADATA = safetensors_io.metadata(WEIGHTS)
+CLASSES = json.loads(METADATA["classes"])
+PREPROCESS = METADATA.get("preprocess", "")
+ARCHITECTURE = METADATA.get("architecture", "")
 
 
 def load(device="cpu"):
