@@ -107,9 +107,63 @@ public static class Twins
         Environment.GetEnvironmentVariable("RESNETGEN_PYTHON") is { Length: > 0 } chosen ? chosen
         : File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
 
+    /// <summary>
+    /// Debian's python3-torch and python3-numpy, installed once per process where missing (README: a fresh Debian 12 with
+    /// the .NET SDK runs the tests as they are), through apt-get as root or passwordless sudo; null when nothing was to
+    /// do, else what happened. Not attempted for a RESNETGEN_PYTHON of the user's own.
+    /// </summary>
+    private static readonly Lazy<string?> Setup = new(InstallTorchIfMissing, System.Threading.LazyThreadSafetyMode.ExecutionAndPublication);
+
+    private static bool HasTorch()
+    {
+        try
+        {
+            using var probe = Process.Start(new ProcessStartInfo(Python, new[] { "-c", "import torch, numpy" }) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+            probe.StandardError.ReadToEnd();
+            probe.WaitForExit();
+            return probe.ExitCode == 0;
+        }
+        catch (Win32Exception)
+        {
+            return false; // no python3 at all: apt-get installs it with python3-torch
+        }
+    }
+
+    private static string? InstallTorchIfMissing()
+    {
+        if (Environment.GetEnvironmentVariable("RESNETGEN_PYTHON") is { Length: > 0 } || HasTorch()) return null;
+        if (!File.Exists("/usr/bin/apt-get")) return "python3-torch is missing and this machine has no apt-get";
+        var root = Environment.UserName == "root";
+        string Run(params string[] command)
+        {
+            var start = new ProcessStartInfo(root ? command[0] : "sudo") { RedirectStandardOutput = true, RedirectStandardError = true };
+            if (!root) start.ArgumentList.Add("-n");
+            foreach (var part in root ? command.Skip(1) : command) start.ArgumentList.Add(part);
+            start.Environment["DEBIAN_FRONTEND"] = "noninteractive";
+            using var process = Process.Start(start)!;
+            var error = process.StandardError.ReadToEndAsync();
+            process.StandardOutput.ReadToEnd();
+            process.WaitForExit();
+            return process.ExitCode == 0 ? "" : $"'{string.Join(" ", command)}' failed ({process.ExitCode}): {error.Result.Trim()}";
+        }
+        try
+        {
+            // Waits for another apt-get (a parallel test process) rather than failing on its lock.
+            var problem = Run("apt-get", "-o", "DPkg::Lock::Timeout=600", "update", "-qq");
+            if (problem.Length == 0)
+                problem = Run("apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-qq", "--no-install-recommends", "python3-torch", "python3-numpy");
+            return problem.Length == 0 ? "installed python3-torch and python3-numpy with apt-get" : problem;
+        }
+        catch (Win32Exception e)
+        {
+            return $"python3-torch is missing and apt-get could not be run ({e.Message}): not root and no sudo";
+        }
+    }
+
     /// <summary>Runs python3 on <paramref name="script"/>; a missing python3 or torch fails with the install to do.</summary>
     public static string RunPython(string folder, string script, params string[] arguments)
     {
+        var setup = Setup.Value;
         var start = new ProcessStartInfo(Python) { WorkingDirectory = folder, RedirectStandardOutput = true, RedirectStandardError = true };
         start.ArgumentList.Add(script);
         foreach (var a in arguments) start.ArgumentList.Add(a);
@@ -121,7 +175,7 @@ public static class Twins
         catch (Win32Exception e)
         {
             throw new Xunit.Sdk.XunitException($"python3 could not be started ({e.Message}): the PyTorch twin tests need Debian's python3-torch and python3-numpy "
-                                               + "(apt-get install python3-torch python3-numpy; .ci/run installs them where missing).");
+                                               + $"(apt-get install python3-torch python3-numpy; the tests try that themselves as root or with sudo: {setup ?? "not needed"}).");
         }
         using (process)
         {
@@ -134,7 +188,7 @@ public static class Twins
             }
             var error = stderr.Result;
             if (error.Contains("No module named 'torch'", StringComparison.Ordinal) || error.Contains("No module named 'numpy'", StringComparison.Ordinal))
-                throw new Xunit.Sdk.XunitException("python3 has no torch or numpy: install Debian's python3-torch and python3-numpy (.ci/run does where missing).\n" + error);
+                throw new Xunit.Sdk.XunitException($"python3 has no torch or numpy: install Debian's python3-torch and python3-numpy (the tests tried: {setup ?? "not needed"}).\n" + error);
             Assert.True(process.ExitCode == 0, $"python3 {Path.GetFileName(script)} exited with {process.ExitCode}:\n{stdout}\n{error}");
             return stdout;
         }
