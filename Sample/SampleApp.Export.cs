@@ -29,7 +29,7 @@ public sealed partial class SampleApp
     }
 
     /// <summary>The files export --pytorch writes into its folder.</summary>
-    public static readonly string[] PyTorchFiles = { "model.py", "weights.safetensors", "safetensors_io.py", "checkpoint.py" };
+    public static readonly string[] PyTorchFiles = { "model.py", "weights.safetensors", "safetensors_io.py", "checkpoint.py", "train_ddp.py" };
 
     /// <summary>
     /// A checkpoint as a PyTorch model: the network's twin (model.py, its PyTorchSource), the weights with the class names
@@ -52,9 +52,12 @@ public sealed partial class SampleApp
         Safetensors.Write(Path.Combine(folder, "weights.safetensors"), network.state_dict(), metadata);
         WriteText(Path.Combine(folder, "safetensors_io.py"), Resource("safetensors_io.py"));
         WriteText(Path.Combine(folder, "checkpoint.py"), Resource("checkpoint.py"));
+        WriteText(Path.Combine(folder, "train_ddp.py"), Resource("train_ddp.py"));
         if (existing.Count > 0) _console.MarkupLine(Markup.Escape($"Replaced {string.Join(", ", existing)} in {folder}."));
         _console.MarkupLine(Markup.Escape($"Wrote {Path.GetFullPath(folder)}: model.py (the PyTorch twin of {network.GetType().Name}), weights.safetensors "
-                                          + $"({classifier.Classes.Count} classes; predict and export read it as a checkpoint), safetensors_io.py, checkpoint.py."));
+                                          + $"({classifier.Classes.Count} classes; predict and export read it as a checkpoint), safetensors_io.py, checkpoint.py, train_ddp.py."));
+        _console.MarkupLine(Markup.Escape($"Train on in PyTorch: torchrun --standalone --nproc_per_node=2 {Path.Combine(folder, "train_ddp.py")} --images DIR --epochs 5 --output OUT"
+                                          + " (Debian 12's torchrun also needs --redirects 1 --tee 1 before the script)"));
         _console.MarkupLine(Markup.Escape($"In Python (torch and numpy): import sys; sys.path.insert(0, '{folder}'); import checkpoint; net = checkpoint.load()"));
         return 0;
     }

@@ -160,6 +160,29 @@ public static class Twins
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="script"/> under torchrun with <paramref name="processes"/> processes on this machine; returns
+    /// their console output. Debian's torchrun (PyTorch 1.13 on Python 3.11) needs --redirects 1 --tee 1: its default
+    /// ("0") becomes None under Python 3.11's enum and fails before starting anything.
+    /// </summary>
+    public static string RunTorchrun(string folder, int processes, string script, params string[] arguments)
+    {
+        _ = Setup.Value;
+        var start = new ProcessStartInfo(Python) { WorkingDirectory = folder, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "-m", "torch.distributed.run", "--standalone", $"--nproc_per_node={processes}", "--redirects", "1", "--tee", "1", script }.Concat(arguments))
+            start.ArgumentList.Add(a);
+        using var process = Process.Start(start)!;
+        var stderr = process.StandardError.ReadToEndAsync();
+        var stdout = process.StandardOutput.ReadToEnd();
+        if (!process.WaitForExit(600_000))
+        {
+            process.Kill(entireProcessTree: true);
+            throw new Xunit.Sdk.XunitException("torchrun ran past 10 minutes");
+        }
+        Assert.True(process.ExitCode == 0, $"torchrun exited with {process.ExitCode}:\n{stdout}\n{stderr.Result}");
+        return stdout;
+    }
+
     /// <summary>Runs python3 on <paramref name="script"/>; a missing python3 or torch fails with the install to do.</summary>
     public static string RunPython(string folder, string script, params string[] arguments)
     {

@@ -1,0 +1,103 @@
+using System;
+using System.Diagnostics;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Text.RegularExpressions;
+using ResNetGen.Generator.Tests.SampleApplication;
+using ResNetGen.Sample;
+using SkiaSharp;
+using TorchSharp;
+using Xunit;
+
+namespace ResNetGen.Generator.Tests.PyTorch;
+
+/// <summary>
+/// finetune in C#, export --pytorch, train on with torchrun and DistributedDataParallel (two processes, gloo), and back:
+/// the checkpoint PyTorch writes loads strictly into the C# network, which scores the validation folder as PyTorch did.
+/// </summary>
+public sealed class DdpRoundTripTests : IDisposable
+{
+    private readonly string _folder = Directory.CreateTempSubdirectory("resnetgen-ddp-").FullName;
+
+    public void Dispose() => Directory.Delete(_folder, recursive: true);
+
+    private static readonly string[] Kinds = { "circles", "squares", "stripes" };
+
+    /// <summary>32×32 PNG pictures (grayscale and colour, so both PNG colour types are decoded), already the network's size.</summary>
+    private string Pictures()
+    {
+        var root = Path.Combine(_folder, "pictures");
+        var seed = 0;
+        foreach (var (part, count) in new[] { ("train", 8), ("val", 4) })
+        foreach (var kind in Kinds)
+        for (var i = 0; i < count; i++)
+        {
+            var random = new Random(++seed);
+            var info = i % 2 == 0 ? new SKImageInfo(32, 32, SKColorType.Gray8, SKAlphaType.Opaque) : new SKImageInfo(32, 32, SKColorType.Rgba8888, SKAlphaType.Premul);
+            using var surface = SKSurface.Create(info);
+            surface.Canvas.Clear(new SKColor((byte)random.Next(150, 256), (byte)random.Next(150, 256), (byte)random.Next(150, 256)));
+            using var paint = new SKPaint { Color = new SKColor((byte)random.Next(0, 100), (byte)random.Next(0, 100), (byte)random.Next(0, 255)), IsAntialias = true };
+            var offset = random.Next(-4, 5);
+            if (kind == "circles") surface.Canvas.DrawCircle(16 + offset, 16, 9, paint);
+            else if (kind == "squares") surface.Canvas.DrawRect(8 + offset, 8, 16, 16, paint);
+            else for (var x = offset & 7; x < 32; x += 8) surface.Canvas.DrawRect(x, 0, 4, 32, paint);
+            using var image = surface.Snapshot();
+            using var data = image.Encode(SKEncodedImageFormat.Png, 100);
+            var path = Path.Combine(root, part, kind, $"{i}.png");
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            File.WriteAllBytes(path, data.ToArray());
+        }
+        return root;
+    }
+
+    [Fact]
+    public void Finetune_here_train_on_with_two_ddp_processes_and_score_the_same_in_csharp()
+    {
+        var pictures = Pictures();
+        var runs = Path.Combine(_folder, "runs");
+        var (code, text) = SampleRunner.Run("finetune", "--images", pictures, "--arch", "resnet18", "--epochs", "1", "--size", "32", "--crop-pct", "1",
+            "--interpolation", "bilinear", "--batch-size", "8", "--output", runs);
+        Assert.True(code == 0, text);
+        var export = Path.Combine(_folder, "to-pytorch");
+        (code, text) = SampleRunner.Run("export", "--checkpoint", Path.Combine(runs, SampleApp.FineTunedCheckpointFor("resnet18")), "--pytorch", export);
+        Assert.True(code == 0, text);
+        Assert.Contains("torchrun --standalone --nproc_per_node=2", text);
+
+        var output = Path.Combine(_folder, "ddp");
+        var log = Twins.RunTorchrun(_folder, 2, Path.Combine(export, "train_ddp.py"), "--images", pictures, "--epochs", "3", "--output", output,
+            "--batch-size", "8", "--trainable-stages", "5");
+        var epochs = Regex.Matches(log, @"epoch (\d+)/3: train loss ([0-9.]+), val accuracy ([0-9.]+) \((\d+)/(\d+)\), ([0-9.]+) pictures/s over 2 process\(es\)");
+        Assert.True(epochs.Count == 3, log);
+        double Loss(int i) => double.Parse(epochs[i].Groups[2].Value, CultureInfo.InvariantCulture);
+        Assert.True(Loss(2) < Loss(0), $"the loss did not fall:\n{log}");
+        var correct = int.Parse(epochs[2].Groups[4].Value, CultureInfo.InvariantCulture);
+        var total = int.Parse(epochs[2].Groups[5].Value, CultureInfo.InvariantCulture);
+        Assert.Equal(3 * 4, total);
+
+        // Back in C#: the checkpoint loads strictly, and the sample's own preprocessing scores the same pictures the same.
+        var checkpoint = Path.Combine(output, "finetune-ddp.safetensors");
+        var metadata = Safetensors.ReadMetadata(checkpoint);
+        Assert.Equal("ResNet18", metadata["architecture"]);
+        var classes = Classifier.ClassesFrom(metadata)!;
+        Assert.Equal(Kinds, classes);
+        var preprocessing = Preprocessing.Parse(metadata[Classifier.PreprocessKey])!;
+        using var network = Sample.Architecture.Named("resnet18").Create(classes.Length);
+        Safetensors.Load(network, checkpoint, strict: true);
+        network.eval();
+        var ours = 0;
+        using (torch.no_grad())
+        {
+            foreach (var kind in Kinds)
+            foreach (var path in Directory.GetFiles(Path.Combine(pictures, "val", kind)))
+            {
+                using var input = ImageFolder.Input(path, preprocessing);
+                using var logits = network.call(input);
+                if (classes[(int)logits.argmax(1).item<long>()] == kind) ours++;
+            }
+        }
+        Assert.True(ours == correct, $"C# scores {ours}/{total}, PyTorch {correct}/{total}:\n{log}");
+        (code, text) = SampleRunner.Run("predict", Path.Combine(pictures, "val", "circles"), "--checkpoint", checkpoint, "--top", "1");
+        Assert.True(code == 0, text);
+    }
+}
