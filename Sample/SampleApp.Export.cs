@@ -37,9 +37,9 @@ public sealed partial class SampleApp
     /// torch-and-numpy safetensors reader and writer (safetensors_io.py), and checkpoint.py, whose load() builds the
     /// network with the checkpoint's classes and loads the weights.
     /// </summary>
-    private int ExportPyTorch(string checkpointPath, string folder, string? arch = null, string? labels = null)
+    private int ExportPyTorch(string checkpointPath, string folder, string? arch = null, string? labels = null, bool untrained = false)
     {
-        using var classifier = LoadClassifier(checkpointPath, torch.CPU, arch, labels);
+        using var classifier = untrained ? Untrained(arch, labels) : LoadClassifier(checkpointPath, torch.CPU, arch, labels);
         var network = classifier.Network;
         var source = network.GetType().GetField("PyTorchSource")?.GetValue(null) as string
                      ?? throw new SampleException($"{network.GetType().Name} carries no PyTorch twin: rebuild the sample with this ResNetGen.");
@@ -60,6 +60,20 @@ public sealed partial class SampleApp
                                           + " (Debian 12's torchrun also needs --redirects 1 --tee 1 before the script)"));
         _console.MarkupLine(Markup.Escape($"In Python (torch and numpy): import sys; sys.path.insert(0, '{folder}'); import checkpoint; net = checkpoint.load()"));
         return 0;
+    }
+
+    /// <summary>
+    /// --untrained --arch NAME: the architecture as built here (the sample's initialisation), with ImageNet's 1,000 classes
+    /// numbered, or those of --labels, and the preprocessing of its pretrained weights: a starting point for PyTorch.
+    /// </summary>
+    private static Classifier Untrained(string? arch, string? labels)
+    {
+        if (arch is null) throw new SampleException($"--untrained needs --arch NAME: one of {Sample.Architecture.Names}.");
+        var architecture = Sample.Architecture.Named(arch);
+        var classes = Labels(labels, 1000) ?? Enumerable.Range(0, 1000).Select(i => "class " + i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        if (classes.Count == 0) throw new SampleException($"--labels {labels}: no class names in it. Give one class name a line.");
+        var network = architecture.Create(classes.Count);
+        return new Classifier(network, classes, architecture.Preprocessing.ToString(), (to, opset, meta) => architecture.Export(network, to, opset, meta));
     }
 
     /// <summary>Writes <paramref name="text"/> beside <paramref name="path"/> first, then renames it into place: never half a file.</summary>

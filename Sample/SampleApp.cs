@@ -109,15 +109,20 @@ public sealed partial class SampleApp
             r.GetValue(predictArch), r.GetValue(labels))));
 
         var pytorch = new Option<string?>("--pytorch") { Description = "instead of ONNX, write a PyTorch model into this folder: model.py (the network's PyTorch twin), weights.safetensors, safetensors_io.py and checkpoint.py (torch and numpy only)" };
+        var untrained = new Option<bool>("--untrained") { Description = "with --pytorch and --arch: the architecture untrained (this sample's initialisation), no checkpoint" };
         var export = new Command("export", "Export a checkpoint (train's or finetune's, or timm's or torchvision's with --arch) as an ONNX model with folded batch-norms, for ONNX Runtime, Triton or TensorRT, or as a PyTorch model (--pytorch).")
-            { output, checkpoint, onnxOut, opset, predictArch, labels, pytorch };
+            { output, checkpoint, onnxOut, opset, predictArch, labels, pytorch, untrained };
         export.SetAction(r => Guard(() =>
         {
             var checkpointPath = CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!);
             if (r.GetValue(pytorch) is not { } folder)
+            {
+                if (r.GetValue(untrained)) throw new SampleException("--untrained writes a PyTorch model: add --pytorch DIR (and --arch NAME).");
                 return Export(checkpointPath, r.GetValue(onnxOut), r.GetValue(opset), r.GetValue(predictArch), r.GetValue(labels));
+            }
             if (r.GetValue(onnxOut) is not null) throw new SampleException("--pytorch and --to: give one (a PyTorch folder, or an .onnx file).");
-            return ExportPyTorch(checkpointPath, folder, r.GetValue(predictArch), r.GetValue(labels));
+            if (r.GetValue(untrained) && r.GetValue(checkpoint) is not null) throw new SampleException("--untrained and --checkpoint: give one.");
+            return ExportPyTorch(checkpointPath, folder, r.GetValue(predictArch), r.GetValue(labels), r.GetValue(untrained));
         }));
 
         var finetune = new Command("finetune", $"Fine-tune a pretrained network ({Sample.Architecture.Names}) on a folder of your own pictures: frozen early stages, a new classifier, the preprocessing its weights were trained with, live progress, validation per epoch, a checkpoint and a PNG of the curves.")

@@ -106,6 +106,33 @@ public sealed class ExportPyTorchTests : IDisposable
         Assert.False(Directory.Exists(Path.Combine(_folder, "out")));
     }
 
+    [Fact]
+    public void An_untrained_architecture_exports_with_its_preprocessing_and_loads_in_pytorch()
+    {
+        var target = Path.Combine(_folder, "untrained");
+        var labels = Path.Combine(_folder, "labels.txt");
+        File.WriteAllLines(labels, new[] { "cat", "dog", "bird" });
+        var (code, text) = SampleRunner.Run("export", "--untrained", "--arch", "resnet50d", "--labels", labels, "--pytorch", target);
+        Assert.True(code == 0, text);
+        Assert.Contains("model.py (the PyTorch twin of ResNet50d)", text);
+        var metadata = Safetensors.ReadMetadata(Path.Combine(target, "weights.safetensors"));
+        Assert.Equal("ResNet50d", metadata["architecture"]);
+        Assert.Equal(Sample.Architecture.Named("resnet50d").Preprocessing.ToString(), metadata["preprocess"]);
+        var script = Path.Combine(_folder, "untrained.py");
+        File.WriteAllLines(script, new[]
+        {
+            $"import sys; sys.path.insert(0, {Py(target)})",
+            "import checkpoint, torch",
+            "net = checkpoint.load()",
+            "assert checkpoint.CLASSES == ['cat', 'dog', 'bird'], checkpoint.CLASSES",
+            "with torch.no_grad(): assert net(torch.zeros(1, 3, 64, 64)).shape == (1, 3)",
+            "print('loaded')",
+        });
+        Assert.Contains("loaded", Twins.RunPython(_folder, script));
+        SampleRunner.AssertOneLineError(SampleRunner.Run("export", "--untrained", "--pytorch", target), "--untrained needs --arch NAME: one of");
+        SampleRunner.AssertOneLineError(SampleRunner.Run("export", "--untrained", "--arch", "resnet18"), "--untrained writes a PyTorch model: add --pytorch DIR (and --arch NAME).");
+    }
+
     private static string Py(string text) => "'" + text.Replace("\\", "\\\\").Replace("'", "\\'") + "'";
 
     private static string Py(string[] items) => "[" + string.Join(", ", items.Select(Py)) + "]";
