@@ -71,6 +71,7 @@ public class ConsumerTests
                     <ImplicitUsings>enable</ImplicitUsings>
                     <Nullable>enable</Nullable>
                     <TreatWarningsAsErrors>true</TreatWarningsAsErrors>
+                    <GenerateDocumentationFile>true</GenerateDocumentationFile>
                   </PropertyGroup>
                   <ItemGroup>
                     <PackageReference Include="ResNetGen" Version="{version}" />
@@ -90,9 +91,15 @@ public class ConsumerTests
                 using var output = network.call(input);
                 Console.WriteLine($"output [{string.Join(", ", output.shape)}]");
                 Console.WriteLine($"parameters {Tiny.ParameterCount}");
+                Console.WriteLine($"twin {(Bit.PyTorchSource.Contains("def build(num_classes=NUM_CLASSES):") ? "present" : "missing")}");
 
                 [ResNet(Block.Basic, 1, 1, Stem = Stem.Cifar, BaseWidth = 8, NumClasses = 3, InputSize = 16)]
                 partial class Tiny { }
+
+                /// <summary>A public network in a project that documents its public API: the generated files (the twin's too) add no warning.</summary>
+                [ResNet(Block.PreActBottleneck, 1, 1, BaseWidth = 16, Stem = Stem.Fixed, Norm = Norm.GroupNorm, NormGroups = 8, WeightStandardization = true,
+                    WeightStandardizationEps = 1e-8, NumClasses = 2, InputSize = 32)]
+                public partial class Bit { }
                 """);
             // RNG0009 (a stage gets a 1×1 map) is a warning, an error under TreatWarningsAsErrors: the build passes only if
             // the pragma reaches the generator's diagnostic.
@@ -108,6 +115,7 @@ public class ConsumerTests
             Assert.True(Directory.Exists(Path.Combine(packages, "sharpziplib", "1.4.1")), "SharpZipLib is not the pinned 1.4.1");
             var output = Run(app, fresh, "run", "--no-build");
             Assert.Contains("output [2, 3]", output);
+            Assert.Contains("twin present", output);
             // conv1 216 + bn1 16; layer1.0 576+16+576+16; layer2.0 1,152+32+2,304+32 plus its projection 128+32; fc 51.
             Assert.Contains("parameters " + (216 + 16 + 576 + 16 + 576 + 16 + 1152 + 32 + 2304 + 32 + 128 + 32 + 51), output);
 
