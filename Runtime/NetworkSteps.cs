@@ -244,7 +244,7 @@ public static class ModuleTable
                     break;
                 case Conv2d conv:
                     torch.nn.init.kaiming_normal_(conv.weight!, mode: torch.nn.init.FanInOut.FanOut, nonlinearity: torch.nn.init.NonlinearityType.ReLU);
-                    // timm's zero_init_last for pre-activation blocks: the block's last convolution starts at 0.
+                    // ZeroInitResidual with pre-activation blocks (timm's zero_init_last): the block's last convolution starts at 0.
                     if (Array.IndexOf(zeroWeight, i) >= 0) torch.nn.init.zeros_(conv.weight!);
                     break;
                 case BatchNorm2d norm:

@@ -169,17 +169,27 @@ internal static class Emitter
     /// <summary>A // comment of <paramref name="text"/>, wrapped at spaces so that no line passes <see cref="MaxLine"/>.</summary>
     private static void Comment(SourceWriter w, string text, string marker = "//")
     {
-        var line = new StringBuilder(marker);
+        foreach (var line in Wrap(text, MaxLine - w.Indent - marker.Length - 1)) w.Line(marker + " " + line);
+    }
+
+    /// <summary><paramref name="text"/> broken at spaces into lines of at most <paramref name="width"/> characters (a longer word stands alone).</summary>
+    internal static IEnumerable<string> Wrap(string text, int width)
+    {
+        var line = new StringBuilder();
+        var started = false;
         foreach (var word in text.Split(' '))
         {
-            if (line.Length > marker.Length && w.Indent + line.Length + 1 + word.Length > MaxLine)
+            if (started && line.Length + 1 + word.Length > width)
             {
-                w.Line(line.ToString());
-                line.Clear().Append(marker);
+                yield return line.ToString();
+                line.Clear();
+                started = false;
             }
-            line.Append(' ').Append(word);
+            if (started) line.Append(' ');
+            line.Append(word);
+            started = true;
         }
-        w.Line(line.ToString());
+        yield return line.ToString();
     }
 
     /// <summary>Items separated by commas, as many to a line as fit.</summary>
@@ -586,10 +596,10 @@ internal static class Emitter
         return sb.ToString();
     }
 
-    /// <summary>A double as a C# literal that reads back to the same value.</summary>
-    private static string D(double value) => value.ToString("R", CultureInfo.InvariantCulture);
+    /// <summary>A double as a literal (C# and Python alike) that reads back to the same value.</summary>
+    internal static string D(double value) => value.ToString("R", CultureInfo.InvariantCulture);
 
-    private static string I(long value, bool grouped = false) =>
+    internal static string I(long value, bool grouped = false) =>
         value.ToString(grouped ? "#,0" : "0", CultureInfo.InvariantCulture);
 
     private static string Xml(string text) => text.Replace("&", "&amp;").Replace("<", "&lt;").Replace(">", "&gt;");

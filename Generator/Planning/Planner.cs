@@ -257,10 +257,10 @@ internal static class Planner
                     return norm.Output;
                 }
                 var unstrided = Conv("maxpool.0", shape, shape.Channels, 3, 1, 1);
-                Step(StepKind.Conv, X, X, unstrided.Output, module: unstrided.Path, comment: "maxpool.0: 3×3 convolution at stride 1");
+                ConvStep(X, X, unstrided, "maxpool.0: 3×3 convolution at stride 1");
                 var smoothed = AntiAliasPool(X, "maxpool.1", unstrided.Output, 2);
                 var stemNorm = Norm("maxpool.2", smoothed);
-                _steps.Add(new StepPlan(StepKind.Norm, X, X, Norm: stemNorm.Path, Shape: smoothed, Comment: "maxpool.2"));
+                NormStep(X, X, stemNorm, "maxpool.2");
                 Relu(X, smoothed);
                 _rows.Add(new SummaryRow(1, "maxpool", "Sequential", smoothed, unstrided.Parameters + stemNorm.Parameters));
                 return smoothed;
@@ -406,7 +406,7 @@ internal static class Planner
                 Relu(Branch, norm3.Output);
                 current = norm3.Output;
             }
-            // timm's zero_init_last: the block's last convolution starts at 0.
+            // ZeroInitResidual = true (timm's zero_init_last, off by default in resnetv2): the block's last convolution starts at 0.
             var last = Conv($"{name}.conv{(bottleneck ? "3" : "2")}", current, outplanes, bottleneck ? 1 : 3, 1, bottleneck ? 0 : 1, zeroInit: _spec.ZeroInitLastNorm);
             ConvStep(Branch, Branch, last, last.Path);
             current = last.Output;
