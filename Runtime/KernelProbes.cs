@@ -174,14 +174,18 @@ public static class KernelProbes
             weight = weight.detach().requires_grad_();
         }
         var padding = probe.Dilation * (probe.Kernel - 1) / 2;
-        var y = probe.Operation == ProbeOperation.GroupNorm ? torch.nn.functional.group_norm(input, probe.Groups, weight, null, 1e-5)
-            : probe.Operation == ProbeOperation.StandardizedConvolution
-                ? torch.nn.functional.conv2d(input, Steps.StandardizeWeight(weight, 1e-8), strides: new long[] { probe.Stride, probe.Stride },
-                    padding: new long[] { padding, padding })
-            : probe.OneDimensional
-            ? torch.nn.functional.conv1d(input, weight, stride: probe.Stride, padding: padding, dilation: probe.Dilation, groups: probe.Groups)
-            : torch.nn.functional.conv2d(input, weight, strides: new long[] { probe.Stride, probe.Stride },
-                padding: new long[] { padding, padding }, dilation: new long[] { probe.Dilation, probe.Dilation }, groups: probe.Groups);
+        torch.Tensor y;
+        if (probe.Operation == ProbeOperation.GroupNorm)
+            y = torch.nn.functional.group_norm(input, probe.Groups, weight, null, 1e-5);
+        else
+        {
+            // A standardised convolution is the same convolution of the standardised weight (BiT's eps, 1e-8).
+            var kernel = probe.Operation == ProbeOperation.StandardizedConvolution ? Steps.StandardizeWeight(weight, 1e-8) : weight;
+            y = probe.OneDimensional
+                ? torch.nn.functional.conv1d(input, kernel, stride: probe.Stride, padding: padding, dilation: probe.Dilation, groups: probe.Groups)
+                : torch.nn.functional.conv2d(input, kernel, strides: new long[] { probe.Stride, probe.Stride },
+                    padding: new long[] { padding, padding }, dilation: new long[] { probe.Dilation, probe.Dilation }, groups: probe.Groups);
+        }
         if (!backward) return new[] { y };
         y.mul(upstream.to(dtype)).sum().backward();
         return new[] { input.grad!, weight.grad! };

@@ -317,20 +317,14 @@ public sealed class OnnxGraphBuilder
 
     private static Attribute Float(string name, float value) => w => w.Bytes(5, Message(a => { a.String(1, name); a.Float(2, value); a.Int64(20, 1); }));
 
-    // AttributeProto.t = 5 (a TensorProto: dims = 1, data_type = 2, raw_data = 9), type TENSOR = 4.
+    // AttributeProto.t = 5 (a TensorProto), type TENSOR = 4.
     private static Attribute Tensor(string name, torch.Tensor value) => w =>
     {
-        using var cpu = TensorBytes.DenseCpu(value, torch.float32);
-        var bytes = cpu.bytes.ToArray();
+        var tensor = FloatTensor(null, value);
         w.Bytes(5, Message(a =>
         {
             a.String(1, name);
-            a.Bytes(5, Message(t =>
-            {
-                foreach (var d in cpu.shape) t.Int64(1, d);
-                t.Int64(2, 1);
-                t.Bytes(9, ByteString.CopyFrom(bytes));
-            }));
+            a.Bytes(5, tensor);
             a.Int64(20, 4);
         }));
     };
@@ -362,16 +356,22 @@ public sealed class OnnxGraphBuilder
     private string Weight(string name, torch.Tensor tensor)
     {
         if (!_names.Add("tensor:" + name)) throw new InvalidOperationException($"two ONNX initializers are named {name}");
+        _initializers.Add(FloatTensor(name, tensor));
+        return name;
+    }
+
+    /// <summary>A float32 TensorProto of <paramref name="tensor"/>'s values, named (an initializer) or not (an attribute's value).</summary>
+    private static ByteString FloatTensor(string? name, torch.Tensor tensor)
+    {
         using var cpu = TensorBytes.DenseCpu(tensor, torch.float32);
         var bytes = cpu.numel() == 0 ? Array.Empty<byte>() : cpu.bytes.ToArray();
-        _initializers.Add(Message(t =>
+        return Message(t =>
         {
             foreach (var d in cpu.shape) t.Int64(1, d);
             t.Int64(2, 1);
-            t.String(8, name);
+            if (name is not null) t.String(8, name);
             t.Bytes(9, ByteString.CopyFrom(bytes));
-        }));
-        return name;
+        });
     }
 
     private string Constant(string name, params long[] values)
