@@ -70,7 +70,7 @@ public sealed partial class SampleApp
     {
         if (arch is null) throw new SampleException($"--untrained needs --arch NAME: one of {Sample.Architecture.Names}.");
         var architecture = Sample.Architecture.Named(arch);
-        var classes = Labels(labels, 1000) ?? Enumerable.Range(0, 1000).Select(i => "class " + i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        var classes = Labels(labels, 1000) ?? NumberedClasses(1000);
         if (classes.Count == 0) throw new SampleException($"--labels {labels}: no class names in it. Give one class name a line.");
         var network = architecture.Create(classes.Count);
         return new Classifier(network, classes, architecture.Preprocessing.ToString(), (to, opset, meta) => architecture.Export(network, to, opset, meta));

@@ -131,7 +131,7 @@ public sealed partial class SampleApp
     {
         var count = ClassCount(arch, path);
         var classes = Classifier.ClassesFrom(metadata) ?? Labels(labels, count)
-                      ?? Enumerable.Range(0, count).Select(i => "class " + i.ToString(CultureInfo.InvariantCulture)).ToArray();
+                      ?? NumberedClasses(count);
         if (classes.Count != count)
             throw new SampleException($"{path} has a classifier of {count} classes, but {(labels is null ? "its metadata names" : labels + " names")} {classes.Count}.");
         var preprocess = metadata.TryGetValue(Classifier.PreprocessKey, out var p) ? p : arch.Preprocessing.ToString();
@@ -161,6 +161,10 @@ public sealed partial class SampleApp
         Safetensors.ReadShapes(path).TryGetValue(arch.Head + ".weight", out var fc) && fc.Length == (arch.Head == "fc" ? 2 : 4)
             ? (int)fc[0]
             : throw new SampleException($"{path} has no classifier ({arch.Head}.weight): it is not a checkpoint of {arch.Name} with a head.");
+
+    /// <summary>Names for classes a checkpoint does not name: class 0, class 1, ….</summary>
+    private static string[] NumberedClasses(int count) =>
+        Enumerable.Range(0, count).Select(i => "class " + i.ToString(CultureInfo.InvariantCulture)).ToArray();
 
     /// <summary>Class names from a text file, one a line (ImageNet's 1,000, say); null without a file.</summary>
     private static IReadOnlyList<string>? Labels(string? path, int count)

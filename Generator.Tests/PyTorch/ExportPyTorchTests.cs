@@ -28,7 +28,7 @@ public sealed class ExportPyTorchTests : IDisposable
         network.eval();
         using var noGrad = torch.no_grad();
         using var input = DeterministicWeights.Input(inputShape);
-        File.WriteAllBytes(path + ".input.bin", input.data<float>().ToArray().SelectMany(BitConverter.GetBytes).ToArray());
+        DeterministicWeights.WriteFloats(path + ".input.bin", input);
         using var logits = network.call(input);
         return logits.data<float>().ToArray();
     }

@@ -47,7 +47,7 @@ public static class Twins
             var keys = state.Select(p => new object[] { p.Key, Dtype(p.Value.dtype), p.Value.shape }).ToList();
             using var input = DeterministicWeights.Input(c.InputShape);
             var inputPath = Path.Combine(folder, c.Name + ".input.bin");
-            File.WriteAllBytes(inputPath, input.data<float>().ToArray().SelectMany(BitConverter.GetBytes).ToArray());
+            DeterministicWeights.WriteFloats(inputPath, input);
             using var noGrad = torch.no_grad();
             network.eval();
             using var eval = network.call(input);
@@ -83,10 +83,7 @@ public static class Twins
             Tolerance.AssertClose(ours, theirs, c.Name + ": the twin's eval output", Relative);
             if (train is null) continue;
             using var oursTrain = torch.tensor(train).reshape(shape);
-            var bytes = File.ReadAllBytes(Path.Combine(folder, c.Name + ".train64.out"));
-            var values = new double[bytes.Length / 8];
-            Buffer.BlockCopy(bytes, 0, values, 0, bytes.Length);
-            using var theirsTrain = torch.tensor(values).reshape(shape);
+            using var theirsTrain = torch.tensor(DeterministicWeights.ReadDoubles(Path.Combine(folder, c.Name + ".train64.out"))).reshape(shape);
             Tolerance.AssertClose(oursTrain, theirsTrain, c.Name + ": the twin's train-mode output (float64)", TrainRelative);
         }
     }
@@ -118,10 +115,7 @@ public static class Twins
     {
         try
         {
-            using var probe = Process.Start(new ProcessStartInfo(Python, new[] { "-c", "import torch, numpy" }) { RedirectStandardOutput = true, RedirectStandardError = true })!;
-            probe.StandardError.ReadToEnd();
-            probe.WaitForExit();
-            return probe.ExitCode == 0;
+            return ChildProcess.Run(new ProcessStartInfo(Python, new[] { "-c", "import torch, numpy" }), TimeSpan.FromMinutes(2)).ExitCode == 0;
         }
         catch (Win32Exception)
         {
@@ -136,15 +130,13 @@ public static class Twins
         var root = Environment.UserName == "root";
         string Run(params string[] command)
         {
-            var start = new ProcessStartInfo(root ? command[0] : "sudo") { RedirectStandardOutput = true, RedirectStandardError = true };
+            var start = new ProcessStartInfo(root ? command[0] : "sudo");
             if (!root) start.ArgumentList.Add("-n");
             foreach (var part in root ? command.Skip(1) : command) start.ArgumentList.Add(part);
             start.Environment["DEBIAN_FRONTEND"] = "noninteractive";
-            using var process = Process.Start(start)!;
-            var error = process.StandardError.ReadToEndAsync();
-            process.StandardOutput.ReadToEnd();
-            process.WaitForExit();
-            return process.ExitCode == 0 ? "" : $"'{string.Join(" ", command)}' failed ({process.ExitCode}): {error.Result.Trim()}";
+            var limit = TimeSpan.FromMinutes(15);
+            var exit = ChildProcess.Run(start, limit);
+            return exit.ExitCode == 0 && !exit.TimedOut ? "" : $"'{string.Join(" ", command)}' failed ({exit.Describe(limit)}): {exit.Error.Trim()}";
         }
         try
         {
@@ -168,52 +160,36 @@ public static class Twins
     public static string RunTorchrun(string folder, int processes, string script, params string[] arguments)
     {
         _ = Setup.Value;
-        var start = new ProcessStartInfo(Python) { WorkingDirectory = folder, RedirectStandardOutput = true, RedirectStandardError = true };
+        var start = new ProcessStartInfo(Python) { WorkingDirectory = folder };
         foreach (var a in new[] { "-m", "torch.distributed.run", "--standalone", $"--nproc_per_node={processes}", "--redirects", "1", "--tee", "1", script }.Concat(arguments))
             start.ArgumentList.Add(a);
-        using var process = Process.Start(start)!;
-        var stderr = process.StandardError.ReadToEndAsync();
-        var stdout = process.StandardOutput.ReadToEnd();
-        if (!process.WaitForExit(600_000))
-        {
-            process.Kill(entireProcessTree: true);
-            throw new Xunit.Sdk.XunitException("torchrun ran past 10 minutes");
-        }
-        Assert.True(process.ExitCode == 0, $"torchrun exited with {process.ExitCode}:\n{stdout}\n{stderr.Result}");
-        return stdout;
+        var limit = TimeSpan.FromMinutes(10);
+        var exit = ChildProcess.Run(start, limit);
+        Assert.True(exit.ExitCode == 0 && !exit.TimedOut, $"torchrun: {exit.Describe(limit)}:\n{exit.Output}\n{exit.Error}");
+        return exit.Output;
     }
 
     /// <summary>Runs python3 on <paramref name="script"/>; a missing python3 or torch fails with the install to do.</summary>
     public static string RunPython(string folder, string script, params string[] arguments)
     {
         var setup = Setup.Value;
-        var start = new ProcessStartInfo(Python) { WorkingDirectory = folder, RedirectStandardOutput = true, RedirectStandardError = true };
+        var start = new ProcessStartInfo(Python) { WorkingDirectory = folder };
         start.ArgumentList.Add(script);
         foreach (var a in arguments) start.ArgumentList.Add(a);
-        Process process;
+        var limit = TimeSpan.FromMinutes(15);
+        ChildExit exit;
         try
         {
-            process = Process.Start(start)!;
+            exit = ChildProcess.Run(start, limit);
         }
         catch (Win32Exception e)
         {
             throw new Xunit.Sdk.XunitException($"python3 could not be started ({e.Message}): the PyTorch twin tests need Debian's python3-torch and python3-numpy "
                                                + $"(apt-get install python3-torch python3-numpy; the tests try that themselves as root or with sudo: {setup ?? "not needed"}).");
         }
-        using (process)
-        {
-            var stderr = process.StandardError.ReadToEndAsync();
-            var stdout = process.StandardOutput.ReadToEnd();
-            if (!process.WaitForExit(900_000))
-            {
-                process.Kill(entireProcessTree: true);
-                throw new Xunit.Sdk.XunitException("python3 ran past 15 minutes");
-            }
-            var error = stderr.Result;
-            if (error.Contains("No module named 'torch'", StringComparison.Ordinal) || error.Contains("No module named 'numpy'", StringComparison.Ordinal))
-                throw new Xunit.Sdk.XunitException($"python3 has no torch or numpy: install Debian's python3-torch and python3-numpy (the tests tried: {setup ?? "not needed"}).\n" + error);
-            Assert.True(process.ExitCode == 0, $"python3 {Path.GetFileName(script)} exited with {process.ExitCode}:\n{stdout}\n{error}");
-            return stdout;
-        }
+        if (exit.Error.Contains("No module named 'torch'", StringComparison.Ordinal) || exit.Error.Contains("No module named 'numpy'", StringComparison.Ordinal))
+            throw new Xunit.Sdk.XunitException($"python3 has no torch or numpy: install Debian's python3-torch and python3-numpy (the tests tried: {setup ?? "not needed"}).\n" + exit.Error);
+        Assert.True(exit.ExitCode == 0 && !exit.TimedOut, $"python3 {Path.GetFileName(script)}: {exit.Describe(limit)}:\n{exit.Output}\n{exit.Error}");
+        return exit.Output;
     }
 }

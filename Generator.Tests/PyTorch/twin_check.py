@@ -11,31 +11,15 @@ train-mode forward after it in float64), little-endian. Prints "ok NAME" or "FAI
 """
 import importlib.util
 import json
+import os
 import sys
 
 import numpy as np
 import torch
 
-DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "F16": np.float16, "I32": np.int32}
-
-
-def read_safetensors(path):
-    """The safetensors format read directly (8-byte little-endian header length, JSON header, raw data)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    n = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + n].decode("utf-8"))
-    base = 8 + n
-    tensors = {}
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        start, end = info["data_offsets"]
-        array = np.frombuffer(data, dtype=DTYPES[info["dtype"]], count=(end - start) // np.dtype(DTYPES[info["dtype"]]).itemsize,
-                              offset=base + start)
-        tensors[key] = torch.from_numpy(array.reshape(info["shape"]).copy())
-    return tensors
-
+# The sample's reader (export --pytorch ships it), the one the users' scripts read weights with.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Sample", "PyTorch"))
+import safetensors_io  # noqa: E402
 
 def load_module(name, path):
     spec = importlib.util.spec_from_file_location(name, path)
@@ -59,7 +43,7 @@ def check(case):
         if a != b:
             i = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
             return f"{kind} entry {i}: the twin has {a[i]}, the C# network {b[i]}"
-    net.load_state_dict(read_safetensors(case["weights"]), strict=True)
+    net.load_state_dict(safetensors_io.load(case["weights"]), strict=True)
     x = torch.from_numpy(np.fromfile(case["input"], dtype="<f4").reshape(case["input_shape"]))
     net.eval()
     with torch.no_grad():

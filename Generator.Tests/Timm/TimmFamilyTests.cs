@@ -103,13 +103,7 @@ public sealed class TimmFamilyTests : IDisposable
         Assert.Equal(expected.Length, offset);
     }
 
-    private static double[] ReadDoubles(string file)
-    {
-        var bytes = File.ReadAllBytes(Path.Combine(DeterministicWeights.ReferenceFolder, Reference(file)));
-        var result = new double[bytes.Length / 8];
-        Buffer.BlockCopy(bytes, 0, result, 0, bytes.Length);
-        return result;
-    }
+    private static double[] ReadDoubles(string file) => DeterministicWeights.ReadDoubles(Reference(file));
 
     private static void AssertClose64(double[] expected, torch.Tensor actual, string what) =>
         Tolerance.Compare(expected, actual.detach().contiguous().data<double>().ToArray(), actual.shape, what, relative: 1e-9);

@@ -81,12 +81,25 @@ public static class DeterministicWeights
         }
     }
 
-    public static float[] ReadFloats(string file)
+    /// <summary>A file of float32 values, little-endian (under <see cref="ReferenceFolder"/> unless the path is absolute).</summary>
+    public static float[] ReadFloats(string file) => Read<float>(file);
+
+    /// <summary>A file of float64 values, little-endian (under <see cref="ReferenceFolder"/> unless the path is absolute).</summary>
+    public static double[] ReadDoubles(string file) => Read<double>(file);
+
+    private static T[] Read<T>(string file) where T : unmanaged
     {
         var bytes = File.ReadAllBytes(Path.Combine(ReferenceFolder, file));
-        var result = new float[bytes.Length / 4];
+        var result = new T[bytes.Length / System.Runtime.InteropServices.Marshal.SizeOf<T>()];
         Buffer.BlockCopy(bytes, 0, result, 0, bytes.Length);
         return result;
+    }
+
+    /// <summary>Writes <paramref name="tensor"/>'s float32 values, little-endian, as the Python scripts read them.</summary>
+    public static void WriteFloats(string path, torch.Tensor tensor)
+    {
+        using var dense = tensor.contiguous();
+        File.WriteAllBytes(path, System.Runtime.InteropServices.MemoryMarshal.AsBytes(dense.data<float>().ToArray().AsSpan()).ToArray());
     }
 
     /// <summary>
