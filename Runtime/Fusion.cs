@@ -21,7 +21,7 @@ public sealed class FoldedConvolution : IDisposable
     private readonly double _standardizeEps;
     private torch.Tensor? _weight;
     private torch.Tensor? _bias;
-    private Source[]? _sources;
+    private TensorStamp[]? _sources;
     private double _eps;
 
     /// <summary>Folds <paramref name="norm"/> into <paramref name="conv"/> on first use.</summary>
@@ -136,35 +136,51 @@ public sealed class FoldedConvolution : IDisposable
         _weight = _bias = null;
     }
 
-    private Source[] Sources() => new[]
+    private TensorStamp[] Sources() => new[]
     {
-        Source.Of(_conv.weight), Source.Of(_conv.bias), Source.Of(_norm?.weight), Source.Of(_norm?.bias),
-        Source.Of(_norm?.running_mean), Source.Of(_norm?.running_var),
+        TensorStamp.Of(_conv.weight), TensorStamp.Of(_conv.bias), TensorStamp.Of(_norm?.weight), TensorStamp.Of(_norm?.bias),
+        TensorStamp.Of(_norm?.running_mean), TensorStamp.Of(_norm?.running_var),
     };
 
-    private static bool Same(Source[] a, Source[] b)
+    private static bool Same(TensorStamp[] a, TensorStamp[] b) => TensorStamp.FirstChange(a, b) < 0;
+
+}
+
+/// <summary>
+/// One tensor as something was made from it: the object itself (held, so its storage cannot be reused), its version
+/// counter, dtype and device. What folds and engines compare to know their sources unchanged.
+/// </summary>
+internal readonly record struct TensorStamp(torch.Tensor? Tensor, long Version, torch.ScalarType Dtype, DeviceType Device, int DeviceIndex)
+{
+    public static TensorStamp Of(torch.Tensor? tensor) => tensor is null
+        ? default
+        : new TensorStamp(tensor, LibTorchNative.Version(tensor), tensor.dtype, tensor.device_type, tensor.device_index);
+
+    // Without a version counter (a libtorch that does not export it) nothing can prove a tensor unchanged: not the same.
+    public bool Matches(TensorStamp other)
     {
-        for (var i = 0; i < a.Length; i++)
-        {
-            if (!a[i].Matches(b[i])) return false;
-        }
-        return true;
+        if (!ReferenceEquals(Tensor, other.Tensor)) return false;
+        if (Tensor is null) return true;
+        return Version >= 0 && Version == other.Version && Dtype == other.Dtype && Device == other.Device && DeviceIndex == other.DeviceIndex;
     }
 
-    /// <summary>One source tensor as it was folded: the object itself (held, so its storage cannot be reused), its version, dtype and device.</summary>
-    private readonly record struct Source(torch.Tensor? Tensor, long Version, torch.ScalarType Dtype, DeviceType Device, int DeviceIndex)
-    {
-        public static Source Of(torch.Tensor? tensor) => tensor is null
-            ? default
-            : new Source(tensor, LibTorchNative.Version(tensor), tensor.dtype, tensor.device_type, tensor.device_index);
+    /// <summary>What changed between <paramref name="then"/> and <paramref name="now"/>, in words, for an error message.</summary>
+    public static string Describe(TensorStamp then, TensorStamp now) =>
+        !ReferenceEquals(then.Tensor, now.Tensor) ? "replaced by another tensor"
+        : then.Dtype != now.Dtype ? $"converted from {then.Dtype} to {now.Dtype}"
+        : then.Device != now.Device || then.DeviceIndex != now.DeviceIndex ? "moved to another device"
+        : now.Version < 0 ? "not provably unchanged (this libtorch does not export the version counter)"
+        : "changed in place (loaded, edited or trained)";
 
-        // Without a version counter (a libtorch that does not export it) nothing can prove a tensor unchanged: fold again.
-        public bool Matches(Source other)
+    /// <summary>The index of the first stamp that differs, or -1 where all match (arrays of different lengths differ at the end of the shorter).</summary>
+    public static int FirstChange(TensorStamp[] a, TensorStamp[] b)
+    {
+        var n = Math.Min(a.Length, b.Length);
+        for (var i = 0; i < n; i++)
         {
-            if (!ReferenceEquals(Tensor, other.Tensor)) return false;
-            if (Tensor is null) return true;
-            return Version >= 0 && Version == other.Version && Dtype == other.Dtype && Device == other.Device && DeviceIndex == other.DeviceIndex;
+            if (!a[i].Matches(b[i])) return i;
         }
+        return a.Length == b.Length ? -1 : n;
     }
 }
 

@@ -225,9 +225,9 @@ public class DiagnosticTests
         // Written out here, not read from GeneratedMembers: a name dropped from that list (and so from the message) fails.
         string[] expected =
         {
-            "forward", "ForwardFeatures", "Features", "FuseForInference", "IsFused", "ExportOnnx", "ActivationLayout",
+            "forward", "ForwardFeatures", "Features", "FuseForInference", "IsFused", "ExportOnnx", "ToOnnxRuntime", "ActivationLayout",
             "ParameterCount", "MultAdds", "Summary", "PyTorchSource", "InputSize", "InputChannels", "FreezeBackbone", "Unfreeze", "train",
-            "Run", "Paths", "Graph", "_modules", "_groups", "_folds", "_fused", "_frozen",
+            "Run", "Paths", "Graph", "OnnxModel", "_modules", "_groups", "_folds", "_fused", "_frozen",
         };
         Assert.Equal(expected.Append("Dispose").OrderBy(n => n, System.StringComparer.Ordinal), names);
         Assert.Equal(expected.OrderBy(n => n, System.StringComparer.Ordinal), Model.GeneratedMembers.All.OrderBy(n => n, System.StringComparer.Ordinal));

@@ -13,18 +13,18 @@ internal static class GeneratedMembers
     /// <summary>The public members, in the order the message names them.</summary>
     public static readonly string[] Public =
     {
-        "forward", "ForwardFeatures", "Features", "FuseForInference", "IsFused", "ExportOnnx", "ActivationLayout",
+        "forward", "ForwardFeatures", "Features", "FuseForInference", "IsFused", "ExportOnnx", "ToOnnxRuntime", "ActivationLayout",
         "ParameterCount", "MultAdds", "Summary", "PyTorchSource", "InputSize", "InputChannels", "FreezeBackbone", "Unfreeze", "train",
     };
 
     /// <summary>The private members.</summary>
-    public static readonly string[] Private = { "Run", "Paths", "Graph", "_modules", "_groups", "_folds", "_fused", "_frozen" };
+    public static readonly string[] Private = { "Run", "Paths", "Graph", "OnnxModel", "_modules", "_groups", "_folds", "_fused", "_frozen" };
 
     /// <summary>Every name above.</summary>
     public static readonly HashSet<string> All = new(Public.Concat(Private), StringComparer.Ordinal);
 
     /// <summary>The sentence of RNG0011's message that lists them.</summary>
     public static string Sentence =>
-        "the generated class derives from Module<Tensor, Tensor> and defines the parameterless constructor, a constructor taking the class count, Dispose(bool), "
+        "the generated class derives from Module<Tensor, Tensor>, implements IResNet and defines the parameterless constructor, a constructor taking the class count, Dispose(bool), "
         + string.Join(", ", Public) + ", the private " + string.Join(", ", Private) + ", and a field per layer named by its state_dict path (conv1, layer1_0_conv1, …)";
 }

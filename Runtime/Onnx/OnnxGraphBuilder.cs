@@ -16,6 +16,17 @@ namespace ResNetGen;
 /// <param name="Warnings">Things the caller should know (e.g. a network exported from training mode).</param>
 public sealed record OnnxExport(string Path, int Opset, int Nodes, int Initializers, IReadOnlyList<string> Warnings);
 
+/// <summary>An ONNX model built in memory, and the shapes it takes and gives.</summary>
+/// <param name="Bytes">The serialised ModelProto.</param>
+/// <param name="OutputName">The graph output's name (<c>logits</c>, or <c>features</c> for a headless network).</param>
+/// <param name="InChannels">The input's channels; the input is <c>input</c>, [N, InChannels, H, W].</param>
+/// <param name="FixedSize">The one height and width the graph accepts, or null where any size goes.</param>
+/// <param name="OutputFeatures">The output's features: [N, OutputFeatures].</param>
+/// <param name="Opset">The default-domain opset it declares.</param>
+/// <param name="Nodes">Graph nodes.</param>
+/// <param name="Initializers">Weight tensors.</param>
+public sealed record OnnxModel(byte[] Bytes, string OutputName, long InChannels, int? FixedSize, long OutputFeatures, int Opset, int Nodes, int Initializers);
+
 /// <summary>
 /// Builds an ONNX model (the protobuf messages of the ONNX specification, written with Google.Protobuf's
 /// <see cref="CodedOutputStream"/>) for generated networks' <c>ExportOnnx</c>: one call per layer, in forward order,
@@ -253,6 +264,24 @@ public sealed class OnnxGraphBuilder
     /// <param name="metadata">The model's metadata_props, written in key order (ONNX Runtime's CustomMetadataMap).</param>
     public OnnxExport Save(string path, string result, string outputName, long outputFeatures, IReadOnlyDictionary<string, string>? metadata = null)
     {
+        var model = Model(result, outputName, outputFeatures, metadata);
+        var full = AtomicFile.Write(path, model.WriteTo); // its errors name the file and the reason
+        return new OnnxExport(full, _opset, _nodes.Count, _initializers.Count, _warnings);
+    }
+
+    /// <summary>
+    /// The model as bytes in memory, for an in-process session (<see cref="OnnxRuntimeEngine"/>): the same model
+    /// <see cref="Save"/> writes, with what a caller needs to feed it.
+    /// </summary>
+    /// <param name="result">The graph's last tensor.</param>
+    /// <param name="outputName">The graph output's name.</param>
+    /// <param name="outputFeatures">The output's feature count (class count).</param>
+    public OnnxModel Build(string result, string outputName, long outputFeatures) =>
+        new(Model(result, outputName, outputFeatures, null).ToByteArray(), outputName, _inChannels, _dynamicSpatial ? null : _fixedSize, outputFeatures,
+            _opset, _nodes.Count, _initializers.Count);
+
+    private ByteString Model(string result, string outputName, long outputFeatures, IReadOnlyDictionary<string, string>? metadata)
+    {
         Node("Identity", "output", new[] { result }, outputName);
         var graph = Message(g =>
         {
@@ -262,7 +291,7 @@ public sealed class OnnxGraphBuilder
             g.Bytes(11, ValueInfo("input", "N", _inChannels, _dynamicSpatial ? "H" : null, _dynamicSpatial ? "W" : null));
             g.Bytes(12, ValueInfo(outputName, "N", outputFeatures, null, null, rank2: true));
         });
-        var model = Message(m =>
+        return Message(m =>
         {
             m.Int64(1, IrVersion(_opset));
             m.String(2, "ResNetGen");
@@ -272,9 +301,6 @@ public sealed class OnnxGraphBuilder
             foreach (var (key, value) in (metadata ?? new Dictionary<string, string>()).OrderBy(p => p.Key, StringComparer.Ordinal))
                 m.Bytes(14, Message(p => { p.String(1, key); p.String(2, value); }));
         });
-
-        var full = AtomicFile.Write(path, model.WriteTo); // its errors name the file and the reason
-        return new OnnxExport(full, _opset, _nodes.Count, _initializers.Count, _warnings);
     }
 
     private static long IrVersion(int opset) => opset switch

@@ -128,6 +128,9 @@ internal static class TensorBytes
     [DllImport("LibTorchSharp")]
     private static extern IntPtr THSTensor_data(IntPtr handle);
 
+    /// <summary>The address of a CPU tensor's first element (its storage offset included).</summary>
+    public static IntPtr Pointer(torch.Tensor tensor) => THSTensor_data(tensor.Handle);
+
     /// <summary>
     /// Fills the contiguous CPU <paramref name="tensor"/> from <paramref name="stream"/>; fails (naming what was
     /// missing) if the stream ends first. Any size, including more than 2 GiB.

@@ -20,7 +20,7 @@ namespace Models
     /// parameters.
     /// </summary>
     [global::System.CodeDom.Compiler.GeneratedCode("ResNetGen", "0.1.0")]
-    partial class ResNetV2_50x1_Bit : TorchNn.Module<TorchTensor, TorchTensor>
+    partial class ResNetV2_50x1_Bit : TorchNn.Module<TorchTensor, TorchTensor>, RG.IResNet
     {
         /// <summary>Trainable parameters: 25,549,352.</summary>
         public const long ParameterCount = 25549352L;
@@ -843,6 +843,21 @@ Params size (MB): 102.20
             var onnx = new RG.OnnxGraphBuilder("ResNetV2_50x1_Bit", opset, 9, 3, true, 224, training);
             var result = RG.NetworkGraph.Write(onnx, Graph, Paths, _modules, _fused ? _folds : null);
             return onnx.Save(path, result, "logits", head_fc.out_channels, metadata);
+        }
+
+        /// <summary>
+        /// An ONNX Runtime engine serving this network's eval-mode forward in this process: the graph <see cref="ExportOnnx"/>
+        /// writes, folded, built in memory. On a CPU often the fastest way to run it. It follows the network's weights: one
+        /// loaded, edited or trained after it was made is built into the session at the next call, or refused, as
+        /// <see cref="global::ResNetGen.OnnxRuntimeOptions.OnWeightChange"/> says. Needs ONNX Runtime's native library in the
+        /// application (the Microsoft.ML.OnnxRuntime package, or its GPU build). Dispose it before the network.
+        /// </summary>
+        public RG.OnnxRuntimeEngine ToOnnxRuntime(RG.OnnxRuntimeOptions? options = null) => new("ResNetV2_50x1_Bit", Paths, _modules, OnnxModel, options);
+
+        private RG.OnnxModel OnnxModel(int opset, RG.FoldSet? folds)
+        {
+            var onnx = new RG.OnnxGraphBuilder("ResNetV2_50x1_Bit", opset, 9, 3, true, 224, training: false);
+            return onnx.Build(RG.NetworkGraph.Write(onnx, Graph, Paths, _modules, folds), "logits", head_fc.out_channels);
         }
 
         /// <summary>Disposes every layer, its parameters and the folds.</summary>

@@ -1,0 +1,448 @@
+using System;
+using System.Collections.Generic;
+using System.ComponentModel;
+using System.Diagnostics;
+using System.Linq;
+using System.Threading;
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using TorchSharp;
+
+namespace ResNetGen;
+
+/// <summary>What an <see cref="OnnxRuntimeEngine"/> does when the network's weights change after it was made.</summary>
+public enum WeightChange
+{
+    /// <summary>The next call builds the session again from the network's current weights (the default).</summary>
+    Rebuild,
+
+    /// <summary>The next call throws, naming the weight that changed: for a server that must never pause to rebuild.</summary>
+    Refuse,
+}
+
+/// <summary>Settings of a generated network's <c>ToOnnxRuntime</c> engine; every one has a default that serves well on a CPU.</summary>
+public sealed record OnnxRuntimeOptions
+{
+    /// <summary>Threads one call computes with; 0 (the default): ONNX Runtime's choice, one per physical core.</summary>
+    public int IntraOpThreads { get; init; }
+
+    /// <summary>Threads for running independent graph branches in parallel; 0 (the default): ONNX Runtime's choice.</summary>
+    public int InterOpThreads { get; init; }
+
+    /// <summary>The ONNX opset the graph is built with (as <c>ExportOnnx</c>'s opset).</summary>
+    public int Opset { get; init; } = 17;
+
+    /// <summary>Whether each batch-norm is folded into the convolution before it (as <c>FuseForInference</c>); on by default.</summary>
+    public bool Fold { get; init; } = true;
+
+    /// <summary>What happens when the network's weights change after the engine was made: rebuild (default) or refuse.</summary>
+    public WeightChange OnWeightChange { get; init; } = WeightChange.Rebuild;
+
+    /// <summary>ONNX Runtime's graph optimisations; all of them by default.</summary>
+    public GraphOptimizationLevel Optimization { get; init; } = GraphOptimizationLevel.ORT_ENABLE_ALL;
+
+    /// <summary>Anything else on ONNX Runtime's <see cref="SessionOptions"/> (an execution provider, profiling), applied last.</summary>
+    public Action<SessionOptions>? Configure { get; init; }
+}
+
+/// <summary>
+/// A generated network served by ONNX Runtime in this process: the network's own graph, folded, built in memory (no
+/// file), computing its eval-mode forward. Made by the network's <c>ToOnnxRuntime()</c>. It follows the network: before
+/// each call it compares every parameter and buffer with what the session was built from (which tensor, its version
+/// counter, dtype and device), and a weight loaded, edited, trained, replaced or converted since then either makes the
+/// call build the session again or is refused, as <see cref="OnnxRuntimeOptions.OnWeightChange"/> says. So it never
+/// computes with stale weights. Calls may come from several threads at once; dispose it to release the session.
+/// </summary>
+public sealed class OnnxRuntimeEngine : IDisposable
+{
+    private readonly string _network;
+    private readonly string[] _paths;
+    private readonly torch.nn.Module[] _modules;
+    private readonly Func<int, FoldSet?, OnnxModel> _build;
+    private readonly OnnxRuntimeOptions _options;
+    private readonly ReaderWriterLockSlim _lock = new(LockRecursionPolicy.NoRecursion);
+    private InferenceSession? _session;
+    private SessionOptions? _sessionOptions;
+    private OnnxModel? _model;
+    private TensorStamp[] _sources = Array.Empty<TensorStamp>();
+    private bool _disposed;
+
+    /// <summary>
+    /// For generated code: <paramref name="build"/> writes the network's graph at an opset, with the folds given (or
+    /// none); <paramref name="paths"/> and <paramref name="modules"/> are the network's layers, whose parameters and
+    /// buffers the engine follows. Builds the session at once, so a bad option fails here.
+    /// </summary>
+    [EditorBrowsable(EditorBrowsableState.Never)]
+    public OnnxRuntimeEngine(string network, string[] paths, torch.nn.Module[] modules, Func<int, FoldSet?, OnnxModel> build, OnnxRuntimeOptions? options)
+    {
+        _network = network ?? throw new ArgumentNullException(nameof(network));
+        _paths = paths ?? throw new ArgumentNullException(nameof(paths));
+        _modules = modules ?? throw new ArgumentNullException(nameof(modules));
+        _build = build ?? throw new ArgumentNullException(nameof(build));
+        _options = options ?? new OnnxRuntimeOptions();
+        if (paths.Length != modules.Length) throw new ArgumentException($"{paths.Length} paths for {modules.Length} modules", nameof(paths));
+        if (_options.IntraOpThreads < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), _options.IntraOpThreads, "OnnxRuntimeOptions.IntraOpThreads: 0 (ONNX Runtime's choice) or a positive thread count.");
+        if (_options.InterOpThreads < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), _options.InterOpThreads, "OnnxRuntimeOptions.InterOpThreads: 0 (ONNX Runtime's choice) or a positive thread count.");
+        if (!Enum.IsDefined(typeof(WeightChange), _options.OnWeightChange))
+            throw new ArgumentOutOfRangeException(nameof(options), _options.OnWeightChange, "OnnxRuntimeOptions.OnWeightChange: WeightChange.Rebuild or WeightChange.Refuse.");
+        _sessionOptions = CreateSessionOptions(_options);
+        try
+        {
+            Build();
+        }
+        catch
+        {
+            _sessionOptions.Dispose();
+            _lock.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The network's class name.</summary>
+    public string Network => _network;
+
+    /// <summary>The input's channels: inputs are [N, InChannels, H, W], float32, on the CPU.</summary>
+    public long InChannels => Model.InChannels;
+
+    /// <summary>The output's features (classes, or pooled features for a headless network): outputs are [N, OutputFeatures].</summary>
+    public long OutputFeatures => Model.OutputFeatures;
+
+    /// <summary>The one input height and width the graph accepts, or null where any size goes.</summary>
+    public int? FixedSize => Model.FixedSize;
+
+    /// <summary>The settings it was made with.</summary>
+    public OnnxRuntimeOptions Options => _options;
+
+    /// <summary>How many times the session was built: 1 when made, one more per rebuild after a weight change.</summary>
+    public int Builds { get; private set; }
+
+    /// <summary>How long the last build took (graph, folds and session).</summary>
+    public TimeSpan LastBuildTime { get; private set; }
+
+    /// <summary>Whether <see cref="Dispose"/> was called.</summary>
+    public bool IsDisposed => _disposed;
+
+    /// <summary>Whether a session is held (false once disposed): for tests.</summary>
+    internal bool HoldsSession => _session is not null;
+
+    private OnnxModel Model => _model ?? throw Disposed();
+
+    /// <summary>
+    /// Runs the network's eval-mode forward on <paramref name="input"/> ([N, C, H, W] float32 on the CPU, any layout) and
+    /// returns a new [N, OutputFeatures] float32 tensor the caller owns. The input is not changed or disposed.
+    /// </summary>
+    public torch.Tensor forward(torch.Tensor input)
+    {
+        if (input is null) throw new ArgumentNullException(nameof(input));
+        var (n, h, w) = CheckShape(input);
+        var session = EnterCurrent();
+        try
+        {
+            var output = torch.empty(new[] { n, Model.OutputFeatures }, torch.float32);
+            if (n == 0) return output;
+            try
+            {
+                using var dense = input.is_contiguous() ? input.alias() : input.contiguous();
+                Run(session, TensorBytes.Pointer(dense), n, h, w, TensorBytes.Pointer(output));
+                return output;
+            }
+            catch
+            {
+                output.Dispose();
+                throw;
+            }
+        }
+        finally
+        {
+            _lock.ExitReadLock();
+        }
+    }
+
+    /// <summary>
+    /// Runs the network on <paramref name="batchSize"/> pictures of <paramref name="height"/>×<paramref name="width"/> given as
+    /// NCHW float32 values (batchSize·C·H·W of them) and writes batchSize·OutputFeatures values into <paramref name="output"/>:
+    /// for callers without TorchSharp tensors.
+    /// </summary>
+    public unsafe void Run(ReadOnlySpan<float> pixels, int batchSize, int height, int width, Span<float> output)
+    {
+        CheckSpans(pixels.Length, batchSize, height, width, output.Length);
+        var session = EnterCurrent();
+        try
+        {
+            if (batchSize == 0) return;
+            fixed (float* input = pixels)
+            fixed (float* result = output)
+            {
+                Run(session, (IntPtr)input, batchSize, height, width, (IntPtr)result);
+            }
+        }
+        finally
+        {
+            _lock.ExitReadLock();
+        }
+    }
+
+    /// <summary>As <see cref="Run(ReadOnlySpan{float}, int, int, int, Span{float})"/>, returning a new array of batchSize·OutputFeatures values.</summary>
+    public float[] Run(ReadOnlySpan<float> pixels, int batchSize, int height, int width)
+    {
+        var output = new float[checked(Math.Max(batchSize, 0) * Model.OutputFeatures)];
+        Run(pixels, batchSize, height, width, output);
+        return output;
+    }
+
+    /// <summary>
+    /// Builds the session again now if the network's weights changed since the last build (so the next call does not
+    /// pause for it); returns whether it did. Throws where <see cref="WeightChange.Refuse"/> is set and they changed.
+    /// </summary>
+    public bool Refresh()
+    {
+        _lock.EnterWriteLock();
+        try
+        {
+            if (_disposed) throw Disposed();
+            if (Current()) return false;
+            RebuildOrRefuse();
+            return true;
+        }
+        finally
+        {
+            _lock.ExitWriteLock();
+        }
+    }
+
+    /// <summary>Releases the session and its memory; later calls throw <see cref="ObjectDisposedException"/>. The network is not touched.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _lock.EnterWriteLock();
+        try
+        {
+            if (_disposed) return;
+            _disposed = true;
+            _session?.Dispose();
+            _session = null;
+            _sessionOptions?.Dispose();
+            _sessionOptions = null;
+            _model = null;
+            _sources = Array.Empty<TensorStamp>();
+        }
+        finally
+        {
+            _lock.ExitWriteLock();
+        }
+    }
+
+    // The session, with the read lock held (the caller releases it), once the weights are those it was built from;
+    // otherwise, under the write lock, it is rebuilt (or the call refused) first.
+    private InferenceSession EnterCurrent()
+    {
+        while (true)
+        {
+            _lock.EnterReadLock();
+            var held = false;
+            try
+            {
+                if (_disposed) throw Disposed();
+                if (Current())
+                {
+                    held = true;
+                    return _session!;
+                }
+            }
+            finally
+            {
+                if (!held) _lock.ExitReadLock();
+            }
+            _lock.EnterWriteLock();
+            try
+            {
+                if (_disposed) throw Disposed();
+                if (!Current()) RebuildOrRefuse();
+            }
+            finally
+            {
+                _lock.ExitWriteLock();
+            }
+        }
+    }
+
+    private void Run(InferenceSession session, IntPtr input, long n, long h, long w, IntPtr output)
+    {
+        var model = Model;
+        using var inputValue = OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, TensorElementType.Float,
+            new[] { n, model.InChannels, h, w }, input, n * model.InChannels * h * w * sizeof(float));
+        using var outputValue = OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, TensorElementType.Float,
+            new[] { n, model.OutputFeatures }, output, n * model.OutputFeatures * sizeof(float));
+        using var runOptions = new RunOptions();
+        session.Run(runOptions, InputNames, new[] { inputValue }, new[] { model.OutputName }, new[] { outputValue });
+    }
+
+    private static readonly string[] InputNames = { "input" };
+
+    private (long N, long H, long W) CheckShape(torch.Tensor input)
+    {
+        var model = Model;
+        var method = _network + " engine's forward";
+        var expected = $"[N, {model.InChannels}, {(model.FixedSize is { } s ? $"{s}, {s}" : "H, W")}]";
+        if (input.dim() != 4 || input.shape[1] != model.InChannels)
+            throw new ArgumentException(
+                $"{method} expects a tensor of shape {expected}, but got [{string.Join(", ", input.shape)}]. " +
+                (input.dim() == 3 ? "Add the batch dimension with input.unsqueeze(0)." : $"Pass a batch of {model.InChannels}-channel images."), nameof(input));
+        if (model.FixedSize is { } size && (input.shape[2] != size || input.shape[3] != size))
+            throw new ArgumentException(
+                $"{method} expects {size}×{size} pictures (the network's declared InputSize, which its shortcuts need), but got {input.shape[2]}×{input.shape[3]}. Resize the input to {size}×{size}.", nameof(input));
+        if (input.dtype != torch.float32)
+            throw new ArgumentException(
+                $"{method} computes in float32, but the input is {input.dtype}. Pass input.to(torch.float32); the network's own forward computes in other dtypes.", nameof(input));
+        if (input.device_type != DeviceType.CPU)
+            throw new ArgumentException(
+                $"{method} reads tensors on the CPU, but the input is on {input.device}. Pass input.cpu(), or run the network's own forward on that device.", nameof(input));
+        return (input.shape[0], input.shape[2], input.shape[3]);
+    }
+
+    private void CheckSpans(int pixels, int batchSize, int height, int width, int output)
+    {
+        var model = Model;
+        var method = _network + " engine's Run";
+        if (batchSize < 0 || height <= 0 || width <= 0)
+            throw new ArgumentOutOfRangeException(batchSize < 0 ? nameof(batchSize) : height <= 0 ? nameof(height) : nameof(width),
+                $"{method} needs a batch size of 0 or more and a positive height and width, but got {batchSize} pictures of {height}×{width}.");
+        if (model.FixedSize is { } size && (height != size || width != size))
+            throw new ArgumentException($"{method} expects {size}×{size} pictures (the network's declared InputSize), but got {height}×{width}. Resize them to {size}×{size}.", nameof(height));
+        var needed = (long)batchSize * model.InChannels * height * width;
+        if (pixels != needed)
+            throw new ArgumentException(
+                $"{method} was given {pixels} values for {batchSize} pictures of {model.InChannels}×{height}×{width}, which are {needed} (NCHW float32). Pass exactly those values.", nameof(pixels));
+        var results = (long)batchSize * model.OutputFeatures;
+        if (output < results)
+            throw new ArgumentException($"{method} writes {results} values ({batchSize}×{model.OutputFeatures}), but the output holds {output}. Pass a span of at least {results}.", nameof(output));
+    }
+
+    // ---- following the network's weights ----
+
+    private bool Current()
+    {
+        var (_, now) = Stamps();
+        return TensorStamp.FirstChange(_sources, now) < 0;
+    }
+
+    private void RebuildOrRefuse()
+    {
+        var (names, now) = Stamps();
+        // Disposing a network empties its layers' parameter lists and frees their tensors: a change, but not one to build from.
+        if (now.Length < _sources.Length && _sources.Any(s => s.Tensor is { IsInvalid: true })) throw NetworkDisposed();
+        var changed = TensorStamp.FirstChange(_sources, now);
+        if (changed < 0) return;
+        if (_options.OnWeightChange == WeightChange.Refuse)
+        {
+            var what = changed < _sources.Length && changed < now.Length
+                ? $"{names[changed]} was {TensorStamp.Describe(_sources[changed], now[changed])}"
+                : "its parameters and buffers are not those it was built from";
+            throw new InvalidOperationException(
+                $"{_network}'s weights changed since its ONNX Runtime engine was built ({what}), and the engine was made with OnWeightChange = WeightChange.Refuse. " +
+                "Make a new engine with ToOnnxRuntime(), call Refresh() where a pause to rebuild is acceptable, or use WeightChange.Rebuild.");
+        }
+        Build();
+    }
+
+    // Every parameter and buffer of the network's layers, in state_dict order, with its key.
+    private (string[] Names, TensorStamp[] Stamps) Stamps()
+    {
+        var names = new List<string>();
+        var stamps = new List<TensorStamp>();
+        try
+        {
+            for (var i = 0; i < _modules.Length; i++)
+            {
+                foreach (var (name, parameter) in _modules[i].named_parameters(recurse: false))
+                {
+                    names.Add(_paths[i] + "." + name);
+                    stamps.Add(Stamp(parameter));
+                }
+                foreach (var (name, buffer) in _modules[i].named_buffers(recurse: false))
+                {
+                    names.Add(_paths[i] + "." + name);
+                    stamps.Add(Stamp(buffer));
+                }
+            }
+        }
+        catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException or NullReferenceException)
+        {
+            throw NetworkDisposed();
+        }
+        return (names.ToArray(), stamps.ToArray());
+
+        TensorStamp Stamp(torch.Tensor tensor)
+        {
+            if (tensor.IsInvalid) throw NetworkDisposed();
+            return TensorStamp.Of(tensor);
+        }
+    }
+
+    private void Build()
+    {
+        var clock = Stopwatch.StartNew();
+        var (_, stamps) = Stamps(); // before the graph: a change while it builds shows at the next call
+        OnnxModel model;
+        using (var folds = _options.Fold ? new FoldSet() : null)
+        {
+            model = _build(_options.Opset, folds);
+        }
+        InferenceSession session;
+        try
+        {
+            session = new InferenceSession(model.Bytes, _sessionOptions!);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new InvalidOperationException($"ONNX Runtime refused {_network}'s graph (opset {model.Opset}): {e.Message.Split('\n')[0]}", e);
+        }
+        var old = _session;
+        _session = session;
+        _model = model with { Bytes = Array.Empty<byte>() }; // the session has its own copy
+        _sources = stamps;
+        old?.Dispose();
+        Builds++;
+        LastBuildTime = clock.Elapsed;
+    }
+
+    private static SessionOptions CreateSessionOptions(OnnxRuntimeOptions options)
+    {
+        SessionOptions session;
+        try
+        {
+            session = new SessionOptions();
+        }
+        catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or EntryPointNotFoundException or BadImageFormatException)
+        {
+            throw new InvalidOperationException(NativeLibraryMissing, e);
+        }
+        try
+        {
+            session.IntraOpNumThreads = options.IntraOpThreads;
+            session.InterOpNumThreads = options.InterOpThreads;
+            session.GraphOptimizationLevel = options.Optimization;
+            session.ExecutionMode = ExecutionMode.ORT_SEQUENTIAL;
+            options.Configure?.Invoke(session);
+            return session;
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The error where ONNX Runtime's native library is not beside the application.</summary>
+    internal const string NativeLibraryMissing =
+        "ONNX Runtime's native library is not in this application. ResNetGen references only its managed API, so that you choose the build: " +
+        "add <PackageReference Include=\"Microsoft.ML.OnnxRuntime\" Version=\"1.31.1\" /> for CPUs (or Microsoft.ML.OnnxRuntime.Gpu for CUDA) to the project.";
+
+    private ObjectDisposedException NetworkDisposed() =>
+        new(_network, $"{_network} was disposed after its ONNX Runtime engine was made; the engine follows the network's weights, so it cannot run without them. Dispose the engine with the network.");
+
+    private ObjectDisposedException Disposed() =>
+        new(nameof(OnnxRuntimeEngine), $"This ONNX Runtime engine of {_network} was disposed. Make a new one with the network's ToOnnxRuntime().");
+}
