@@ -28,8 +28,10 @@ public sealed class Case : IDisposable
     {
         "mm-2048" => 2.0 * 2048 * 2048 * 2048 / 1e9,
         "resnet50-infer" => 2.0 * ResNet50.MultAdds * 8 / 1e9,
+        "resnet18-infer" => 2.0 * ResNet18.MultAdds * 8 / 1e9,
         "bit50-infer" => 2.0 * ResNetV2_50x1_Bit.MultAdds * 8 / 1e9,
         "resnet50-train" => 3 * 2.0 * ResNet50.MultAdds * 8 / 1e9,
+        "resnet18-train" => 3 * 2.0 * ResNet18.MultAdds * 8 / 1e9,
         "resnet20-train" => 3 * 2.0 * ResNet20.MultAdds * 128 / 1e9,
         _ => double.NaN,
     };
@@ -44,13 +46,29 @@ public sealed class Case : IDisposable
     public static readonly string[] Names =
     {
         "mm-2048",
-        "resnet50-infer/peer", "resnet50-infer/peer-channels-last", "resnet50-infer/generated", "resnet50-infer/generated-channels-last",
-        "resnet50-infer/generated-inference-mode", "resnet50-infer/generated-fused", "resnet50-infer/onnxruntime",
+        "resnet50-infer/torchvision", "resnet50-infer/torchvision-no-scope", "resnet50-infer/handwritten", "resnet50-infer/handwritten-channels-last",
+        "resnet50-infer/generated", "resnet50-infer/generated-channels-last", "resnet50-infer/generated-inference-mode", "resnet50-infer/generated-fused",
+        "resnet50-infer/engine", "resnet50-infer/onnxruntime",
+        "resnet18-infer/torchvision", "resnet18-infer/torchvision-no-scope", "resnet18-infer/generated", "resnet18-infer/generated-fused",
+        "resnet18-infer/engine", "resnet18-infer/onnxruntime",
         "bit50-infer/peer", "bit50-infer/generated-fused",
-        "resnet50-train/peer-scope", "resnet50-train/peer-no-scope", "resnet50-train/generated", "resnet50-train/generated-channels-last",
-        "resnet20-train/peer-scope", "resnet20-train/peer-no-scope", "resnet20-train/generated", "resnet20-train/generated-channels-last",
+        "resnet50-train/torchvision", "resnet50-train/torchvision-no-scope", "resnet50-train/handwritten", "resnet50-train/generated",
+        "resnet50-train/generated-channels-last",
+        "resnet18-train/torchvision", "resnet18-train/torchvision-no-scope", "resnet18-train/generated",
+        "resnet20-train/handwritten", "resnet20-train/handwritten-no-scope", "resnet20-train/generated", "resnet20-train/generated-channels-last",
         "generator/resnet152", "generator/resnet1202",
     };
+
+    /// <summary>
+    /// The case of <paramref name="family"/> every other is measured against: TorchSharp's own <c>TorchVision</c> model in a
+    /// DisposeScope (what a user would pick instead), or where it has none (the CIFAR ResNet-20, BiT) the hand-written
+    /// or timm-style peer; null when <paramref name="cases"/> leaves it out.
+    /// </summary>
+    public static string? PeerOf(string family, IEnumerable<string> cases)
+    {
+        var members = cases.Where(c => c.StartsWith(family + "/", StringComparison.Ordinal)).ToList();
+        return new[] { "torchvision", "handwritten", "peer" }.Select(v => family + "/" + v).FirstOrDefault(members.Contains);
+    }
 
     public static Case Create(string name)
     {
@@ -67,13 +85,17 @@ public sealed class Case : IDisposable
                 return c;
             }
             case "resnet50-infer":
-                return Inference(name, variant);
+                return Inference(name, variant, () => new ResNet50(), () => PeerResNet.ResNet50(), () => torchvision.models.resnet50());
+            case "resnet18-infer":
+                return Inference(name, variant, () => new ResNet18(), null, () => torchvision.models.resnet18());
             case "bit50-infer":
                 return Bit(name, variant);
             case "resnet50-train":
-                return Training(name, variant, () => new ResNet50(), () => PeerResNet.ResNet50(), batch: 8, size: 224, classes: 1000);
+                return Training(name, variant, () => new ResNet50(), () => PeerResNet.ResNet50(), () => torchvision.models.resnet50(), batch: 8, size: 224, classes: 1000);
+            case "resnet18-train":
+                return Training(name, variant, () => new ResNet18(), null, () => torchvision.models.resnet18(), batch: 8, size: 224, classes: 1000);
             case "resnet20-train":
-                return Training(name, variant, () => new ResNet20(), () => PeerResNet.ResNet20(), batch: 128, size: 32, classes: 10);
+                return Training(name, variant, () => new ResNet20(), () => PeerResNet.ResNet20(), null, batch: 128, size: 32, classes: 10);
             case "generator":
                 return Generator(name, variant);
             default:
@@ -116,25 +138,37 @@ public sealed class Case : IDisposable
         foreach (var (key, tensor) in source) target[key].copy_(tensor);
     }
 
-    private static Case Inference(string name, string variant)
+    /// <summary>
+    /// Eval at batch 8, 224×224, on one set of weights: the peers (TorchVision's model, with and without a DisposeScope; the
+    /// hand-written one) run the generated network's weights; the engine and ONNX Runtime run its folded graph.
+    /// </summary>
+    private static Case Inference<TNetwork>(string name, string variant, Func<TNetwork> createGenerated,
+        Func<torch.nn.Module<Tensor, Tensor>>? createHandwritten, Func<torch.nn.Module<Tensor, Tensor>> createTorchVision)
+        where TNetwork : torch.nn.Module<Tensor, Tensor>, IResNet
     {
         const int batch = 8;
         var input = torch.randn(batch, 3, 224, 224);
-        var generated = new ResNet50();
+        var generated = createGenerated();
         generated.eval();
         Case c;
         // A peer on the generated network's weights; a case owns what it creates.
-        Case OnPeer(Tensor x, params IDisposable[] owned)
+        Case OnPeer(torch.nn.Module<Tensor, Tensor> peer, Tensor x, bool scope, params IDisposable[] owned)
         {
-            var peer = PeerResNet.ResNet50();
             SameWeights(generated, peer);
             peer.eval();
-            var peerCase = new Case(name, () =>
-            {
-                using var scope = torch.NewDisposeScope();
-                using var noGrad = torch.no_grad();
-                peer.call(x);
-            });
+            var peerCase = new Case(name, scope
+                ? () =>
+                {
+                    using var disposeScope = torch.NewDisposeScope();
+                    using var noGrad = torch.no_grad();
+                    peer.call(x);
+                }
+                : () =>
+                {
+                    // What a user who does not know about scopes writes: the result disposed, the intermediates left to the GC.
+                    using var noGrad = torch.no_grad();
+                    peer.call(x).Dispose();
+                });
             peerCase._owned.Add(peer);
             peerCase._owned.AddRange(owned);
             return peerCase;
@@ -144,16 +178,23 @@ public sealed class Case : IDisposable
             using var noGrad = torch.no_grad();
             generated.call(input).Dispose();
         });
+        Func<torch.nn.Module<Tensor, Tensor>> Handwritten() => createHandwritten ?? throw new ArgumentException($"unknown variant '{variant}'");
         switch (variant)
         {
-            case "peer":
-                c = OnPeer(input);
+            case "torchvision":
+                c = OnPeer(createTorchVision(), input, scope: true);
                 break;
-            case "peer-channels-last":
+            case "torchvision-no-scope":
+                c = OnPeer(createTorchVision(), input, scope: false);
+                break;
+            case "handwritten":
+                c = OnPeer(Handwritten()(), input, scope: true);
+                break;
+            case "handwritten-channels-last":
             {
-                // The peer on a channels-last input its user laid out by hand (once, untimed).
+                // The hand-written peer on a channels-last input its user laid out by hand (once, untimed).
                 var nhwc = TensorLayout.ForCompute(input, ActivationLayout.ChannelsLast);
-                c = OnPeer(nhwc, nhwc);
+                c = OnPeer(Handwritten()(), nhwc, scope: true, nhwc);
                 break;
             }
             case "generated":
@@ -175,18 +216,30 @@ public sealed class Case : IDisposable
                 generated.FuseForInference();
                 c = UnderNoGrad();
                 break;
+            case "engine":
+            {
+                // ResNetGen's fastest path: the generated network's own ONNX Runtime engine, tensors in and out.
+                var engine = generated.ToOnnxRuntime();
+                c = new Case(name, () => engine.forward(input).Dispose());
+                c._owned.Add(engine);
+                break;
+            }
             case "onnxruntime":
             {
-                // The same weights exported (folded) and served by ONNX Runtime's CPU provider, threads as it defaults.
+                // The exported, folded file on ONNX Runtime's CPU provider as its own API serves it: default session options,
+                // an input OrtValue made once over the batch's array, the outputs disposed after each run.
                 generated.FuseForInference();
-                var path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"resnetgen-bench-{Environment.ProcessId}.onnx");
+                var path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"resnetgen-bench-{Environment.ProcessId}-{name.Replace('/', '-')}.onnx");
                 generated.ExportOnnx(path);
                 var session = new Microsoft.ML.OnnxRuntime.InferenceSession(path);
                 System.IO.File.Delete(path);
-                var data = new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>(input.data<float>().ToArray(), new[] { batch, 3, 224, 224 });
-                var inputs = new[] { Microsoft.ML.OnnxRuntime.NamedOnnxValue.CreateFromTensor("input", data) };
-                c = new Case(name, () => session.Run(inputs).Dispose());
-                c._owned.Add(session);
+                var value = Microsoft.ML.OnnxRuntime.OrtValue.CreateTensorValueFromMemory(input.data<float>().ToArray(), new long[] { batch, 3, 224, 224 });
+                var runOptions = new Microsoft.ML.OnnxRuntime.RunOptions();
+                var inputNames = new[] { "input" };
+                var outputNames = new[] { "logits" };
+                var inputs = new[] { value };
+                c = new Case(name, () => session.Run(runOptions, inputNames, inputs, outputNames).Dispose());
+                c._owned.AddRange(new IDisposable[] { session, value, runOptions });
                 break;
             }
             default:
@@ -217,23 +270,18 @@ public sealed class Case : IDisposable
     }
 
     private static Case Training(string name, string variant, Func<torch.nn.Module<Tensor, Tensor>> createGenerated,
-        Func<torch.nn.Module<Tensor, Tensor>> createPeer, int batch, int size, int classes)
+        Func<torch.nn.Module<Tensor, Tensor>>? createHandwritten, Func<torch.nn.Module<Tensor, Tensor>>? createTorchVision, int batch, int size, int classes)
     {
         var input = torch.randn(batch, 3, size, size);
         var labels = torch.randint(0, classes, new long[] { batch });
         var generated = createGenerated();
         torch.nn.Module<Tensor, Tensor> network = generated;
-        if (variant == "generated-channels-last")
+        if (variant == "generated-channels-last") ((IResNet)generated).ActivationLayout = ActivationLayout.ChannelsLast;
+        else if (variant != "generated")
         {
-            switch (generated)
-            {
-                case ResNet50 r: r.ActivationLayout = ActivationLayout.ChannelsLast; break;
-                case ResNet20 r: r.ActivationLayout = ActivationLayout.ChannelsLast; break;
-            }
-        }
-        else if (!variant.StartsWith("generated", StringComparison.Ordinal))
-        {
-            network = createPeer();
+            var create = variant.StartsWith("torchvision", StringComparison.Ordinal) ? createTorchVision
+                : variant.StartsWith("handwritten", StringComparison.Ordinal) ? createHandwritten : null;
+            network = create?.Invoke() ?? throw new ArgumentException($"unknown variant '{variant}'");
             SameWeights(generated, network);
             generated.Dispose();
         }
@@ -241,7 +289,7 @@ public sealed class Case : IDisposable
         var optimizer = torch.optim.SGD(network.parameters(), 0.01, momentum: 0.9);
         Action step = variant switch
         {
-            "peer-scope" => () =>
+            "torchvision" or "handwritten" => () =>
             {
                 using var scope = torch.NewDisposeScope();
                 optimizer.zero_grad();
@@ -249,7 +297,8 @@ public sealed class Case : IDisposable
                 loss.backward();
                 optimizer.step();
             },
-            // No DisposeScope: what a user who forgets one gets. The generated forward disposes its own intermediates.
+            // No DisposeScope (the -no-scope peers, the generated network): what a user who forgets one gets. The generated
+            // forward disposes its own intermediates.
             _ => () =>
             {
                 optimizer.zero_grad();

@@ -14,7 +14,7 @@ internal static class Interleaved
         foreach (var family in cases.Where(c => c.Contains('/') && !c.StartsWith("generator/", StringComparison.Ordinal)).GroupBy(c => c.Split('/')[0]))
         {
             var members = family.ToList();
-            var peer = members.FirstOrDefault(m => m.EndsWith("/peer", StringComparison.Ordinal) || m.EndsWith("/peer-scope", StringComparison.Ordinal));
+            var peer = Case.PeerOf(family.Key, members);
             if (peer is null || members.Count < 2) continue;
             Console.WriteLine($"interleaved: {family.Key}, {rounds} rounds of {members.Count} cases …");
             var created = members.Select(Case.Create).ToList();
@@ -40,6 +40,10 @@ internal static class Interleaved
                     foreach (var m in members) perRound[m].Add(times[m] / times[peer]);
                 }
                 foreach (var m in members.Where(m => m != peer)) result[m] = Median(perRound[m]);
+                // ResNetGen's engine against ONNX Runtime's own API on the same export, within each round.
+                var (engine, onnx) = (family.Key + "/engine", family.Key + "/onnxruntime");
+                if (perRound.ContainsKey(engine) && perRound.ContainsKey(onnx))
+                    result[engine + " vs onnxruntime"] = Median(perRound[engine].Zip(perRound[onnx], (e, o) => e / o).ToList());
             }
             finally
             {

@@ -11,3 +11,7 @@ public partial class ResNet20 { }
 /// <summary>timm's resnetv2_50x1_bit (BiT): group-norm, weight-standardised convolutions, the fixed stem.</summary>
 [ResNet(Block.PreActBottleneck, 3, 4, 6, 3, Stem = Stem.Fixed, Norm = Norm.GroupNorm, WeightStandardization = true, WeightStandardizationEps = 1e-8)]
 public partial class ResNetV2_50x1_Bit { }
+
+/// <summary>torchvision's resnet18.</summary>
+[ResNet(Block.Basic, 2, 2, 2, 2)]
+public partial class ResNet18 { }

@@ -27,7 +27,8 @@ if (options.KernelProbe is { } kernelProbe)
     return 0;
 }
 if (options.Probe is { } probe) return MemoryProbe.Run(probe, options.ProbeRuns);
-Console.WriteLine($"oneDNN: {(oneDnn.Enabled ? "on" : "off")}{(oneDnn.IsaCap is { } cap ? $", limited to {cap} kernels" : "")} ({oneDnn.Message ?? "the check found nothing to change"})");
+var oneDnnVerdict = $"{(oneDnn.Enabled ? "on" : "off")}{(oneDnn.IsaCap is { } cap ? $", limited to {cap} kernels" : "")} ({oneDnn.Message ?? "the check found nothing to change"})";
+Console.WriteLine($"oneDNN: {oneDnnVerdict}");
 
 // Channels-last cases run only where every channels-last probe passes in a child process; a broken kernel would
 // otherwise give wrong timings or kill the run.
@@ -76,7 +77,7 @@ if (options.Memory)
     }
 }
 
-var table = Report.Table(options.Cases, medians, ratios, memory, options.Rounds);
+var table = Report.Table(options.Cases, medians, ratios, memory, options.Rounds, oneDnnVerdict);
 Console.WriteLine();
 Console.WriteLine(table);
 var output = Path.Combine(summary.ResultsDirectoryPath, "resnetgen-summary.md");

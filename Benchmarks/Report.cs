@@ -11,12 +11,14 @@ namespace ResNetGen.Benchmarks;
 internal static class Report
 {
     public static string Table(IReadOnlyList<string> cases, Dictionary<string, double> medians, Dictionary<string, double> ratios,
-        Dictionary<string, double> memory, int rounds)
+        Dictionary<string, double> memory, int rounds, string oneDnn)
     {
         var peak = medians.TryGetValue("mm-2048", out var mm) ? Case.Gflop("mm-2048") / (mm / 1e3) : double.NaN;
         var sb = new StringBuilder();
         sb.AppendLine($"Machine: {Environment.ProcessorCount} logical cores, {RuntimeInfo()}; torch threads: {TorchSharp.torch.get_num_threads()}.");
         sb.AppendLine(FormattableString.Invariant($"Peak: torch.mm 2048×2048 at {peak:0.0} GFLOP/s."));
+        sb.AppendLine($"oneDNN check: {oneDnn}.");
+        sb.AppendLine("Peer of each family: TorchSharp's TorchVision model in a DisposeScope (torchvision), else the hand-written TorchSharp ResNet (handwritten) or, for BiT, standardising at each forward (peer).");
         sb.AppendLine();
         sb.AppendLine("Median / peer's: the BenchmarkDotNet medians, each case measured on its own (steady state, but exposed to drift between cases).");
         sb.AppendLine($"Interleaved ratio: median over {rounds} rounds that run every case of the family twice and time the second run, of the time relative to the peer in the same round (below 1: faster).");
@@ -27,9 +29,9 @@ internal static class Report
         foreach (var name in cases)
         {
             if (!medians.TryGetValue(name, out var ms)) continue;
-            var ratio = ratios.TryGetValue(name, out var r) ? r.ToString("0.00", CultureInfo.InvariantCulture) : name.Contains("/peer") ? "1 (peer)" : "—";
             var family = name.Split('/')[0];
-            var peerName = cases.FirstOrDefault(c => c == family + "/peer" || c == family + "/peer-scope");
+            var peerName = Case.PeerOf(family, cases);
+            var ratio = ratios.TryGetValue(name, out var r) ? r.ToString("0.00", CultureInfo.InvariantCulture) : name == peerName ? "1 (peer)" : "—";
             var medianRatio = peerName is not null && medians.TryGetValue(peerName, out var peerMs) ? (ms / peerMs).ToString("0.00", CultureInfo.InvariantCulture) : "—";
             var gflops = Case.Gflop(name) / (ms / 1e3);
             var mem = memory.TryGetValue(name, out var mb) ? mb.ToString("0", CultureInfo.InvariantCulture) : "—";
@@ -37,6 +39,8 @@ internal static class Report
                 ? FormattableString.Invariant($"| {name} | {ms:0.0} | — | — | — | — | — |")
                 : FormattableString.Invariant($"| {name} | {ms:0.0} | {medianRatio} | {ratio} | {gflops:0.0} | {100 * gflops / peak:0}% | {mem} |"));
         }
+        foreach (var (pair, value) in ratios.Where(r => r.Key.EndsWith(" vs onnxruntime", StringComparison.Ordinal)))
+            sb.AppendLine().AppendLine(FormattableString.Invariant($"{pair}: {value:0.000} (median over the rounds of the engine's time over ONNX Runtime's in the same round)."));
         return sb.ToString();
     }
 

@@ -12,21 +12,14 @@ namespace ResNetGen.Sample;
 public sealed class Architecture
 {
     private readonly Func<int, torch.nn.Module<torch.Tensor, torch.Tensor>> _create;
-    private readonly Action<torch.nn.Module<torch.Tensor, torch.Tensor>, int> _freeze;
-    private readonly Func<torch.nn.Module<torch.Tensor, torch.Tensor>, string, int, IReadOnlyDictionary<string, string>, OnnxExport> _export;
 
-    private Architecture(string name, string className, string weights, Preprocessing preprocessing,
-        Func<int, torch.nn.Module<torch.Tensor, torch.Tensor>> create,
-        Action<torch.nn.Module<torch.Tensor, torch.Tensor>, int> freeze,
-        Func<torch.nn.Module<torch.Tensor, torch.Tensor>, string, int, IReadOnlyDictionary<string, string>, OnnxExport> export)
+    private Architecture(string name, string className, string weights, Preprocessing preprocessing, Func<int, torch.nn.Module<torch.Tensor, torch.Tensor>> create)
     {
         Name = name;
         ClassName = className;
         Weights = weights;
         Preprocessing = preprocessing;
         _create = create;
-        _freeze = freeze;
-        _export = export;
     }
 
     /// <summary>The name on the command line: torchvision's or timm's (resnet50d).</summary>
@@ -56,15 +49,23 @@ public sealed class Architecture
     public torch.nn.Module<torch.Tensor, torch.Tensor> Create(int classes) => _create(classes);
 
     /// <summary>The classifier and the last <paramref name="stages"/> stages train; the rest is frozen.</summary>
-    public void FreezeBackbone(torch.nn.Module<torch.Tensor, torch.Tensor> network, int stages) => _freeze(network, stages);
+    public void FreezeBackbone(torch.nn.Module<torch.Tensor, torch.Tensor> network, int stages) => Generated(network).FreezeBackbone(stages);
 
     /// <summary>Folds what folds (batch-norms; BiT's weight standardisation) and writes the ONNX model.</summary>
-    public OnnxExport Export(torch.nn.Module<torch.Tensor, torch.Tensor> network, string path, int opset, IReadOnlyDictionary<string, string> metadata) =>
-        _export(network, path, opset, metadata);
+    public OnnxExport Export(torch.nn.Module<torch.Tensor, torch.Tensor> network, string path, int opset, IReadOnlyDictionary<string, string> metadata)
+    {
+        var generated = Generated(network);
+        generated.FuseForInference();
+        return generated.ExportOnnx(path, opset, metadata);
+    }
 
-    private static Architecture Of<T>(string name, string weights, Preprocessing preprocessing, Func<int, T> create, Action<T, int> freeze,
-        Func<T, string, int, IReadOnlyDictionary<string, string>, OnnxExport> export) where T : torch.nn.Module<torch.Tensor, torch.Tensor> =>
-        new(name, typeof(T).Name, weights, preprocessing, n => create(n), (m, s) => freeze((T)m, s), (m, p, o, d) => export((T)m, p, o, d));
+    /// <summary>What every generated network offers (folding, freezing, export, the ONNX Runtime engine).</summary>
+    public static IResNet Generated(torch.nn.Module<torch.Tensor, torch.Tensor> network) =>
+        network as IResNet ?? throw new ArgumentException($"{network.GetType().Name} is not a network ResNetGen generated", nameof(network));
+
+    private static Architecture Of<T>(string name, string weights, Preprocessing preprocessing, Func<int, T> create)
+        where T : torch.nn.Module<torch.Tensor, torch.Tensor>, IResNet =>
+        new(name, typeof(T).Name, weights, preprocessing, n => create(n));
 
     /// <summary>torchvision's transforms for its ImageNet weights: bilinear resize to 256, 224 crop.</summary>
     private static readonly Preprocessing Torchvision = new(224, 0.875, "bilinear", Preprocessing.ImageNetMean, Preprocessing.ImageNetStd);
@@ -78,16 +79,11 @@ public sealed class Architecture
     /// <summary>Every network of the sample that finetune, predict and export take.</summary>
     public static IReadOnlyList<Architecture> All { get; } = new[]
     {
-        Of("resnet18", "torchvision's resnet18-f37072fd.pth, or timm's resnet18 model.safetensors", Torchvision,
-            n => new ResNet18(n), (m, s) => m.FreezeBackbone(s), (m, p, o, d) => { m.FuseForInference(); return m.ExportOnnx(p, o, d); }),
-        Of("resnet50", "torchvision's resnet50-11ad3fa6.pth (V2) or resnet50-0676ba61.pth (V1)", Torchvision,
-            n => new ResNet50(n), (m, s) => m.FreezeBackbone(s), (m, p, o, d) => { m.FuseForInference(); return m.ExportOnnx(p, o, d); }),
-        Of("resnet50d", "timm's resnet50d model.safetensors (e.g. resnet50d.ra2_in1k)", Timm,
-            n => new ResNet50d(n), (m, s) => m.FreezeBackbone(s), (m, p, o, d) => { m.FuseForInference(); return m.ExportOnnx(p, o, d); }),
-        Of("seresnext50_32x4d", "timm's seresnext50_32x4d model.safetensors (e.g. seresnext50_32x4d.racm_in1k)", Timm,
-            n => new SeResNeXt50_32x4d(n), (m, s) => m.FreezeBackbone(s), (m, p, o, d) => { m.FuseForInference(); return m.ExportOnnx(p, o, d); }),
-        Of("resnetv2_50x1_bit", "timm's resnetv2_50x1_bit model.safetensors (e.g. resnetv2_50x1_bit.goog_in21k, or .goog_in21k_ft_in1k at --size 448 --crop-pct 1)", Bit,
-            n => new ResNetV2_50x1_Bit(n), (m, s) => m.FreezeBackbone(s), (m, p, o, d) => { m.FuseForInference(); return m.ExportOnnx(p, o, d); }),
+        Of("resnet18", "torchvision's resnet18-f37072fd.pth, or timm's resnet18 model.safetensors", Torchvision, n => new ResNet18(n)),
+        Of("resnet50", "torchvision's resnet50-11ad3fa6.pth (V2) or resnet50-0676ba61.pth (V1)", Torchvision, n => new ResNet50(n)),
+        Of("resnet50d", "timm's resnet50d model.safetensors (e.g. resnet50d.ra2_in1k)", Timm, n => new ResNet50d(n)),
+        Of("seresnext50_32x4d", "timm's seresnext50_32x4d model.safetensors (e.g. seresnext50_32x4d.racm_in1k)", Timm, n => new SeResNeXt50_32x4d(n)),
+        Of("resnetv2_50x1_bit", "timm's resnetv2_50x1_bit model.safetensors (e.g. resnetv2_50x1_bit.goog_in21k, or .goog_in21k_ft_in1k at --size 448 --crop-pct 1)", Bit, n => new ResNetV2_50x1_Bit(n)),
     };
 
     /// <summary>The architecture of that name (resnet50d) or class (ResNet50d); null if none.</summary>

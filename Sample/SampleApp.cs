@@ -103,10 +103,16 @@ public sealed partial class SampleApp
         var eval = new Command("eval", "Evaluate a checkpoint on the Fashion-MNIST test set, per class.") { device, data, output, checkpoint, evalLimit };
         eval.SetAction(r => Guard(() => Eval(Device(r.GetValue(device)!), r.GetValue(data), CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(evalLimit))));
 
+        var engine = new Option<string>("--engine")
+        {
+            Description = $"what computes a checkpoint's predictions: onnxruntime (the network's in-process ONNX Runtime engine, the fastest on a CPU once built), torchsharp, or auto: the engine on the CPU for {EngineThreshold} pictures or more, where its build pays back",
+            DefaultValueFactory = _ => "auto",
+        };
+        Check(engine, v => v is "auto" or "onnxruntime" or "torchsharp", "use auto, onnxruntime or torchsharp");
         var predict = new Command("predict", "Classify pictures (PNG or JPEG files, or folders of them) with a checkpoint, or with an exported model on ONNX Runtime (--onnx).")
-            { paths, device, output, checkpoint, top, onnx, predictArch, labels };
+            { paths, device, output, checkpoint, top, onnx, predictArch, labels, engine };
         predict.SetAction(r => Guard(() => Predict(Device(r.GetValue(device)!), r.GetValue(paths)!, CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(top), r.GetValue(onnx),
-            r.GetValue(predictArch), r.GetValue(labels))));
+            r.GetValue(predictArch), r.GetValue(labels), r.GetValue(engine)!)));
 
         var pytorch = new Option<string?>("--pytorch") { Description = "instead of ONNX, write a PyTorch model into this folder: model.py (the network's PyTorch twin), weights.safetensors, safetensors_io.py and checkpoint.py (torch and numpy only)" };
         var untrained = new Option<bool>("--untrained") { Description = "with --pytorch and --arch: the architecture untrained (this sample's initialisation), no checkpoint" };
@@ -152,8 +158,12 @@ public sealed partial class SampleApp
             ? Doctor.Probe(name)
             : new Doctor(_console, n => _self(new[] { "doctor", "--probe", n })).Run()));
 
-        var bench = new Command("bench", "Time inference of the generated ResNet-20 and ResNet-50.") { device, seed };
-        bench.SetAction(r => Guard(() => Bench(Device(r.GetValue(device)!), r.GetValue(seed))));
+        var benchBatch = new Option<int>("--batch") { Description = "ResNet-50's batch size (ResNet-20 runs 32 times as many 28×28 pictures)", DefaultValueFactory = _ => 8 };
+        var benchRuns = new Option<int>("--runs") { Description = "timed runs per engine, after one warm-up; the median is shown", DefaultValueFactory = _ => 5 };
+        foreach (var option in new[] { benchBatch, benchRuns }) Check(option, v => v is > 0 and <= 256, "must be 1 to 256");
+        var bench = new Command("bench", "Time inference of the generated ResNet-20 and ResNet-50 with every engine this sample can serve them on (TorchSharp, folded, ONNX Runtime in process), and name the fastest.")
+            { device, seed, benchBatch, benchRuns };
+        bench.SetAction(r => Guard(() => Bench(Device(r.GetValue(device)!), r.GetValue(seed), r.GetValue(benchBatch), r.GetValue(benchRuns))));
 
         var root = new RootCommand("""
             ResNetGen sample: ResNets generated at build time from [ResNet] attributes, trained on Fashion-MNIST or fine-tuned on your pictures.

@@ -94,6 +94,22 @@ public sealed class SampleAppTests : IDisposable
     private static FashionMnist FashionMnistFrom(string folder) => FashionMnist.Load(folder);
 
     [Fact]
+    public void Bench_times_every_engine_and_names_the_fastest()
+    {
+        var (code, text) = Run("bench", "--batch", "1", "--runs", "1");
+        Assert.True(code == 0, text);
+        foreach (var network in new[] { "ResNet20", "ResNet50" })
+        {
+            var rows = text.Split('\n').Where(l => l.Contains(network + " (")).ToList();
+            Assert.Contains(rows, r => r.Contains("TorchSharp ") || r.Contains("TorchSharp │"));
+            Assert.Contains(rows, r => r.Contains("TorchSharp, folded"));
+            Assert.Contains(rows, r => r.Contains("ONNX Runtime (engine)") && System.Text.RegularExpressions.Regex.IsMatch(r, @"\d+ ms"));
+            Assert.Matches($@"Fastest for {network} \([^)]*\): (TorchSharp|TorchSharp, folded|ONNX Runtime \(engine\)), \d+\.\d\d× TorchSharp's speed", text);
+        }
+        SampleRunner.AssertUsageError(Run("bench", "--runs", "0"), "--runs 0: must be 1 to 256");
+    }
+
+    [Fact]
     public void Export_then_predict_on_onnx_runtime_agrees_with_torchsharp()
     {
         var data = TinyData();
@@ -111,6 +127,13 @@ public sealed class SampleAppTests : IDisposable
         Assert.Contains("on ONNX Runtime", viaOnnx);
         string Row(string t) => t.Split('\n').Single(l => l.Contains("garment.png"));
         Assert.Equal(Row(viaTorch), Row(viaOnnx)); // same classes, same rounded probabilities
+        // One picture: auto keeps TorchSharp and says why; the engine on request gives the same row.
+        Assert.Contains("on TorchSharp (fewer than 10 pictures", viaTorch);
+        var (engineCode, viaEngine) = Run("predict", picture, "--output", Output, "--engine", "onnxruntime");
+        Assert.True(engineCode == 0, viaEngine);
+        Assert.Contains("on ONNX Runtime in this process (the network's engine, built in", viaEngine);
+        Assert.Equal(Row(viaTorch), Row(viaEngine));
+        SampleRunner.AssertUsageError(Run("predict", picture, "--engine", "tensorrt"), "--engine tensorrt: use auto, onnxruntime or torchsharp");
 
         var notAModel = Path.Combine(_folder, "notes.onnx");
         File.WriteAllText(notAModel, "not protobuf");
