@@ -34,6 +34,27 @@ public class BenchmarkCaseTests
         Tolerance.AssertClose(peer.call(input), generated.call(input), "ResNet-50 eval");
     }
 
+    [Theory]
+    [InlineData("resnet18")]
+    [InlineData("resnet50")]
+    public void TorchSharps_torchvision_models_take_the_generated_weights_and_give_its_outputs(string name)
+    {
+        using torch.nn.Module<torch.Tensor, torch.Tensor> generated = name == "resnet18" ? new ResNetGen.Benchmarks.ResNet18() : new ResNet50();
+        using var peer = name == "resnet18" ? torchvision.models.resnet18() : torchvision.models.resnet50();
+        Assert.Equal(generated.state_dict().Keys.OrderBy(k => k), peer.state_dict().Keys.OrderBy(k => k));
+        DeterministicWeights.Apply(generated);
+        Case.SameWeights(generated, peer);
+        generated.eval();
+        peer.eval();
+        using var input = DeterministicWeights.Input();
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        Tolerance.AssertClose(peer.call(input), generated.call(input), $"TorchVision's {name} eval");
+        // Each family's ratios are to TorchVision's model in a DisposeScope where there is one.
+        Assert.Equal(name + "-infer/torchvision", Case.PeerOf(name + "-infer", Case.Names));
+        Assert.Equal("resnet20-train/handwritten", Case.PeerOf("resnet20-train", Case.Names));
+    }
+
     [Fact]
     public void A_peer_training_step_matches_the_generated_one()
     {

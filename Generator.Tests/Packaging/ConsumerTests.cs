@@ -92,6 +92,16 @@ public class ConsumerTests
                 Console.WriteLine($"output [{string.Join(", ", output.shape)}]");
                 Console.WriteLine($"parameters {Tiny.ParameterCount}");
                 Console.WriteLine($"twin {(Bit.PyTorchSource.Contains("def build(num_classes=NUM_CLASSES):") ? "present" : "missing")}");
+                // No ONNX Runtime native package in this project: the engine says what to add.
+                try
+                {
+                    using var engine = network.ToOnnxRuntime();
+                    Console.WriteLine("engine built");
+                }
+                catch (InvalidOperationException e)
+                {
+                    Console.WriteLine("engine: " + e.Message);
+                }
 
                 [ResNet(Block.Basic, 1, 1, Stem = Stem.Cifar, BaseWidth = 8, NumClasses = 3, InputSize = 16)]
                 partial class Tiny { }
@@ -116,6 +126,8 @@ public class ConsumerTests
             var output = Run(app, fresh, "run", "--no-build");
             Assert.Contains("output [2, 3]", output);
             Assert.Contains("twin present", output);
+            Assert.Contains("engine: ONNX Runtime's native library is not in this application", output);
+            Assert.Contains("<PackageReference Include=\"Microsoft.ML.OnnxRuntime\" Version=\"1.31.1\" />", output);
             // conv1 216 + bn1 16; layer1.0 576+16+576+16; layer2.0 1,152+32+2,304+32 plus its projection 128+32; fc 51.
             Assert.Contains("parameters " + (216 + 16 + 576 + 16 + 576 + 16 + 1152 + 32 + 2304 + 32 + 128 + 32 + 51), output);
 
