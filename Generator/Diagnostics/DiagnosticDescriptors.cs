@@ -8,6 +8,15 @@ internal static class DiagnosticDescriptors
 {
     private const string Category = "ResNetGen";
 
+    /// <summary>
+    /// Where each diagnostic's page lives: the repository's <c>docs/diagnostics/</c> folder, one page per ID
+    /// (<c>RNG0003.md</c>). Chosen once; every descriptor's help link is this plus the ID and <c>.md</c>.
+    /// </summary>
+    public const string HelpLinkBase = "https://github.com/resnetgen/ResNetGen/blob/main/docs/diagnostics/";
+
+    /// <summary>The help page of diagnostic <paramref name="id"/>.</summary>
+    public static string HelpLink(string id) => HelpLinkBase + id + ".md";
+
     public static readonly DiagnosticDescriptor NotAPartialClass = Error(
         "RNG0001", "[ResNet] needs a non-generic partial class",
         "[ResNet] cannot generate '{0}': {1}. {2}");
@@ -113,9 +122,9 @@ internal static class DiagnosticDescriptors
 
     private static DiagnosticDescriptor Error(string id, string title, string message) =>
         new(id, title, message, Category, DiagnosticSeverity.Error, isEnabledByDefault: true,
-            description: title + ". The message names the value at fault and the fix.", customTags: WellKnownDiagnosticTags.NotConfigurable);
+            description: title + ". The message names the value at fault and the fix.", helpLinkUri: HelpLink(id), customTags: WellKnownDiagnosticTags.NotConfigurable);
 
     private static DiagnosticDescriptor Warning(string id, string title, string message) =>
         new(id, title, message, Category, DiagnosticSeverity.Warning, isEnabledByDefault: true,
-            description: title + ". The message names the stage and the fix.");
+            description: title + ". The message names the stage and the fix.", helpLinkUri: HelpLink(id));
 }
