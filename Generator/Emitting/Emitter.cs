@@ -51,6 +51,12 @@ internal static class Emitter
             Comment(w, summary, "///");
             w.Line("/// </summary>");
         }
+        // The summary table in the class's documentation, so hovering the class in an IDE shows layers, shapes and parameters.
+        w.Line("/// <remarks>");
+        w.Line("/// <code>");
+        foreach (var line in SummaryTable(plan).Split('\n')) w.Line(("/// " + Xml(line.TrimEnd('\r'))).TrimEnd());
+        w.Line("/// </code>");
+        w.Line("/// </remarks>");
         w.Line($"[global::System.CodeDom.Compiler.GeneratedCode(\"ResNetGen\", \"{Version}\")]");
         w.Open($"partial class {name} : TorchNn.Module<TorchTensor, TorchTensor>, RG.IResNet");
 
