@@ -38,6 +38,7 @@ public class ConsumerTests
                 var entries = zip.Entries.Select(e => e.FullName).ToList();
                 Assert.Contains("lib/net8.0/ResNetGen.Runtime.dll", entries);
                 Assert.Contains("analyzers/dotnet/cs/ResNetGen.Generator.dll", entries);
+                Assert.Contains("analyzers/dotnet/cs/ResNetGen.CodeFixes.dll", entries);
                 Assert.Contains("buildTransitive/ResNetGen.targets", entries);
                 Assert.DoesNotContain(entries, e => e.StartsWith("lib/", StringComparison.Ordinal) && e.EndsWith("Generator.dll", StringComparison.Ordinal));
                 var nuspec = new StreamReader(zip.Entries.Single(e => e.FullName.EndsWith(".nuspec", StringComparison.Ordinal)).Open()).ReadToEnd();
@@ -131,6 +132,11 @@ public class ConsumerTests
             // conv1 216 + bn1 16; layer1.0 576+16+576+16; layer2.0 1,152+32+2,304+32 plus its projection 128+32; fc 51.
             Assert.Contains("parameters " + (216 + 16 + 576 + 16 + 576 + 16 + 1152 + 32 + 2304 + 32 + 128 + 32 + 51), output);
 
+            // The package's code fixes, as an IDE loads them from it: RNG0001 from the packed generator, fixed by the packed fix.
+            var fixedSource = PackedFix(Path.Combine(packages, "resnetgen", version, "analyzers", "dotnet", "cs"),
+                "using ResNetGen;\n\n[ResNet(Block.Basic, 2, 2, 2, 2)]\npublic class Net { }\n");
+            Assert.Equal("using ResNetGen;\n\n[ResNet(Block.Basic, 2, 2, 2, 2)]\npublic partial class Net { }\n", fixedSource);
+
             var native = Directory.GetFiles(Path.Combine(app, "bin"), "libLibTorchSharp.so", SearchOption.AllDirectories).Single();
             if (!ElfVersionNeeds.HostLibStdCxxHas("GLIBCXX_3.4.32")) Assert.Equal(2, NativePatchTests.FlagsOf(native) & 2);
             Assert.Equal(0, NativePatchTests.FlagsOf(NativePatchTests.CacheCopy(packages)) & 2);
@@ -138,6 +144,40 @@ public class ConsumerTests
         finally
         {
             try { work.Delete(recursive: true); } catch (IOException) { }
+        }
+    }
+
+    /// <summary>
+    /// Loads the generator and the code fixes from <paramref name="folder"/> (a restored package's analyzers folder) in an
+    /// assembly load context of their own, runs the generator on <paramref name="source"/> in a workspace, applies the
+    /// first fix offered for its RNG0001, and returns the fixed text.
+    /// </summary>
+    private static string PackedFix(string folder, string source)
+    {
+        var context = new System.Runtime.Loader.AssemblyLoadContext("packed-analyzers", isCollectible: true);
+        try
+        {
+            var generator = (Microsoft.CodeAnalysis.IIncrementalGenerator)Activator.CreateInstance(
+                context.LoadFromAssemblyPath(Path.Combine(folder, "ResNetGen.Generator.dll")).GetType("ResNetGen.Generator.ResNetGenerator", throwOnError: true)!)!;
+            var fix = (Microsoft.CodeAnalysis.CodeFixes.CodeFixProvider)Activator.CreateInstance(
+                context.LoadFromAssemblyPath(Path.Combine(folder, "ResNetGen.CodeFixes.dll")).GetType("ResNetGen.CodeFixes.PartialFix", throwOnError: true)!)!;
+            using var workspace = new Microsoft.CodeAnalysis.AdhocWorkspace();
+            var project = workspace.AddProject("User", Microsoft.CodeAnalysis.LanguageNames.CSharp)
+                .WithMetadataReferences(Basic.Reference.Assemblies.Net100.References.All.Append(
+                    Microsoft.CodeAnalysis.MetadataReference.CreateFromFile(typeof(ResNetAttribute).Assembly.Location)));
+            var document = project.AddDocument("Net.cs", source);
+            var compilation = document.Project.GetCompilationAsync().GetAwaiter().GetResult()!;
+            Microsoft.CodeAnalysis.CSharp.CSharpGeneratorDriver.Create(generator).RunGeneratorsAndUpdateCompilation(compilation, out _, out var diagnostics);
+            var diagnostic = diagnostics.Single(d => d.Id == "RNG0001");
+            var actions = new List<Microsoft.CodeAnalysis.CodeActions.CodeAction>();
+            fix.RegisterCodeFixesAsync(new Microsoft.CodeAnalysis.CodeFixes.CodeFixContext(document, diagnostic, (a, _) => actions.Add(a), default)).GetAwaiter().GetResult();
+            var change = actions.First().GetOperationsAsync(default).GetAwaiter().GetResult()
+                .OfType<Microsoft.CodeAnalysis.CodeActions.ApplyChangesOperation>().Single();
+            return change.ChangedSolution.GetDocument(document.Id)!.GetTextAsync().GetAwaiter().GetResult().ToString();
+        }
+        finally
+        {
+            context.Unload();
         }
     }
 
