@@ -64,16 +64,16 @@ public sealed class Classifier : IDisposable
     }
 
     /// <summary>The picture at <paramref name="path"/> as the network's input [1, C, H, W] (CPU floats), and what was done to it worth telling.</summary>
-    public static (torch.Tensor Input, string? Note) Prepare(string preprocess, string path)
+    public static (torch.Tensor Input, string? Note) Prepare(string preprocess, string path, long maxPixels = PictureReader.DefaultMaxPixels)
     {
         if (preprocess == FashionMnistPreprocess)
         {
-            var (pixels, inverted) = Images.Load(path);
+            var (pixels, inverted) = Images.Load(path, maxPixels);
             using (pixels)
                 return (FashionMnist.Normalize(pixels, torch.CPU), inverted ? "inverted: a light background, made dark as in Fashion-MNIST" : null);
         }
         if (Preprocessing.Parse(preprocess) is { } crop)
-            return (ImageFolder.Input(path, crop), null);
+            return (ImageFolder.Input(path, crop, maxPixels), null);
         throw new SampleException($"unknown preprocessing '{preprocess}' (expected fashion-mnist or resize-crop:size=…): the model was not written by this sample.");
     }
 

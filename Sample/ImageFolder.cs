@@ -21,15 +21,16 @@ namespace ResNetGen.Sample;
 public sealed class ImageFolder : ITrainingData
 {
 
-    /// <summary>Larger pictures are refused rather than decoded (a 64-megapixel RGBA bitmap is 256 MB).</summary>
-    public const long MaxPixels = 64L << 20;
-
     private readonly ConcurrentDictionary<string, Picture> _cache = new(StringComparer.Ordinal);
     private readonly long _cacheBudget;
     private long _cached;
 
-    private ImageFolder(string root, Preprocessing preprocessing, string[] classes, (string, int)[] train, (string, int)[] val, List<string> warnings, long cacheBudget)
+    private readonly long _maxPixels;
+
+    private ImageFolder(string root, Preprocessing preprocessing, string[] classes, (string, int)[] train, (string, int)[] val, List<string> warnings, long cacheBudget,
+        long maxPixels)
     {
+        _maxPixels = maxPixels;
         Root = root;
         Preprocessing = preprocessing;
         Classes = classes;
@@ -51,8 +52,8 @@ public sealed class ImageFolder : ITrainingData
     public int ResizeTo => Preprocessing.ResizeTo;
 
     public IReadOnlyList<string> Classes { get; }
-    public IReadOnlyList<(string Path, int Label)> TrainPictures { get; }
-    public IReadOnlyList<(string Path, int Label)> ValPictures { get; }
+    public IReadOnlyList<(string Path, int Label)> TrainPictures { get; private set; }
+    public IReadOnlyList<(string Path, int Label)> ValPictures { get; private set; }
 
     /// <summary>What is odd but not wrong (a class without validation pictures).</summary>
     public IReadOnlyList<string> Warnings { get; }
@@ -63,7 +64,8 @@ public sealed class ImageFolder : ITrainingData
 
     /// <summary>Reads the layout of <paramref name="root"/> (no picture decoded yet); every problem is one line.</summary>
     /// <param name="cacheBudget">Bytes of decoded, resized pictures kept in memory between epochs; the rest are decoded again each time.</param>
-    public static ImageFolder Open(string root, Preprocessing preprocessing, long cacheBudget = 1L << 30)
+    /// <param name="maxPixels">The most pixels a picture may declare (<see cref="PictureReader.DefaultMaxPixels"/>); larger ones are refused unread.</param>
+    public static ImageFolder Open(string root, Preprocessing preprocessing, long cacheBudget = 1L << 30, long maxPixels = PictureReader.DefaultMaxPixels)
     {
         if (!Directory.Exists(root)) throw new SampleException($"--images {root}: no such folder. Lay your pictures out as {root}/train/<class>/ and {root}/val/<class>/.");
         var trainRoot = Path.Combine(root, "train");
@@ -102,7 +104,7 @@ public sealed class ImageFolder : ITrainingData
         }
         if (val.Count == 0)
             throw new SampleException($"{valRoot} has no PNG or JPEG pictures in its class folders; validation needs some ({valRoot}/<class>/…).");
-        return new ImageFolder(root, preprocessing, classes, train.ToArray(), val.ToArray(), warnings, cacheBudget);
+        return new ImageFolder(root, preprocessing, classes, train.ToArray(), val.ToArray(), warnings, cacheBudget, maxPixels);
     }
 
     private static string[] ClassFolders(string folder) =>
@@ -124,11 +126,12 @@ public sealed class ImageFolder : ITrainingData
     }
 
     /// <summary>
-    /// Decodes every picture once, in parallel, keeping what the cache budget allows; reports progress as (done,
-    /// total). One unreadable picture (or more) is one line naming it: training on a folder that is not what it seems
-    /// is refused rather than silently thinned.
+    /// Decodes every picture once, in parallel, keeping what the cache budget allows; reports progress as (done, total).
+    /// Returns every picture that could not be read, with the reason, in path order. With <paramref name="skipUnreadable"/>
+    /// those are left out of training and validation (a class left without training pictures, or no validation picture
+    /// left at all, is still an error); without it, any unreadable picture is an error after the report, before training.
     /// </summary>
-    public void Check(Action<int, int> progress, CancellationToken cancel)
+    public IReadOnlyList<(string Path, string Why)> Check(Action<int, int> progress, CancellationToken cancel, bool skipUnreadable = false)
     {
         var all = TrainPictures.Concat(ValPictures).Select(p => p.Path).ToArray();
         var failures = new ConcurrentBag<(string Path, string Why)>();
@@ -145,10 +148,17 @@ public sealed class ImageFolder : ITrainingData
             }
             progress(Interlocked.Increment(ref done), all.Length);
         });
-        if (failures.IsEmpty) return;
         var sorted = failures.OrderBy(f => f.Path, StringComparer.Ordinal).ToList();
-        var more = sorted.Count > 1 ? $" {sorted.Count - 1} more unreadable: {string.Join(", ", sorted.Skip(1).Take(3).Select(f => f.Path))}{(sorted.Count > 4 ? ", …" : "")}." : "";
-        throw new SampleException($"{sorted[0].Why}.{more} Remove or replace {(sorted.Count == 1 ? "it" : "them")}; nothing was trained.");
+        if (sorted.Count == 0 || !skipUnreadable) return sorted;
+        var refused = sorted.Select(f => f.Path).ToHashSet(StringComparer.Ordinal);
+        TrainPictures = TrainPictures.Where(p => !refused.Contains(p.Path)).ToArray();
+        ValPictures = ValPictures.Where(p => !refused.Contains(p.Path)).ToArray();
+        var empty = Enumerable.Range(0, Classes.Count).FirstOrDefault(label => TrainPictures.All(p => p.Label != label), -1);
+        if (empty >= 0)
+            throw new SampleException($"every training picture of class {Classes[empty]} is unreadable (listed above); add readable ones, or remove the class folder. Nothing was trained.");
+        if (ValPictures.Count == 0)
+            throw new SampleException("every validation picture is unreadable (listed above); validation needs some. Nothing was trained.");
+        return sorted;
     }
 
     public (torch.Tensor Images, torch.Tensor Labels) TrainBatch(torch.Tensor indices, torch.Generator generator, torch.Device device)
@@ -187,17 +197,17 @@ public sealed class ImageFolder : ITrainingData
     private Picture Get(string path)
     {
         if (_cache.TryGetValue(path, out var cached)) return cached;
-        var picture = Picture.Decode(path, ResizeTo, Preprocessing.Interpolation);
+        var picture = Picture.Decode(path, ResizeTo, Preprocessing.Interpolation, _maxPixels);
         if (Interlocked.Add(ref _cached, picture.Bytes) <= _cacheBudget) _cache.TryAdd(path, picture);
         else Interlocked.Add(ref _cached, -picture.Bytes);
         return picture;
     }
 
     /// <summary>One picture as <paramref name="preprocessing"/> makes it for prediction: resized, centre-cropped, normalised, [1, 3, size, size].</summary>
-    public static torch.Tensor Input(string path, Preprocessing preprocessing)
+    public static torch.Tensor Input(string path, Preprocessing preprocessing, long maxPixels = PictureReader.DefaultMaxPixels)
     {
         var size = preprocessing.Size;
-        var picture = Picture.Decode(path, preprocessing.ResizeTo, preprocessing.Interpolation);
+        var picture = Picture.Decode(path, preprocessing.ResizeTo, preprocessing.Interpolation, maxPixels);
         var pixels = new float[3 * size * size];
         var (x, y, _) = Centre(picture, size);
         picture.CropInto(pixels, x, y, size, false, preprocessing);
@@ -220,19 +230,10 @@ public sealed class ImageFolder : ITrainingData
         public int Height { get; }
         public long Bytes => _rgb.Length;
 
-        public static Picture Decode(string path, int shorter, string interpolation)
+        public static Picture Decode(string path, int shorter, string interpolation, long maxPixels)
         {
-            if (!File.Exists(path)) throw new SampleException($"{path}: no such file");
-            using var codec = SKCodec.Create(path, out var status);
-            if (codec is null) throw new SampleException($"{path} is not a PNG or JPEG picture that can be decoded ({status})");
-            var (width, height) = (codec.Info.Width, codec.Info.Height);
-            if (width <= 0 || height <= 0 || (long)width * height > MaxPixels)
-                throw new SampleException($"{path} is {width}×{height} pixels, beyond the {MaxPixels >> 20} megapixels this sample decodes");
-            var info = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
-            using var full = new SKBitmap(info);
-            var result = codec.GetPixels(info, full.GetPixels());
-            if (result != SKCodecResult.Success)
-                throw new SampleException($"{path} is not a PNG or JPEG picture that can be decoded ({(result == SKCodecResult.IncompleteInput ? "truncated" : result.ToString())})");
+            using var full = PictureReader.Read(path, shorter, maxPixels);
+            var (width, height) = (full.Width, full.Height);
             var scale = (double)shorter / Math.Min(width, height);
             var (w, h) = (Math.Max(shorter, (int)Math.Round(width * scale)), Math.Max(shorter, (int)Math.Round(height * scale)));
             using var resized = full.Resize(new SKImageInfo(w, h, SKColorType.Rgba8888, SKAlphaType.Unpremul), Sampling(interpolation))

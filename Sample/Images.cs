@@ -12,11 +12,9 @@ public static class Images
     /// Decodes <paramref name="path"/>, converts it to grayscale, resizes it to 28×28 and, when its border is
     /// light, inverts it (Fashion-MNIST shows light garments on black). Returns bytes [1, 1, 28, 28].
     /// </summary>
-    public static (torch.Tensor Pixels, bool Inverted) Load(string path)
+    public static (torch.Tensor Pixels, bool Inverted) Load(string path, long maxPixels = PictureReader.DefaultMaxPixels)
     {
-        if (!File.Exists(path)) throw new SampleException($"{path}: no such file.");
-        using var decoded = SKBitmap.Decode(path)
-                            ?? throw new SampleException($"{path} is not a PNG or JPEG image (it could not be decoded). Pass a picture of a garment.");
+        using var decoded = PictureReader.Read(path, 28, maxPixels);
         var info = new SKImageInfo(28, 28, SKColorType.Rgba8888, SKAlphaType.Unpremul);
         using var resized = decoded.Resize(info, new SKSamplingOptions(SKCubicResampler.Mitchell))
                             ?? throw new SampleException($"{path} could not be resized to 28×28.");

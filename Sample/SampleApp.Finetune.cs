@@ -22,20 +22,31 @@ public sealed partial class SampleApp
 
     /// <summary>What the finetune command was asked to do.</summary>
     private sealed record FineTuneRequest(string Images, string? From, Architecture Architecture, int TrainableStages, Preprocessing Preprocessing,
-        TrainSettings Settings, string Output);
+        TrainSettings Settings, string Output, long MaxPixels = PictureReader.DefaultMaxPixels, bool SkipUnreadable = false);
 
     private int FineTune(torch.Device device, FineTuneRequest request)
     {
         torch.manual_seed(request.Settings.Seed);
         var arch = request.Architecture;
-        var data = ImageFolder.Open(request.Images, request.Preprocessing);
+        var data = ImageFolder.Open(request.Images, request.Preprocessing, maxPixels: request.MaxPixels);
         _console.MarkupLine(Markup.Escape($"Pictures: {data.TrainCount:N0} to train on and {data.TestCount:N0} to validate on, {data.Classes.Count} classes ({string.Join(", ", data.Classes)}), from {data.Root}."));
         foreach (var warning in data.Warnings) _console.MarkupLine($"[yellow]warning:[/] {Markup.Escape(warning)}");
+        var total = data.TrainCount + data.TestCount;
+        IReadOnlyList<(string Path, string Why)> refused = Array.Empty<(string, string)>();
         _console.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn()).Start(ctx =>
         {
-            var task = ctx.AddTask("reading every picture once", maxValue: data.TrainCount + data.TestCount);
-            data.Check((done, _) => task.Value = done, _cancel);
+            var task = ctx.AddTask("reading every picture once", maxValue: total);
+            refused = data.Check((done, _) => task.Value = done, _cancel, request.SkipUnreadable);
         });
+        if (refused.Count > 0)
+        {
+            // One report of every picture that could not be read, whatever happens next.
+            _console.MarkupLine(Markup.Escape($"{refused.Count} of {total:N0} pictures could not be read:"));
+            foreach (var (_, why) in refused) _console.MarkupLine("  " + Markup.Escape(why));
+            if (!request.SkipUnreadable)
+                throw new SampleException($"{refused.Count} of {total:N0} pictures could not be read (listed above). Remove or replace them, or pass --skip-unreadable to train on the rest; nothing was trained.");
+            _console.MarkupLine(Markup.Escape($"--skip-unreadable: training on the other {data.TrainCount:N0} and validating on {data.TestCount:N0}."));
+        }
 
         using var network = arch.Create(data.Classes.Count);
         var loaded = request.From is null ? "random initialisation (no --from)" : LoadPretrained(network, arch, request.From, data.Classes);

@@ -15,7 +15,7 @@ public sealed partial class SampleApp
     private const int EngineThreshold = 10;
 
     private int Predict(torch.Device device, string[] inputs, string checkpointPath, int top, string? onnxModel = null, string? arch = null, string? labels = null,
-        string engine = "auto")
+        string engine = "auto", long maxPixels = PictureReader.DefaultMaxPixels)
     {
         var files = new List<string>();
         foreach (var input in inputs)
@@ -95,7 +95,7 @@ public sealed partial class SampleApp
             if (_cancel.IsCancellationRequested) break;
             try
             {
-                var (input, note) = Classifier.Prepare(preprocess, file);
+                var (input, note) = Classifier.Prepare(preprocess, file, maxPixels);
                 using (input)
                 {
                     var p = classify(input);
@@ -106,10 +106,11 @@ public sealed partial class SampleApp
                     table.AddRow(Markup.Escape(Path.GetFileName(file)) + mark, Markup.Escape(string.Join(", ", best)));
                 }
             }
-            catch (SampleException e) // one unreadable picture is reported in its row; the others are still classified
+            catch (SampleException e) // one unreadable picture is reported in its row, with why; the others are still classified
             {
                 failed.Add(e.Message);
-                table.AddRow(Markup.Escape(Path.GetFileName(file)), "[red]unreadable[/]");
+                var why = e.Message.StartsWith(file, StringComparison.Ordinal) ? e.Message[file.Length..].TrimStart(':', ' ') : e.Message;
+                table.AddRow(Markup.Escape(Path.GetFileName(file)), "[red]unreadable:[/] " + Markup.Escape(why));
             }
         }
         _console.Write(table);

@@ -109,10 +109,20 @@ public sealed partial class SampleApp
             DefaultValueFactory = _ => "auto",
         };
         Check(engine, v => v is "auto" or "onnxruntime" or "torchsharp", "use auto, onnxruntime or torchsharp");
+        var maxPixels = new Option<long>("--max-pixels")
+        {
+            Description = $"the most pixels a picture may declare; larger ones are refused before decoding (default {PictureReader.DefaultMaxPixels:N0}, PIL's Image.MAX_IMAGE_PIXELS)",
+            DefaultValueFactory = _ => PictureReader.DefaultMaxPixels,
+        };
+        Check(maxPixels, v => v is >= 1 and <= 1L << 40, "must be a positive number of pixels");
+        var skipUnreadable = new Option<bool>("--skip-unreadable")
+        {
+            Description = "train on the readable pictures when some cannot be read (too large, truncated, not an image); by default finetune lists them and stops before training",
+        };
         var predict = new Command("predict", "Classify pictures (PNG or JPEG files, or folders of them) with a checkpoint, or with an exported model on ONNX Runtime (--onnx).")
-            { paths, device, output, checkpoint, top, onnx, predictArch, labels, engine };
+            { paths, device, output, checkpoint, top, onnx, predictArch, labels, engine, maxPixels };
         predict.SetAction(r => Guard(() => Predict(Device(r.GetValue(device)!), r.GetValue(paths)!, CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(top), r.GetValue(onnx),
-            r.GetValue(predictArch), r.GetValue(labels), r.GetValue(engine)!)));
+            r.GetValue(predictArch), r.GetValue(labels), r.GetValue(engine)!, r.GetValue(maxPixels))));
 
         var pytorch = new Option<string?>("--pytorch") { Description = "instead of ONNX, write a PyTorch model into this folder: model.py (the network's PyTorch twin), weights.safetensors, safetensors_io.py and checkpoint.py (torch and numpy only)" };
         var untrained = new Option<bool>("--untrained") { Description = "with --pytorch and --arch: the architecture untrained (this sample's initialisation), no checkpoint" };
@@ -132,7 +142,7 @@ public sealed partial class SampleApp
         }));
 
         var finetune = new Command("finetune", $"Fine-tune a pretrained network ({Sample.Architecture.Names}) on a folder of your own pictures: frozen early stages, a new classifier, the preprocessing its weights were trained with, live progress, validation per epoch, a checkpoint and a PNG of the curves.")
-            { images, from, arch, trainableStages, fineTuneEpochs, size, cropPct, interpolation, mean, std, output, fineTuneBatch, fineTuneLr, device, seed };
+            { images, from, arch, trainableStages, fineTuneEpochs, size, cropPct, interpolation, mean, std, output, fineTuneBatch, fineTuneLr, device, seed, maxPixels, skipUnreadable };
         finetune.SetAction(r => Guard(() =>
         {
             var network = Sample.Architecture.Named(r.GetValue(arch)!);
@@ -145,7 +155,8 @@ public sealed partial class SampleApp
                 Std = r.GetValue(std) is { } sd ? Triple(sd)! : network.Preprocessing.Std,
             };
             return FineTune(Device(r.GetValue(device)!), new FineTuneRequest(r.GetValue(images)!, r.GetValue(from), network, r.GetValue(trainableStages), preprocessing,
-                new TrainSettings(r.GetValue(fineTuneEpochs), r.GetValue(fineTuneBatch), r.GetValue(fineTuneLr), 1e-4, r.GetValue(seed), null, null), r.GetValue(output)!));
+                new TrainSettings(r.GetValue(fineTuneEpochs), r.GetValue(fineTuneBatch), r.GetValue(fineTuneLr), 1e-4, r.GetValue(seed), null, null), r.GetValue(output)!,
+                r.GetValue(maxPixels), r.GetValue(skipUnreadable)));
         }));
 
         var fashionFolder = new Command("fashion-folder", "Write Fashion-MNIST classes as a picture folder (train/<class>/*.png from the training set, val/<class>/*.png from the test set) for finetune.")

@@ -278,8 +278,11 @@ public sealed class FineTuneCommandTests : IDisposable
         File.WriteAllBytes(truncated, File.ReadAllBytes(truncated).Take(200).ToArray());
         File.WriteAllText(Path.Combine(broken, "val", "squares", "fake.png"), "not a picture");
         var run = FineTune(broken, null, Output);
-        AssertOneLineError(run, $"{truncated} is not a PNG or JPEG picture that can be decoded");
-        Assert.Contains($"1 more unreadable: {broken}/val/squares/fake.png. Remove or replace them; nothing was trained.", run.Item2);
+        AssertOneLineError(run, "2 of 10 pictures could not be read (listed above). Remove or replace them, or pass --skip-unreadable to train on the rest; nothing was trained.");
+        // One report of every refused picture with its reason, before the error.
+        Assert.Contains("2 of 10 pictures could not be read:", run.Item2);
+        Assert.Contains($"  {truncated} is not a PNG or JPEG picture that can be decoded", run.Item2);
+        Assert.Contains($"  {broken}/val/squares/fake.png is not a PNG or JPEG picture that can be decoded", run.Item2);
 
         Assert.False(Directory.Exists(Output)); // no checkpoint, no curves, not even the folder
     }

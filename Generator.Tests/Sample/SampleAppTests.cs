@@ -32,9 +32,12 @@ public sealed class SampleAppTests : IDisposable
     private static (int Code, string Text) Run(Func<IAnsiConsole, SampleApp> create, params string[] args) => SampleRunner.Run(create, args);
 
     /// <summary>The first <paramref name="train"/> and <paramref name="test"/> images of the embedded subset, as IDX files.</summary>
-    private string TinyData(int train = 256, int test = 64, string name = "data")
+    private string TinyData(int train = 256, int test = 64, string name = "data") => TinyDataIn(_folder, train, test, name);
+
+    /// <summary>A Fashion-MNIST subset of <paramref name="train"/> and <paramref name="test"/> images as IDX files in <paramref name="parent"/>/<paramref name="name"/>.</summary>
+    internal static string TinyDataIn(string parent, int train = 256, int test = 64, string name = "data")
     {
-        var folder = Path.Combine(_folder, name);
+        var folder = Path.Combine(parent, name);
         Directory.CreateDirectory(folder);
         var assembly = typeof(SampleApp).Assembly;
         void Copy(string name, int headerBytes, int itemBytes, int count)
@@ -238,12 +241,12 @@ public sealed class SampleAppTests : IDisposable
         File.WriteAllText(Path.Combine(pictures, "readme.txt"), "not a picture by its name: skipped");
 
         var (code, text) = Run("predict", pictures, "--output", Output);
-        AssertOneLineError(code, text, broken + " is not a PNG or JPEG image");
+        AssertOneLineError(code, text, broken + " is not a PNG or JPEG picture that can be decoded");
         string Row(string name) => text.Split('\n').Single(l => l.Contains(name, StringComparison.Ordinal) && l.Contains('│'));
         Assert.Matches(@"a-dark\.png +│ [A-Za-z/ -]+ \d+\.\d%", Row("a-dark.png"));
         Assert.DoesNotContain("inverted", Row("a-dark.png"));
         Assert.Matches(@"b-light\.png \(inverted\*\) +│ [A-Za-z/ -]+ \d+\.\d%", Row("b-light.png"));
-        Assert.Contains("│ unreadable", Row("c-broken.png"));
+        Assert.Contains("│ unreadable: is not a PNG or JPEG picture that can be decoded", Row("c-broken.png"));
         Assert.DoesNotContain("readme.txt", text);
         // The mark is explained once, under the table.
         Assert.Single(text.Split('\n'), l => l.StartsWith("* inverted: a light background, made dark as in Fashion-MNIST.", StringComparison.Ordinal));
