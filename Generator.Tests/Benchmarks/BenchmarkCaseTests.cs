@@ -22,6 +22,12 @@ public class BenchmarkCaseTests
     {
         using var generated = new ResNet50();
         using var peer = PeerResNet.ResNet50();
+        AssertSameNetwork(generated, peer, "ResNet-50 eval");
+    }
+
+    /// <summary>The peer has the generated network's keys and shapes, takes its weights, and gives its eval outputs.</summary>
+    private static void AssertSameNetwork(torch.nn.Module<torch.Tensor, torch.Tensor> generated, torch.nn.Module<torch.Tensor, torch.Tensor> peer, string what)
+    {
         Assert.Equal(generated.state_dict().Keys.OrderBy(k => k), peer.state_dict().Keys.OrderBy(k => k));
         Assert.All(generated.state_dict(), kv => Assert.Equal(kv.Value.shape, peer.state_dict()[kv.Key].shape));
         DeterministicWeights.Apply(generated);
@@ -31,7 +37,7 @@ public class BenchmarkCaseTests
         using var input = DeterministicWeights.Input();
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
-        Tolerance.AssertClose(peer.call(input), generated.call(input), "ResNet-50 eval");
+        Tolerance.AssertClose(peer.call(input), generated.call(input), what);
     }
 
     [Theory]
@@ -41,15 +47,7 @@ public class BenchmarkCaseTests
     {
         using torch.nn.Module<torch.Tensor, torch.Tensor> generated = name == "resnet18" ? new ResNetGen.Benchmarks.ResNet18() : new ResNet50();
         using var peer = name == "resnet18" ? torchvision.models.resnet18() : torchvision.models.resnet50();
-        Assert.Equal(generated.state_dict().Keys.OrderBy(k => k), peer.state_dict().Keys.OrderBy(k => k));
-        DeterministicWeights.Apply(generated);
-        Case.SameWeights(generated, peer);
-        generated.eval();
-        peer.eval();
-        using var input = DeterministicWeights.Input();
-        using var scope = torch.NewDisposeScope();
-        using var noGrad = torch.no_grad();
-        Tolerance.AssertClose(peer.call(input), generated.call(input), $"TorchVision's {name} eval");
+        AssertSameNetwork(generated, peer, $"TorchVision's {name} eval");
         // Each family's ratios are to TorchVision's model in a DisposeScope where there is one.
         Assert.Equal(name + "-infer/torchvision", Case.PeerOf(name + "-infer", Case.Names));
         Assert.Equal("resnet20-train/handwritten", Case.PeerOf("resnet20-train", Case.Names));

@@ -219,7 +219,7 @@ public sealed class SampleAppTests : IDisposable
         var fake = Path.Combine(_folder, "notes.png");
         File.WriteAllText(fake, "these are not pixels");
         var (code, text) = Run("predict", fake, "--output", Output);
-        AssertOneLineError(code, text, fake + " is not a PNG or JPEG image");
+        AssertOneLineError(code, text, fake + " is not a PNG or JPEG picture that can be decoded");
         (code, text) = Run("predict", Path.Combine(_folder, "missing.jpg"), "--output", Output);
         AssertOneLineError(code, text, Path.Combine(_folder, "missing.jpg") + ": no such file or folder");
     }

@@ -41,7 +41,7 @@ public sealed class AttributeArgumentFix : CodeFixProvider
             if (argument?.Parent?.Parent is not AttributeSyntax attribute) continue;
             var name = argument.NameEquals?.Name.Identifier.Text;
             void Offer(string title, string key, Func<SyntaxNode, SyntaxNode?> edit) =>
-                context.RegisterCodeFix(CodeAction.Create(title, ct => Edit(context.Document, edit, ct), equivalenceKey: diagnostic.Id + "." + key), diagnostic);
+                context.RegisterCodeFix(CodeAction.Create(title, ct => Ids.Edit(context.Document, edit, ct), equivalenceKey: diagnostic.Id + "." + key), diagnostic);
 
             switch (diagnostic.Id)
             {
@@ -82,11 +82,6 @@ public sealed class AttributeArgumentFix : CodeFixProvider
 
     private static string Text(AttributeArgumentSyntax argument) => argument.WithoutTrivia().ToString();
 
-    private static async Task<Document> Edit(Document document, Func<SyntaxNode, SyntaxNode?> edit, CancellationToken cancellationToken)
-    {
-        var root = await document.GetSyntaxRootAsync(cancellationToken).ConfigureAwait(false);
-        return root is not null && edit(root) is { } changed ? document.WithSyntaxRoot(changed) : document;
-    }
 
     private static SyntaxNode? Remove(SyntaxNode root, AttributeArgumentSyntax argument) => root.RemoveNode(argument, SyntaxRemoveOptions.KeepNoTrivia);
 

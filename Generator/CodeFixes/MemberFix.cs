@@ -36,7 +36,7 @@ public sealed class MemberFix : CodeFixProvider
             if (node.FirstAncestorOrSelf<BaseTypeSyntax>() is { Parent: BaseListSyntax baseList } baseType)
             {
                 context.RegisterCodeFix(CodeAction.Create($"Remove the base class {baseType.Type}",
-                    ct => Edit(context.Document, r => baseList.Types.Count == 1
+                    ct => Ids.Edit(context.Document, r => baseList.Types.Count == 1
                         ? r.RemoveNode(baseList, SyntaxRemoveOptions.KeepExteriorTrivia)
                         : r.RemoveNode(baseType, SyntaxRemoveOptions.KeepNoTrivia), ct),
                     equivalenceKey: Ids.MemberAlreadyDeclared + ".remove"), diagnostic);
@@ -49,7 +49,7 @@ public sealed class MemberFix : CodeFixProvider
                 : member;
             var name = Name(member, diagnostic);
             context.RegisterCodeFix(CodeAction.Create(name is null ? "Remove it: ResNetGen generates it" : $"Remove '{name}': ResNetGen generates it",
-                ct => Edit(context.Document, r => r.RemoveNode(removed, SyntaxRemoveOptions.KeepNoTrivia), ct),
+                ct => Ids.Edit(context.Document, r => r.RemoveNode(removed, SyntaxRemoveOptions.KeepNoTrivia), ct),
                 equivalenceKey: Ids.MemberAlreadyDeclared + ".remove"), diagnostic);
             if (name is null || member is ConstructorDeclarationSyntax) continue;
             var newName = "My" + char.ToUpperInvariant(name[0]) + name.Substring(1);
@@ -69,11 +69,6 @@ public sealed class MemberFix : CodeFixProvider
         _ => null,
     };
 
-    private static async Task<Document> Edit(Document document, System.Func<SyntaxNode, SyntaxNode?> edit, CancellationToken cancellationToken)
-    {
-        var root = await document.GetSyntaxRootAsync(cancellationToken).ConfigureAwait(false);
-        return root is not null && edit(root) is { } changed ? document.WithSyntaxRoot(changed) : document;
-    }
 
     private static async Task<Solution> Rename(Document document, Microsoft.CodeAnalysis.Text.TextSpan span, string newName, CancellationToken cancellationToken)
     {
