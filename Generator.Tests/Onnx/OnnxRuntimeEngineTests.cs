@@ -87,7 +87,12 @@ public sealed class OnnxRuntimeEngineTests : IDisposable
         using (var channelsLast = TensorLayout.ForCompute(input, ActivationLayout.ChannelsLast))
         {
             Assert.False(channelsLast.is_contiguous());
-            AssertEngineEqualsForward(network, engine, channelsLast, "a channels-last input");
+            // The expected outputs from the NCHW copy: the network's own forward on a channels-last input would run
+            // channels-last convolutions, which crash or miscompute on some CPUs (those run in child processes only).
+            using var noGrad = torch.no_grad();
+            using var expected = network.call(input);
+            using var actual = engine.forward(channelsLast);
+            Tolerance.AssertClose(expected, actual, "a channels-last input", Bound);
         }
         using var none = torch.zeros(0, 3, 64, 64);
         using var empty = engine.forward(none);

@@ -21,62 +21,53 @@ namespace ResNetGen.CodeFixes;
 /// <c>StemWidth</c>, use <c>Stem.Deep</c> instead).
 /// </summary>
 [ExportCodeFixProvider(LanguageNames.CSharp, Name = nameof(AttributeArgumentFix)), Shared]
-public sealed class AttributeArgumentFix : CodeFixProvider
+public sealed class AttributeArgumentFix : FixProvider
 {
     /// <inheritdoc />
     public override ImmutableArray<string> FixableDiagnosticIds =>
         ImmutableArray.Create(Ids.BasicBlockWidth, Ids.BasicBlockDilation, Ids.DilateStagesLength, Ids.UndefinedEnumValue, Ids.OptionDoesNotApply);
 
     /// <inheritdoc />
-    public override FixAllProvider GetFixAllProvider() => WellKnownFixAllProviders.BatchFixer;
-
-    /// <inheritdoc />
-    public override async Task RegisterCodeFixesAsync(CodeFixContext context)
+    protected override async Task Register(CodeFixContext context, SyntaxNode root, Diagnostic diagnostic)
     {
-        var root = await context.Document.GetSyntaxRootAsync(context.CancellationToken).ConfigureAwait(false);
-        if (root is null) return;
-        foreach (var diagnostic in context.Diagnostics)
-        {
-            var argument = root.FindNode(diagnostic.Location.SourceSpan, getInnermostNodeForTie: true).FirstAncestorOrSelf<AttributeArgumentSyntax>();
-            if (argument?.Parent?.Parent is not AttributeSyntax attribute) continue;
-            var name = argument.NameEquals?.Name.Identifier.Text;
-            void Offer(string title, string key, Func<SyntaxNode, SyntaxNode?> edit) =>
-                context.RegisterCodeFix(CodeAction.Create(title, ct => Ids.Edit(context.Document, edit, ct), equivalenceKey: diagnostic.Id + "." + key), diagnostic);
+        var argument = root.FindNode(diagnostic.Location.SourceSpan, getInnermostNodeForTie: true).FirstAncestorOrSelf<AttributeArgumentSyntax>();
+        if (argument?.Parent?.Parent is not AttributeSyntax attribute) return;
+        var name = argument.NameEquals?.Name.Identifier.Text;
+        void Offer(string title, string key, Func<SyntaxNode, SyntaxNode?> edit) => FixProvider.Offer(context, diagnostic, title, key, edit);
 
-            switch (diagnostic.Id)
+        switch (diagnostic.Id)
+        {
+            case Ids.BasicBlockWidth when name is "Groups" or "WidthPerGroup":
+            case Ids.BasicBlockDilation when name == "DilateStages":
+                Offer($"Remove {Text(argument)}", "remove", r => Remove(r, argument));
+                if (BlockArgument(attribute) is { } block)
+                    Offer("Use Block.Bottleneck", "bottleneck", r => r.ReplaceNode(block, block.WithName(SyntaxFactory.IdentifierName("Bottleneck"))));
+                break;
+            case Ids.DilateStagesLength when name == "DilateStages":
             {
-                case Ids.BasicBlockWidth when name is "Groups" or "WidthPerGroup":
-                case Ids.BasicBlockDilation when name == "DilateStages":
-                    Offer($"Remove {Text(argument)}", "remove", r => Remove(r, argument));
-                    if (BlockArgument(attribute) is { } block)
-                        Offer("Use Block.Bottleneck", "bottleneck", r => r.ReplaceNode(block, block.WithName(SyntaxFactory.IdentifierName("Bottleneck"))));
-                    break;
-                case Ids.DilateStagesLength when name == "DilateStages":
-                {
-                    var wanted = attribute.ArgumentList!.Arguments.Count(a => a.NameEquals is null && a.NameColon is null) - 2; // block counts after the Block, less one
-                    if (wanted <= 0)
-                        Offer($"Remove {name}: a one-stage network has no stage to dilate", "resize", r => Remove(r, argument));
-                    else if (Entries(argument.Expression) is { } entries)
-                        Offer($"Give DilateStages {wanted} {(wanted == 1 ? "entry" : "entries")}", "resize", r => r.ReplaceNode(argument.Expression, Resized(entries, wanted)));
-                    break;
-                }
-                case Ids.UndefinedEnumValue when argument.Expression is CastExpressionSyntax cast:
-                {
-                    var model = await context.Document.GetSemanticModelAsync(context.CancellationToken).ConfigureAwait(false);
-                    if (model?.GetTypeInfo(cast.Type, context.CancellationToken).Type is not INamedTypeSymbol { TypeKind: TypeKind.Enum } enumType) break;
-                    foreach (var member in enumType.GetMembers().OfType<IFieldSymbol>().Where(f => f.HasConstantValue))
-                    {
-                        var replacement = SyntaxFactory.MemberAccessExpression(SyntaxKind.SimpleMemberAccessExpression,
-                            cast.Type.WithoutTrivia(), SyntaxFactory.IdentifierName(member.Name)).WithTriviaFrom(cast);
-                        Offer($"Use {cast.Type}.{member.Name}", member.Name, r => r.ReplaceNode(cast, replacement));
-                    }
-                    break;
-                }
-                case Ids.OptionDoesNotApply when name is not null:
-                    Offer($"Remove {Text(argument)}", "remove", r => Remove(r, argument));
-                    if (name == "StemWidth") Offer("Use Stem.Deep (timm's deep stem, whose width StemWidth sets)", "deep-stem", r => UseDeepStem(r, attribute, argument));
-                    break;
+                var wanted = attribute.ArgumentList!.Arguments.Count(a => a.NameEquals is null && a.NameColon is null) - 2; // block counts after the Block, less one
+                if (wanted <= 0)
+                    Offer($"Remove {name}: a one-stage network has no stage to dilate", "resize", r => Remove(r, argument));
+                else if (Entries(argument.Expression) is { } entries)
+                    Offer($"Give DilateStages {wanted} {(wanted == 1 ? "entry" : "entries")}", "resize", r => r.ReplaceNode(argument.Expression, Resized(entries, wanted)));
+                break;
             }
+            case Ids.UndefinedEnumValue when argument.Expression is CastExpressionSyntax cast:
+            {
+                var model = await context.Document.GetSemanticModelAsync(context.CancellationToken).ConfigureAwait(false);
+                if (model?.GetTypeInfo(cast.Type, context.CancellationToken).Type is not INamedTypeSymbol { TypeKind: TypeKind.Enum } enumType) break;
+                foreach (var member in enumType.GetMembers().OfType<IFieldSymbol>().Where(f => f.HasConstantValue))
+                {
+                    var replacement = SyntaxFactory.MemberAccessExpression(SyntaxKind.SimpleMemberAccessExpression,
+                        cast.Type.WithoutTrivia(), SyntaxFactory.IdentifierName(member.Name)).WithTriviaFrom(cast);
+                    Offer($"Use {cast.Type}.{member.Name}", member.Name, r => r.ReplaceNode(cast, replacement));
+                }
+                break;
+            }
+            case Ids.OptionDoesNotApply when name is not null:
+                Offer($"Remove {Text(argument)}", "remove", r => Remove(r, argument));
+                if (name == "StemWidth") Offer("Use Stem.Deep (timm's deep stem, whose width StemWidth sets)", "deep-stem", r => UseDeepStem(r, attribute, argument));
+                break;
         }
     }
 

@@ -17,46 +17,37 @@ namespace ResNetGen.CodeFixes;
 /// everywhere it is used, to My + its name); a base class is removed from the base list.
 /// </summary>
 [ExportCodeFixProvider(LanguageNames.CSharp, Name = nameof(MemberFix)), Shared]
-public sealed class MemberFix : CodeFixProvider
+public sealed class MemberFix : FixProvider
 {
     /// <inheritdoc />
     public override ImmutableArray<string> FixableDiagnosticIds => ImmutableArray.Create(Ids.MemberAlreadyDeclared);
 
     /// <inheritdoc />
-    public override FixAllProvider GetFixAllProvider() => WellKnownFixAllProviders.BatchFixer;
-
-    /// <inheritdoc />
-    public override async Task RegisterCodeFixesAsync(CodeFixContext context)
+    protected override Task Register(CodeFixContext context, SyntaxNode root, Diagnostic diagnostic)
     {
-        var root = await context.Document.GetSyntaxRootAsync(context.CancellationToken).ConfigureAwait(false);
-        if (root is null) return;
-        foreach (var diagnostic in context.Diagnostics)
+        var node = root.FindNode(diagnostic.Location.SourceSpan, getInnermostNodeForTie: true);
+        if (node.FirstAncestorOrSelf<BaseTypeSyntax>() is { Parent: BaseListSyntax baseList } baseType)
         {
-            var node = root.FindNode(diagnostic.Location.SourceSpan, getInnermostNodeForTie: true);
-            if (node.FirstAncestorOrSelf<BaseTypeSyntax>() is { Parent: BaseListSyntax baseList } baseType)
-            {
-                context.RegisterCodeFix(CodeAction.Create($"Remove the base class {baseType.Type}",
-                    ct => Ids.Edit(context.Document, r => baseList.Types.Count == 1
-                        ? r.RemoveNode(baseList, SyntaxRemoveOptions.KeepExteriorTrivia)
-                        : r.RemoveNode(baseType, SyntaxRemoveOptions.KeepNoTrivia), ct),
-                    equivalenceKey: Ids.MemberAlreadyDeclared + ".remove"), diagnostic);
-                continue;
-            }
-            var member = node.FirstAncestorOrSelf<MemberDeclarationSyntax>();
-            if (member is null or BaseTypeDeclarationSyntax) continue;
-            var removed = member is BaseFieldDeclarationSyntax { Declaration.Variables.Count: > 1 } field
-                ? (SyntaxNode)field.Declaration.Variables.First(v => v.Span.Contains(diagnostic.Location.SourceSpan))
-                : member;
-            var name = Name(member, diagnostic);
-            context.RegisterCodeFix(CodeAction.Create(name is null ? "Remove it: ResNetGen generates it" : $"Remove '{name}': ResNetGen generates it",
-                ct => Ids.Edit(context.Document, r => r.RemoveNode(removed, SyntaxRemoveOptions.KeepNoTrivia), ct),
-                equivalenceKey: Ids.MemberAlreadyDeclared + ".remove"), diagnostic);
-            if (name is null || member is ConstructorDeclarationSyntax) continue;
-            var newName = "My" + char.ToUpperInvariant(name[0]) + name.Substring(1);
-            context.RegisterCodeFix(CodeAction.Create($"Rename '{name}' to '{newName}'",
-                ct => Rename(context.Document, diagnostic.Location.SourceSpan, newName, ct),
-                equivalenceKey: Ids.MemberAlreadyDeclared + ".rename"), diagnostic);
+            Offer(context, diagnostic, $"Remove the base class {baseType.Type}", "remove", r => baseList.Types.Count == 1
+                ? r.RemoveNode(baseList, SyntaxRemoveOptions.KeepExteriorTrivia)
+                : r.RemoveNode(baseType, SyntaxRemoveOptions.KeepNoTrivia));
+            return Task.CompletedTask;
         }
+        var member = node.FirstAncestorOrSelf<MemberDeclarationSyntax>();
+        if (member is null or BaseTypeDeclarationSyntax) return Task.CompletedTask;
+        var removed = member is BaseFieldDeclarationSyntax { Declaration.Variables.Count: > 1 } field
+            ? (SyntaxNode)field.Declaration.Variables.First(v => v.Span.Contains(diagnostic.Location.SourceSpan))
+            : member;
+        var name = Name(member, diagnostic);
+        Offer(context, diagnostic, name is null ? "Remove it: ResNetGen generates it" : $"Remove '{name}': ResNetGen generates it", "remove",
+            r => r.RemoveNode(removed, SyntaxRemoveOptions.KeepNoTrivia));
+        if (name is null || member is ConstructorDeclarationSyntax) return Task.CompletedTask;
+        // A rename changes every document that uses the member: a solution-wide action, not an edit of this root.
+        var newName = "My" + char.ToUpperInvariant(name[0]) + name.Substring(1);
+        context.RegisterCodeFix(CodeAction.Create($"Rename '{name}' to '{newName}'",
+            ct => Rename(context.Document, diagnostic.Location.SourceSpan, newName, ct),
+            equivalenceKey: Ids.MemberAlreadyDeclared + ".rename"), diagnostic);
+        return Task.CompletedTask;
     }
 
     private static string? Name(MemberDeclarationSyntax member, Diagnostic diagnostic) => member switch

@@ -1,10 +1,8 @@
 using System.Collections.Immutable;
 using System.Composition;
 using System.Linq;
-using System.Threading;
 using System.Threading.Tasks;
 using Microsoft.CodeAnalysis;
-using Microsoft.CodeAnalysis.CodeActions;
 using Microsoft.CodeAnalysis.CodeFixes;
 using Microsoft.CodeAnalysis.CSharp;
 using Microsoft.CodeAnalysis.CSharp.Syntax;
@@ -16,38 +14,22 @@ namespace ResNetGen.CodeFixes;
 /// and its containers are partial already (a generic or static class: no edit of the modifiers makes it generable).
 /// </summary>
 [ExportCodeFixProvider(LanguageNames.CSharp, Name = nameof(PartialFix)), Shared]
-public sealed class PartialFix : CodeFixProvider
+public sealed class PartialFix : FixProvider
 {
     /// <inheritdoc />
     public override ImmutableArray<string> FixableDiagnosticIds => ImmutableArray.Create(Ids.NotAPartialClass);
 
     /// <inheritdoc />
-    public override FixAllProvider GetFixAllProvider() => WellKnownFixAllProviders.BatchFixer;
-
-    /// <inheritdoc />
-    public override async Task RegisterCodeFixesAsync(CodeFixContext context)
+    protected override Task Register(CodeFixContext context, SyntaxNode root, Diagnostic diagnostic)
     {
-        var root = await context.Document.GetSyntaxRootAsync(context.CancellationToken).ConfigureAwait(false);
-        if (root is null) return;
-        foreach (var diagnostic in context.Diagnostics)
-        {
-            var type = root.FindToken(diagnostic.Location.SourceSpan.Start).Parent?.FirstAncestorOrSelf<ClassDeclarationSyntax>();
-            if (type is null || Missing(type).Length == 0) continue;
-            context.RegisterCodeFix(
-                CodeAction.Create($"Make '{type.Identifier.Text}' partial", ct => Apply(context.Document, type, ct), equivalenceKey: Ids.NotAPartialClass + ".partial"),
-                diagnostic);
-        }
+        var type = root.FindToken(diagnostic.Location.SourceSpan.Start).Parent?.FirstAncestorOrSelf<ClassDeclarationSyntax>();
+        if (type is not null && Missing(type).Length > 0)
+            Offer(context, diagnostic, $"Make '{type.Identifier.Text}' partial", "partial", r => r.ReplaceNodes(Missing(type), (_, rewritten) => AddPartial(rewritten)));
+        return Task.CompletedTask;
     }
 
     private static ImmutableArray<TypeDeclarationSyntax> Missing(ClassDeclarationSyntax type) =>
         type.AncestorsAndSelf().OfType<TypeDeclarationSyntax>().Where(t => !t.Modifiers.Any(SyntaxKind.PartialKeyword)).ToImmutableArray();
-
-    private static async Task<Document> Apply(Document document, ClassDeclarationSyntax type, CancellationToken cancellationToken)
-    {
-        var root = await document.GetSyntaxRootAsync(cancellationToken).ConfigureAwait(false);
-        if (root is null) return document;
-        return document.WithSyntaxRoot(root.ReplaceNodes(Missing(type), (_, rewritten) => AddPartial(rewritten)));
-    }
 
     // 'partial' goes last among the modifiers, right before the keyword, as C# requires; with no modifiers it takes over
     // the keyword's leading trivia (the line break and indentation after an attribute list).

@@ -90,7 +90,7 @@ public sealed class OnnxRuntimeEngine : IDisposable
         _sessionOptions = CreateSessionOptions(_options);
         try
         {
-            Build();
+            Build(Stamps());
         }
         catch
         {
@@ -165,14 +165,14 @@ public sealed class OnnxRuntimeEngine : IDisposable
     /// NCHW float32 values (batchSize·C·H·W of them) and writes batchSize·OutputFeatures values into <paramref name="output"/>:
     /// for callers without TorchSharp tensors.
     /// </summary>
-    public unsafe void Run(ReadOnlySpan<float> pixels, int batchSize, int height, int width, Span<float> output)
+    public unsafe void Run(ReadOnlySpan<float> batch, int batchSize, int height, int width, Span<float> output)
     {
-        CheckSpans(pixels.Length, batchSize, height, width, output.Length);
+        CheckSpans(batch.Length, batchSize, height, width, output.Length);
         var session = EnterCurrent();
         try
         {
             if (batchSize == 0) return;
-            fixed (float* input = pixels)
+            fixed (float* input = batch)
             fixed (float* result = output)
             {
                 Run(session, (IntPtr)input, batchSize, height, width, (IntPtr)result);
@@ -185,10 +185,10 @@ public sealed class OnnxRuntimeEngine : IDisposable
     }
 
     /// <summary>As <see cref="Run(ReadOnlySpan{float}, int, int, int, Span{float})"/>, returning a new array of batchSize·OutputFeatures values.</summary>
-    public float[] Run(ReadOnlySpan<float> pixels, int batchSize, int height, int width)
+    public float[] Run(ReadOnlySpan<float> batch, int batchSize, int height, int width)
     {
         var output = new float[checked(Math.Max(batchSize, 0) * Model.OutputFeatures)];
-        Run(pixels, batchSize, height, width, output);
+        Run(batch, batchSize, height, width, output);
         return output;
     }
 
@@ -285,14 +285,7 @@ public sealed class OnnxRuntimeEngine : IDisposable
     {
         var model = Model;
         var method = _network + " engine's forward";
-        var expected = $"[N, {model.InChannels}, {(model.FixedSize is { } s ? $"{s}, {s}" : "H, W")}]";
-        if (input.dim() != 4 || input.shape[1] != model.InChannels)
-            throw new ArgumentException(
-                $"{method} expects a tensor of shape {expected}, but got [{string.Join(", ", input.shape)}]. " +
-                (input.dim() == 3 ? "Add the batch dimension with input.unsqueeze(0)." : $"Pass a batch of {model.InChannels}-channel images."), nameof(input));
-        if (model.FixedSize is { } size && (input.shape[2] != size || input.shape[3] != size))
-            throw new ArgumentException(
-                $"{method} expects {size}×{size} pictures (the network's declared InputSize, which its shortcuts need), but got {input.shape[2]}×{input.shape[3]}. Resize the input to {size}×{size}.", nameof(input));
+        NetworkInput.Check(input, (int)model.InChannels, method, model.FixedSize);
         if (input.dtype != torch.float32)
             throw new ArgumentException(
                 $"{method} computes in float32, but the input is {input.dtype}. Pass input.to(torch.float32); the network's own forward computes in other dtypes.", nameof(input));
@@ -302,19 +295,18 @@ public sealed class OnnxRuntimeEngine : IDisposable
         return (input.shape[0], input.shape[2], input.shape[3]);
     }
 
-    private void CheckSpans(int pixels, int batchSize, int height, int width, int output)
+    private void CheckSpans(int values, int batchSize, int height, int width, int output)
     {
         var model = Model;
         var method = _network + " engine's Run";
         if (batchSize < 0 || height <= 0 || width <= 0)
             throw new ArgumentOutOfRangeException(batchSize < 0 ? nameof(batchSize) : height <= 0 ? nameof(height) : nameof(width),
                 $"{method} needs a batch size of 0 or more and a positive height and width, but got {batchSize} pictures of {height}×{width}.");
-        if (model.FixedSize is { } size && (height != size || width != size))
-            throw new ArgumentException($"{method} expects {size}×{size} pictures (the network's declared InputSize), but got {height}×{width}. Resize them to {size}×{size}.", nameof(height));
+        NetworkInput.CheckSize(model.FixedSize, height, width, method);
         var needed = (long)batchSize * model.InChannels * height * width;
-        if (pixels != needed)
+        if (values != needed)
             throw new ArgumentException(
-                $"{method} was given {pixels} values for {batchSize} pictures of {model.InChannels}×{height}×{width}, which are {needed} (NCHW float32). Pass exactly those values.", nameof(pixels));
+                $"{method} was given {values} values for {batchSize} pictures of {model.InChannels}×{height}×{width}, which are {needed} (NCHW float32). Pass exactly those values.", "batch");
         var results = (long)batchSize * model.OutputFeatures;
         if (output < results)
             throw new ArgumentException($"{method} writes {results} values ({batchSize}×{model.OutputFeatures}), but the output holds {output}. Pass a span of at least {results}.", nameof(output));
@@ -322,15 +314,11 @@ public sealed class OnnxRuntimeEngine : IDisposable
 
     // ---- following the network's weights ----
 
-    private bool Current()
-    {
-        var (_, now) = Stamps();
-        return TensorStamp.FirstChange(_sources, now) < 0;
-    }
+    private bool Current() => TensorStamp.FirstChange(_sources, Stamps()) < 0;
 
     private void RebuildOrRefuse()
     {
-        var (names, now) = Stamps();
+        var now = Stamps();
         // Disposing a network empties its layers' parameter lists and frees their tensors: a change, but not one to build from.
         if (now.Length < _sources.Length && _sources.Any(s => s.Tensor is { IsInvalid: true })) throw NetworkDisposed();
         var changed = TensorStamp.FirstChange(_sources, now);
@@ -338,41 +326,33 @@ public sealed class OnnxRuntimeEngine : IDisposable
         if (_options.OnWeightChange == WeightChange.Refuse)
         {
             var what = changed < _sources.Length && changed < now.Length
-                ? $"{names[changed]} was {TensorStamp.Describe(_sources[changed], now[changed])}"
+                ? $"{Names()[changed]} was {TensorStamp.Describe(_sources[changed], now[changed])}"
                 : "its parameters and buffers are not those it was built from";
             throw new InvalidOperationException(
                 $"{_network}'s weights changed since its ONNX Runtime engine was built ({what}), and the engine was made with OnWeightChange = WeightChange.Refuse. " +
                 "Make a new engine with ToOnnxRuntime(), call Refresh() where a pause to rebuild is acceptable, or use WeightChange.Rebuild.");
         }
-        Build();
+        Build(now);
     }
 
-    // Every parameter and buffer of the network's layers, in state_dict order, with its key.
-    private (string[] Names, TensorStamp[] Stamps) Stamps()
+    // Every parameter and buffer of the network's layers, in state_dict order: checked before every call, so no key is
+    // built here (Names gives them, in the same order, for a refusal's message).
+    private TensorStamp[] Stamps()
     {
-        var names = new List<string>();
         var stamps = new List<TensorStamp>();
         try
         {
-            for (var i = 0; i < _modules.Length; i++)
+            foreach (var module in _modules)
             {
-                foreach (var (name, parameter) in _modules[i].named_parameters(recurse: false))
-                {
-                    names.Add(_paths[i] + "." + name);
-                    stamps.Add(Stamp(parameter));
-                }
-                foreach (var (name, buffer) in _modules[i].named_buffers(recurse: false))
-                {
-                    names.Add(_paths[i] + "." + name);
-                    stamps.Add(Stamp(buffer));
-                }
+                foreach (var (_, parameter) in module.named_parameters(recurse: false)) stamps.Add(Stamp(parameter));
+                foreach (var (_, buffer) in module.named_buffers(recurse: false)) stamps.Add(Stamp(buffer));
             }
         }
         catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException or NullReferenceException)
         {
             throw NetworkDisposed();
         }
-        return (names.ToArray(), stamps.ToArray());
+        return stamps.ToArray();
 
         TensorStamp Stamp(torch.Tensor tensor)
         {
@@ -381,10 +361,14 @@ public sealed class OnnxRuntimeEngine : IDisposable
         }
     }
 
-    private void Build()
+    private string[] Names() => _modules.SelectMany((module, i) =>
+        module.named_parameters(recurse: false).Select(p => _paths[i] + "." + p.name)
+            .Concat(module.named_buffers(recurse: false).Select(b => _paths[i] + "." + b.name))).ToArray();
+
+    // Builds from the weights the stamps were taken of (taken before the graph: a change while it builds shows at the next call).
+    private void Build(TensorStamp[] stamps)
     {
         var clock = Stopwatch.StartNew();
-        var (_, stamps) = Stamps(); // before the graph: a change while it builds shows at the next call
         OnnxModel model;
         using (var folds = _options.Fold ? new FoldSet() : null)
         {
