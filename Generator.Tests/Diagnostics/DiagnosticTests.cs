@@ -227,7 +227,7 @@ public class DiagnosticTests
         {
             "forward", "ForwardFeatures", "Features", "FuseForInference", "IsFused", "ExportOnnx", "ToOnnxRuntime", "ActivationLayout",
             "ParameterCount", "MultAdds", "Summary", "PyTorchSource", "InputSize", "InputChannels", "FreezeBackbone", "Unfreeze", "train",
-            "Run", "Paths", "Graph", "OnnxModel", "_modules", "_groups", "_folds", "_fused", "_frozen",
+            "Run", "Paths", "Graph", "OnnxGraph", "_modules", "_groups", "_folds", "_fused", "_frozen",
         };
         Assert.Equal(expected.Append("Dispose").OrderBy(n => n, System.StringComparer.Ordinal), names);
         Assert.Equal(expected.OrderBy(n => n, System.StringComparer.Ordinal), Model.GeneratedMembers.All.OrderBy(n => n, System.StringComparer.Ordinal));

@@ -18,7 +18,7 @@ internal static class GeneratedMembers
     };
 
     /// <summary>The private members.</summary>
-    public static readonly string[] Private = { "Run", "Paths", "Graph", "OnnxModel", "_modules", "_groups", "_folds", "_fused", "_frozen" };
+    public static readonly string[] Private = { "Run", "Paths", "Graph", "OnnxGraph", "_modules", "_groups", "_folds", "_fused", "_frozen" };
 
     /// <summary>Every name above.</summary>
     public static readonly HashSet<string> All = new(Public.Concat(Private), StringComparer.Ordinal);

@@ -256,15 +256,26 @@ public sealed class OnnxGraphBuilder
     public void Linear(string name, string input, string output, Linear linear) =>
         Node("Gemm", name, new[] { input, Weight(name + ".weight", linear.weight!), Weight(name + ".bias", linear.bias!) }, output, Int("transB", 1));
 
+    /// <summary>
+    /// Ends the graph: <paramref name="result"/>, the graph's last tensor, becomes its output <paramref name="outputName"/>
+    /// [N, <paramref name="outputFeatures"/>]. Then <see cref="Save"/> writes the model, or <see cref="Build"/> gives it in memory.
+    /// </summary>
+    public OnnxGraphBuilder Output(string result, string outputName, long outputFeatures)
+    {
+        if (_output is not null) throw new InvalidOperationException($"the graph of {_graph} already has its output");
+        Node("Identity", "output", new[] { result }, outputName);
+        _output = (outputName, outputFeatures);
+        return this;
+    }
+
+    private (string Name, long Features)? _output;
+
     /// <summary>Writes the model (to a file beside <paramref name="path"/>, then renamed into place) and reports on it.</summary>
     /// <param name="path">The .onnx file.</param>
-    /// <param name="result">The graph's last tensor.</param>
-    /// <param name="outputName">The graph output's name.</param>
-    /// <param name="outputFeatures">The output's feature count (class count).</param>
     /// <param name="metadata">The model's metadata_props, written in key order (ONNX Runtime's CustomMetadataMap).</param>
-    public OnnxExport Save(string path, string result, string outputName, long outputFeatures, IReadOnlyDictionary<string, string>? metadata = null)
+    public OnnxExport Save(string path, IReadOnlyDictionary<string, string>? metadata = null)
     {
-        var model = Model(result, outputName, outputFeatures, metadata);
+        var model = Model(metadata);
         var full = AtomicFile.Write(path, model.WriteTo); // its errors name the file and the reason
         return new OnnxExport(full, _opset, _nodes.Count, _initializers.Count, _warnings);
     }
@@ -273,16 +284,16 @@ public sealed class OnnxGraphBuilder
     /// The model as bytes in memory, for an in-process session (<see cref="OnnxRuntimeEngine"/>): the same model
     /// <see cref="Save"/> writes, with what a caller needs to feed it.
     /// </summary>
-    /// <param name="result">The graph's last tensor.</param>
-    /// <param name="outputName">The graph output's name.</param>
-    /// <param name="outputFeatures">The output's feature count (class count).</param>
-    public OnnxModel Build(string result, string outputName, long outputFeatures) =>
-        new(Model(result, outputName, outputFeatures, null).ToByteArray(), outputName, _inChannels, _dynamicSpatial ? null : _fixedSize, outputFeatures,
-            _opset, _nodes.Count, _initializers.Count);
-
-    private ByteString Model(string result, string outputName, long outputFeatures, IReadOnlyDictionary<string, string>? metadata)
+    public OnnxModel Build()
     {
-        Node("Identity", "output", new[] { result }, outputName);
+        var bytes = Model(null).ToByteArray();
+        var (name, features) = _output!.Value;
+        return new(bytes, name, _inChannels, _dynamicSpatial ? null : _fixedSize, features, _opset, _nodes.Count, _initializers.Count);
+    }
+
+    private ByteString Model(IReadOnlyDictionary<string, string>? metadata)
+    {
+        var (outputName, outputFeatures) = _output ?? throw new InvalidOperationException($"the graph of {_graph} has no output yet: call Output first");
         var graph = Message(g =>
         {
             foreach (var node in _nodes) g.Bytes(1, node);

@@ -815,12 +815,8 @@ Params size (MB): 102.31
         /// <param name="path">The .onnx file to write (replaced whole, never half-written).</param>
         /// <param name="opset">The ONNX opset: 10 to <see cref="global::ResNetGen.OnnxGraphBuilder.MaxOpset"/>.</param>
         /// <param name="metadata">Key-value pairs for the model's metadata_props (e.g. class names), as ONNX Runtime's CustomMetadataMap reads them.</param>
-        public RG.OnnxExport ExportOnnx(string path, int opset = 17, global::System.Collections.Generic.IReadOnlyDictionary<string, string>? metadata = null)
-        {
-            var onnx = new RG.OnnxGraphBuilder("ResNet50d", opset, 10, 3, true, 224, training);
-            var result = RG.NetworkGraph.Write(onnx, Graph, Paths, _modules, _fused ? _folds : null);
-            return onnx.Save(path, result, "logits", fc.out_features, metadata);
-        }
+        public RG.OnnxExport ExportOnnx(string path, int opset = 17, global::System.Collections.Generic.IReadOnlyDictionary<string, string>? metadata = null) =>
+            OnnxGraph(opset, _fused ? _folds : null, training).Save(path, metadata);
 
         /// <summary>
         /// An ONNX Runtime engine serving this network's eval-mode forward in this process: the graph <see cref="ExportOnnx"/>
@@ -829,12 +825,17 @@ Params size (MB): 102.31
         /// <see cref="global::ResNetGen.OnnxRuntimeOptions.OnWeightChange"/> says. Needs ONNX Runtime's native library in the
         /// application (the Microsoft.ML.OnnxRuntime package, or its GPU build). Dispose it before the network.
         /// </summary>
-        public RG.OnnxRuntimeEngine ToOnnxRuntime(RG.OnnxRuntimeOptions? options = null) => new("ResNet50d", Paths, _modules, OnnxModel, options);
+        public RG.OnnxRuntimeEngine ToOnnxRuntime(RG.OnnxRuntimeOptions? options = null) =>
+            new("ResNet50d", Paths, _modules, (opset, folds) => OnnxGraph(opset, folds, training: false).Build(), options);
 
-        private RG.OnnxModel OnnxModel(int opset, RG.FoldSet? folds)
+        /// <summary>
+        /// The network's ONNX graph at <paramref name="opset"/>, with <paramref name="folds"/> folded in if given;
+        /// <paramref name="training"/> only adds a warning.
+        /// </summary>
+        private RG.OnnxGraphBuilder OnnxGraph(int opset, RG.FoldSet? folds, bool training)
         {
-            var onnx = new RG.OnnxGraphBuilder("ResNet50d", opset, 10, 3, true, 224, training: false);
-            return onnx.Build(RG.NetworkGraph.Write(onnx, Graph, Paths, _modules, folds), "logits", fc.out_features);
+            var onnx = new RG.OnnxGraphBuilder("ResNet50d", opset, 10, 3, true, 224, training);
+            return onnx.Output(RG.NetworkGraph.Write(onnx, Graph, Paths, _modules, folds), "logits", fc.out_features);
         }
 
         /// <summary>Disposes every layer, its parameters and the folds.</summary>
