@@ -133,6 +133,37 @@ public sealed class ExportPyTorchTests : IDisposable
         SampleRunner.AssertOneLineError(SampleRunner.Run("export", "--untrained", "--arch", "resnet18"), "--untrained writes a PyTorch model: add --pytorch DIR (and --arch NAME).");
     }
 
+    [Fact]
+    public void Train_ddp_names_the_fix_when_cuda_is_asked_for_and_missing_or_when_processes_outnumber_the_gpus()
+    {
+        var target = Path.Combine(_folder, "to-pytorch");
+        var (code, text) = SampleRunner.Run("export", "--untrained", "--arch", "resnet18", "--pytorch", target);
+        Assert.True(code == 0, text);
+        // CUDA is faked either way (absent, or one GPU), so the test means the same on a machine with GPUs; both refusals
+        // come before any picture is read (the images folder does not exist).
+        string Refusal(bool available, string localRank, params string[] arguments)
+        {
+            var start = new System.Diagnostics.ProcessStartInfo(Twins.Python) { WorkingDirectory = _folder };
+            start.ArgumentList.Add("-c");
+            start.ArgumentList.Add($"import runpy, sys, torch; torch.cuda.is_available = lambda: {(available ? "True" : "False")}; "
+                                   + "torch.cuda.device_count = lambda: 1; "
+                                   + $"sys.argv = ['train_ddp.py'] + {Py(arguments)}; runpy.run_path({Py(Path.Combine(target, "train_ddp.py"))}, run_name='__main__')");
+            start.Environment["LOCAL_RANK"] = localRank;
+            start.Environment["LOCAL_WORLD_SIZE"] = "2";
+            var limit = TimeSpan.FromMinutes(2);
+            var exit = ChildProcess.Run(start, limit);
+            Assert.True(exit.ExitCode == 1 && !exit.TimedOut, $"{exit.Describe(limit)}:\n{exit.Output}\n{exit.Error}");
+            return exit.Error.Trim();
+        }
+        var images = new[] { "--images", Path.Combine(_folder, "none") };
+        Assert.Equal("--device cuda: this PyTorch sees no CUDA device (torch.cuda.is_available() is False); use --device cpu",
+            Refusal(false, "0", images.Append("--device").Append("cuda").ToArray()));
+        Assert.Equal("2 processes on this machine but 1 GPU(s): NCCL needs one GPU per process. Start at most --nproc_per_node=1, or train on the CPU with --device cpu",
+            Refusal(true, "1", images));
+        // --device cpu on the same machine goes past both, to the missing folder.
+        Assert.Contains("needs train/<class>/ and val/<class>/ folders", Refusal(true, "1", images.Append("--device").Append("cpu").ToArray()));
+    }
+
     private static string Py(string text) => "'" + text.Replace("\\", "\\\\").Replace("'", "\\'") + "'";
 
     private static string Py(string[] items) => "[" + string.Join(", ", items.Select(Py)) + "]";

@@ -29,7 +29,13 @@ public static class Twins
     /// <summary>Train mode is compared in float64 (see <see cref="Check"/>), where the same computation agrees far closer.</summary>
     public const double TrainRelative = 1e-9;
 
-    public static void Check(IReadOnlyList<TwinCase> cases, string folder)
+    /// <summary>
+    /// Checks <paramref name="cases"/> in <paramref name="folder"/>. With RESNETGEN_TWIN_EXPORT set to a folder, the set
+    /// is also copied there as <paramref name="set"/>/ without its weight files (twin_check.py rebuilds the deterministic
+    /// weights) and with the C# outputs, so that <c>python3 Generator.Tests/PyTorch/twin_check.py SET/manifest.json</c>
+    /// checks the same cases on another PyTorch (README: "Training past one machine").
+    /// </summary>
+    public static void Check(IReadOnlyList<TwinCase> cases, string folder, [System.Runtime.CompilerServices.CallerMemberName] string set = "")
     {
         var manifest = new List<Dictionary<string, object>>();
         var expected = new Dictionary<string, (float[] Eval, long[] EvalShape, double[]? Train)>();
@@ -39,15 +45,16 @@ public static class Twins
             var source = (string?)network.GetType().GetField("PyTorchSource")?.GetValue(null)
                          ?? throw new InvalidOperationException($"{network.GetType().Name} has no PyTorchSource");
             DeterministicWeights.Apply(network);
-            var module = Path.Combine(folder, c.Name + "_twin.py");
-            File.WriteAllText(module, source);
-            var weights = Path.Combine(folder, c.Name + ".safetensors");
+            // File names relative to the manifest's folder, so that the set can travel.
+            var module = c.Name + "_twin.py";
+            File.WriteAllText(Path.Combine(folder, module), source);
+            var weights = c.Name + ".safetensors";
             var state = network.state_dict();
-            Safetensors.Write(weights, state);
+            Safetensors.Write(Path.Combine(folder, weights), state);
             var keys = state.Select(p => new object[] { p.Key, Dtype(p.Value.dtype), p.Value.shape }).ToList();
             using var input = DeterministicWeights.Input(c.InputShape);
-            var inputPath = Path.Combine(folder, c.Name + ".input.bin");
-            DeterministicWeights.WriteFloats(inputPath, input);
+            var inputPath = c.Name + ".input.bin";
+            DeterministicWeights.WriteFloats(Path.Combine(folder, inputPath), input);
             using var noGrad = torch.no_grad();
             network.eval();
             using var eval = network.call(input);
@@ -63,11 +70,22 @@ public static class Twins
                 train = trained.data<double>().ToArray();
             }
             expected[c.Name] = (eval.data<float>().ToArray(), eval.shape, train);
-            manifest.Add(new Dictionary<string, object>
+            // The C# outputs beside them: twin_check.py compares too (by the same rules), which is what a set checked
+            // elsewhere relies on; here the assertions below are the test's.
+            DeterministicWeights.WriteFloats(Path.Combine(folder, c.Name + ".cs.eval.out"), eval);
+            if (train is not null)
+                File.WriteAllBytes(Path.Combine(folder, c.Name + ".cs.train64.out"), System.Runtime.InteropServices.MemoryMarshal.AsBytes(train.AsSpan()).ToArray());
+            var entry = new Dictionary<string, object>
             {
                 ["name"] = c.Name, ["module"] = module, ["weights"] = weights, ["keys"] = keys, ["input"] = inputPath,
-                ["input_shape"] = c.InputShape, ["train"] = c.Train,
-            });
+                ["input_shape"] = c.InputShape, ["train"] = c.Train, ["expected_eval"] = c.Name + ".cs.eval.out", ["relative"] = Relative,
+            };
+            if (train is not null)
+            {
+                entry["expected_train64"] = c.Name + ".cs.train64.out";
+                entry["train_relative"] = TrainRelative;
+            }
+            manifest.Add(entry);
         }
         var manifestPath = Path.Combine(folder, "manifest.json");
         File.WriteAllText(manifestPath, JsonSerializer.Serialize(manifest));
@@ -86,6 +104,22 @@ public static class Twins
             using var theirsTrain = torch.tensor(DeterministicWeights.ReadDoubles(Path.Combine(folder, c.Name + ".train64.out"))).reshape(shape);
             Tolerance.AssertClose(oursTrain, theirsTrain, c.Name + ": the twin's train-mode output (float64)", TrainRelative);
         }
+        if (Environment.GetEnvironmentVariable("RESNETGEN_TWIN_EXPORT") is { Length: > 0 } export)
+            Export(manifest, folder, Path.Combine(export, set));
+    }
+
+    /// <summary>The set without its weights and this machine's twin outputs: the twins, inputs, C# outputs and the manifest.</summary>
+    private static void Export(List<Dictionary<string, object>> manifest, string folder, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var entry in manifest)
+        {
+            entry.Remove("weights");
+            foreach (var file in new[] { "module", "input", "expected_eval", "expected_train64" })
+                if (entry.TryGetValue(file, out var name))
+                    File.Copy(Path.Combine(folder, (string)name), Path.Combine(to, (string)name), overwrite: true);
+        }
+        File.WriteAllText(Path.Combine(to, "manifest.json"), JsonSerializer.Serialize(manifest));
     }
 
     private static string Dtype(torch.ScalarType type) => type switch

@@ -9,8 +9,8 @@ network starts from weights.safetensors beside this script (its classifier too w
 checkpoint's, else a new one). Training is finetune's: the classifier and the last --trainable-stages stages train (the
 other batch-norms keep their statistics), random crops and flips of pictures resized as PREPROCESS says, SGD with
 Nesterov momentum 0.9 and weight decay, a warm-up of 1/50 of the steps then cosine decay, the global batch split over the
-processes (gloo without CUDA, NCCL with it). Rank 0 prints progress and validation, and writes OUT/finetune-ddp.safetensors
-with the C# network's keys and the sample's metadata: predict, export and finetune --from read it as it is.
+processes (NCCL on CUDA, one GPU per process; gloo on the CPU; --device chooses). Rank 0 prints progress and
+validation, and writes OUT/finetune-ddp.safetensors with the C# network's keys and the sample's metadata: predict, export and finetune --from read it as it is.
 Needs torch and numpy only (written by ResNetGen's sample, export --pytorch).
 """
 import argparse
@@ -169,6 +169,19 @@ def stage_of(path, stages):
     return stages + 1 if path.split(".")[0] in ("fc", "head", "norm") else 0
 
 
+class FullFloat32:
+    """Validation in float32 throughout, as the C# network computes it: without cuDNN's and cuBLAS's TF32 (which rounds
+    inputs to 10 bits; PyTorch's default for convolutions on Ampere and later GPUs), so that the accuracy this script
+    reports is the one the checkpoint scores in C#."""
+
+    def __enter__(self):
+        self.saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+
+    def __exit__(self, *_):
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = self.saved
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", required=True, help="picture folder: DIR/train/<class>/ and DIR/val/<class>/")
@@ -179,14 +192,27 @@ def main():
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--trainable-stages", type=int, default=1, help="0 (the classifier only) to the stage count, +1 for everything")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where to train: cuda (NCCL between processes, one GPU each), cpu (gloo), or auto: cuda where there is one")
     args = parser.parse_args()
     import checkpoint  # beside this script: model.py and weights.safetensors, read when training, not on import
 
     distributed = "RANK" in os.environ
+    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if cuda:
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: this PyTorch sees no CUDA device (torch.cuda.is_available() is False); use --device cpu")
+        if local_rank >= torch.cuda.device_count():
+            raise SystemExit(f"{int(os.environ.get('LOCAL_WORLD_SIZE', 1))} processes on this machine but {torch.cuda.device_count()} GPU(s): NCCL needs "
+                             f"one GPU per process. Start at most --nproc_per_node={torch.cuda.device_count()}, or train on the CPU with --device cpu")
+        device = torch.device(f"cuda:{local_rank}")
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
     if distributed:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if cuda else "gloo")
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if torch.cuda.is_available() else torch.device("cpu")
     say = print if rank == 0 else (lambda *a, **k: None)
     if args.batch_size % world:
         raise SystemExit(f"--batch-size {args.batch_size} does not split over {world} processes")
@@ -225,10 +251,11 @@ def main():
         if not trainable and isinstance(module, torch.nn.BatchNorm2d):
             frozen_norms.append(module)
     net.to(device)
-    model = torch.nn.parallel.DistributedDataParallel(net) if distributed else net
+    model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[local_rank] if cuda else None) if distributed else net
     trainable = [p for p in net.parameters() if p.requires_grad]
     say(f"{checkpoint.ARCHITECTURE} from weights.safetensors ({'every tensor' if same_classes else 'a new classifier for ' + str(len(classes)) + ' classes'}); "
-        f"training {sum(p.numel() for p in trainable):,} of {sum(p.numel() for p in net.parameters()):,} parameters on {world} process(es), "
+        f"training {sum(p.numel() for p in trainable):,} of {sum(p.numel() for p in net.parameters()):,} parameters on {world} process(es) "
+        f"({'NCCL, one GPU each' if cuda and distributed else 'CUDA' if cuda else 'gloo, CPU' if distributed else 'CPU'}; PyTorch {torch.__version__}), "
         f"{len(train_items)} training and {len(val_items)} validation pictures")
     optimizer = torch.optim.SGD(trainable, lr=args.lr, momentum=0.9, nesterov=True, weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(len(train_items) / args.batch_size)
@@ -259,10 +286,12 @@ def main():
             seen += len(batch)
             step += 1
         if distributed:
+            loss_sum = loss_sum.to(device)  # NCCL reduces CUDA tensors only
             dist.all_reduce(loss_sum)
+            loss_sum = loss_sum.cpu()
         seconds = time.time() - started
         net.eval()
-        with torch.no_grad():
+        with torch.no_grad(), FullFloat32():
             predicted = torch.cat([net(val_x[i:i + 64].to(device)).argmax(1).cpu() for i in range(0, len(val_items), 64)])
         correct = int((predicted == val_y).sum())
         accuracy = correct / max(1, len(val_items))
