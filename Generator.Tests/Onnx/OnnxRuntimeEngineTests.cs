@@ -197,6 +197,100 @@ public sealed class OnnxRuntimeEngineTests : IDisposable
         Assert.Equal(2, engine.Builds);
     }
 
+    /// <summary>
+    /// A float16 engine's output is the float32 forward of the same (widened) weights rounded to float16: each value within
+    /// half a float16 unit in the last place of the float32 one, plus the float32 bound for the two computations' own rounding.
+    /// </summary>
+    private static void AssertRoundedToFloat16(torch.Tensor expected, torch.Tensor actual, string what)
+    {
+        Assert.Equal(torch.float16, actual.dtype);
+        Assert.Equal(expected.shape, actual.shape);
+        using var scope = torch.NewDisposeScope();
+        var e = expected.to(torch.float64);
+        var a = actual.to(torch.float64);
+        Tolerance.AssertFinite(a.contiguous().data<double>().ToArray(), what);
+        // float16 has 10 fraction bits; below 2^-14 the spacing is fixed (subnormals).
+        var exponent = e.abs().clamp_min(Math.Pow(2, -14)).log2().floor();
+        var halfUlp = torch.pow(2.0, exponent - 11);
+        var slack = Bound * e.abs().max().item<double>();
+        var excess = ((a - e).abs() - halfUlp - slack).max().item<double>();
+        Assert.True(excess <= 0, $"{what}: an output is {excess:G3} further from the float32 forward than float16 rounding explains");
+    }
+
+    /// <summary>The network's float16 weights widened into a float32 copy: what the engine computes from.</summary>
+    private static ResNet20A WidenedCopy(ResNet20A half)
+    {
+        var copy = new ResNet20A();
+        using var noGrad = torch.no_grad();
+        var state = half.state_dict();
+        foreach (var (key, tensor) in copy.state_dict())
+            tensor.copy_(state[key]);
+        copy.eval();
+        return copy;
+    }
+
+    [Fact]
+    public void A_float16_network_is_served_in_float16_from_its_own_weights()
+    {
+        using var network = Deterministic(new ResNet20A());
+        network.half();
+        using var engine = network.ToOnnxRuntime();
+        Assert.Equal(torch.float16, engine.Dtype);
+        using var widened = WidenedCopy(network);
+        using var input = DeterministicWeights.Input(3, 3, 32, 32);
+        using var input16 = input.half();
+        using var noGrad = torch.no_grad();
+        using var expected = widened.call(input16.to(torch.float32));
+        using var actual = engine.forward(input16);
+        AssertRoundedToFloat16(expected, actual, "float16 engine against the float32 forward of the same weights");
+        // The span API, in Half, gives the same values as the tensor API.
+        var pixels = input16.data<Half>().ToArray();
+        var values = engine.Run(pixels, 3, 32, 32);
+        Assert.Equal(actual.data<Half>().ToArray(), values);
+        // float32 in either API is refused with the fix named, and nothing is rebuilt.
+        var refused = Assert.Throws<ArgumentException>(() => engine.forward(input));
+        Assert.Contains("float16 network", refused.Message);
+        Assert.Contains("input.to(torch.float16)", refused.Message);
+        var spans = Assert.Throws<ArgumentException>(() => engine.Run(input.data<float>().ToArray(), 3, 32, 32));
+        Assert.Contains("pass Half spans", spans.Message);
+        Assert.Equal(1, engine.Builds);
+    }
+
+    [Fact]
+    public void Converting_the_network_to_float16_and_back_changes_the_engines_dtype_at_the_next_call()
+    {
+        using var network = Deterministic(new ResNet20A());
+        using var engine = network.ToOnnxRuntime();
+        using var input = DeterministicWeights.Input(2, 3, 32, 32);
+        using var noGrad = torch.no_grad();
+        using var before = engine.forward(input);
+        Assert.Equal(torch.float32, engine.Dtype);
+        network.half();
+        // The conversion shows at the next call: rebuilt as a float16 engine, which refuses the float32 input.
+        var refused = Assert.Throws<ArgumentException>(() => engine.forward(input));
+        Assert.Contains("float16 network", refused.Message);
+        Assert.Equal(torch.float16, engine.Dtype);
+        Assert.Equal(2, engine.Builds);
+        using var input16 = input.half();
+        using var half = engine.forward(input16);
+        using var widened = WidenedCopy(network);
+        using var expected = widened.call(input16.to(torch.float32));
+        AssertRoundedToFloat16(expected, half, "after half()");
+        network.to(torch.float32);
+        using var after = engine.forward(input);
+        Assert.Equal(3, engine.Builds);
+        Assert.Equal(torch.float32, after.dtype);
+        using var expectedAfter = network.call(input);
+        Tolerance.AssertClose(expectedAfter, after, "back in float32", Bound);
+
+        // With Refuse, the conversion is refused like any other weight change, naming it.
+        using var strict = network.ToOnnxRuntime(new OnnxRuntimeOptions { OnWeightChange = WeightChange.Refuse });
+        network.half();
+        var error = Assert.Throws<InvalidOperationException>(() => strict.forward(input16));
+        Assert.Contains("weights changed since its ONNX Runtime engine was built", error.Message);
+        Assert.Equal(torch.float32, strict.Dtype);
+    }
+
     [Fact]
     public void A_network_converted_to_float64_is_served_in_float32()
     {
@@ -303,7 +397,7 @@ public sealed class OnnxRuntimeEngineTests : IDisposable
         Refused<ArgumentException>(torch.zeros(1, 1, 32, 32), "[N, 3, 32, 32]", "3-channel");
         Refused<ArgumentException>(torch.zeros(1, 3, 40, 40), "32×32", "40×40");
         Refused<ArgumentException>(torch.zeros(1, 3, 32, 32, torch.float64), "float32", "Float64", "to(torch.float32)");
-        Refused<ArgumentException>(torch.zeros(1, 3, 32, 32, torch.float16), "float32", "Float16");
+        Refused<ArgumentException>(torch.zeros(1, 3, 32, 32, torch.float16), "float32", "Float16", "half()");
         Assert.Throws<ArgumentNullException>(() => engine.forward(null!));
 
         var pixels = new float[2 * 3 * 32 * 32];

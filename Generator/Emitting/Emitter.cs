@@ -526,7 +526,7 @@ internal static class Emitter
         w.Line("/// application (the Microsoft.ML.OnnxRuntime package, or its GPU build). Dispose it before the network.");
         w.Line("/// </summary>");
         w.Line("public RG.OnnxRuntimeEngine ToOnnxRuntime(RG.OnnxRuntimeOptions? options = null) =>");
-        w.Line($"    new(\"{plan.Target.Name}\", Paths, _modules, (opset, folds) => OnnxGraph(opset, folds, training: false).Build(), options);");
+        w.Line($"    new(\"{plan.Target.Name}\", Paths, _modules, (opset, folds) => OnnxGraph(opset, folds, training: false), options);");
         w.Line();
         w.Line("/// <summary>");
         w.Line("/// The network's ONNX graph at <paramref name=\"opset\"/>, with <paramref name=\"folds\"/> folded in if given;");

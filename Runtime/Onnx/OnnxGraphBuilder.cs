@@ -25,7 +25,10 @@ public sealed record OnnxExport(string Path, int Opset, int Nodes, int Initializ
 /// <param name="Opset">The default-domain opset it declares.</param>
 /// <param name="Nodes">Graph nodes.</param>
 /// <param name="Initializers">Weight tensors.</param>
-public sealed record OnnxModel(byte[] Bytes, string OutputName, long InChannels, int? FixedSize, long OutputFeatures, int Opset, int Nodes, int Initializers);
+/// <param name="InputName">The graph's input.</param>
+/// <param name="Float16">Whether the input and output are float16 (the graph computes in float32 between them).</param>
+public sealed record OnnxModel(byte[] Bytes, string OutputName, long InChannels, int? FixedSize, long OutputFeatures, int Opset, int Nodes, int Initializers,
+    string InputName = "input", bool Float16 = false);
 
 /// <summary>
 /// Builds an ONNX model (the protobuf messages of the ONNX specification, written with Google.Protobuf's
@@ -282,25 +285,38 @@ public sealed class OnnxGraphBuilder
 
     /// <summary>
     /// The model as bytes in memory, for an in-process session (<see cref="OnnxRuntimeEngine"/>): the same model
-    /// <see cref="Save"/> writes, with what a caller needs to feed it.
+    /// <see cref="Save"/> writes, with what a caller needs to feed it. With <paramref name="float16"/>, for a float16
+    /// network: its input and output are float16 (<c>input_float16</c>, and the output's name with <c>_float16</c>),
+    /// cast to float32 and back around the same graph, whose weights are float32 (the network's, widened exactly).
     /// </summary>
-    public OnnxModel Build()
+    public OnnxModel Build(bool float16 = false)
     {
-        var bytes = Model(null).ToByteArray();
-        var (name, features) = _output!.Value;
-        return new(bytes, name, _inChannels, _dynamicSpatial ? null : _fixedSize, features, _opset, _nodes.Count, _initializers.Count);
+        var bytes = Model(null, float16).ToByteArray();
+        var (name, features) = _output ?? throw NoOutput();
+        return new(bytes, float16 ? name + Float16Suffix : name, _inChannels, _dynamicSpatial ? null : _fixedSize, features, _opset,
+            _nodes.Count + (float16 ? 2 : 0), _initializers.Count, float16 ? "input" + Float16Suffix : "input", float16);
     }
 
-    private ByteString Model(IReadOnlyDictionary<string, string>? metadata)
+    private const string Float16Suffix = "_float16";
+
+    // TensorProto.DataType: FLOAT = 1, FLOAT16 = 10.
+    private const long Float32Type = 1, Float16Type = 10;
+
+    private InvalidOperationException NoOutput() => new($"the graph of {_graph} has no output yet: call Output first");
+
+    private ByteString Model(IReadOnlyDictionary<string, string>? metadata, bool float16 = false)
     {
-        var (outputName, outputFeatures) = _output ?? throw new InvalidOperationException($"the graph of {_graph} has no output yet: call Output first");
+        var (outputName, outputFeatures) = _output ?? throw NoOutput();
+        var (input, output, type) = float16 ? ("input" + Float16Suffix, outputName + Float16Suffix, Float16Type) : ("input", outputName, Float32Type);
         var graph = Message(g =>
         {
+            if (float16) g.Bytes(1, NodeMessage("Cast", "input.to_float32", new[] { input }, "input", Int("to", Float32Type)));
             foreach (var node in _nodes) g.Bytes(1, node);
+            if (float16) g.Bytes(1, NodeMessage("Cast", "output.to_float16", new[] { outputName }, output, Int("to", Float16Type)));
             g.String(2, _graph);
             foreach (var init in _initializers) g.Bytes(5, init);
-            g.Bytes(11, ValueInfo("input", "N", _inChannels, _dynamicSpatial ? "H" : null, _dynamicSpatial ? "W" : null));
-            g.Bytes(12, ValueInfo(outputName, "N", outputFeatures, null, null, rank2: true));
+            g.Bytes(11, ValueInfo(input, "N", _inChannels, _dynamicSpatial ? "H" : null, _dynamicSpatial ? "W" : null, type));
+            g.Bytes(12, ValueInfo(output, "N", outputFeatures, null, null, type, rank2: true));
         });
         return Message(m =>
         {
@@ -379,15 +395,18 @@ public sealed class OnnxGraphBuilder
     private void Node(string opType, string name, IEnumerable<string> inputs, string output, params Attribute[] attributes)
     {
         if (!_names.Add("node:" + name)) throw new InvalidOperationException($"two ONNX nodes are named {name}");
-        _nodes.Add(Message(n =>
+        _nodes.Add(NodeMessage(opType, name, inputs, output, attributes));
+    }
+
+    private static ByteString NodeMessage(string opType, string name, IEnumerable<string> inputs, string output, params Attribute[] attributes) =>
+        Message(n =>
         {
             foreach (var input in inputs) n.String(1, input);
             n.String(2, output);
             n.String(3, name);
             n.String(4, opType);
             foreach (var attribute in attributes) attribute(n);
-        }));
-    }
+        });
 
     // TensorProto: dims = 1, data_type = 2 (FLOAT = 1, INT64 = 7), name = 8, raw_data = 9 (little-endian).
     private string Weight(string name, torch.Tensor tensor)
@@ -428,13 +447,13 @@ public sealed class OnnxGraphBuilder
 
     // ValueInfoProto: name = 1, type = 2; TypeProto.tensor_type = 1 { elem_type = 1, shape = 2 };
     // TensorShapeProto.dim = 1 { dim_value = 1, dim_param = 2 }.
-    private ByteString ValueInfo(string name, string batch, long channels, string? height, string? width, bool rank2 = false) =>
+    private ByteString ValueInfo(string name, string batch, long channels, string? height, string? width, long elementType, bool rank2 = false) =>
         Message(v =>
         {
             v.String(1, name);
             v.Bytes(2, Message(type => type.Bytes(1, Message(tensor =>
             {
-                tensor.Int64(1, 1);
+                tensor.Int64(1, elementType);
                 tensor.Bytes(2, Message(shape =>
                 {
                     shape.Bytes(1, Message(d => d.String(2, batch)));

@@ -52,13 +52,18 @@ public sealed record OnnxRuntimeOptions
 /// counter, dtype and device), and a weight loaded, edited, trained, replaced or converted since then either makes the
 /// call build the session again or is refused, as <see cref="OnnxRuntimeOptions.OnWeightChange"/> says. So it never
 /// computes with stale weights. Calls may come from several threads at once; dispose it to release the session.
+/// <para>
+/// Inputs and outputs are in the network's dtype: float32, or float16 for a network converted with <c>half()</c> (then
+/// ONNX Runtime computes in float32 between them, from the network's float16 weights widened exactly, and rounds the
+/// result to float16: on a CPU faster and closer than float16 arithmetic). A network converted to float64 is served in float32. <see cref="Dtype"/> says which.
+/// </para>
 /// </summary>
 public sealed class OnnxRuntimeEngine : IDisposable
 {
     private readonly string _network;
     private readonly string[] _paths;
     private readonly torch.nn.Module[] _modules;
-    private readonly Func<int, FoldSet?, OnnxModel> _build;
+    private readonly Func<int, FoldSet?, OnnxGraphBuilder> _build;
     private readonly OnnxRuntimeOptions _options;
     private readonly ReaderWriterLockSlim _lock = new(LockRecursionPolicy.NoRecursion);
     private InferenceSession? _session;
@@ -69,11 +74,11 @@ public sealed class OnnxRuntimeEngine : IDisposable
 
     /// <summary>
     /// For generated code: <paramref name="build"/> writes the network's graph at an opset, with the folds given (or
-    /// none); <paramref name="paths"/> and <paramref name="modules"/> are the network's layers, whose parameters and
+    /// none), up to its output; <paramref name="paths"/> and <paramref name="modules"/> are the network's layers, whose parameters and
     /// buffers the engine follows. Builds the session at once, so a bad option fails here.
     /// </summary>
     [EditorBrowsable(EditorBrowsableState.Never)]
-    public OnnxRuntimeEngine(string network, string[] paths, torch.nn.Module[] modules, Func<int, FoldSet?, OnnxModel> build, OnnxRuntimeOptions? options)
+    public OnnxRuntimeEngine(string network, string[] paths, torch.nn.Module[] modules, Func<int, FoldSet?, OnnxGraphBuilder> build, OnnxRuntimeOptions? options)
     {
         _network = network ?? throw new ArgumentNullException(nameof(network));
         _paths = paths ?? throw new ArgumentNullException(nameof(paths));
@@ -103,8 +108,14 @@ public sealed class OnnxRuntimeEngine : IDisposable
     /// <summary>The network's class name.</summary>
     public string Network => _network;
 
-    /// <summary>The input's channels: inputs are [N, InChannels, H, W], float32, on the CPU.</summary>
+    /// <summary>The input's channels: inputs are [N, InChannels, H, W], of <see cref="Dtype"/>, on the CPU.</summary>
     public long InChannels => Model.InChannels;
+
+    /// <summary>
+    /// The dtype of inputs and outputs, the network's as of the last build: float16 for a network whose parameters and
+    /// buffers are all float16, else float32. A network converted since shows at the next call (or refresh).
+    /// </summary>
+    public torch.ScalarType Dtype => Model.Float16 ? torch.float16 : torch.float32;
 
     /// <summary>The output's features (classes, or pooled features for a headless network): outputs are [N, OutputFeatures].</summary>
     public long OutputFeatures => Model.OutputFeatures;
@@ -130,8 +141,8 @@ public sealed class OnnxRuntimeEngine : IDisposable
     private OnnxModel Model => _model ?? throw Disposed();
 
     /// <summary>
-    /// Runs the network's eval-mode forward on <paramref name="input"/> ([N, C, H, W] float32 on the CPU, any layout) and
-    /// returns a new [N, OutputFeatures] float32 tensor the caller owns. The input is not changed or disposed.
+    /// Runs the network's eval-mode forward on <paramref name="input"/> ([N, C, H, W] of <see cref="Dtype"/> on the CPU, any
+    /// layout) and returns a new [N, OutputFeatures] tensor of that dtype the caller owns. The input is not changed or disposed.
     /// </summary>
     public torch.Tensor forward(torch.Tensor input)
     {
@@ -140,7 +151,14 @@ public sealed class OnnxRuntimeEngine : IDisposable
         var session = EnterCurrent();
         try
         {
-            var output = torch.empty(new[] { n, Model.OutputFeatures }, torch.float32);
+            // The dtype is checked against the session now current: a network converted since the last call was just rebuilt.
+            var dtype = Dtype;
+            if (input.dtype != dtype)
+                throw new ArgumentException(dtype == torch.float16
+                    ? $"{_network}'s engine serves a float16 network (its weights are float16), but the input is {input.dtype}. Pass input.to(torch.float16), or convert the network back with to(torch.float32)."
+                    : $"{_network}'s engine computes in float32, but the input is {input.dtype}. Pass input.to(torch.float32) (or convert the network with half() "
+                      + "to serve float16); the network's own forward computes in other dtypes.", nameof(input));
+            var output = torch.empty(new[] { n, Model.OutputFeatures }, dtype);
             if (n == 0) return output;
             try
             {
@@ -163,17 +181,45 @@ public sealed class OnnxRuntimeEngine : IDisposable
     /// <summary>
     /// Runs the network on <paramref name="batchSize"/> pictures of <paramref name="height"/>×<paramref name="width"/> given as
     /// NCHW float32 values (batchSize·C·H·W of them) and writes batchSize·OutputFeatures values into <paramref name="output"/>:
-    /// for callers without TorchSharp tensors.
+    /// for callers without TorchSharp tensors. For a float32 network (<see cref="Dtype"/>); a float16 one takes <see cref="Half"/> spans.
     /// </summary>
-    public unsafe void Run(ReadOnlySpan<float> batch, int batchSize, int height, int width, Span<float> output)
+    public void Run(ReadOnlySpan<float> batch, int batchSize, int height, int width, Span<float> output) =>
+        RunSpans(batch, batchSize, height, width, output);
+
+    /// <summary>As <see cref="Run(ReadOnlySpan{float}, int, int, int, Span{float})"/>, returning a new array of batchSize·OutputFeatures values.</summary>
+    public float[] Run(ReadOnlySpan<float> batch, int batchSize, int height, int width)
     {
-        CheckSpans(batch.Length, batchSize, height, width, output.Length);
+        var output = new float[checked(Math.Max(batchSize, 0) * Model.OutputFeatures)];
+        Run(batch, batchSize, height, width, output);
+        return output;
+    }
+
+    /// <summary>As <see cref="Run(ReadOnlySpan{float}, int, int, int, Span{float})"/>, for a float16 network (<see cref="Dtype"/>): NCHW float16 values in and out.</summary>
+    public void Run(ReadOnlySpan<Half> batch, int batchSize, int height, int width, Span<Half> output) =>
+        RunSpans(batch, batchSize, height, width, output);
+
+    /// <summary>As <see cref="Run(ReadOnlySpan{Half}, int, int, int, Span{Half})"/>, returning a new array of batchSize·OutputFeatures values.</summary>
+    public Half[] Run(ReadOnlySpan<Half> batch, int batchSize, int height, int width)
+    {
+        var output = new Half[checked(Math.Max(batchSize, 0) * Model.OutputFeatures)];
+        Run(batch, batchSize, height, width, output);
+        return output;
+    }
+
+    private unsafe void RunSpans<T>(ReadOnlySpan<T> batch, int batchSize, int height, int width, Span<T> output) where T : unmanaged
+    {
+        var half = typeof(T) == typeof(Half);
+        CheckSpans(batch.Length, batchSize, height, width, output.Length, half ? "float16" : "float32");
         var session = EnterCurrent();
         try
         {
+            if (Model.Float16 != half)
+                throw new ArgumentException(Model.Float16
+                    ? $"{_network}'s engine serves a float16 network (its weights are float16): pass Half spans, or convert the network back with to(torch.float32)."
+                    : $"{_network}'s engine computes in float32: pass float spans (the network is float32; convert it with half() to serve float16).", nameof(batch));
             if (batchSize == 0) return;
-            fixed (float* input = batch)
-            fixed (float* result = output)
+            fixed (T* input = batch)
+            fixed (T* result = output)
             {
                 Run(session, (IntPtr)input, batchSize, height, width, (IntPtr)result);
             }
@@ -182,14 +228,6 @@ public sealed class OnnxRuntimeEngine : IDisposable
         {
             _lock.ExitReadLock();
         }
-    }
-
-    /// <summary>As <see cref="Run(ReadOnlySpan{float}, int, int, int, Span{float})"/>, returning a new array of batchSize·OutputFeatures values.</summary>
-    public float[] Run(ReadOnlySpan<float> batch, int batchSize, int height, int width)
-    {
-        var output = new float[checked(Math.Max(batchSize, 0) * Model.OutputFeatures)];
-        Run(batch, batchSize, height, width, output);
-        return output;
     }
 
     /// <summary>
@@ -271,31 +309,27 @@ public sealed class OnnxRuntimeEngine : IDisposable
     private void Run(InferenceSession session, IntPtr input, long n, long h, long w, IntPtr output)
     {
         var model = Model;
-        using var inputValue = OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, TensorElementType.Float,
-            new[] { n, model.InChannels, h, w }, input, n * model.InChannels * h * w * sizeof(float));
-        using var outputValue = OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, TensorElementType.Float,
-            new[] { n, model.OutputFeatures }, output, n * model.OutputFeatures * sizeof(float));
+        var (type, size) = model.Float16 ? (TensorElementType.Float16, 2) : (TensorElementType.Float, sizeof(float));
+        using var inputValue = OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, type,
+            new[] { n, model.InChannels, h, w }, input, n * model.InChannels * h * w * size);
+        using var outputValue = OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, type,
+            new[] { n, model.OutputFeatures }, output, n * model.OutputFeatures * size);
         using var runOptions = new RunOptions();
-        session.Run(runOptions, InputNames, new[] { inputValue }, new[] { model.OutputName }, new[] { outputValue });
+        session.Run(runOptions, new[] { model.InputName }, new[] { inputValue }, new[] { model.OutputName }, new[] { outputValue });
     }
-
-    private static readonly string[] InputNames = { "input" };
 
     private (long N, long H, long W) CheckShape(torch.Tensor input)
     {
         var model = Model;
         var method = _network + " engine's forward";
         NetworkInput.Check(input, (int)model.InChannels, method, model.FixedSize);
-        if (input.dtype != torch.float32)
-            throw new ArgumentException(
-                $"{method} computes in float32, but the input is {input.dtype}. Pass input.to(torch.float32); the network's own forward computes in other dtypes.", nameof(input));
         if (input.device_type != DeviceType.CPU)
             throw new ArgumentException(
                 $"{method} reads tensors on the CPU, but the input is on {input.device}. Pass input.cpu(), or run the network's own forward on that device.", nameof(input));
         return (input.shape[0], input.shape[2], input.shape[3]);
     }
 
-    private void CheckSpans(int values, int batchSize, int height, int width, int output)
+    private void CheckSpans(int values, int batchSize, int height, int width, int output, string dtype)
     {
         var model = Model;
         var method = _network + " engine's Run";
@@ -306,7 +340,7 @@ public sealed class OnnxRuntimeEngine : IDisposable
         var needed = (long)batchSize * model.InChannels * height * width;
         if (values != needed)
             throw new ArgumentException(
-                $"{method} was given {values} values for {batchSize} pictures of {model.InChannels}×{height}×{width}, which are {needed} (NCHW float32). Pass exactly those values.", "batch");
+                $"{method} was given {values} values for {batchSize} pictures of {model.InChannels}×{height}×{width}, which are {needed} (NCHW {dtype}). Pass exactly those values.", "batch");
         var results = (long)batchSize * model.OutputFeatures;
         if (output < results)
             throw new ArgumentException($"{method} writes {results} values ({batchSize}×{model.OutputFeatures}), but the output holds {output}. Pass a span of at least {results}.", nameof(output));
@@ -370,9 +404,12 @@ public sealed class OnnxRuntimeEngine : IDisposable
     {
         var clock = Stopwatch.StartNew();
         OnnxModel model;
-        using (var folds = _options.Fold ? new FoldSet() : null)
+        var float16 = IsFloat16(stamps);
+        // A float16 network's batch-norms are written unfolded: folded here they would be rounded to float16 (the folds
+        // keep the weights' dtype, as the network's own fused forward needs); ONNX Runtime folds them itself in float32.
+        using (var folds = _options.Fold && !float16 ? new FoldSet() : null)
         {
-            model = _build(_options.Opset, folds);
+            model = _build(_options.Opset, folds).Build(float16);
         }
         InferenceSession session;
         try
@@ -390,6 +427,13 @@ public sealed class OnnxRuntimeEngine : IDisposable
         old?.Dispose();
         Builds++;
         LastBuildTime = clock.Elapsed;
+    }
+
+    // A network whose every floating-point parameter and buffer is float16 (half()) is served in float16.
+    private static bool IsFloat16(TensorStamp[] stamps)
+    {
+        var floating = stamps.Where(s => s.Tensor is not null && torch.is_floating_point(s.Tensor)).ToList();
+        return floating.Count > 0 && floating.All(s => s.Dtype == torch.ScalarType.Float16);
     }
 
     private static SessionOptions CreateSessionOptions(OnnxRuntimeOptions options)

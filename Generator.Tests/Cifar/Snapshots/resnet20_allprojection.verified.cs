@@ -542,7 +542,7 @@ Params size (MB): 1.14
         /// application (the Microsoft.ML.OnnxRuntime package, or its GPU build). Dispose it before the network.
         /// </summary>
         public RG.OnnxRuntimeEngine ToOnnxRuntime(RG.OnnxRuntimeOptions? options = null) =>
-            new("ResNet20", Paths, _modules, (opset, folds) => OnnxGraph(opset, folds, training: false).Build(), options);
+            new("ResNet20", Paths, _modules, (opset, folds) => OnnxGraph(opset, folds, training: false), options);
 
         /// <summary>
         /// The network's ONNX graph at <paramref name="opset"/>, with <paramref name="folds"/> folded in if given;

@@ -309,7 +309,7 @@ Params size (MB): 0.02
             /// application (the Microsoft.ML.OnnxRuntime package, or its GPU build). Dispose it before the network.
             /// </summary>
             public RG.OnnxRuntimeEngine ToOnnxRuntime(RG.OnnxRuntimeOptions? options = null) =>
-                new("TinyNet", Paths, _modules, (opset, folds) => OnnxGraph(opset, folds, training: false).Build(), options);
+                new("TinyNet", Paths, _modules, (opset, folds) => OnnxGraph(opset, folds, training: false), options);
 
             /// <summary>
             /// The network's ONNX graph at <paramref name="opset"/>, with <paramref name="folds"/> folded in if given;
