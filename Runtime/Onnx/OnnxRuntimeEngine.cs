@@ -187,22 +187,19 @@ public sealed class OnnxRuntimeEngine : IDisposable
         RunSpans(batch, batchSize, height, width, output);
 
     /// <summary>As <see cref="Run(ReadOnlySpan{float}, int, int, int, Span{float})"/>, returning a new array of batchSize·OutputFeatures values.</summary>
-    public float[] Run(ReadOnlySpan<float> batch, int batchSize, int height, int width)
-    {
-        var output = new float[checked(Math.Max(batchSize, 0) * Model.OutputFeatures)];
-        Run(batch, batchSize, height, width, output);
-        return output;
-    }
+    public float[] Run(ReadOnlySpan<float> batch, int batchSize, int height, int width) => RunToArray(batch, batchSize, height, width);
 
     /// <summary>As <see cref="Run(ReadOnlySpan{float}, int, int, int, Span{float})"/>, for a float16 network (<see cref="Dtype"/>): NCHW float16 values in and out.</summary>
     public void Run(ReadOnlySpan<Half> batch, int batchSize, int height, int width, Span<Half> output) =>
         RunSpans(batch, batchSize, height, width, output);
 
     /// <summary>As <see cref="Run(ReadOnlySpan{Half}, int, int, int, Span{Half})"/>, returning a new array of batchSize·OutputFeatures values.</summary>
-    public Half[] Run(ReadOnlySpan<Half> batch, int batchSize, int height, int width)
+    public Half[] Run(ReadOnlySpan<Half> batch, int batchSize, int height, int width) => RunToArray(batch, batchSize, height, width);
+
+    private T[] RunToArray<T>(ReadOnlySpan<T> batch, int batchSize, int height, int width) where T : unmanaged
     {
-        var output = new Half[checked(Math.Max(batchSize, 0) * Model.OutputFeatures)];
-        Run(batch, batchSize, height, width, output);
+        var output = new T[checked(Math.Max(batchSize, 0) * Model.OutputFeatures)];
+        RunSpans(batch, batchSize, height, width, output);
         return output;
     }
 
