@@ -97,6 +97,30 @@ public sealed class PyTorchTwinTests : IDisposable
     }
 
     [Fact]
+    public void An_exported_set_checks_itself_without_its_weights_and_catches_a_wrong_output()
+    {
+        // What RESNETGEN_TWIN_EXPORT writes, for checking the twins on another PyTorch (README): no weight files, the C#
+        // outputs beside the twins; twin_check.py rebuilds the deterministic weights and compares by the suite's rules.
+        var set = Path.Combine(_folder, "exported");
+        Twins.CheckAndCopy(new[] { new TwinCase("resnet20_a", () => new ResNet20A(), Cifar), new TwinCase("one_channel", () => new TwinOneChannel(), new long[] { 2, 1, 64, 64 }) },
+            Directory.CreateDirectory(Path.Combine(_folder, "here")).FullName, exportTo: set);
+        Assert.Empty(Directory.GetFiles(set, "*.safetensors"));
+        var script = Path.Combine(Repository.Root(), "Generator.Tests", "PyTorch", "twin_check.py");
+        var output = Twins.RunPython(set, script, Path.Combine(set, "manifest.json"));
+        Assert.Contains("ok resnet20_a", output);
+        Assert.Contains("ok one_channel", output);
+
+        // One C# logit moved by 1e-4 of the largest: the set now fails that case, naming the rule, and passes the other.
+        var expected = Path.Combine(set, "resnet20_a.cs.eval.out");
+        var values = Tv.DeterministicWeights.ReadFloats(expected);
+        values[3] += 1e-4f * values.Max(Math.Abs);
+        File.WriteAllBytes(expected, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+        output = Twins.RunPython(set, script, Path.Combine(set, "manifest.json"));
+        Assert.Contains("FAIL resnet20_a: eval output: max |difference|", output);
+        Assert.Contains("ok one_channel", output);
+    }
+
+    [Fact]
     public void Twins_match_their_snapshots()
     {
         // The Python itself, as a reviewer reads it (accept a change with RESNETGEN_ACCEPT_SNAPSHOTS=1).

@@ -35,7 +35,11 @@ public static class Twins
     /// weights) and with the C# outputs, so that <c>python3 Generator.Tests/PyTorch/twin_check.py SET/manifest.json</c>
     /// checks the same cases on another PyTorch (README: "Training past one machine").
     /// </summary>
-    public static void Check(IReadOnlyList<TwinCase> cases, string folder, [System.Runtime.CompilerServices.CallerMemberName] string set = "")
+    public static void Check(IReadOnlyList<TwinCase> cases, string folder, [System.Runtime.CompilerServices.CallerMemberName] string set = "") =>
+        CheckAndCopy(cases, folder, Environment.GetEnvironmentVariable("RESNETGEN_TWIN_EXPORT") is { Length: > 0 } export ? Path.Combine(export, set) : null);
+
+    /// <summary>As <see cref="Check"/>, copying the set to <paramref name="exportTo"/> if given.</summary>
+    public static void CheckAndCopy(IReadOnlyList<TwinCase> cases, string folder, string? exportTo)
     {
         var manifest = new List<Dictionary<string, object>>();
         var expected = new Dictionary<string, (float[] Eval, long[] EvalShape, double[]? Train)>();
@@ -104,8 +108,7 @@ public static class Twins
             using var theirsTrain = torch.tensor(DeterministicWeights.ReadDoubles(Path.Combine(folder, c.Name + ".train64.out"))).reshape(shape);
             Tolerance.AssertClose(oursTrain, theirsTrain, c.Name + ": the twin's train-mode output (float64)", TrainRelative);
         }
-        if (Environment.GetEnvironmentVariable("RESNETGEN_TWIN_EXPORT") is { Length: > 0 } export)
-            Export(manifest, folder, Path.Combine(export, set));
+        if (exportTo is not null) Export(manifest, folder, exportTo);
     }
 
     /// <summary>The set without its weights and this machine's twin outputs: the twins, inputs, C# outputs and the manifest.</summary>

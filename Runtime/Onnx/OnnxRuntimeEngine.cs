@@ -55,7 +55,8 @@ public sealed record OnnxRuntimeOptions
 /// <para>
 /// Inputs and outputs are in the network's dtype: float32, or float16 for a network converted with <c>half()</c> (then
 /// ONNX Runtime computes in float32 between them, from the network's float16 weights widened exactly, and rounds the
-/// result to float16: on a CPU faster and closer than float16 arithmetic). A network converted to float64 is served in float32. <see cref="Dtype"/> says which.
+/// result to float16: on a CPU faster and closer than float16 arithmetic). A network converted to float64 (or bfloat16)
+/// is served in float32. <see cref="Dtype"/> says which.
 /// </para>
 /// </summary>
 public sealed class OnnxRuntimeEngine : IDisposable
@@ -74,8 +75,8 @@ public sealed class OnnxRuntimeEngine : IDisposable
 
     /// <summary>
     /// For generated code: <paramref name="build"/> writes the network's graph at an opset, with the folds given (or
-    /// none), up to its output; <paramref name="paths"/> and <paramref name="modules"/> are the network's layers, whose parameters and
-    /// buffers the engine follows. Builds the session at once, so a bad option fails here.
+    /// none), up to its output; <paramref name="paths"/> and <paramref name="modules"/> are the network's layers, whose
+    /// parameters and buffers the engine follows. Builds the session at once, so a bad option fails here.
     /// </summary>
     [EditorBrowsable(EditorBrowsableState.Never)]
     public OnnxRuntimeEngine(string network, string[] paths, torch.nn.Module[] modules, Func<int, FoldSet?, OnnxGraphBuilder> build, OnnxRuntimeOptions? options)
