@@ -43,20 +43,17 @@ public sealed partial class SampleApp
                 table.AddRow(name, engine, shape[0].ToString(CultureInfo.InvariantCulture), $"{median:0.0}", $"{shape[0] / (median / 1e3):0}",
                     setupTime < 1 ? "" : FormattableString.Invariant($"{setupTime:0} ms"));
             }
-            Engine("TorchSharp", () => null, () =>
+            void Forward()
             {
                 using var noGrad = torch.no_grad();
                 network.call(input).Dispose();
-            });
+            }
+            Engine("TorchSharp", () => null, Forward);
             Engine("TorchSharp, folded", () =>
             {
                 network.FuseForInference();
                 return null;
-            }, () =>
-            {
-                using var noGrad = torch.no_grad();
-                network.call(input).Dispose();
-            });
+            }, Forward);
             if (device.type == DeviceType.CPU)
             {
                 OnnxRuntimeEngine? served = null;

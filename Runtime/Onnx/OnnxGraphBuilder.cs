@@ -292,22 +292,25 @@ public sealed class OnnxGraphBuilder
     public OnnxModel Build(bool float16 = false)
     {
         var bytes = Model(null, float16).ToByteArray();
-        var (name, features) = _output ?? throw NoOutput();
-        return new(bytes, float16 ? name + Float16Suffix : name, _inChannels, _dynamicSpatial ? null : _fixedSize, features, _opset,
-            _nodes.Count + (float16 ? 2 : 0), _initializers.Count, float16 ? "input" + Float16Suffix : "input", float16);
+        var (input, output, _) = Io(float16);
+        return new(bytes, output, _inChannels, _dynamicSpatial ? null : _fixedSize, _output!.Value.Features, _opset,
+            _nodes.Count + (float16 ? 2 : 0), _initializers.Count, input, float16);
     }
-
-    private const string Float16Suffix = "_float16";
 
     // TensorProto.DataType: FLOAT = 1, FLOAT16 = 10.
     private const long Float32Type = 1, Float16Type = 10;
 
-    private InvalidOperationException NoOutput() => new($"the graph of {_graph} has no output yet: call Output first");
+    // The graph's input and output names and their element type: float16 ones are cast to and from the float32 graph.
+    private (string Input, string Output, long Type) Io(bool float16)
+    {
+        var (name, _) = _output ?? throw new InvalidOperationException($"the graph of {_graph} has no output yet: call Output first");
+        return float16 ? ("input_float16", name + "_float16", Float16Type) : ("input", name, Float32Type);
+    }
 
     private ByteString Model(IReadOnlyDictionary<string, string>? metadata, bool float16 = false)
     {
-        var (outputName, outputFeatures) = _output ?? throw NoOutput();
-        var (input, output, type) = float16 ? ("input" + Float16Suffix, outputName + Float16Suffix, Float16Type) : ("input", outputName, Float32Type);
+        var (input, output, type) = Io(float16);
+        var (outputName, outputFeatures) = _output!.Value;
         var graph = Message(g =>
         {
             if (float16) g.Bytes(1, NodeMessage("Cast", "input.to_float32", new[] { input }, "input", Int("to", Float32Type)));
