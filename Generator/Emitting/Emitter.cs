@@ -65,6 +65,7 @@ internal static class Emitter
         Fields(w, plan);
         Constructor(w, plan);
         Layout(w);
+        PrecisionProperty(w, plan);
         Forward(w, plan);
         Run(w, plan);
         Fusion(w, plan);
@@ -286,6 +287,36 @@ internal static class Emitter
         w.Line();
     }
 
+    /// <summary>The Precision property, with the table of where each of the network's ops computes in mixed precision.</summary>
+    private static void PrecisionProperty(SourceWriter w, NetworkPlan plan)
+    {
+        Comment(w, "Mixed precision (Precision.BFloat16, Precision.Float16): each op of this network computes where torch.autocast runs it for the " +
+                   "input's device (PyTorch's autocast_mode.cpp). Parameters and batch-norm statistics stay float32, each weight is cast once per " +
+                   "forward, and the logits and ForwardFeatures' outputs come back float32.");
+        var rows = AutocastTable.Rows(plan);
+        var opWidth = Math.Max(2, rows.Max(r => r.Op.Length)) + 2;
+        var policyWidth = AutocastTable.Low.Length + 2;
+        var whereWidth = MaxLine - w.Indent - 5 - opWidth - 2 * policyWidth;
+        w.Line(("//   " + "op".PadRight(opWidth) + "CPU".PadRight(policyWidth) + "CUDA".PadRight(policyWidth) + "in this network").TrimEnd());
+        foreach (var (op, where, cpu, cuda) in rows)
+        {
+            var lines = Wrap(where, whereWidth).ToList();
+            w.Line("//   " + op.PadRight(opWidth) + cpu.PadRight(policyWidth) + cuda.PadRight(policyWidth) + lines[0]);
+            foreach (var more in lines.Skip(1)) w.Line("//   " + new string(' ', opWidth + 2 * policyWidth) + more);
+        }
+        w.Line("/// <summary>");
+        w.Line("/// What <see cref=\"forward\"/> and <see cref=\"ForwardFeatures\"/> compute in, read at each call: by default");
+        w.Line("/// <see cref=\"global::ResNetGen.Precision.Float32\"/>, every op in the dtype of its input and of the parameters; with");
+        w.Line("/// <see cref=\"global::ResNetGen.Precision.BFloat16\"/> or <see cref=\"global::ResNetGen.Precision.Float16\"/>, mixed precision");
+        w.Line("/// over float32 parameters as the table above places it, trainable (gradients reach the float32 parameters; train");
+        w.Line("/// Float16 with a <see cref=\"global::ResNetGen.GradScaler\"/>). The parameters are never converted; the folds of");
+        w.Line("/// <see cref=\"FuseForInference\"/> are made in float32 and cast like the weights; <see cref=\"ExportOnnx\"/> and");
+        w.Line("/// <see cref=\"ToOnnxRuntime\"/> compute in float32 whatever it says.");
+        w.Line("/// </summary>");
+        w.Line("public RG.Precision Precision { get; set; } = RG.Precision.Float32;");
+        w.Line();
+    }
+
     private static void Forward(SourceWriter w, NetworkPlan plan)
     {
         var name = plan.Target.Name;
@@ -293,7 +324,8 @@ internal static class Emitter
         w.Line($"/// Runs the network on <paramref name=\"input\"/> of shape [N, {I(plan.InChannels)}, H, W]; returns {Xml(plan.OutputShape.Format())}" +
                (plan.NumClasses > 0 ? " logits" : " pooled features") + ".");
         w.Line("/// Every intermediate tensor is disposed right after its last use; the input is not disposed. Activations are laid");
-        w.Line("/// out as <see cref=\"ActivationLayout\"/> says; the result's values do not depend on it.");
+        w.Line("/// out as <see cref=\"ActivationLayout\"/> says; the result's values do not depend on it. Convolutions and the classifier");
+        w.Line("/// compute in <see cref=\"Precision\"/> (a mixed precision returns float32).");
         w.Line("/// </summary>");
         w.Open("public override TorchTensor forward(TorchTensor input)");
         w.Line($"RG.NetworkInput.Check(input, {I(plan.InChannels)}, \"{name}.forward\");");
@@ -342,31 +374,42 @@ internal static class Emitter
         w.Line("/// stops before the head; with <paramref name=\"fold\"/>, runs each convolution with its batch-norm folded in.");
         w.Line("/// </summary>");
         w.Open("private TorchTensor? Run(TorchTensor input, TorchTensor[]? features, bool fold)");
+        w.Line("using var amp = RG.Autocast.Begin(Precision, input); // null for Precision.Float32: no casts anywhere");
         w.Line($"var x = RG.TensorLayout.ForCompute(input, ActivationLayout); // [N, {I(plan.InChannels)}, {I(plan.InputSize)}, {I(plan.InputSize)}] input, laid out for computing");
         var locals = plan.Steps.Select(s => s.Target).Where(t => t != "x").Distinct().ToList();
         if (locals.Count > 0) w.Line($"TorchTensor {string.Join(", ", locals)};");
         foreach (var step in plan.Steps) Statement(w, step);
-        w.Line("return x;");
+        w.Line("return RG.Autocast.Output(x, amp);");
+        w.Line();
+        w.Line("// Each step in the precision of the pass (amp), folded where fold says.");
+        bool Uses(StepKind kind) => plan.Steps.Any(s => s.Kind == kind);
         if (plan.Steps.Any(s => s.Kind == StepKind.ConvNorm && s.Standardize == 0))
         {
-            w.Line();
             w.Line("TorchTensor ConvNorm(TorchTensor t, TorchModules.Conv2d conv, TorchModules.BatchNorm2d norm) =>");
-            w.Line("    fold ? _folds.Apply(t, conv, norm) : RG.Steps.ConvNorm(t, conv, norm);");
+            w.Line("    fold ? _folds.Apply(t, conv, norm, amp) : RG.Steps.ConvNorm(t, conv, norm, amp);");
         }
         if (plan.Steps.Any(s => s.Kind == StepKind.ConvNorm && s.Standardize > 0))
         {
-            w.Line();
             w.Line("// A weight-standardised convolution (timm's StdConv2d) and its batch-norm: folded, one convolution with both in it.");
             w.Line("TorchTensor StdConvNorm(TorchTensor t, TorchModules.Conv2d conv, TorchModules.BatchNorm2d norm, double eps) =>");
-            w.Line("    fold ? _folds.Apply(t, conv, norm, eps) : RG.Steps.ConvNorm(t, conv, norm, eps);");
+            w.Line("    fold ? _folds.Apply(t, conv, norm, eps, amp) : RG.Steps.ConvNorm(t, conv, norm, eps, amp);");
         }
         if (plan.Steps.Any(s => s.Kind == StepKind.Conv && s.Standardize > 0))
         {
-            w.Line();
             w.Line("// A weight-standardised convolution (timm's StdConv2d): folded, its weight standardised once.");
             w.Line("TorchTensor StdConv(TorchTensor t, TorchModules.Conv2d conv, double eps) =>");
-            w.Line("    fold ? _folds.Apply(t, conv, null, eps) : RG.Steps.StandardizedConv(t, conv, eps);");
+            w.Line("    fold ? _folds.Apply(t, conv, null, eps, amp) : RG.Steps.StandardizedConv(t, conv, eps, amp);");
         }
+        if (plan.Steps.Any(s => s.Kind == StepKind.Conv && s.Standardize == 0))
+            w.Line("TorchTensor Conv(TorchTensor t, TorchModules.Conv2d conv) => RG.Steps.Conv(t, conv, amp);");
+        if (Uses(StepKind.Linear)) w.Line("TorchTensor Linear(TorchTensor t, TorchModules.Linear linear) => RG.Steps.Linear(t, linear, amp);");
+        if (Uses(StepKind.ConvHead)) w.Line("TorchTensor ConvHead(TorchTensor t, TorchModules.Conv2d head) => RG.Steps.ConvHead(t, head, amp);");
+        if (Uses(StepKind.GroupNorm)) w.Line("TorchTensor GroupNorm(TorchTensor t, TorchModules.GroupNorm norm) => RG.Steps.GroupNorm(t, norm, amp);");
+        if (Uses(StepKind.SqueezeExcite))
+            w.Line("TorchTensor SqueezeExcite(TorchTensor t, TorchModules.Conv2d reduce, TorchModules.Conv2d expand) => RG.Steps.SqueezeExcite(t, reduce, expand, amp);");
+        if (Uses(StepKind.EfficientChannel)) w.Line("TorchTensor EfficientChannel(TorchTensor t, TorchModules.Conv1d conv) => RG.Steps.EfficientChannel(t, conv, amp);");
+        if (Uses(StepKind.Blur)) w.Line("TorchTensor Blur(TorchTensor t, int stride) => RG.Steps.Blur(t, stride, amp);");
+        if (Uses(StepKind.Keep)) w.Line("void Keep(TorchTensor[]? kept, int index, TorchTensor t) => RG.Steps.Keep(kept, index, t, amp);");
         w.Close();
         w.Line();
     }
@@ -399,16 +442,16 @@ internal static class Emitter
             StepKind.ConvNorm when step.Standardize > 0 =>
                 Assign($"StdConvNorm({step.Source}, {ModulePlan.FieldOf(step.Module!)}, {ModulePlan.FieldOf(step.Norm!)}, {D(step.Standardize)})"),
             StepKind.ConvNorm => Assign($"ConvNorm({step.Source}, {ModulePlan.FieldOf(step.Module!)}, {ModulePlan.FieldOf(step.Norm!)})"),
-            StepKind.Linear => Assign($"{ModulePlan.FieldOf(step.Module!)}.forward({step.Source})"),
+            StepKind.Linear => Assign($"Linear({step.Source}, {ModulePlan.FieldOf(step.Module!)})"),
             StepKind.Relu => $"{t}.relu_();",
             StepKind.Add => $"AddTo({t}, {step.Other});",
             StepKind.MaxPool => Assign($"TorchNn.functional.max_pool2d({step.Source}, 3, {I(step.Stride)}, 1)"),
             StepKind.Conv when step.Standardize > 0 => Assign($"StdConv({step.Source}, {ModulePlan.FieldOf(step.Module!)}, {D(step.Standardize)})"),
-            StepKind.Conv => Assign($"{ModulePlan.FieldOf(step.Module!)}.forward({step.Source})"),
+            StepKind.Conv => Assign($"Conv({step.Source}, {ModulePlan.FieldOf(step.Module!)})"),
             StepKind.ConvHead => Assign($"ConvHead({step.Source}, {ModulePlan.FieldOf(step.Module!)})"),
             // Qualified: a class in a namespace under ResNetGen would find the enum ResNetGen.Norm before the using static.
             StepKind.Norm => Assign($"RG.Steps.Norm({step.Source}, {ModulePlan.FieldOf(step.Norm!)})"),
-            StepKind.GroupNorm => Assign($"{ModulePlan.FieldOf(step.Norm!)}.forward({step.Source})"),
+            StepKind.GroupNorm => Assign($"GroupNorm({step.Source}, {ModulePlan.FieldOf(step.Norm!)})"),
             StepKind.ZeroPaddedMaxPool => Assign($"ZeroPaddedMaxPool({step.Source})"),
             StepKind.AntiAliasPool => Assign($"TorchNn.functional.avg_pool2d({step.Source}, {I(step.Stride)}, {I(step.Stride)})"),
             StepKind.Blur => Assign($"Blur({step.Source}, {I(step.Stride)})"),
@@ -449,7 +492,8 @@ internal static class Emitter
         w.Line("/// folded into the convolution before it: one convolution (with bias) where there were a convolution and a batch-norm.");
         w.Line("/// Outputs are unchanged up to rounding. The folds follow their sources: a weight loaded, edited in place, replaced,");
         w.Line("/// converted to another dtype or moved to another device afterwards is folded again before the next use, and a");
-        w.Line("/// training-mode forward computes unfolded. The layers and the state_dict stay as they are.");
+        w.Line("/// training-mode forward computes unfolded. The layers and the state_dict stay as they are. Folds are made in float32");
+        w.Line("/// whatever <see cref=\"Precision\"/> says; a mixed-precision forward casts them once per forward, like any weight.");
         if (plan.Modules.Any(m => m.Standardized))
             w.Line("/// Each weight-standardised convolution's weight is standardised once per change, not at every forward.");
         if (plan.Modules.Any(m => m.Kind == ModuleKind.GroupNorm))
@@ -510,7 +554,8 @@ internal static class Emitter
         w.Line("/// <summary>");
         w.Line($"/// Writes the network as an ONNX model: input <c>input</c> [N, {I(plan.InChannels)}, {size}], output <c>{output}</c> {Xml(plan.OutputShape.Format())},");
         w.Line("/// weights as initializers named by the state_dict, nodes named by layer. After <see cref=\"FuseForInference\"/> it");
-        w.Line("/// writes the folded graph. A network in training mode is written with eval semantics, with a warning.");
+        w.Line("/// writes the folded graph. A network in training mode is written with eval semantics, with a warning. The graph computes");
+        w.Line("/// in the parameters' float32 whatever <see cref=\"Precision\"/> says.");
         w.Line("/// </summary>");
         w.Line("/// <param name=\"path\">The .onnx file to write (replaced whole, never half-written).</param>");
         w.Line($"/// <param name=\"opset\">The ONNX opset: {I(minimumOpset)} to <see cref=\"global::ResNetGen.OnnxGraphBuilder.MaxOpset\"/>.</param>");
@@ -523,7 +568,8 @@ internal static class Emitter
         w.Line("/// writes, folded, built in memory. On a CPU often the fastest way to run it. It follows the network's weights: one");
         w.Line("/// loaded, edited or trained after it was made is built into the session at the next call, or refused, as");
         w.Line("/// <see cref=\"global::ResNetGen.OnnxRuntimeOptions.OnWeightChange\"/> says. Needs ONNX Runtime's native library in the");
-        w.Line("/// application (the Microsoft.ML.OnnxRuntime package, or its GPU build). Dispose it before the network.");
+        w.Line("/// application (the Microsoft.ML.OnnxRuntime package, or its GPU build). Dispose it before the network. It computes as");
+        w.Line("/// the parameters are (float32, or float16 after half()) whatever <see cref=\"Precision\"/> says.");
         w.Line("/// </summary>");
         w.Line("public RG.OnnxRuntimeEngine ToOnnxRuntime(RG.OnnxRuntimeOptions? options = null) =>");
         w.Line($"    new(\"{plan.Target.Name}\", Paths, _modules, (opset, folds) => OnnxGraph(opset, folds, training: false), options);");

@@ -65,10 +65,18 @@ public sealed class FoldedConvolution : IDisposable
     }
 
     /// <summary>Runs the folded convolution on <paramref name="input"/>: the convolution's own geometry, the folded weight and bias.</summary>
-    public torch.Tensor forward(torch.Tensor input)
+    public torch.Tensor forward(torch.Tensor input) => forward(input, null);
+
+    /// <summary>
+    /// As <see cref="forward(torch.Tensor)"/> in a mixed-precision pass (none: exactly that): the fold is made in float32 as
+    /// always, and its weight and bias are cast to the low precision once per pass.
+    /// </summary>
+    public torch.Tensor forward(torch.Tensor input, Autocast? pass)
     {
         var (weight, bias) = Current;
-        return torch.nn.functional.conv2d(input, weight, bias, _conv.stride, _conv.padding, _conv.dilation, _conv.groups);
+        return pass is null
+            ? torch.nn.functional.conv2d(input, weight, bias, _conv.stride, _conv.padding, _conv.dilation, _conv.groups)
+            : pass.Conv2d(input, pass.Weight(weight), bias, _conv);
     }
 
     /// <summary>Folds again if the sources changed since the last fold; returns whether it did.</summary>
@@ -210,8 +218,15 @@ public sealed class FoldSet : IDisposable
     /// <summary>Runs <paramref name="conv"/> with <paramref name="norm"/> folded in on <paramref name="input"/>.</summary>
     public torch.Tensor Apply(torch.Tensor input, Conv2d conv, BatchNorm2d norm) => For(conv, norm).forward(input);
 
+    /// <summary>As <see cref="Apply(torch.Tensor, Conv2d, BatchNorm2d)"/> in a mixed-precision pass (none: exactly that).</summary>
+    public torch.Tensor Apply(torch.Tensor input, Conv2d conv, BatchNorm2d norm, Autocast? pass) => For(conv, norm).forward(input, pass);
+
     /// <summary>Runs the weight-standardised <paramref name="conv"/>, with <paramref name="norm"/> (if any) folded in, on <paramref name="input"/>.</summary>
     public torch.Tensor Apply(torch.Tensor input, Conv2d conv, BatchNorm2d? norm, double standardizeEps) => For(conv, norm, standardizeEps).forward(input);
+
+    /// <summary>As <see cref="Apply(torch.Tensor, Conv2d, BatchNorm2d?, double)"/> in a mixed-precision pass (none: exactly that).</summary>
+    public torch.Tensor Apply(torch.Tensor input, Conv2d conv, BatchNorm2d? norm, double standardizeEps, Autocast? pass) =>
+        For(conv, norm, standardizeEps).forward(input, pass);
 
     /// <summary>Makes every fold fold again before its next use (training changes what they fold).</summary>
     public void ReleaseAll()

@@ -12,6 +12,9 @@ public interface IResNet
     /// <summary>How forward lays out activations while it computes (the input's own layout by default).</summary>
     ActivationLayout ActivationLayout { get; set; }
 
+    /// <summary>What forward computes convolutions and the classifier in (<see cref="Precision.Float32"/> by default); parameters stay float32.</summary>
+    Precision Precision { get; set; }
+
     /// <summary>Whether <see cref="FuseForInference"/> is in effect.</summary>
     bool IsFused { get; }
 

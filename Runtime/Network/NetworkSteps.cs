@@ -31,11 +31,26 @@ public static class Steps
     public static void AddTo(torch.Tensor sum, torch.Tensor other) => sum.add_(other, One);
 
     /// <summary><paramref name="norm"/>(<paramref name="conv"/>(<paramref name="input"/>)), the convolution's output disposed; the input is not.</summary>
-    public static torch.Tensor ConvNorm(torch.Tensor input, Conv2d conv, BatchNorm2d norm)
+    public static torch.Tensor ConvNorm(torch.Tensor input, Conv2d conv, BatchNorm2d norm) => ConvNorm(input, conv, norm, (Autocast?)null);
+
+    /// <summary>
+    /// As <see cref="ConvNorm(torch.Tensor, Conv2d, BatchNorm2d)"/> in a mixed-precision pass (none: exactly that): the
+    /// convolution in the low precision, the batch-norm on its output with float32 statistics, as autocast runs them.
+    /// </summary>
+    public static torch.Tensor ConvNorm(torch.Tensor input, Conv2d conv, BatchNorm2d norm, Autocast? pass)
     {
-        using var convolved = conv.forward(input);
+        using var convolved = Conv(input, conv, pass);
         return Norm(convolved, norm);
     }
+
+    /// <summary><paramref name="conv"/>(<paramref name="input"/>): as its forward, or in the pass's low precision. The input is not disposed.</summary>
+    public static torch.Tensor Conv(torch.Tensor input, Conv2d conv, Autocast? pass) => pass is null ? conv.forward(input) : pass.Conv2d(input, conv);
+
+    /// <summary>The classifier: as its forward, or in the pass's low precision. The input is not disposed.</summary>
+    public static torch.Tensor Linear(torch.Tensor input, Linear linear, Autocast? pass) => pass is null ? linear.forward(input) : pass.Linear(input, linear);
+
+    /// <summary>A group-norm: as its forward, or where autocast runs it for the input's device. The input is not disposed.</summary>
+    public static torch.Tensor GroupNorm(torch.Tensor input, GroupNorm norm, Autocast? pass) => pass is null ? norm.forward(input) : pass.GroupNorm(input, norm);
 
     /// <summary>
     /// What <c>BatchNorm2d.forward</c> computes (PyTorch's semantics: batch statistics in training, running statistics
@@ -74,16 +89,27 @@ public static class Steps
     /// A weight-standardised convolution (timm's <c>StdConv2d</c>): <paramref name="conv"/>'s geometry and bias with its
     /// weight standardised by <see cref="StandardizeWeight"/>. The input is not disposed.
     /// </summary>
-    public static torch.Tensor StandardizedConv(torch.Tensor input, Conv2d conv, double eps)
+    public static torch.Tensor StandardizedConv(torch.Tensor input, Conv2d conv, double eps) => StandardizedConv(input, conv, eps, null);
+
+    /// <summary>
+    /// As <see cref="StandardizedConv(torch.Tensor, Conv2d, double)"/> in a mixed-precision pass: the weight standardised in
+    /// float32 (a batch-norm over the float32 weight, as autocast leaves it), the convolution in the low precision.
+    /// </summary>
+    public static torch.Tensor StandardizedConv(torch.Tensor input, Conv2d conv, double eps, Autocast? pass)
     {
         using var weight = StandardizeWeight(conv.weight ?? throw new ArgumentException("the convolution has no weight", nameof(conv)), eps);
-        return torch.nn.functional.conv2d(input, weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups);
+        return pass is null
+            ? torch.nn.functional.conv2d(input, weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+            : pass.Conv2d(input, weight, conv.bias, conv);
     }
 
     /// <summary><paramref name="norm"/>(a weight-standardised <paramref name="conv"/>(<paramref name="input"/>)); the convolution's output is disposed.</summary>
-    public static torch.Tensor ConvNorm(torch.Tensor input, Conv2d conv, BatchNorm2d norm, double eps)
+    public static torch.Tensor ConvNorm(torch.Tensor input, Conv2d conv, BatchNorm2d norm, double eps) => ConvNorm(input, conv, norm, eps, null);
+
+    /// <summary>As <see cref="ConvNorm(torch.Tensor, Conv2d, BatchNorm2d, double)"/> in a mixed-precision pass (none: exactly that).</summary>
+    public static torch.Tensor ConvNorm(torch.Tensor input, Conv2d conv, BatchNorm2d norm, double eps, Autocast? pass)
     {
-        using var convolved = StandardizedConv(input, conv, eps);
+        using var convolved = StandardizedConv(input, conv, eps, pass);
         return Norm(convolved, norm);
     }
 
@@ -103,12 +129,15 @@ public static class Steps
     /// <paramref name="reduce"/>(mean of <paramref name="x"/> over height and width)))). Returns a new tensor; the input
     /// is not disposed (autograd needs it for the gate's gradient).
     /// </summary>
-    public static torch.Tensor SqueezeExcite(torch.Tensor x, Conv2d reduce, Conv2d expand)
+    public static torch.Tensor SqueezeExcite(torch.Tensor x, Conv2d reduce, Conv2d expand) => SqueezeExcite(x, reduce, expand, null);
+
+    /// <summary>As <see cref="SqueezeExcite(torch.Tensor, Conv2d, Conv2d)"/> in a mixed-precision pass: its two convolutions in the low precision.</summary>
+    public static torch.Tensor SqueezeExcite(torch.Tensor x, Conv2d reduce, Conv2d expand, Autocast? pass)
     {
         using var pooled = x.mean(new long[] { 2, 3 }, keepdim: true);
-        using var reduced = reduce.forward(pooled);
+        using var reduced = Conv(pooled, reduce, pass);
         using var activated = reduced.relu();
-        using var expanded = expand.forward(activated);
+        using var expanded = Conv(activated, expand, pass);
         using var gate = expanded.sigmoid();
         return x.mul(gate);
     }
@@ -117,12 +146,15 @@ public static class Steps
     /// Efficient channel attention (timm's <c>EcaModule</c>): <paramref name="x"/> × sigmoid(<paramref name="conv"/> over
     /// the channel means as one row [N, 1, C]). Returns a new tensor; the input is not disposed.
     /// </summary>
-    public static torch.Tensor EfficientChannel(torch.Tensor x, Conv1d conv)
+    public static torch.Tensor EfficientChannel(torch.Tensor x, Conv1d conv) => EfficientChannel(x, conv, null);
+
+    /// <summary>As <see cref="EfficientChannel(torch.Tensor, Conv1d)"/> in a mixed-precision pass: its 1-D convolution in the low precision.</summary>
+    public static torch.Tensor EfficientChannel(torch.Tensor x, Conv1d conv, Autocast? pass)
     {
         var (n, c) = (x.shape[0], x.shape[1]);
         using var pooled = x.mean(new long[] { 2, 3 });
         using var row = pooled.view(n, 1, c);
-        using var mixed = conv.forward(row);
+        using var mixed = pass is null ? conv.forward(row) : pass.Conv1d(row, conv);
         using var gate = mixed.sigmoid();
         using var column = gate.view(n, c, 1, 1);
         return x.mul(column);
@@ -133,11 +165,19 @@ public static class Steps
     /// each side, then each channel convolved with the fixed binomial filter [1, 2, 1]ᵀ[1, 2, 1] / 16 at
     /// <paramref name="stride"/>. The filter is made in the input's dtype and on its device; it is not a parameter.
     /// </summary>
-    public static torch.Tensor Blur(torch.Tensor x, int stride)
+    public static torch.Tensor Blur(torch.Tensor x, int stride) => Blur(x, stride, null);
+
+    /// <summary>
+    /// As <see cref="Blur(torch.Tensor, int)"/> in a mixed-precision pass: the reflection padding where autocast runs it
+    /// (float32 on a CPU; a copy, so the values are the same either way), the filtering convolution in the low precision.
+    /// </summary>
+    public static torch.Tensor Blur(torch.Tensor x, int stride, Autocast? pass)
     {
         var channels = x.shape[1];
-        using var padded = torch.nn.functional.pad(x, new long[] { 1, 1, 1, 1 }, PaddingModes.Reflect);
-        using var filter = BlurFilter(channels, x.dtype, x.device);
+        using var source = pass is null ? x.alias() : pass.For("reflection_pad2d", x);
+        using var reflected = torch.nn.functional.pad(source, new long[] { 1, 1, 1, 1 }, PaddingModes.Reflect);
+        using var padded = pass is null ? reflected.alias() : pass.For("conv2d", reflected);
+        using var filter = BlurFilter(channels, padded.dtype, x.device); // exact in every float type
         return torch.nn.functional.conv2d(padded, filter, strides: new long[] { stride, stride }, groups: channels);
     }
 
@@ -172,10 +212,13 @@ public static class Steps
     /// A classifier stored as a 1×1 convolution with bias (timm's resnetv2 <c>head.fc</c>) on pooled features [N, C]:
     /// the convolution on [N, C, 1, 1], flattened to [N, classes].
     /// </summary>
-    public static torch.Tensor ConvHead(torch.Tensor pooled, Conv2d head)
+    public static torch.Tensor ConvHead(torch.Tensor pooled, Conv2d head) => ConvHead(pooled, head, null);
+
+    /// <summary>As <see cref="ConvHead(torch.Tensor, Conv2d)"/> in a mixed-precision pass: the 1×1 convolution in the low precision.</summary>
+    public static torch.Tensor ConvHead(torch.Tensor pooled, Conv2d head, Autocast? pass)
     {
         using var column = pooled.view(pooled.shape[0], pooled.shape[1], 1, 1);
-        using var logits = head.forward(column);
+        using var logits = Conv(column, head, pass);
         return logits.flatten(1);
     }
 
@@ -183,10 +226,13 @@ public static class Steps
     /// Keeps a stage output for <c>ForwardFeatures</c>: a handle of its own on <paramref name="x"/> (contiguous, a copy
     /// only when computed channels-last) in <paramref name="kept"/>[<paramref name="index"/>], when features are asked for.
     /// </summary>
-    public static void Keep(torch.Tensor[]? kept, int index, torch.Tensor x)
+    public static void Keep(torch.Tensor[]? kept, int index, torch.Tensor x) => Keep(kept, index, x, null);
+
+    /// <summary>As <see cref="Keep(torch.Tensor[], int, torch.Tensor)"/>; in a mixed-precision pass the kept output is float32, as the logits are.</summary>
+    public static void Keep(torch.Tensor[]? kept, int index, torch.Tensor x, Autocast? pass)
     {
         if (kept is null) return;
-        kept[index] = TensorLayout.ToContiguous(x.alias());
+        kept[index] = TensorLayout.ToContiguous(Autocast.Output(x.alias(), pass));
     }
 }
 

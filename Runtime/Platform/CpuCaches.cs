@@ -1,4 +1,5 @@
 using System.Collections.Generic;
+using System.Linq;
 using System.Globalization;
 using System.Runtime.Intrinsics.X86;
 using System.Text;
@@ -53,6 +54,44 @@ public static class CpuCaches
             return string.Format(CultureInfo.InvariantCulture, "{0} (family {1}, model {2})", brand.ToString().TrimEnd('\0', ' '), family, model);
         }
     }
+
+    /// <summary>
+    /// The vector and matrix extensions that decide which low-precision kernels libtorch's oneDNN can run, as CPUID
+    /// announces them: <c>AVX2</c>, <c>AVX-512</c>, <c>AVX512-VNNI</c>, <c>AVX512-BF16</c>, <c>AVX512-FP16</c>,
+    /// <c>AVX-VNNI</c>, <c>AMX-BF16</c>, <c>AMX-FP16</c>, <c>AMX-INT8</c> (empty off x86). A speed figure names them: a
+    /// bfloat16 or int8 result from one CPU says little about another. oneDNN may be limited below them
+    /// (<c>ONEDNN_MAX_CPU_ISA</c>, see <see cref="OneDnn"/>).
+    /// </summary>
+    public static IReadOnlyList<string> Features
+    {
+        get
+        {
+            var result = new List<string>();
+            if (!X86Base.IsSupported || (uint)X86Base.CpuId(0, 0).Eax < 7) return result;
+            var (_, ebx, ecx, edx) = X86Base.CpuId(7, 0);
+            var sub1 = (uint)X86Base.CpuId(7, 0).Eax >= 1 ? X86Base.CpuId(7, 1).Eax : 0;
+            void Add(bool present, string name)
+            {
+                if (present) result.Add(name);
+            }
+            Add((ebx & (1 << 5)) != 0, "AVX2");
+            Add((ebx & (1 << 16)) != 0, "AVX-512");
+            Add((ecx & (1 << 11)) != 0, "AVX512-VNNI");
+            Add((sub1 & (1 << 5)) != 0, "AVX512-BF16");
+            Add((edx & (1 << 23)) != 0, "AVX512-FP16");
+            Add((sub1 & (1 << 4)) != 0, "AVX-VNNI");
+            Add((edx & (1 << 22)) != 0, "AMX-BF16");
+            Add((sub1 & (1 << 21)) != 0, "AMX-FP16");
+            Add((edx & (1 << 25)) != 0, "AMX-INT8");
+            return result;
+        }
+    }
+
+    /// <summary>Whether the CPU has a bfloat16 multiply instruction oneDNN uses (AVX512-BF16 or AMX-BF16).</summary>
+    public static bool HasBFloat16Arithmetic => Features.Any(f => f is "AVX512-BF16" or "AMX-BF16");
+
+    /// <summary>Whether the CPU has a float16 multiply instruction oneDNN uses (AVX512-FP16 or AMX-FP16).</summary>
+    public static bool HasFloat16Arithmetic => Features.Any(f => f is "AVX512-FP16" or "AMX-FP16");
 
     /// <summary>The data and unified caches CPUID enumerates, e.g. <c>L1 48 KiB 12-way, L2 1024 KiB 16-way</c>.</summary>
     public static string Description

@@ -530,10 +530,32 @@ Params size (MB): 102.20
         /// </summary>
         public RG.ActivationLayout ActivationLayout { get; set; } = RG.ActivationLayout.AsGiven;
 
+        // Mixed precision (Precision.BFloat16, Precision.Float16): each op of this network computes where torch.autocast runs it for the input's device
+        // (PyTorch's autocast_mode.cpp). Parameters and batch-norm statistics stay float32, each weight is cast once per forward, and the logits and
+        // ForwardFeatures' outputs come back float32.
+        //   op          CPU            CUDA           in this network
+        //   conv2d      low precision  low precision  53 × convolution, head.fc
+        //   batch_norm  as its input   as its input   49 × batch-norm (float32 statistics)
+        //   relu        as its input   as its input   49 × ReLU
+        //   add         as its input   as its input   16 × residual add
+        //   max_pool2d  as its input   as its input   1 × max-pool
+        //   mean        as its input   as its input   1 × global pool
+        /// <summary>
+        /// What <see cref="forward"/> and <see cref="ForwardFeatures"/> compute in, read at each call: by default
+        /// <see cref="global::ResNetGen.Precision.Float32"/>, every op in the dtype of its input and of the parameters; with
+        /// <see cref="global::ResNetGen.Precision.BFloat16"/> or <see cref="global::ResNetGen.Precision.Float16"/>, mixed precision
+        /// over float32 parameters as the table above places it, trainable (gradients reach the float32 parameters; train
+        /// Float16 with a <see cref="global::ResNetGen.GradScaler"/>). The parameters are never converted; the folds of
+        /// <see cref="FuseForInference"/> are made in float32 and cast like the weights; <see cref="ExportOnnx"/> and
+        /// <see cref="ToOnnxRuntime"/> compute in float32 whatever it says.
+        /// </summary>
+        public RG.Precision Precision { get; set; } = RG.Precision.Float32;
+
         /// <summary>
         /// Runs the network on <paramref name="input"/> of shape [N, 3, H, W]; returns [N, 1000] logits.
         /// Every intermediate tensor is disposed right after its last use; the input is not disposed. Activations are laid
-        /// out as <see cref="ActivationLayout"/> says; the result's values do not depend on it.
+        /// out as <see cref="ActivationLayout"/> says; the result's values do not depend on it. Convolutions and the classifier
+        /// compute in <see cref="Precision"/> (a mixed precision returns float32).
         /// </summary>
         public override TorchTensor forward(TorchTensor input)
         {
@@ -584,20 +606,21 @@ Params size (MB): 102.20
         /// </summary>
         private TorchTensor? Run(TorchTensor input, TorchTensor[]? features, bool fold)
         {
+            using var amp = RG.Autocast.Begin(Precision, input); // null for Precision.Float32: no casts anywhere
             var x = RG.TensorLayout.ForCompute(input, ActivationLayout); // [N, 3, 224, 224] input, laid out for computing
             TorchTensor preact, identity, branch;
-            Replace(ref x, stem_conv.forward(x));                                        // [N, 64, 112, 112] stem.conv
+            Replace(ref x, Conv(x, stem_conv));                                          // [N, 64, 112, 112] stem.conv
             Replace(ref x, TorchNn.functional.max_pool2d(x, 3, 2, 1));                   // [N, 64, 56, 56] stem.pool: 3×3, stride 2, padding 1
             Keep(features, 0, x);
             preact = RG.Steps.Norm(x, stages_0_blocks_0_norm1);                          // [N, 64, 56, 56] stages.0.blocks.0.norm1: pre-activation
             preact.relu_();                                                              // [N, 64, 56, 56] relu
-            identity = stages_0_blocks_0_downsample_conv.forward(preact);                // [N, 256, 56, 56] stages.0.blocks.0.downsample.conv
+            identity = Conv(preact, stages_0_blocks_0_downsample_conv);                  // [N, 256, 56, 56] stages.0.blocks.0.downsample.conv
             branch = ConvNorm(preact, stages_0_blocks_0_conv1, stages_0_blocks_0_norm2); // [N, 64, 56, 56] stages.0.blocks.0.conv1, norm2
             preact.Dispose();
             branch.relu_();                                                              // [N, 64, 56, 56] relu
             Replace(ref branch, ConvNorm(branch, stages_0_blocks_0_conv2, stages_0_blocks_0_norm3)); // [N, 64, 56, 56] stages.0.blocks.0.conv2, norm3
             branch.relu_();                                                              // [N, 64, 56, 56] relu
-            Replace(ref branch, stages_0_blocks_0_conv3.forward(branch));                // [N, 256, 56, 56] stages.0.blocks.0.conv3
+            Replace(ref branch, Conv(branch, stages_0_blocks_0_conv3));                  // [N, 256, 56, 56] stages.0.blocks.0.conv3
             AddTo(branch, identity);                                                     // [N, 256, 56, 56] stages.0.blocks.0: residual add, no ReLU after it
             identity.Dispose();
             Replace(ref x, branch);                                                      // stages.0.blocks.0 output
@@ -608,7 +631,7 @@ Params size (MB): 102.20
             branch.relu_();                                                              // [N, 64, 56, 56] relu
             Replace(ref branch, ConvNorm(branch, stages_0_blocks_1_conv2, stages_0_blocks_1_norm3)); // [N, 64, 56, 56] stages.0.blocks.1.conv2, norm3
             branch.relu_();                                                              // [N, 64, 56, 56] relu
-            Replace(ref branch, stages_0_blocks_1_conv3.forward(branch));                // [N, 256, 56, 56] stages.0.blocks.1.conv3
+            Replace(ref branch, Conv(branch, stages_0_blocks_1_conv3));                  // [N, 256, 56, 56] stages.0.blocks.1.conv3
             AddTo(branch, x);                                                            // [N, 256, 56, 56] stages.0.blocks.1: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.0.blocks.1 output
             preact = RG.Steps.Norm(x, stages_0_blocks_2_norm1);                          // [N, 256, 56, 56] stages.0.blocks.2.norm1: pre-activation
@@ -618,19 +641,19 @@ Params size (MB): 102.20
             branch.relu_();                                                              // [N, 64, 56, 56] relu
             Replace(ref branch, ConvNorm(branch, stages_0_blocks_2_conv2, stages_0_blocks_2_norm3)); // [N, 64, 56, 56] stages.0.blocks.2.conv2, norm3
             branch.relu_();                                                              // [N, 64, 56, 56] relu
-            Replace(ref branch, stages_0_blocks_2_conv3.forward(branch));                // [N, 256, 56, 56] stages.0.blocks.2.conv3
+            Replace(ref branch, Conv(branch, stages_0_blocks_2_conv3));                  // [N, 256, 56, 56] stages.0.blocks.2.conv3
             AddTo(branch, x);                                                            // [N, 256, 56, 56] stages.0.blocks.2: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.0.blocks.2 output
             Keep(features, 1, x);
             preact = RG.Steps.Norm(x, stages_1_blocks_0_norm1);                          // [N, 256, 56, 56] stages.1.blocks.0.norm1: pre-activation
             preact.relu_();                                                              // [N, 256, 56, 56] relu
-            identity = stages_1_blocks_0_downsample_conv.forward(preact);                // [N, 512, 28, 28] stages.1.blocks.0.downsample.conv
+            identity = Conv(preact, stages_1_blocks_0_downsample_conv);                  // [N, 512, 28, 28] stages.1.blocks.0.downsample.conv
             branch = ConvNorm(preact, stages_1_blocks_0_conv1, stages_1_blocks_0_norm2); // [N, 128, 56, 56] stages.1.blocks.0.conv1, norm2
             preact.Dispose();
             branch.relu_();                                                              // [N, 128, 56, 56] relu
             Replace(ref branch, ConvNorm(branch, stages_1_blocks_0_conv2, stages_1_blocks_0_norm3)); // [N, 128, 28, 28] stages.1.blocks.0.conv2, norm3
             branch.relu_();                                                              // [N, 128, 28, 28] relu
-            Replace(ref branch, stages_1_blocks_0_conv3.forward(branch));                // [N, 512, 28, 28] stages.1.blocks.0.conv3
+            Replace(ref branch, Conv(branch, stages_1_blocks_0_conv3));                  // [N, 512, 28, 28] stages.1.blocks.0.conv3
             AddTo(branch, identity);                                                     // [N, 512, 28, 28] stages.1.blocks.0: residual add, no ReLU after it
             identity.Dispose();
             Replace(ref x, branch);                                                      // stages.1.blocks.0 output
@@ -641,7 +664,7 @@ Params size (MB): 102.20
             branch.relu_();                                                              // [N, 128, 28, 28] relu
             Replace(ref branch, ConvNorm(branch, stages_1_blocks_1_conv2, stages_1_blocks_1_norm3)); // [N, 128, 28, 28] stages.1.blocks.1.conv2, norm3
             branch.relu_();                                                              // [N, 128, 28, 28] relu
-            Replace(ref branch, stages_1_blocks_1_conv3.forward(branch));                // [N, 512, 28, 28] stages.1.blocks.1.conv3
+            Replace(ref branch, Conv(branch, stages_1_blocks_1_conv3));                  // [N, 512, 28, 28] stages.1.blocks.1.conv3
             AddTo(branch, x);                                                            // [N, 512, 28, 28] stages.1.blocks.1: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.1.blocks.1 output
             preact = RG.Steps.Norm(x, stages_1_blocks_2_norm1);                          // [N, 512, 28, 28] stages.1.blocks.2.norm1: pre-activation
@@ -651,7 +674,7 @@ Params size (MB): 102.20
             branch.relu_();                                                              // [N, 128, 28, 28] relu
             Replace(ref branch, ConvNorm(branch, stages_1_blocks_2_conv2, stages_1_blocks_2_norm3)); // [N, 128, 28, 28] stages.1.blocks.2.conv2, norm3
             branch.relu_();                                                              // [N, 128, 28, 28] relu
-            Replace(ref branch, stages_1_blocks_2_conv3.forward(branch));                // [N, 512, 28, 28] stages.1.blocks.2.conv3
+            Replace(ref branch, Conv(branch, stages_1_blocks_2_conv3));                  // [N, 512, 28, 28] stages.1.blocks.2.conv3
             AddTo(branch, x);                                                            // [N, 512, 28, 28] stages.1.blocks.2: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.1.blocks.2 output
             preact = RG.Steps.Norm(x, stages_1_blocks_3_norm1);                          // [N, 512, 28, 28] stages.1.blocks.3.norm1: pre-activation
@@ -661,19 +684,19 @@ Params size (MB): 102.20
             branch.relu_();                                                              // [N, 128, 28, 28] relu
             Replace(ref branch, ConvNorm(branch, stages_1_blocks_3_conv2, stages_1_blocks_3_norm3)); // [N, 128, 28, 28] stages.1.blocks.3.conv2, norm3
             branch.relu_();                                                              // [N, 128, 28, 28] relu
-            Replace(ref branch, stages_1_blocks_3_conv3.forward(branch));                // [N, 512, 28, 28] stages.1.blocks.3.conv3
+            Replace(ref branch, Conv(branch, stages_1_blocks_3_conv3));                  // [N, 512, 28, 28] stages.1.blocks.3.conv3
             AddTo(branch, x);                                                            // [N, 512, 28, 28] stages.1.blocks.3: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.1.blocks.3 output
             Keep(features, 2, x);
             preact = RG.Steps.Norm(x, stages_2_blocks_0_norm1);                          // [N, 512, 28, 28] stages.2.blocks.0.norm1: pre-activation
             preact.relu_();                                                              // [N, 512, 28, 28] relu
-            identity = stages_2_blocks_0_downsample_conv.forward(preact);                // [N, 1024, 14, 14] stages.2.blocks.0.downsample.conv
+            identity = Conv(preact, stages_2_blocks_0_downsample_conv);                  // [N, 1024, 14, 14] stages.2.blocks.0.downsample.conv
             branch = ConvNorm(preact, stages_2_blocks_0_conv1, stages_2_blocks_0_norm2); // [N, 256, 28, 28] stages.2.blocks.0.conv1, norm2
             preact.Dispose();
             branch.relu_();                                                              // [N, 256, 28, 28] relu
             Replace(ref branch, ConvNorm(branch, stages_2_blocks_0_conv2, stages_2_blocks_0_norm3)); // [N, 256, 14, 14] stages.2.blocks.0.conv2, norm3
             branch.relu_();                                                              // [N, 256, 14, 14] relu
-            Replace(ref branch, stages_2_blocks_0_conv3.forward(branch));                // [N, 1024, 14, 14] stages.2.blocks.0.conv3
+            Replace(ref branch, Conv(branch, stages_2_blocks_0_conv3));                  // [N, 1024, 14, 14] stages.2.blocks.0.conv3
             AddTo(branch, identity);                                                     // [N, 1024, 14, 14] stages.2.blocks.0: residual add, no ReLU after it
             identity.Dispose();
             Replace(ref x, branch);                                                      // stages.2.blocks.0 output
@@ -684,7 +707,7 @@ Params size (MB): 102.20
             branch.relu_();                                                              // [N, 256, 14, 14] relu
             Replace(ref branch, ConvNorm(branch, stages_2_blocks_1_conv2, stages_2_blocks_1_norm3)); // [N, 256, 14, 14] stages.2.blocks.1.conv2, norm3
             branch.relu_();                                                              // [N, 256, 14, 14] relu
-            Replace(ref branch, stages_2_blocks_1_conv3.forward(branch));                // [N, 1024, 14, 14] stages.2.blocks.1.conv3
+            Replace(ref branch, Conv(branch, stages_2_blocks_1_conv3));                  // [N, 1024, 14, 14] stages.2.blocks.1.conv3
             AddTo(branch, x);                                                            // [N, 1024, 14, 14] stages.2.blocks.1: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.2.blocks.1 output
             preact = RG.Steps.Norm(x, stages_2_blocks_2_norm1);                          // [N, 1024, 14, 14] stages.2.blocks.2.norm1: pre-activation
@@ -694,7 +717,7 @@ Params size (MB): 102.20
             branch.relu_();                                                              // [N, 256, 14, 14] relu
             Replace(ref branch, ConvNorm(branch, stages_2_blocks_2_conv2, stages_2_blocks_2_norm3)); // [N, 256, 14, 14] stages.2.blocks.2.conv2, norm3
             branch.relu_();                                                              // [N, 256, 14, 14] relu
-            Replace(ref branch, stages_2_blocks_2_conv3.forward(branch));                // [N, 1024, 14, 14] stages.2.blocks.2.conv3
+            Replace(ref branch, Conv(branch, stages_2_blocks_2_conv3));                  // [N, 1024, 14, 14] stages.2.blocks.2.conv3
             AddTo(branch, x);                                                            // [N, 1024, 14, 14] stages.2.blocks.2: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.2.blocks.2 output
             preact = RG.Steps.Norm(x, stages_2_blocks_3_norm1);                          // [N, 1024, 14, 14] stages.2.blocks.3.norm1: pre-activation
@@ -704,7 +727,7 @@ Params size (MB): 102.20
             branch.relu_();                                                              // [N, 256, 14, 14] relu
             Replace(ref branch, ConvNorm(branch, stages_2_blocks_3_conv2, stages_2_blocks_3_norm3)); // [N, 256, 14, 14] stages.2.blocks.3.conv2, norm3
             branch.relu_();                                                              // [N, 256, 14, 14] relu
-            Replace(ref branch, stages_2_blocks_3_conv3.forward(branch));                // [N, 1024, 14, 14] stages.2.blocks.3.conv3
+            Replace(ref branch, Conv(branch, stages_2_blocks_3_conv3));                  // [N, 1024, 14, 14] stages.2.blocks.3.conv3
             AddTo(branch, x);                                                            // [N, 1024, 14, 14] stages.2.blocks.3: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.2.blocks.3 output
             preact = RG.Steps.Norm(x, stages_2_blocks_4_norm1);                          // [N, 1024, 14, 14] stages.2.blocks.4.norm1: pre-activation
@@ -714,7 +737,7 @@ Params size (MB): 102.20
             branch.relu_();                                                              // [N, 256, 14, 14] relu
             Replace(ref branch, ConvNorm(branch, stages_2_blocks_4_conv2, stages_2_blocks_4_norm3)); // [N, 256, 14, 14] stages.2.blocks.4.conv2, norm3
             branch.relu_();                                                              // [N, 256, 14, 14] relu
-            Replace(ref branch, stages_2_blocks_4_conv3.forward(branch));                // [N, 1024, 14, 14] stages.2.blocks.4.conv3
+            Replace(ref branch, Conv(branch, stages_2_blocks_4_conv3));                  // [N, 1024, 14, 14] stages.2.blocks.4.conv3
             AddTo(branch, x);                                                            // [N, 1024, 14, 14] stages.2.blocks.4: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.2.blocks.4 output
             preact = RG.Steps.Norm(x, stages_2_blocks_5_norm1);                          // [N, 1024, 14, 14] stages.2.blocks.5.norm1: pre-activation
@@ -724,19 +747,19 @@ Params size (MB): 102.20
             branch.relu_();                                                              // [N, 256, 14, 14] relu
             Replace(ref branch, ConvNorm(branch, stages_2_blocks_5_conv2, stages_2_blocks_5_norm3)); // [N, 256, 14, 14] stages.2.blocks.5.conv2, norm3
             branch.relu_();                                                              // [N, 256, 14, 14] relu
-            Replace(ref branch, stages_2_blocks_5_conv3.forward(branch));                // [N, 1024, 14, 14] stages.2.blocks.5.conv3
+            Replace(ref branch, Conv(branch, stages_2_blocks_5_conv3));                  // [N, 1024, 14, 14] stages.2.blocks.5.conv3
             AddTo(branch, x);                                                            // [N, 1024, 14, 14] stages.2.blocks.5: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.2.blocks.5 output
             Keep(features, 3, x);
             preact = RG.Steps.Norm(x, stages_3_blocks_0_norm1);                          // [N, 1024, 14, 14] stages.3.blocks.0.norm1: pre-activation
             preact.relu_();                                                              // [N, 1024, 14, 14] relu
-            identity = stages_3_blocks_0_downsample_conv.forward(preact);                // [N, 2048, 7, 7] stages.3.blocks.0.downsample.conv
+            identity = Conv(preact, stages_3_blocks_0_downsample_conv);                  // [N, 2048, 7, 7] stages.3.blocks.0.downsample.conv
             branch = ConvNorm(preact, stages_3_blocks_0_conv1, stages_3_blocks_0_norm2); // [N, 512, 14, 14] stages.3.blocks.0.conv1, norm2
             preact.Dispose();
             branch.relu_();                                                              // [N, 512, 14, 14] relu
             Replace(ref branch, ConvNorm(branch, stages_3_blocks_0_conv2, stages_3_blocks_0_norm3)); // [N, 512, 7, 7] stages.3.blocks.0.conv2, norm3
             branch.relu_();                                                              // [N, 512, 7, 7] relu
-            Replace(ref branch, stages_3_blocks_0_conv3.forward(branch));                // [N, 2048, 7, 7] stages.3.blocks.0.conv3
+            Replace(ref branch, Conv(branch, stages_3_blocks_0_conv3));                  // [N, 2048, 7, 7] stages.3.blocks.0.conv3
             AddTo(branch, identity);                                                     // [N, 2048, 7, 7] stages.3.blocks.0: residual add, no ReLU after it
             identity.Dispose();
             Replace(ref x, branch);                                                      // stages.3.blocks.0 output
@@ -747,7 +770,7 @@ Params size (MB): 102.20
             branch.relu_();                                                              // [N, 512, 7, 7] relu
             Replace(ref branch, ConvNorm(branch, stages_3_blocks_1_conv2, stages_3_blocks_1_norm3)); // [N, 512, 7, 7] stages.3.blocks.1.conv2, norm3
             branch.relu_();                                                              // [N, 512, 7, 7] relu
-            Replace(ref branch, stages_3_blocks_1_conv3.forward(branch));                // [N, 2048, 7, 7] stages.3.blocks.1.conv3
+            Replace(ref branch, Conv(branch, stages_3_blocks_1_conv3));                  // [N, 2048, 7, 7] stages.3.blocks.1.conv3
             AddTo(branch, x);                                                            // [N, 2048, 7, 7] stages.3.blocks.1: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.3.blocks.1 output
             preact = RG.Steps.Norm(x, stages_3_blocks_2_norm1);                          // [N, 2048, 7, 7] stages.3.blocks.2.norm1: pre-activation
@@ -757,7 +780,7 @@ Params size (MB): 102.20
             branch.relu_();                                                              // [N, 512, 7, 7] relu
             Replace(ref branch, ConvNorm(branch, stages_3_blocks_2_conv2, stages_3_blocks_2_norm3)); // [N, 512, 7, 7] stages.3.blocks.2.conv2, norm3
             branch.relu_();                                                              // [N, 512, 7, 7] relu
-            Replace(ref branch, stages_3_blocks_2_conv3.forward(branch));                // [N, 2048, 7, 7] stages.3.blocks.2.conv3
+            Replace(ref branch, Conv(branch, stages_3_blocks_2_conv3));                  // [N, 2048, 7, 7] stages.3.blocks.2.conv3
             AddTo(branch, x);                                                            // [N, 2048, 7, 7] stages.3.blocks.2: residual add, no ReLU after it
             Replace(ref x, branch);                                                      // stages.3.blocks.2 output
             Replace(ref x, RG.Steps.Norm(x, norm));                                      // [N, 2048, 7, 7] norm
@@ -770,10 +793,14 @@ Params size (MB): 102.20
             }
             Replace(ref x, x.mean(new long[] { 2, 3 }));                                 // [N, 2048] avgpool: global average over height and width
             Replace(ref x, ConvHead(x, head_fc));                                        // [N, 1000] head.fc: a 1×1 convolution on the pooled features
-            return x;
+            return RG.Autocast.Output(x, amp);
 
+            // Each step in the precision of the pass (amp), folded where fold says.
             TorchTensor ConvNorm(TorchTensor t, TorchModules.Conv2d conv, TorchModules.BatchNorm2d norm) =>
-                fold ? _folds.Apply(t, conv, norm) : RG.Steps.ConvNorm(t, conv, norm);
+                fold ? _folds.Apply(t, conv, norm, amp) : RG.Steps.ConvNorm(t, conv, norm, amp);
+            TorchTensor Conv(TorchTensor t, TorchModules.Conv2d conv) => RG.Steps.Conv(t, conv, amp);
+            TorchTensor ConvHead(TorchTensor t, TorchModules.Conv2d head) => RG.Steps.ConvHead(t, head, amp);
+            void Keep(TorchTensor[]? kept, int index, TorchTensor t) => RG.Steps.Keep(kept, index, t, amp);
         }
 
         private readonly RG.FoldSet _folds = new();
@@ -784,7 +811,8 @@ Params size (MB): 102.20
         /// folded into the convolution before it: one convolution (with bias) where there were a convolution and a batch-norm.
         /// Outputs are unchanged up to rounding. The folds follow their sources: a weight loaded, edited in place, replaced,
         /// converted to another dtype or moved to another device afterwards is folded again before the next use, and a
-        /// training-mode forward computes unfolded. The layers and the state_dict stay as they are.
+        /// training-mode forward computes unfolded. The layers and the state_dict stay as they are. Folds are made in float32
+        /// whatever <see cref="Precision"/> says; a mixed-precision forward casts them once per forward, like any weight.
         /// The pre-activation batch-norms (each block's norm1 and the final norm) do not fold: no convolution precedes them.
         /// </summary>
         public void FuseForInference()
@@ -824,7 +852,8 @@ Params size (MB): 102.20
         /// <summary>
         /// Writes the network as an ONNX model: input <c>input</c> [N, 3, H, W], output <c>logits</c> [N, 1000],
         /// weights as initializers named by the state_dict, nodes named by layer. After <see cref="FuseForInference"/> it
-        /// writes the folded graph. A network in training mode is written with eval semantics, with a warning.
+        /// writes the folded graph. A network in training mode is written with eval semantics, with a warning. The graph computes
+        /// in the parameters' float32 whatever <see cref="Precision"/> says.
         /// </summary>
         /// <param name="path">The .onnx file to write (replaced whole, never half-written).</param>
         /// <param name="opset">The ONNX opset: 9 to <see cref="global::ResNetGen.OnnxGraphBuilder.MaxOpset"/>.</param>
@@ -837,7 +866,8 @@ Params size (MB): 102.20
         /// writes, folded, built in memory. On a CPU often the fastest way to run it. It follows the network's weights: one
         /// loaded, edited or trained after it was made is built into the session at the next call, or refused, as
         /// <see cref="global::ResNetGen.OnnxRuntimeOptions.OnWeightChange"/> says. Needs ONNX Runtime's native library in the
-        /// application (the Microsoft.ML.OnnxRuntime package, or its GPU build). Dispose it before the network.
+        /// application (the Microsoft.ML.OnnxRuntime package, or its GPU build). Dispose it before the network. It computes as
+        /// the parameters are (float32, or float16 after half()) whatever <see cref="Precision"/> says.
         /// </summary>
         public RG.OnnxRuntimeEngine ToOnnxRuntime(RG.OnnxRuntimeOptions? options = null) =>
             new("ResNetV2_50", Paths, _modules, (opset, folds) => OnnxGraph(opset, folds, training: false), options);

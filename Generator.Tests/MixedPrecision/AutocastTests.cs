@@ -1,0 +1,119 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using ResNetGen.Generator.Tests.Cifar;
+using ResNetGen.Generator.Tests.Infrastructure;
+using ResNetGen.Generator.Tests.PyTorch;
+using ResNetGen.Generator.Tests.Timm;
+using Xunit;
+using Xunit.Abstractions;
+using Tv = ResNetGen.Generator.Tests.Torchvision;
+
+namespace ResNetGen.Generator.Tests.MixedPrecision;
+
+/// <summary>
+/// Precision.BFloat16 against PyTorch's torch.autocast("cpu", dtype=torch.bfloat16) on Debian's PyTorch 1.13, through the
+/// generated twins (see <see cref="AutocastReference"/> for the bound): eval outputs, train-mode outputs and every float32
+/// parameter's gradient.
+/// </summary>
+public sealed class AutocastTests
+{
+    private readonly ITestOutputHelper _output;
+
+    public AutocastTests(ITestOutputHelper output) => _output = output;
+
+    private static readonly long[] ImageNet = { 2, 3, 64, 64 };
+    private static readonly long[] Cifar = { 2, 3, 32, 32 };
+
+    // Each set runs in a child process (Isolated): bfloat16 runs libtorch kernels float32 never does, and one that crashes
+    // natively must fail its test alone. The child prints each network's distances, shown here.
+
+    [Fact]
+    public void The_torchvision_models_resnet18_to_resnet152() => _output.WriteLine(Isolated.Run<AutocastTests>(nameof(Torchvision18To152)));
+
+    [Fact]
+    public void The_torchvision_models_resnext_and_wide() => _output.WriteLine(Isolated.Run<AutocastTests>(nameof(TorchvisionResNeXtAndWide)));
+
+    [Fact]
+    public void Timms_options_the_pre_activation_blocks_bit_and_the_cifar_shortcuts() => _output.WriteLine(Isolated.Run<AutocastTests>(nameof(TimmBitAndCifar)));
+
+    internal static void Torchvision18To152() => Check(Tv.Family.Models.Take(5));
+
+    internal static void TorchvisionResNeXtAndWide() => Check(Tv.Family.Models.Skip(5));
+
+    private static void Check(IEnumerable<KeyValuePair<string, (Func<TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>> Create, long, long)>> models) =>
+        Check(models.Select(p => new TwinCase(p.Key, p.Value.Create, ImageNet)).ToList());
+
+    internal static void TimmBitAndCifar() => Check(new[]
+    {
+        new TwinCase("resnet10t", () => new ResNet10t(), ImageNet), new TwinCase("seresnext26d_32x4d", () => new SeResNeXt26d_32x4d(), ImageNet),
+        new TwinCase("ecaresnet26t", () => new EcaResNet26t(), ImageNet), new TwinCase("resnetrs50_blur", () => new ResNetRs50Blur(), ImageNet),
+        new TwinCase("resnetrs50_aa", () => new ResNetRs50Aa(), ImageNet), new TwinCase("resnet50d_os8", () => new ResNet50dOs8(), ImageNet),
+        new TwinCase("resnetblur50_os16", () => new ResNetBlur50Os16(), ImageNet),
+        // Drop path draws its own random masks on each side: eval only.
+        new TwinCase("every_timm_option", () => new EveryTimmOption(), ImageNet, Train: false),
+        new TwinCase("resnetv2_18", () => new ResNetV2_18(), ImageNet), new TwinCase("preact_cifar", () => new PreActResNet18Cifar(), Cifar),
+        new TwinCase("resnetv2_50x1_bit", () => new ResNetV2_50x1_Bit(), ImageNet), new TwinCase("small_bit", () => new SmallBit(), ImageNet),
+        new TwinCase("standardized_bn", () => new StandardizedBatchNorm(), Cifar),
+        new TwinCase("resnet20_a", () => new ResNet20A(), Cifar), new TwinCase("resnet20_avgpool", () => new ResNet20AvgPool(), Cifar),
+    });
+
+    [Fact]
+    public void A_random_sample_of_valid_attributes() => _output.WriteLine(Isolated.Run<AutocastTests>(nameof(RandomSample)));
+
+    /// <summary>12 valid draws of the random-configuration tests' generator (its own seed), compiled and loaded here; drop path's in eval only.</summary>
+    internal static void RandomSample()
+    {
+        var attributes = Kernels.RandomConfigurationTests.Draw(new Random(20261203), 30);
+        var source = "using ResNetGen;\nnamespace Random;\n" + string.Join("\n", attributes.Select((a, i) => $"[{a}]\npublic partial class Net{i} {{ }}"));
+        var run = GeneratorHarness.Run(source);
+        var invalid = run.GeneratorDiagnostics.Where(d => d.Severity == Microsoft.CodeAnalysis.DiagnosticSeverity.Error)
+            .Select(d => d.Location.SourceTree!.GetRoot().FindNode(d.Location.SourceSpan).AncestorsAndSelf()
+                .OfType<Microsoft.CodeAnalysis.CSharp.Syntax.ClassDeclarationSyntax>().First().Identifier.Text)
+            .ToHashSet();
+        using var image = new MemoryStream();
+        Assert.True(run.Output.Emit(image).Success);
+        var assembly = new System.Runtime.Loader.AssemblyLoadContext("autocast-random").LoadFromStream(new MemoryStream(image.ToArray()));
+        var cases = new List<TwinCase>();
+        for (var i = 0; i < attributes.Count && cases.Count < 12; i++)
+        {
+            if (invalid.Contains($"Net{i}")) continue;
+            var type = assembly.GetType($"Random.Net{i}")!;
+            var channels = (int)type.GetField("InputChannels")!.GetValue(null)!;
+            var size = (int)type.GetField("InputSize")!.GetValue(null)!;
+            Console.WriteLine($"net{i}: [{attributes[i]}]");
+            cases.Add(new TwinCase($"net{i}", () => (TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>)Activator.CreateInstance(type)!,
+                new long[] { 2, channels, size, size }, Train: !attributes[i].Contains("DropPath", StringComparison.Ordinal)));
+        }
+        Check(cases);
+    }
+
+    private static void Check(IReadOnlyList<TwinCase> cases)
+    {
+        var folder = Directory.CreateTempSubdirectory("resnetgen-autocast-").FullName;
+        try
+        {
+            Report(AutocastReference.Check(cases, folder));
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    private static void Report(IReadOnlyList<AutocastReference.Result> results)
+    {
+        foreach (var r in results)
+        {
+            var grads = r.Distances.Where(d => d.Key.StartsWith("grad ", StringComparison.Ordinal)).Select(d => d.Value.Ours / Math.Max(d.Value.Autocast, 1e-30)).ToList();
+            string Ratio(string kind) => r.Distances.TryGetValue(kind, out var d)
+                ? string.Format(CultureInfo.InvariantCulture, "{0}: from float32 ours {1:0.###e+0}, autocast {2:0.###e+0} (×{3:0.00}), ours from autocast {4:0.###e+0}", kind, d.Ours, d.Autocast,
+                    d.Ours / d.Autocast, d.Apart)
+                : "";
+            Console.WriteLine($"{r.Name}: {Ratio("eval")}; {Ratio("train")}" + (grads.Count == 0 ? "" :
+                string.Format(CultureInfo.InvariantCulture, "; gradients: median ×{0:0.00}, largest ×{1:0.00} over {2} tensors", grads.OrderBy(g => g).ElementAt(grads.Count / 2), grads.Max(), grads.Count)));
+        }
+    }
+}
