@@ -22,8 +22,15 @@ namespace ResNetGen;
 /// <param name="OneDimensional">A 1-D convolution over rows [N, C, L] (efficient channel attention's), not a 2-D one.</param>
 /// <param name="Operation">What is computed: a convolution (default), a group-norm of <paramref name="Groups"/> groups, or a
 /// convolution whose weight is standardised first (timm's StdConv2d).</param>
+/// <param name="Dtype">What it computes in: float32, or bfloat16 or float16 as a mixed-precision network runs it (the
+/// activations and convolution weights in that dtype; a group-norm's weight and a standardisation in float32).</param>
 public sealed record KernelProbe(string Name, bool ChannelsLast, int Kernel, int Stride, int Groups, int Dilation,
-    IReadOnlyList<(int Batch, int In, int Out, int Size)> Shapes, bool OneDimensional = false, ProbeOperation Operation = ProbeOperation.Convolution);
+    IReadOnlyList<(int Batch, int In, int Out, int Size)> Shapes, bool OneDimensional = false, ProbeOperation Operation = ProbeOperation.Convolution,
+    torch.ScalarType Dtype = torch.ScalarType.Float32)
+{
+    /// <summary>The largest error relative to the reference's largest value that still counts as correct: 1e-4 in float32; in a low precision a few of its units in the last place (bfloat16 keeps 8 bits, float16 11).</summary>
+    public double Tolerance => Dtype == torch.ScalarType.Float32 ? OneDnn.Tolerance : LowPrecisionSupport.Tolerance(Dtype);
+}
 
 /// <summary>The layer a <see cref="KernelProbe"/> tries.</summary>
 public enum ProbeOperation
@@ -56,8 +63,22 @@ public static class KernelProbes
     /// <summary>The line prefix of the child's protocol.</summary>
     public const string Prefix = "resnetgen-probe";
 
-    /// <summary>Every probe: each kind of ResNet convolution and BiT's group-norm and standardised convolutions, in NCHW and in channels-last (the 1-D one once).</summary>
+    /// <summary>The dtypes probed, with their name suffixes.</summary>
+    public static IReadOnlyList<(torch.ScalarType Dtype, string Suffix)> Dtypes { get; } = new[]
+    {
+        (torch.ScalarType.Float32, ""), (torch.ScalarType.BFloat16, "/bf16"), (torch.ScalarType.Float16, "/fp16"),
+    };
+
+    /// <summary>
+    /// Every probe: each kind of ResNet convolution and BiT's group-norm and standardised convolutions, in NCHW and in
+    /// channels-last (the 1-D one once), in float32 (named <c>1x1-stride2/channels-last</c>) and in bfloat16 and float16
+    /// as <see cref="Precision"/> computes them (<c>…/bf16</c>, <c>…/fp16</c>).
+    /// </summary>
     public static IReadOnlyList<KernelProbe> All { get; } = Build();
+
+    /// <summary>The probes in <paramref name="dtype"/>.</summary>
+    public static IReadOnlyList<KernelProbe> In(torch.ScalarType dtype) => All.Where(p => p.Dtype == dtype).ToList();
+
 
     private static IReadOnlyList<KernelProbe> Build()
     {
@@ -80,6 +101,7 @@ public static class KernelProbes
             ("std-1x1-stride2", 1, 2, 1, 1, new[] { (4, 256, 512, 8) }),
         };
         var result = new List<KernelProbe>();
+        foreach (var (dtype, suffix) in Dtypes)
         foreach (var channelsLast in new[] { false, true })
         {
             foreach (var (name, kernel, stride, groups, dilation, shapes) in kinds)
@@ -89,8 +111,8 @@ public static class KernelProbes
                 if (oneDimensional && channelsLast) continue;
                 var operation = name == "group-norm" ? ProbeOperation.GroupNorm
                     : name.StartsWith("std-", StringComparison.Ordinal) ? ProbeOperation.StandardizedConvolution : ProbeOperation.Convolution;
-                result.Add(new KernelProbe(name + (oneDimensional ? "" : channelsLast ? "/channels-last" : "/nchw"), channelsLast, kernel, stride, groups, dilation, shapes,
-                    oneDimensional, operation));
+                result.Add(new KernelProbe(name + (oneDimensional ? "" : channelsLast ? "/channels-last" : "/nchw") + suffix, channelsLast, kernel, stride, groups,
+                    dilation, shapes, oneDimensional, operation, dtype));
             }
         }
         return result;
@@ -105,7 +127,8 @@ public static class KernelProbes
     /// <summary>
     /// Runs <paramref name="probe"/> in this process, forward then backward, and writes one protocol line before and after
     /// each direction to <paramref name="output"/> (flushed, so a parent reading it learns where a crash happened).
-    /// The float32 result uses libtorch as configured; the reference is float64 with oneDNN off.
+    /// The result in the probe's dtype uses libtorch as configured; the reference is float64 with oneDNN off, on the same
+    /// values rounded to that dtype.
     /// </summary>
     public static void RunHere(KernelProbe probe, TextWriter output)
     {
@@ -114,7 +137,7 @@ public static class KernelProbes
             output.WriteLine($"{Prefix} {probe.Name} {direction} start");
             output.Flush();
             var error = Measure(probe, direction == "backward");
-            var verdict = double.IsNaN(error) ? "non-finite" : error <= OneDnn.Tolerance ? "ok" : "wrong";
+            var verdict = double.IsNaN(error) ? "non-finite" : error <= probe.Tolerance ? "ok" : "wrong";
             output.WriteLine(string.Format(CultureInfo.InvariantCulture, "{0} {1} {2} {3} {4:0.###e+0}", Prefix, probe.Name, direction, verdict, error));
             output.Flush();
         }
@@ -139,7 +162,7 @@ public static class KernelProbes
                         generator: generator)
                     .div_(Math.Sqrt(cin / probe.Groups * probe.Kernel * (probe.OneDimensional ? 1 : probe.Kernel)));
             var upstream = torch.randn(probe.OneDimensional ? new long[] { batch, cout, outSize } : new long[] { batch, cout, outSize, outSize }, generator: generator);
-            var actual = Compute(probe, x, w, upstream, backward, torch.float32);
+            var actual = Compute(probe, x, w, upstream, backward, probe.Dtype);
             // Switched through libtorch directly: OneDnn.Enabled's setter also records the user's choice, which a
             // probe's temporary switch must not do (a later check would then be skipped).
             var enabled = LibTorchNative.UserEnabledMkldnn();
@@ -147,7 +170,7 @@ public static class KernelProbes
             try
             {
                 LibTorchNative.SetUserEnabledMkldnn(false);
-                expected = Compute(probe, x, w, upstream, backward, torch.float64);
+                expected = Compute(probe, x, w, upstream, backward, torch.float64, rounding: probe.Dtype);
             }
             finally
             {
@@ -163,11 +186,22 @@ public static class KernelProbes
         return worst;
     }
 
-    private static torch.Tensor[] Compute(KernelProbe probe, torch.Tensor x, torch.Tensor w, torch.Tensor upstream, bool backward, torch.ScalarType dtype)
+    /// <summary>
+    /// The probe's op in <paramref name="dtype"/> (float32 or a low precision), or, for the reference, in float64 on the
+    /// values rounded to <paramref name="rounding"/> wherever the low-precision computation rounds them: the input, the
+    /// upstream gradient and each convolution's weight; a group-norm's weight and a standardisation stay float32 there, as
+    /// in a mixed-precision network.
+    /// </summary>
+    private static torch.Tensor[] Compute(KernelProbe probe, torch.Tensor x, torch.Tensor w, torch.Tensor upstream, bool backward, torch.ScalarType dtype,
+        torch.ScalarType rounding = torch.ScalarType.Float32)
     {
-        var input = x.to(dtype);
+        var low = dtype is torch.ScalarType.BFloat16 or torch.ScalarType.Float16 ? dtype : rounding;
+        torch.Tensor Round(torch.Tensor t) => low == torch.ScalarType.Float32 ? t.to(dtype) : t.to(low).to(dtype);
+        var input = Round(x);
         if (probe.ChannelsLast) input = TensorLayout.ForCompute(input, ActivationLayout.ChannelsLast);
-        var weight = w.to(dtype);
+        // The low-precision probes keep the parameters as a mixed-precision network has them: float32 (float64 for the reference).
+        var parameterType = low == torch.ScalarType.Float32 ? dtype : dtype == torch.float64 ? torch.float64 : torch.float32;
+        var weight = probe.Operation == ProbeOperation.Convolution ? Round(w) : w.to(parameterType);
         if (backward)
         {
             input = input.detach().requires_grad_();
@@ -179,15 +213,18 @@ public static class KernelProbes
             y = torch.nn.functional.group_norm(input, probe.Groups, weight, null, 1e-5);
         else
         {
-            // A standardised convolution is the same convolution of the standardised weight (BiT's eps, 1e-8).
+            // A standardised convolution is the same convolution of the standardised weight (BiT's eps, 1e-8), cast to the
+            // low precision after the standardisation (differentiably: the rounding's gradient is the identity's).
             var kernel = probe.Operation == ProbeOperation.StandardizedConvolution ? Steps.StandardizeWeight(weight, 1e-8) : weight;
+            if (probe.Operation == ProbeOperation.StandardizedConvolution && low != torch.ScalarType.Float32)
+                kernel = dtype == low ? kernel.to(low) : kernel.to(low).to(dtype);
             y = probe.OneDimensional
                 ? torch.nn.functional.conv1d(input, kernel, stride: probe.Stride, padding: padding, dilation: probe.Dilation, groups: probe.Groups)
                 : torch.nn.functional.conv2d(input, kernel, strides: new long[] { probe.Stride, probe.Stride },
                     padding: new long[] { padding, padding }, dilation: new long[] { probe.Dilation, probe.Dilation }, groups: probe.Groups);
         }
         if (!backward) return new[] { y };
-        y.mul(upstream.to(dtype)).sum().backward();
+        y.mul(Round(upstream)).sum().backward();
         return new[] { input.grad!, weight.grad! };
     }
 
