@@ -58,6 +58,7 @@ public sealed partial class SampleApp
         _console.MarkupLine(Markup.Escape(FormattableString.Invariant(
             $"{request.Settings.Epochs} epoch(s) at {data.Size}×{data.Size} (resized to {data.ResizeTo} on the shorter side, random crop and flip), batch {request.Settings.BatchSize}, peak learning rate {request.Settings.LearningRate}, on {device.type.ToString().ToLowerInvariant()}. Ctrl+C stops after the current batch and keeps the last epoch's checkpoint.")));
         _console.MarkupLine(Markup.Escape($"Preprocessing: {request.Preprocessing.Describe()}."));
+        _console.MarkupLine(Markup.Escape(PrecisionLine(request.Settings.Precision, device)));
 
         Directory.CreateDirectory(request.Output);
         var checkpoint = Path.Combine(request.Output, FineTunedCheckpointFor(arch.Name));
@@ -70,6 +71,7 @@ public sealed partial class SampleApp
             metadata["trainable_stages"] = request.TrainableStages.ToString(CultureInfo.InvariantCulture);
             metadata["epoch"] = result.Epoch.ToString(CultureInfo.InvariantCulture);
             metadata["val_accuracy"] = result.TestAccuracy.ToString("0.0000", CultureInfo.InvariantCulture);
+            metadata["precision"] = Precisions.First(p => p.Value == request.Settings.Precision).Key;
             Safetensors.Write(checkpoint, network.state_dict(), metadata);
         }, "val");
         var code = Finish(results, checkpoint, Path.Combine(request.Output, FineTunedCurvesFor(arch.Name)),

@@ -22,6 +22,7 @@ public sealed partial class SampleApp
         network.to(device);
         var trainCount = Math.Min(data.TrainCount, settings.TrainLimit ?? long.MaxValue);
         _console.MarkupLine($"Training ResNet20 on {trainCount:N0} images for {settings.Epochs} epoch(s), batch {settings.BatchSize}, peak learning rate {settings.LearningRate.ToString(CultureInfo.InvariantCulture)}, on {device.type.ToString().ToLowerInvariant()}. Ctrl+C stops after the current batch and keeps the last epoch's checkpoint.");
+        _console.MarkupLine(Markup.Escape(PrecisionLine(settings.Precision, device)));
 
         var results = RunEpochs(network, data, settings, device, result => SaveCheckpoint(network, checkpointPath, result), "test");
         return Finish(results, checkpointPath, Path.Combine(output, CurvesFile), "ResNet-20 on Fashion-MNIST", "test");
@@ -32,6 +33,8 @@ public sealed partial class SampleApp
         Action<EpochResult> epochDone, string evaluatedOn)
     {
         var table = new Table().AddColumns("epoch", "train loss", "train acc", $"{evaluatedOn} loss", $"{evaluatedOn} acc", "time", "images/s");
+        var scaled = settings.Precision == Precision.Float16;
+        if (scaled) table.AddColumns("loss scale", "skipped steps");
         List<EpochResult> results = new();
         _console.Progress()
             .AutoClear(false)
@@ -52,14 +55,36 @@ public sealed partial class SampleApp
                     {
                         tasks[result.Epoch - 1].StopTask();
                         epochDone(result);
-                        table.AddRow(result.Epoch.ToString(CultureInfo.InvariantCulture), F(result.TrainLoss), P(result.TrainAccuracy),
-                            F(result.TestLoss), P(result.TestAccuracy), $"{result.Seconds:0.0} s", $"{result.ImagesPerSecond:0}");
+                        var cells = new List<string> { result.Epoch.ToString(CultureInfo.InvariantCulture), F(result.TrainLoss), P(result.TrainAccuracy),
+                            F(result.TestLoss), P(result.TestAccuracy), $"{result.Seconds:0.0} s", $"{result.ImagesPerSecond:0}" };
+                        if (scaled) cells.AddRange(new[] { result.LossScale.ToString("0", CultureInfo.InvariantCulture), result.SkippedSteps.ToString(CultureInfo.InvariantCulture) });
+                        table.AddRow(cells.ToArray());
                     },
                     _cancel);
             });
         _console.Write(table);
         _console.MarkupLine(SpeedNote);
         return results;
+    }
+
+    /// <summary>The precision names of --precision, as the command line takes them.</summary>
+    internal static readonly IReadOnlyDictionary<string, Precision> Precisions = new Dictionary<string, Precision>
+    {
+        ["fp32"] = Precision.Float32, ["bf16"] = Precision.BFloat16, ["fp16"] = Precision.Float16,
+    };
+
+    /// <summary>The line that says which precision ran, and what it means on this device.</summary>
+    internal static string PrecisionLine(Precision precision, torch.Device device)
+    {
+        var cpu = device.type == DeviceType.CPU;
+        return precision switch
+        {
+            Precision.BFloat16 => "Precision: bf16, mixed: convolutions and the classifier in bfloat16 over float32 weights, batch-norm statistics in float32, as torch.autocast computes" +
+                                  (cpu && !CpuCaches.HasBFloat16Arithmetic ? " (this CPU has no AVX512-BF16 or AMX: expect no gain over fp32)." : "."),
+            Precision.Float16 => "Precision: fp16, mixed: convolutions and the classifier in float16 over float32 weights, with dynamic loss scaling (steps whose gradients overflow are skipped)" +
+                                 (cpu && !CpuCaches.HasFloat16Arithmetic ? " (this CPU has no AVX512-FP16 or AMX-FP16: libtorch's float16 kernels are many times slower than fp32; bf16 is a CPU's fast low precision)." : "."),
+            _ => "Precision: fp32, float32 throughout.",
+        };
     }
 
     /// <summary>What the images/s column measures, and why two runs can disagree (the README's "Training speed" has the figures).</summary>
@@ -95,6 +120,7 @@ public sealed partial class SampleApp
             ["dataset"] = "fashion-mnist",
             ["epoch"] = result.Epoch.ToString(CultureInfo.InvariantCulture),
             ["test_accuracy"] = result.TestAccuracy.ToString("0.0000", CultureInfo.InvariantCulture),
+            ["precision"] = Precisions.First(p => p.Value == network.Precision).Key,
         };
         Safetensors.Write(path, network.state_dict(), metadata);
     }

@@ -74,6 +74,12 @@ public sealed partial class SampleApp
         var classes = new Option<string>("--classes") { Description = "Fashion-MNIST labels to write: a range, a list or both (0-4, 5,7,9)", DefaultValueFactory = _ => "0-9" };
         var trainPerClass = new Option<int>("--train-per-class") { Description = "training pictures per class (from the training set)", DefaultValueFactory = _ => 100 };
         var valPerClass = new Option<int>("--val-per-class") { Description = "validation pictures per class (from the test set)", DefaultValueFactory = _ => 100 };
+        var precision = new Option<string>("--precision")
+        {
+            Description = "what the network computes in: fp32 (float32), bf16 (mixed bfloat16 over float32 weights, as torch.autocast; the fast choice on a CPU with AVX512-BF16 or AMX) or fp16 (mixed float16 with dynamic loss scaling; a GPU's)",
+            DefaultValueFactory = _ => "fp32",
+        };
+        Check(precision, v => Precisions.ContainsKey(v), "use fp32, bf16 or fp16");
         foreach (var option in new[] { epochs, batchSize, top, fineTuneEpochs, fineTuneBatch, trainPerClass, valPerClass })
             Check(option, v => v > 0, "must be a positive whole number");
         Check(device, v => v.ToLowerInvariant() is "cpu" or "cuda", "unknown device; use cpu or cuda");
@@ -96,9 +102,10 @@ public sealed partial class SampleApp
         summary.SetAction(_ => Guard(() => Summary()));
 
         var train = new Command("train", "Train ResNet-20 on Fashion-MNIST: live progress, an evaluation per epoch, a checkpoint and a PNG of the curves.")
-            { device, epochs, batchSize, lr, data, seed, output, limit };
+            { device, epochs, batchSize, lr, data, seed, output, limit, precision };
         train.SetAction(r => Guard(() => Train(Device(r.GetValue(device)!), r.GetValue(data), new TrainSettings(
-            r.GetValue(epochs), r.GetValue(batchSize), r.GetValue(lr), 5e-4, r.GetValue(seed), r.GetValue(limit), TestLimit(r.GetValue(limit))), r.GetValue(output)!)));
+            r.GetValue(epochs), r.GetValue(batchSize), r.GetValue(lr), 5e-4, r.GetValue(seed), r.GetValue(limit), TestLimit(r.GetValue(limit)),
+            Precisions[r.GetValue(precision)!]), r.GetValue(output)!)));
 
         var eval = new Command("eval", "Evaluate a checkpoint on the Fashion-MNIST test set, per class.") { device, data, output, checkpoint, evalLimit };
         eval.SetAction(r => Guard(() => Eval(Device(r.GetValue(device)!), r.GetValue(data), CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(evalLimit))));
@@ -142,7 +149,8 @@ public sealed partial class SampleApp
         }));
 
         var finetune = new Command("finetune", $"Fine-tune a pretrained network ({Sample.Architecture.Names}) on a folder of your own pictures: frozen early stages, a new classifier, the preprocessing its weights were trained with, live progress, validation per epoch, a checkpoint and a PNG of the curves.")
-            { images, from, arch, trainableStages, fineTuneEpochs, size, cropPct, interpolation, mean, std, output, fineTuneBatch, fineTuneLr, device, seed, maxPixels, skipUnreadable };
+            { images, from, arch, trainableStages, fineTuneEpochs, size, cropPct, interpolation, mean, std, output, fineTuneBatch, fineTuneLr, device, seed, maxPixels, skipUnreadable,
+              precision };
         finetune.SetAction(r => Guard(() =>
         {
             var network = Sample.Architecture.Named(r.GetValue(arch)!);
@@ -155,7 +163,8 @@ public sealed partial class SampleApp
                 Std = r.GetValue(std) is { } sd ? Triple(sd)! : network.Preprocessing.Std,
             };
             return FineTune(Device(r.GetValue(device)!), new FineTuneRequest(r.GetValue(images)!, r.GetValue(from), network, r.GetValue(trainableStages), preprocessing,
-                new TrainSettings(r.GetValue(fineTuneEpochs), r.GetValue(fineTuneBatch), r.GetValue(fineTuneLr), 1e-4, r.GetValue(seed), null, null), r.GetValue(output)!,
+                new TrainSettings(r.GetValue(fineTuneEpochs), r.GetValue(fineTuneBatch), r.GetValue(fineTuneLr), 1e-4, r.GetValue(seed), null, null,
+                    Precisions[r.GetValue(precision)!]), r.GetValue(output)!,
                 r.GetValue(maxPixels), r.GetValue(skipUnreadable)));
         }));
 
@@ -164,10 +173,17 @@ public sealed partial class SampleApp
         fashionFolder.SetAction(r => Guard(() => FashionFolder(r.GetValue(data), r.GetValue(folderTo)!, r.GetValue(classes)!, r.GetValue(trainPerClass), r.GetValue(valPerClass))));
 
         var probe = new Option<string?>("--probe") { Description = "run one probe in this process (what doctor's child processes do)", Hidden = true };
-        var doctor = new Command("doctor", "What this machine can run safely: CPU, caches, libtorch, oneDNN, threads, and every ResNet convolution probed forward and backward in both layouts, each in a child process.") { probe };
+        var doctorDtype = new Option<string>("--dtype")
+        {
+            Description = "which precisions to probe: all (float32, and bfloat16 and float16 as Precision computes them), float32, bfloat16 or float16",
+            DefaultValueFactory = _ => "all",
+        };
+        Check(doctorDtype, v => Doctor.DtypeChoices.ContainsKey(v), $"use {string.Join(", ", Doctor.DtypeChoices.Keys)}");
+        var doctor = new Command("doctor", "What this machine can run safely: CPU, caches, libtorch, oneDNN, threads, and every ResNet convolution probed forward and backward in both layouts and in float32, bfloat16 and float16, each in a child process.")
+            { probe, doctorDtype };
         doctor.SetAction(r => Guard(() => r.GetValue(probe) is { } name
             ? Doctor.Probe(name)
-            : new Doctor(_console, n => _self(new[] { "doctor", "--probe", n })).Run()));
+            : new Doctor(_console, n => _self(new[] { "doctor", "--probe", n })).Run(Doctor.DtypeChoices[r.GetValue(doctorDtype)!])));
 
         var benchBatch = new Option<int>("--batch") { Description = "ResNet-50's batch size (ResNet-20 runs 32 times as many 28×28 pictures)", DefaultValueFactory = _ => 8 };
         var benchRuns = new Option<int>("--runs") { Description = "timed runs per engine, after one warm-up; the median is shown", DefaultValueFactory = _ => 5 };

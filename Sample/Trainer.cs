@@ -7,13 +7,21 @@ using TorchSharp;
 
 namespace ResNetGen.Sample;
 
-/// <summary>One epoch's figures.</summary>
-public sealed record EpochResult(int Epoch, double TrainLoss, double TrainAccuracy, double TestLoss, double TestAccuracy, double Seconds, double ImagesPerSecond);
+/// <summary>
+/// One epoch's figures; with float16 the loss scale at its end and the steps skipped in it (their gradients were not
+/// finite, so they never reached the weights).
+/// </summary>
+public sealed record EpochResult(int Epoch, double TrainLoss, double TrainAccuracy, double TestLoss, double TestAccuracy, double Seconds, double ImagesPerSecond,
+    float LossScale = 1, long SkippedSteps = 0);
 
-/// <summary>Settings of a training run.</summary>
-public sealed record TrainSettings(int Epochs, int BatchSize, double LearningRate, double WeightDecay, long Seed, long? TrainLimit, long? TestLimit);
+/// <summary>Settings of a training run; <paramref name="Precision"/> is what the network computes in (training and evaluation).</summary>
+public sealed record TrainSettings(int Epochs, int BatchSize, double LearningRate, double WeightDecay, long Seed, long? TrainLimit, long? TestLimit,
+    Precision Precision = Precision.Float32);
 
-/// <summary>SGD with Nesterov momentum over the trainable parameters, a short warm-up then cosine decay, the data's own augmentation.</summary>
+/// <summary>
+/// SGD with Nesterov momentum over the trainable parameters, a short warm-up then cosine decay, the data's own augmentation;
+/// in the settings' precision, float16 with dynamic loss scaling (<see cref="GradScaler"/>).
+/// </summary>
 public static class Trainer
 {
     /// <summary>Progress callback: epoch, batches done, batches in the epoch, running loss, running accuracy, images/s.</summary>
@@ -33,6 +41,9 @@ public static class Trainer
         var warmup = Math.Max(1, totalSteps / 50);
         var trainable = network.parameters().Where(p => p.requires_grad).ToList();
         using var optimizer = new NesterovSgd(trainable, momentum: 0.9, weightDecay: settings.WeightDecay);
+        SetPrecision(network, settings.Precision);
+        // float16's gradients underflow without loss scaling; bfloat16 has float32's range and needs none.
+        var scaler = new GradScaler(enabled: settings.Precision == Precision.Float16);
         var results = new List<EpochResult>();
         var step = 0;
         for (var epoch = 1; epoch <= settings.Epochs; epoch++)
@@ -40,6 +51,7 @@ public static class Trainer
             network.train();
             var clock = Stopwatch.StartNew();
             double lossSum = 0, correct = 0, seen = 0;
+            var skippedBefore = scaler.StepsSkipped;
             using var order = torch.randperm(trainCount, generator: generator); // the first trainCount images, in a new order each epoch
             for (var b = 0; b < batches; b++)
             {
@@ -56,8 +68,9 @@ public static class Trainer
                 optimizer.ZeroGrad();
                 var logits = network.call(images);
                 var loss = torch.nn.functional.cross_entropy(logits, labels);
-                loss.backward();
-                optimizer.Step();
+                scaler.ScaleLoss(loss).backward();
+                scaler.Step(trainable, optimizer.Step);
+                scaler.Update();
 
                 lossSum += loss.item<float>() * count;
                 correct += logits.argmax(1).eq(labels).sum().item<long>();
@@ -66,11 +79,19 @@ public static class Trainer
             }
             var trainSeconds = clock.Elapsed.TotalSeconds;
             var (testLoss, testAccuracy, _) = Evaluate(network, data, settings.TestLimit, device);
-            var result = new EpochResult(epoch, lossSum / seen, correct / seen, testLoss, testAccuracy, clock.Elapsed.TotalSeconds, seen / trainSeconds);
+            var result = new EpochResult(epoch, lossSum / seen, correct / seen, testLoss, testAccuracy, clock.Elapsed.TotalSeconds, seen / trainSeconds,
+                scaler.Enabled ? scaler.Scale : 1, scaler.StepsSkipped - skippedBefore);
             results.Add(result);
             epochDone(result);
         }
         return results;
+    }
+
+    /// <summary>Sets what a generated network computes in; any other module computes as it is, so only Float32 is accepted for it.</summary>
+    public static void SetPrecision(torch.nn.Module network, Precision precision)
+    {
+        if (network is IResNet resnet) resnet.Precision = precision;
+        else if (precision != Precision.Float32) throw new SampleException($"{network.GetType().Name} is not a generated network: it trains in float32 only.");
     }
 
     /// <summary>Loss, accuracy and per-class accuracy on the test images (or their first <paramref name="limit"/>).</summary>

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
+using ResNetGen.Generator.Tests.Infrastructure;
 using ResNetGen.Generator.Tests.Weights;
 using ResNetGen.Sample;
 using SkiaSharp;
@@ -90,6 +91,23 @@ public sealed class FineTuneCommandTests : IDisposable
         if (from is not null) args.AddRange(new[] { "--from", from });
         args.AddRange(more);
         return Run(args.ToArray());
+    }
+
+    [Fact]
+    public void Finetune_in_bfloat16_says_so_and_writes_float32_weights() =>
+        Assert.Contains("fine-tuned in bf16", Isolated.Run<FineTuneCommandTests>(nameof(FineTuneInBFloat16)));
+
+    internal void FineTuneInBFloat16()
+    {
+        var (code, text) = FineTune(Pictures(), Pretrained(out _), Output, "--precision", "bf16", "--epochs", "1");
+        Assert.True(code == 0, text);
+        Assert.Contains("Precision: bf16, mixed", text);
+        var checkpoint = Path.Combine(Output, SampleApp.FineTunedCheckpoint);
+        Assert.Equal("bf16", Safetensors.ReadMetadata(checkpoint)["precision"]);
+        var weights = Safetensors.Read(checkpoint);
+        Assert.All(weights, w => Assert.True(w.Value.dtype is torch.ScalarType.Float32 or torch.ScalarType.Int64, w.Key));
+        foreach (var w in weights.Values) w.Dispose();
+        Console.WriteLine("fine-tuned in bf16");
     }
 
     [Fact]

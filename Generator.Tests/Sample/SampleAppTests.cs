@@ -97,6 +97,41 @@ public sealed class SampleAppTests : IDisposable
     private static FashionMnist FashionMnistFrom(string folder) => FashionMnist.Load(folder);
 
     [Fact]
+    public void Train_takes_a_precision_says_which_ran_and_keeps_the_weights_float32_and_finite()
+    {
+        SampleRunner.AssertUsageError(Run("train", "--precision", "fp64"), "--precision fp64: use fp32, bf16 or fp16. See train --help.");
+        // Low precisions run new kernels: in a child process.
+        Assert.Contains("trained in bf16 and fp16", Isolated.Run<SampleAppTests>(nameof(TrainInEachPrecision)));
+    }
+
+    internal void TrainInEachPrecision()
+    {
+        var data = TinyData();
+        foreach (var (flag, line) in new[]
+                 {
+                     ("bf16", "Precision: bf16, mixed: convolutions and the classifier in bfloat16 over float32 weights"),
+                     ("fp16", "Precision: fp16, mixed: convolutions and the classifier in float16 over float32 weights, with dynamic loss scaling"),
+                 })
+        {
+            var (code, text) = Run("train", "--data", data, "--epochs", "1", "--limit", "256", "--batch-size", "64", "--output", Output, "--precision", flag);
+            Assert.True(code == 0, text);
+            Assert.Contains(line, text.Replace("\n", " "));
+            Assert.Equal(flag == "fp16", text.Contains("loss scale"));
+            var checkpoint = Path.Combine(Output, SampleApp.Checkpoint);
+            Assert.Equal(flag, Safetensors.ReadMetadata(checkpoint)["precision"]);
+            foreach (var (key, tensor) in Safetensors.Read(checkpoint))
+            {
+                using (tensor)
+                {
+                    Assert.True(tensor.dtype is torch.ScalarType.Float32 or torch.ScalarType.Int64, $"{key} is {tensor.dtype}");
+                    if (tensor.dtype == torch.ScalarType.Float32) Assert.True(tensor.isfinite().all().item<bool>(), key + " is not finite");
+                }
+            }
+        }
+        Console.WriteLine("trained in bf16 and fp16");
+    }
+
+    [Fact]
     public void Bench_times_every_engine_and_names_the_fastest()
     {
         var (code, text) = Run("bench", "--batch", "1", "--runs", "1");
