@@ -49,13 +49,16 @@ public sealed class Case : IDisposable
         "resnet50-infer/torchvision", "resnet50-infer/torchvision-no-scope", "resnet50-infer/handwritten", "resnet50-infer/handwritten-channels-last",
         "resnet50-infer/generated", "resnet50-infer/generated-channels-last", "resnet50-infer/generated-inference-mode", "resnet50-infer/generated-fused",
         "resnet50-infer/engine", "resnet50-infer/onnxruntime",
+        "resnet50-infer/generated-bf16", "resnet50-infer/generated-channels-last-bf16", "resnet50-infer/generated-bf16-whole",
+        "resnet50-infer/generated-channels-last-bf16-whole",
         "resnet18-infer/torchvision", "resnet18-infer/torchvision-no-scope", "resnet18-infer/generated", "resnet18-infer/generated-fused",
         "resnet18-infer/engine", "resnet18-infer/onnxruntime",
         "bit50-infer/peer", "bit50-infer/generated-fused",
         "resnet50-train/torchvision", "resnet50-train/torchvision-no-scope", "resnet50-train/handwritten", "resnet50-train/generated",
-        "resnet50-train/generated-channels-last",
+        "resnet50-train/generated-channels-last", "resnet50-train/generated-bf16", "resnet50-train/generated-channels-last-bf16",
         "resnet18-train/torchvision", "resnet18-train/torchvision-no-scope", "resnet18-train/generated",
         "resnet20-train/handwritten", "resnet20-train/handwritten-no-scope", "resnet20-train/generated", "resnet20-train/generated-channels-last",
+        "resnet20-train/generated-bf16",
         "generator/resnet152", "generator/resnet1202",
     };
 
@@ -64,6 +67,15 @@ public sealed class Case : IDisposable
     /// DisposeScope (what a user would pick instead), or where it has none (the CIFAR ResNet-20, BiT) the hand-written
     /// or timm-style peer; null when <paramref name="cases"/> leaves it out.
     /// </summary>
+    /// <summary>
+    /// The float32 case a low-precision case is the same computation of (<c>generated-channels-last-bf16</c> →
+    /// <c>generated-channels-last</c>), for the in-round bfloat16/float32 ratio; null for any other case.
+    /// </summary>
+    public static string? Float32Of(string name) =>
+        name.EndsWith("-bf16", StringComparison.Ordinal) ? name[..^"-bf16".Length]
+        : name.EndsWith("-bf16-whole", StringComparison.Ordinal) ? name[..^"-bf16-whole".Length]
+        : null;
+
     public static string? PeerOf(string family, IEnumerable<string> cases)
     {
         var members = cases.Where(c => c.StartsWith(family + "/", StringComparison.Ordinal)).ToList();
@@ -205,6 +217,29 @@ public sealed class Case : IDisposable
                 generated.ActivationLayout = ActivationLayout.ChannelsLast;
                 c = UnderNoGrad();
                 break;
+            case "generated-bf16":
+            case "generated-channels-last-bf16":
+                // Mixed precision: float32 weights cast once per forward, convolutions in bfloat16, float32 logits.
+                generated.Precision = Precision.BFloat16;
+                if (variant.Contains("channels-last", StringComparison.Ordinal)) generated.ActivationLayout = ActivationLayout.ChannelsLast;
+                c = UnderNoGrad();
+                break;
+            case "generated-bf16-whole":
+            case "generated-channels-last-bf16-whole":
+            {
+                // What a TorchSharp user can do today: the whole network and its input converted to bfloat16 (no float32
+                // master weights, batch-norm in bfloat16, bfloat16 logits). The bound of what the casts may cost.
+                generated.to(torch.ScalarType.BFloat16);
+                if (variant.Contains("channels-last", StringComparison.Ordinal)) generated.ActivationLayout = ActivationLayout.ChannelsLast;
+                var low = input.to(torch.ScalarType.BFloat16);
+                c = new Case(name, () =>
+                {
+                    using var noGrad = torch.no_grad();
+                    generated.call(low).Dispose();
+                });
+                c._owned.Add(low);
+                break;
+            }
             case "generated-inference-mode":
                 c = new Case(name, () =>
                 {
@@ -276,12 +311,16 @@ public sealed class Case : IDisposable
         var labels = torch.randint(0, classes, new long[] { batch });
         var generated = createGenerated();
         torch.nn.Module<Tensor, Tensor> network = generated;
-        if (variant == "generated-channels-last") ((IResNet)generated).ActivationLayout = ActivationLayout.ChannelsLast;
-        else if (variant != "generated")
+        if (variant.StartsWith("generated-channels-last", StringComparison.Ordinal)) ((IResNet)generated).ActivationLayout = ActivationLayout.ChannelsLast;
+        if (variant.EndsWith("-bf16", StringComparison.Ordinal)) ((IResNet)generated).Precision = Precision.BFloat16; // the same step in mixed precision
+        if (variant.StartsWith("generated", StringComparison.Ordinal) && variant is not ("generated" or "generated-channels-last" or "generated-bf16" or "generated-channels-last-bf16"))
+            throw new ArgumentException($"unknown variant '{variant}'");
+        if (!variant.StartsWith("generated", StringComparison.Ordinal))
         {
             var create = variant.StartsWith("torchvision", StringComparison.Ordinal) ? createTorchVision
                 : variant.StartsWith("handwritten", StringComparison.Ordinal) ? createHandwritten : null;
             network = create?.Invoke() ?? throw new ArgumentException($"unknown variant '{variant}'");
+            if (variant.EndsWith("-bf16", StringComparison.Ordinal)) throw new ArgumentException($"unknown variant '{variant}'");
             SameWeights(generated, network);
             generated.Dispose();
         }

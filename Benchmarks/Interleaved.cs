@@ -40,6 +40,12 @@ internal static class Interleaved
                     foreach (var m in members) perRound[m].Add(times[m] / times[peer]);
                 }
                 foreach (var m in members.Where(m => m != peer)) result[m] = Median(perRound[m]);
+                // Each bfloat16 case against the same computation in float32, within each round.
+                foreach (var m in members)
+                {
+                    if (Case.Float32Of(m) is { } fp32 && perRound.ContainsKey(fp32))
+                        result[m + " vs " + fp32] = Median(perRound[m].Zip(perRound[fp32], (low, full) => low / full).ToList());
+                }
                 // ResNetGen's engine against ONNX Runtime's own API on the same export, within each round.
                 var (engine, onnx) = (family.Key + "/engine", family.Key + "/onnxruntime");
                 if (perRound.ContainsKey(engine) && perRound.ContainsKey(onnx))

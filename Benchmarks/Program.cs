@@ -13,6 +13,7 @@ using BenchmarkDotNet.Running;
 using BenchmarkDotNet.Toolchains.InProcess.Emit;
 using ResNetGen;
 using ResNetGen.Benchmarks;
+using TorchSharp;
 
 // Generated networks against the hand-written TorchSharp idiom, in one run: time with BenchmarkDotNet
 // (in process, so TorchSharp's native library is the one this build prepared), peak memory with one child
@@ -30,18 +31,23 @@ if (options.Probe is { } probe) return MemoryProbe.Run(probe, options.ProbeRuns)
 var oneDnnVerdict = $"{(oneDnn.Enabled ? "on" : "off")}{(oneDnn.IsaCap is { } cap ? $", limited to {cap} kernels" : "")} ({oneDnn.Message ?? "the check found nothing to change"})";
 Console.WriteLine($"oneDNN: {oneDnnVerdict}");
 
-// Channels-last cases run only where every channels-last probe passes in a child process; a broken kernel would
-// otherwise give wrong timings or kill the run.
-var channelsLast = options.Cases.Where(c => c.Contains("channels-last", StringComparison.Ordinal)).ToList();
-if (channelsLast.Count > 0)
+// Channels-last and bfloat16 cases run only where the probes of their layout and dtype pass, each in a child process; a
+// broken kernel would otherwise give wrong timings or kill the run.
+static bool Needs(string name, KernelProbe probe) =>
+    probe.Dtype == (name.Contains("-bf16", StringComparison.Ordinal) ? torch.ScalarType.BFloat16 : torch.ScalarType.Float32)
+    && probe.ChannelsLast == name.Contains("channels-last", StringComparison.Ordinal)
+    && (probe.Dtype != torch.ScalarType.Float32 || probe.ChannelsLast);
+var guarded = options.Cases.Where(c => KernelProbes.All.Any(p => Needs(c, p))).ToList();
+if (guarded.Count > 0)
 {
-    var failed = KernelProbes.RunIsolated(KernelProbes.All.Where(p => p.ChannelsLast), name => KernelProbes.Self("--kernel-probe", name), TimeSpan.FromMinutes(2))
-        .Where(o => !o.Passed).ToList();
-    if (failed.Count == 0) Console.WriteLine($"channels-last: every channels-last probe passed here, so these cases run: {string.Join(", ", channelsLast)}");
+    var probes = KernelProbes.All.Where(p => guarded.Any(c => Needs(c, p))).ToList();
+    var failed = KernelProbes.RunIsolated(probes, name => KernelProbes.Self("--kernel-probe", name), TimeSpan.FromMinutes(2)).Where(o => !o.Passed).ToList();
+    var skipped = guarded.Where(c => failed.Any(f => Needs(c, KernelProbes.Find(f.Probe)))).ToList();
+    if (skipped.Count == 0) Console.WriteLine($"probes: the {probes.Count} probes of their layouts and dtypes passed here, so these cases run: {string.Join(", ", guarded)}");
     else
     {
-        Console.WriteLine($"channels-last: skipped ({string.Join(", ", channelsLast)}), because {string.Join("; ", failed.Select(f => $"{f.Probe} {f.Direction} {f.Verdict} {f.Detail}".Trim()))}");
-        options = options with { Cases = options.Cases.Except(channelsLast).ToList() };
+        Console.WriteLine($"probes: skipped ({string.Join(", ", skipped)}), because {string.Join("; ", failed.Select(f => $"{f.Probe} {f.Direction} {f.Verdict} {f.Detail}".Trim()))}");
+        options = options with { Cases = options.Cases.Except(skipped).ToList() };
     }
 }
 

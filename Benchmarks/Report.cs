@@ -4,6 +4,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Linq;
 using System.Text;
+using ResNetGen;
 
 namespace ResNetGen.Benchmarks;
 
@@ -17,6 +18,7 @@ internal static class Report
         var sb = new StringBuilder();
         sb.AppendLine($"Machine: {Environment.ProcessorCount} logical cores, {RuntimeInfo()}; torch threads: {TorchSharp.torch.get_num_threads()}.");
         sb.AppendLine(FormattableString.Invariant($"Peak: torch.mm 2048×2048 at {peak:0.0} GFLOP/s."));
+        sb.AppendLine($"CPU: {CpuCaches.Model ?? "not x86"}; features: {(CpuCaches.Features.Count == 0 ? "none read" : string.Join(", ", CpuCaches.Features))}.");
         sb.AppendLine($"oneDNN check: {oneDnn}.");
         sb.AppendLine("Peer of each family: TorchSharp's TorchVision model in a DisposeScope (torchvision), else the hand-written TorchSharp ResNet (handwritten) or, for BiT, standardising at each forward (peer).");
         sb.AppendLine();
@@ -41,6 +43,13 @@ internal static class Report
         }
         foreach (var (pair, value) in ratios.Where(r => r.Key.EndsWith(" vs onnxruntime", StringComparison.Ordinal)))
             sb.AppendLine().AppendLine(FormattableString.Invariant($"{pair}: {value:0.000} (median over the rounds of the engine's time over ONNX Runtime's in the same round)."));
+        var lowPrecision = ratios.Where(r => r.Key.Contains("-bf16", StringComparison.Ordinal) && r.Key.Contains(" vs ", StringComparison.Ordinal)).ToList();
+        if (lowPrecision.Count > 0)
+        {
+            sb.AppendLine().AppendLine("bfloat16 against float32, the same case (median over the rounds of the in-round time ratio; speed-up = 1 / ratio):");
+            foreach (var (pair, value) in lowPrecision)
+                sb.AppendLine(FormattableString.Invariant($"- {pair}: {value:0.000} ({1 / value:0.00}× float32's speed)"));
+        }
         return sb.ToString();
     }
 

@@ -90,8 +90,8 @@ public class BenchmarkCaseTests
     [MemberData(nameof(Names))]
     public void Every_listed_case_sets_up_and_runs(string name)
     {
-        // Channels-last cases compute on the kernels that some CPUs get wrong or crash in: in a child process.
-        if (name.Contains("channels-last")) Isolated.Run<BenchmarkCaseTests>(nameof(RunCaseNamedInTheEnvironment), (CaseVariable, name));
+        // Channels-last and bfloat16 cases compute on the kernels that some CPUs get wrong or crash in: in a child process.
+        if (name.Contains("channels-last") || name.Contains("-bf16")) Isolated.Run<BenchmarkCaseTests>(nameof(RunCaseNamedInTheEnvironment), (CaseVariable, name));
         else RunCase(name);
     }
 
@@ -104,6 +104,15 @@ public class BenchmarkCaseTests
         using var c = Case.Create(name);
         c.Run();
         Assert.True(double.IsNaN(Case.Gflop(name)) == name.StartsWith("generator/"), "every timed network case has a nominal work figure");
+    }
+
+    [Fact]
+    public void Each_bfloat16_case_is_compared_in_round_with_its_float32_case()
+    {
+        foreach (var name in Case.Names.Where(n => n.Contains("-bf16")))
+            Assert.Contains(Case.Float32Of(name)!, Case.Names);
+        Assert.Equal("resnet50-infer/generated-channels-last", Case.Float32Of("resnet50-infer/generated-channels-last-bf16-whole"));
+        Assert.Null(Case.Float32Of("resnet50-infer/generated"));
     }
 
     [Fact]
