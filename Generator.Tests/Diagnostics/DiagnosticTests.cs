@@ -225,7 +225,7 @@ public class DiagnosticTests
         // Written out here, not read from GeneratedMembers: a name dropped from that list (and so from the message) fails.
         string[] expected =
         {
-            "forward", "ForwardFeatures", "Features", "FuseForInference", "IsFused", "ExportOnnx", "ToOnnxRuntime", "ActivationLayout",
+            "forward", "ForwardFeatures", "Features", "FuseForInference", "IsFused", "ExportOnnx", "ToOnnxRuntime", "ActivationLayout", "Precision",
             "ParameterCount", "MultAdds", "Summary", "PyTorchSource", "InputSize", "InputChannels", "FreezeBackbone", "Unfreeze", "train",
             "Run", "Paths", "Graph", "OnnxGraph", "_modules", "_groups", "_folds", "_fused", "_frozen",
         };

@@ -13,7 +13,7 @@ internal static class GeneratedMembers
     /// <summary>The public members, in the order the message names them.</summary>
     public static readonly string[] Public =
     {
-        "forward", "ForwardFeatures", "Features", "FuseForInference", "IsFused", "ExportOnnx", "ToOnnxRuntime", "ActivationLayout",
+        "forward", "ForwardFeatures", "Features", "FuseForInference", "IsFused", "ExportOnnx", "ToOnnxRuntime", "ActivationLayout", "Precision",
         "ParameterCount", "MultAdds", "Summary", "PyTorchSource", "InputSize", "InputChannels", "FreezeBackbone", "Unfreeze", "train",
     };
 

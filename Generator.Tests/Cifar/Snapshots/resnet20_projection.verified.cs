@@ -290,10 +290,32 @@ Params size (MB): 1.09
         /// </summary>
         public RG.ActivationLayout ActivationLayout { get; set; } = RG.ActivationLayout.AsGiven;
 
+        // Mixed precision (Precision.BFloat16, Precision.Float16): each op of this network computes where torch.autocast runs it for the input's device
+        // (PyTorch's autocast_mode.cpp). Parameters and batch-norm statistics stay float32, each weight is cast once per forward, and the logits and
+        // ForwardFeatures' outputs come back float32.
+        //   op          CPU            CUDA           in this network
+        //   conv2d      low precision  low precision  21 × convolution
+        //   linear      low precision  low precision  fc
+        //   batch_norm  as its input   as its input   21 × batch-norm (float32 statistics)
+        //   relu        as its input   as its input   19 × ReLU
+        //   add         as its input   as its input   9 × residual add
+        //   mean        as its input   as its input   1 × global pool
+        /// <summary>
+        /// What <see cref="forward"/> and <see cref="ForwardFeatures"/> compute in, read at each call: by default
+        /// <see cref="global::ResNetGen.Precision.Float32"/>, every op in the dtype of its input and of the parameters; with
+        /// <see cref="global::ResNetGen.Precision.BFloat16"/> or <see cref="global::ResNetGen.Precision.Float16"/>, mixed precision
+        /// over float32 parameters as the table above places it, trainable (gradients reach the float32 parameters; train
+        /// Float16 with a <see cref="global::ResNetGen.GradScaler"/>). The parameters are never converted; the folds of
+        /// <see cref="FuseForInference"/> are made in float32 and cast like the weights; <see cref="ExportOnnx"/> and
+        /// <see cref="ToOnnxRuntime"/> compute in float32 whatever it says.
+        /// </summary>
+        public RG.Precision Precision { get; set; } = RG.Precision.Float32;
+
         /// <summary>
         /// Runs the network on <paramref name="input"/> of shape [N, 3, H, W]; returns [N, 10] logits.
         /// Every intermediate tensor is disposed right after its last use; the input is not disposed. Activations are laid
-        /// out as <see cref="ActivationLayout"/> says; the result's values do not depend on it.
+        /// out as <see cref="ActivationLayout"/> says; the result's values do not depend on it. Convolutions and the classifier
+        /// compute in <see cref="Precision"/> (a mixed precision returns float32).
         /// </summary>
         public override TorchTensor forward(TorchTensor input)
         {
@@ -337,6 +359,7 @@ Params size (MB): 1.09
         /// </summary>
         private TorchTensor? Run(TorchTensor input, TorchTensor[]? features, bool fold)
         {
+            using var amp = RG.Autocast.Begin(Precision, input); // null for Precision.Float32: no casts anywhere
             var x = RG.TensorLayout.ForCompute(input, ActivationLayout); // [N, 3, 32, 32] input, laid out for computing
             TorchTensor branch, identity;
             Replace(ref x, ConvNorm(x, conv1, bn1));                                     // [N, 16, 32, 32] conv1, bn1
@@ -409,11 +432,14 @@ Params size (MB): 1.09
                 return null;
             }
             Replace(ref x, x.mean(new long[] { 2, 3 }));                                 // [N, 64] avgpool: global average over height and width
-            Replace(ref x, fc.forward(x));                                               // [N, 10] fc
-            return x;
+            Replace(ref x, Linear(x, fc));                                               // [N, 10] fc
+            return RG.Autocast.Output(x, amp);
 
+            // Each step in the precision of the pass (amp), folded where fold says.
             TorchTensor ConvNorm(TorchTensor t, TorchModules.Conv2d conv, TorchModules.BatchNorm2d norm) =>
-                fold ? _folds.Apply(t, conv, norm) : RG.Steps.ConvNorm(t, conv, norm);
+                fold ? _folds.Apply(t, conv, norm, amp) : RG.Steps.ConvNorm(t, conv, norm, amp);
+            TorchTensor Linear(TorchTensor t, TorchModules.Linear linear) => RG.Steps.Linear(t, linear, amp);
+            void Keep(TorchTensor[]? kept, int index, TorchTensor t) => RG.Steps.Keep(kept, index, t, amp);
         }
 
         private readonly RG.FoldSet _folds = new();
@@ -424,7 +450,8 @@ Params size (MB): 1.09
         /// folded into the convolution before it: one convolution (with bias) where there were a convolution and a batch-norm.
         /// Outputs are unchanged up to rounding. The folds follow their sources: a weight loaded, edited in place, replaced,
         /// converted to another dtype or moved to another device afterwards is folded again before the next use, and a
-        /// training-mode forward computes unfolded. The layers and the state_dict stay as they are.
+        /// training-mode forward computes unfolded. The layers and the state_dict stay as they are. Folds are made in float32
+        /// whatever <see cref="Precision"/> says; a mixed-precision forward casts them once per forward, like any weight.
         /// </summary>
         public void FuseForInference()
         {
@@ -463,7 +490,8 @@ Params size (MB): 1.09
         /// <summary>
         /// Writes the network as an ONNX model: input <c>input</c> [N, 3, H, W], output <c>logits</c> [N, 10],
         /// weights as initializers named by the state_dict, nodes named by layer. After <see cref="FuseForInference"/> it
-        /// writes the folded graph. A network in training mode is written with eval semantics, with a warning.
+        /// writes the folded graph. A network in training mode is written with eval semantics, with a warning. The graph computes
+        /// in the parameters' float32 whatever <see cref="Precision"/> says.
         /// </summary>
         /// <param name="path">The .onnx file to write (replaced whole, never half-written).</param>
         /// <param name="opset">The ONNX opset: 9 to <see cref="global::ResNetGen.OnnxGraphBuilder.MaxOpset"/>.</param>
@@ -476,7 +504,8 @@ Params size (MB): 1.09
         /// writes, folded, built in memory. On a CPU often the fastest way to run it. It follows the network's weights: one
         /// loaded, edited or trained after it was made is built into the session at the next call, or refused, as
         /// <see cref="global::ResNetGen.OnnxRuntimeOptions.OnWeightChange"/> says. Needs ONNX Runtime's native library in the
-        /// application (the Microsoft.ML.OnnxRuntime package, or its GPU build). Dispose it before the network.
+        /// application (the Microsoft.ML.OnnxRuntime package, or its GPU build). Dispose it before the network. It computes as
+        /// the parameters are (float32, or float16 after half()) whatever <see cref="Precision"/> says.
         /// </summary>
         public RG.OnnxRuntimeEngine ToOnnxRuntime(RG.OnnxRuntimeOptions? options = null) =>
             new("ResNet20", Paths, _modules, (opset, folds) => OnnxGraph(opset, folds, training: false), options);
