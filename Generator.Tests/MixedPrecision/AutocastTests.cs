@@ -63,32 +63,8 @@ public sealed class AutocastTests
     [Fact]
     public void A_random_sample_of_valid_attributes() => _output.WriteLine(Isolated.Run<AutocastTests>(nameof(RandomSample)));
 
-    /// <summary>12 valid draws of the random-configuration tests' generator (its own seed), compiled and loaded here; drop path's in eval only.</summary>
-    internal static void RandomSample()
-    {
-        var attributes = Kernels.RandomConfigurationTests.Draw(new Random(20261203), 30);
-        var source = "using ResNetGen;\nnamespace Random;\n" + string.Join("\n", attributes.Select((a, i) => $"[{a}]\npublic partial class Net{i} {{ }}"));
-        var run = GeneratorHarness.Run(source);
-        var invalid = run.GeneratorDiagnostics.Where(d => d.Severity == Microsoft.CodeAnalysis.DiagnosticSeverity.Error)
-            .Select(d => d.Location.SourceTree!.GetRoot().FindNode(d.Location.SourceSpan).AncestorsAndSelf()
-                .OfType<Microsoft.CodeAnalysis.CSharp.Syntax.ClassDeclarationSyntax>().First().Identifier.Text)
-            .ToHashSet();
-        using var image = new MemoryStream();
-        Assert.True(run.Output.Emit(image).Success);
-        var assembly = new System.Runtime.Loader.AssemblyLoadContext("autocast-random").LoadFromStream(new MemoryStream(image.ToArray()));
-        var cases = new List<TwinCase>();
-        for (var i = 0; i < attributes.Count && cases.Count < 12; i++)
-        {
-            if (invalid.Contains($"Net{i}")) continue;
-            var type = assembly.GetType($"Random.Net{i}")!;
-            var channels = (int)type.GetField("InputChannels")!.GetValue(null)!;
-            var size = (int)type.GetField("InputSize")!.GetValue(null)!;
-            Console.WriteLine($"net{i}: [{attributes[i]}]");
-            cases.Add(new TwinCase($"net{i}", () => (TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>)Activator.CreateInstance(type)!,
-                new long[] { 2, channels, size, size }, Train: !attributes[i].Contains("DropPath", StringComparison.Ordinal)));
-        }
-        Check(cases);
-    }
+    /// <summary>12 valid draws of the random-configuration tests' generator (a seed of its own), compiled and loaded here; drop path's in eval only.</summary>
+    internal static void RandomSample() => Check(Twins.RandomCases(new Random(20261203), 30, 12));
 
     private static void Check(IReadOnlyList<TwinCase> cases)
     {

@@ -63,27 +63,7 @@ public sealed class PyTorchTwinTests : IDisposable
     /// <summary>In a child process (the networks are compiled and loaded here): 16 valid draws of the random-configuration tests' generator.</summary>
     internal static void RandomSample()
     {
-        var attributes = RandomConfigurationTests.Draw(new Random(20261130), 40);
-        var source = "using ResNetGen;\nnamespace Random;\n" + string.Join("\n", attributes.Select((a, i) => $"[{a}]\npublic partial class Net{i} {{ }}"));
-        var run = GeneratorHarness.Run(source);
-        var invalid = run.GeneratorDiagnostics.Where(d => d.Severity == DiagnosticSeverity.Error)
-            .Select(d => d.Location.SourceTree!.GetRoot().FindNode(d.Location.SourceSpan).AncestorsAndSelf().OfType<ClassDeclarationSyntax>().First().Identifier.Text)
-            .ToHashSet();
-        using var image = new MemoryStream();
-        var emitted = run.Output.Emit(image);
-        Assert.True(emitted.Success, string.Join("\n", emitted.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error).Take(5)));
-        var assembly = new AssemblyLoadContext("twins").LoadFromStream(new MemoryStream(image.ToArray()));
-        var cases = new List<TwinCase>();
-        for (var i = 0; i < attributes.Count && cases.Count < 16; i++)
-        {
-            if (invalid.Contains($"Net{i}")) continue;
-            var type = assembly.GetType($"Random.Net{i}")!;
-            var channels = (int)type.GetField("InputChannels")!.GetValue(null)!;
-            var size = (int)type.GetField("InputSize")!.GetValue(null)!;
-            Console.WriteLine($"net{i}: [{attributes[i]}]");
-            cases.Add(new TwinCase($"net{i}", () => (torch.nn.Module<torch.Tensor, torch.Tensor>)Activator.CreateInstance(type)!, new long[] { 2, channels, size, size },
-                Train: !attributes[i].Contains("DropPath", StringComparison.Ordinal)));
-        }
+        var cases = Twins.RandomCases(new Random(20261130), 40, 16);
         var folder = Directory.CreateTempSubdirectory("resnetgen-random-twins-").FullName;
         try
         {

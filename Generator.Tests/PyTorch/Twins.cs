@@ -111,6 +111,38 @@ public static class Twins
         if (exportTo is not null) Export(manifest, folder, exportTo);
     }
 
+    /// <summary>
+    /// Up to <paramref name="count"/> networks of <paramref name="draws"/> attributes drawn by the random-configuration
+    /// tests' generator from <paramref name="random"/>, those the generator accepts, compiled and loaded in this process
+    /// (each attribute printed); drop path's draw their own masks, so they are compared in eval only.
+    /// </summary>
+    public static List<TwinCase> RandomCases(Random random, int draws, int count)
+    {
+        var attributes = Kernels.RandomConfigurationTests.Draw(random, draws);
+        var source = "using ResNetGen;\nnamespace Random;\n" + string.Join("\n", attributes.Select((a, i) => $"[{a}]\npublic partial class Net{i} {{ }}"));
+        var run = GeneratorHarness.Run(source);
+        var invalid = run.GeneratorDiagnostics.Where(d => d.Severity == Microsoft.CodeAnalysis.DiagnosticSeverity.Error)
+            .Select(d => d.Location.SourceTree!.GetRoot().FindNode(d.Location.SourceSpan).AncestorsAndSelf()
+                .OfType<Microsoft.CodeAnalysis.CSharp.Syntax.ClassDeclarationSyntax>().First().Identifier.Text)
+            .ToHashSet();
+        using var image = new MemoryStream();
+        var emitted = run.Output.Emit(image);
+        Assert.True(emitted.Success, string.Join("\n", emitted.Diagnostics.Where(d => d.Severity == Microsoft.CodeAnalysis.DiagnosticSeverity.Error).Take(5)));
+        var assembly = new System.Runtime.Loader.AssemblyLoadContext("random-twins").LoadFromStream(new MemoryStream(image.ToArray()));
+        var cases = new List<TwinCase>();
+        for (var i = 0; i < attributes.Count && cases.Count < count; i++)
+        {
+            if (invalid.Contains($"Net{i}")) continue;
+            var type = assembly.GetType($"Random.Net{i}")!;
+            var channels = (int)type.GetField("InputChannels")!.GetValue(null)!;
+            var size = (int)type.GetField("InputSize")!.GetValue(null)!;
+            Console.WriteLine($"net{i}: [{attributes[i]}]");
+            cases.Add(new TwinCase($"net{i}", () => (torch.nn.Module<torch.Tensor, torch.Tensor>)Activator.CreateInstance(type)!, new long[] { 2, channels, size, size },
+                Train: !attributes[i].Contains("DropPath", StringComparison.Ordinal)));
+        }
+        return cases;
+    }
+
     /// <summary>The set without its weights and this machine's twin outputs: the twins, inputs, C# outputs and the manifest.</summary>
     private static void Export(List<Dictionary<string, object>> manifest, string folder, string to)
     {

@@ -17,7 +17,6 @@ BFloat16 but found Float"); later PyTorch computes exactly that case in float32 
 libtorch 2.10 does under ResNetGen. Where this PyTorch lacks it, group_norm below does that, and says so once.
 """
 import copy
-import importlib.util
 import json
 import os
 import sys
@@ -27,8 +26,9 @@ import torch
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "Reference"))
-import deterministic  # noqa: E402
+sys.path.insert(0, HERE)
+import twin_check  # noqa: E402  (its loader and its per-case loop)
+from twin_check import deterministic  # noqa: E402
 
 _group_norm = F.group_norm
 _patched = []
@@ -50,13 +50,6 @@ def mixed_group_norm_missing():
         return False
     except RuntimeError:
         return True
-
-
-def load_module(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def run(net, x, upstream, train, dtype):
@@ -88,7 +81,7 @@ def run(net, x, upstream, train, dtype):
 
 def check(case, base):
     path = lambda name: os.path.join(base, name)  # noqa: E731
-    net = load_module("twin_" + case["name"], path(case["module"])).build()
+    net = twin_check.load_module("twin_" + case["name"], path(case["module"])).build()
     net.load_state_dict(deterministic.state(net), strict=True)
     x = torch.from_numpy(np.fromfile(path(case["input"]), dtype="<f4").reshape(case["input_shape"]))
     dtype = getattr(torch, case.get("dtype", "bfloat16"))
@@ -111,19 +104,9 @@ def check(case, base):
 
 
 def main():
-    torch.manual_seed(0)
-    print(f"PyTorch {torch.__version__}, numpy {np.__version__}, Python {sys.version.split()[0]}", flush=True)
     if mixed_group_norm_missing():
         F.group_norm = group_norm
-    with open(sys.argv[1]) as f:
-        cases = json.load(f)
-    base = os.path.dirname(os.path.abspath(sys.argv[1]))
-    for case in cases:
-        try:
-            problem = check(case, base)
-        except Exception as e:  # reported per case, so that one broken twin does not hide the others
-            problem = f"{type(e).__name__}: {e}"
-        print(("FAIL " + case["name"] + ": " + problem) if problem else "ok " + case["name"], flush=True)
+    twin_check.run_manifest(sys.argv[1], check)
 
 
 if __name__ == "__main__":

@@ -94,19 +94,20 @@ def check(case, base):
     return None
 
 
-def main():
+def run_manifest(path, check_case):
+    """Runs check_case(case, folder) on each case of the manifest at path; prints "ok NAME" or "FAIL NAME: why"."""
     torch.manual_seed(0)
     print(f"PyTorch {torch.__version__}, numpy {np.__version__}, Python {sys.version.split()[0]}", flush=True)
-    with open(sys.argv[1]) as f:
+    with open(path) as f:
         cases = json.load(f)
-    base = os.path.dirname(os.path.abspath(sys.argv[1]))
+    base = os.path.dirname(os.path.abspath(path))
     for case in cases:
         try:
-            problem = check(case, base)
+            problem = check_case(case, base)
         except Exception as e:  # reported per case, so that one broken twin does not hide the others
             problem = f"{type(e).__name__}: {e}"
         print(("FAIL " + case["name"] + ": " + problem) if problem else "ok " + case["name"], flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    run_manifest(sys.argv[1], check)
