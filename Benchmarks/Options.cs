@@ -32,8 +32,9 @@ internal sealed record Options(IReadOnlyList<string> Cases, int Warmup, int Iter
                               --memory-runs N   runs per memory probe (default 3)
                               --help            this text
 
-                            Channels-last cases run only where every channels-last convolution probe passes in a child
-                            process (the run says which); the sample's doctor command shows the probes.
+                            Channels-last and bfloat16 (-bf16) cases run only where the convolution probes of their layout
+                            and dtype pass, each in a child process (the run says which); the sample's doctor command
+                            shows the probes. Each -bf16 case is also timed against its float32 case within the rounds.
 
                             Cases:
                             """ + "\n  " + string.Join("\n  ", Case.Names));

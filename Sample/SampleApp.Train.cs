@@ -76,13 +76,12 @@ public sealed partial class SampleApp
     /// <summary>The line that says which precision ran, and what it means on this device.</summary>
     internal static string PrecisionLine(Precision precision, torch.Device device)
     {
-        var cpu = device.type == DeviceType.CPU;
         return precision switch
         {
             Precision.BFloat16 => "Precision: bf16, mixed: convolutions and the classifier in bfloat16 over float32 weights, batch-norm statistics in float32, as torch.autocast computes" +
-                                  (cpu && !CpuCaches.HasBFloat16Arithmetic ? " (this CPU has no AVX512-BF16 or AMX: expect no gain over fp32)." : "."),
+                                  (Autocast.Slower(precision, device) is not null ? " (here slower than fp32: this CPU, as oneDNN runs, has no bfloat16 arithmetic)." : "."),
             Precision.Float16 => "Precision: fp16, mixed: convolutions and the classifier in float16 over float32 weights, with dynamic loss scaling (steps whose gradients overflow are skipped)" +
-                                 (cpu && !CpuCaches.HasFloat16Arithmetic ? " (this CPU has no AVX512-FP16 or AMX-FP16: libtorch's float16 kernels are many times slower than fp32; bf16 is a CPU's fast low precision)." : "."),
+                                 (Autocast.Slower(precision, device) is not null ? " (here many times slower than fp32: this CPU has no float16 arithmetic; bf16 is a CPU's fast low precision)." : "."),
             _ => "Precision: fp32, float32 throughout.",
         };
     }

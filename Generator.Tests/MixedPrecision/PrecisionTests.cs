@@ -170,6 +170,34 @@ public sealed class PrecisionTests
     }
 
     [Fact]
+    public void Where_the_cpu_has_no_bfloat16_arithmetic_the_first_forward_says_so_once()
+    {
+        // oneDNN limited to AVX2 stands for a CPU without AVX512-BF16 (measured there: bfloat16 21x float32's time).
+        var exit = Isolated.Start(typeof(PrecisionTests).FullName!, nameof(BFloat16WithoutItsArithmetic), new[] { (OneDnn.IsaVariable, (string?)"AVX2") });
+        Assert.True(exit.ExitCode == 0, exit.Output + exit.Error);
+        var lines = exit.Error.Split('\n').Where(l => l.StartsWith("ResNetGen: Precision.BFloat16", StringComparison.Ordinal)).ToList();
+        var line = Assert.Single(lines); // two forwards, one line
+        Assert.Contains("oneDNN is limited to AVX2 (ONEDNN_MAX_CPU_ISA)", line);
+        Assert.Contains("Use Precision.Float32 on this machine", line);
+        Assert.Contains("slower", exit.Output);
+    }
+
+    internal static void BFloat16WithoutItsArithmetic()
+    {
+        Console.WriteLine(Autocast.Slower(Precision.BFloat16, torch.CPU) ?? "no caveat");
+        Assert.Null(Autocast.Slower(Precision.Float32, torch.CPU));
+        Assert.Null(Autocast.Slower(Precision.BFloat16, new torch.Device(DeviceType.CUDA, 0)));
+        using var network = new MixedSmall();
+        network.eval();
+        network.Precision = Precision.BFloat16;
+        using var input = torch.randn(1, 3, 32, 32);
+        using var noGrad = torch.no_grad();
+        using var first = network.forward(input);
+        using var second = network.forward(input);
+        Assert.True(BitEqual(first, second));
+    }
+
+    [Fact]
     public void Training_reaches_the_float32_parameters_and_each_weight_is_cast_once_per_forward() => Isolated.Run<PrecisionTests>(nameof(Training));
 
     internal static void Training()
