@@ -24,8 +24,8 @@ public sealed class AutocastTests
 
     public AutocastTests(ITestOutputHelper output) => _output = output;
 
-    private static readonly long[] ImageNet = { 2, 3, 64, 64 };
-    private static readonly long[] Cifar = { 2, 3, 32, 32 };
+    private static readonly long[] ImageNet = PyTorchTwinTests.ImageNet;
+    private static readonly long[] Cifar = PyTorchTwinTests.Cifar;
 
     // Each set runs in a child process (Isolated): bfloat16 runs libtorch kernels float32 never does, and one that crashes
     // natively must fail its test alone. The child prints each network's distances, shown here.
@@ -46,19 +46,10 @@ public sealed class AutocastTests
     private static void Check(IEnumerable<KeyValuePair<string, (Func<TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>> Create, long, long)>> models) =>
         Check(models.Select(p => new TwinCase(p.Key, p.Value.Create, ImageNet)).ToList());
 
-    internal static void TimmBitAndCifar() => Check(new[]
+    internal static void TimmBitAndCifar() => Check(PyTorchTwinTests.TimmCases().Concat(new[]
     {
-        new TwinCase("resnet10t", () => new ResNet10t(), ImageNet), new TwinCase("seresnext26d_32x4d", () => new SeResNeXt26d_32x4d(), ImageNet),
-        new TwinCase("ecaresnet26t", () => new EcaResNet26t(), ImageNet), new TwinCase("resnetrs50_blur", () => new ResNetRs50Blur(), ImageNet),
-        new TwinCase("resnetrs50_aa", () => new ResNetRs50Aa(), ImageNet), new TwinCase("resnet50d_os8", () => new ResNet50dOs8(), ImageNet),
-        new TwinCase("resnetblur50_os16", () => new ResNetBlur50Os16(), ImageNet),
-        // Drop path draws its own random masks on each side: eval only.
-        new TwinCase("every_timm_option", () => new EveryTimmOption(), ImageNet, Train: false),
-        new TwinCase("resnetv2_18", () => new ResNetV2_18(), ImageNet), new TwinCase("preact_cifar", () => new PreActResNet18Cifar(), Cifar),
-        new TwinCase("resnetv2_50x1_bit", () => new ResNetV2_50x1_Bit(), ImageNet), new TwinCase("small_bit", () => new SmallBit(), ImageNet),
-        new TwinCase("standardized_bn", () => new StandardizedBatchNorm(), Cifar),
         new TwinCase("resnet20_a", () => new ResNet20A(), Cifar), new TwinCase("resnet20_avgpool", () => new ResNet20AvgPool(), Cifar),
-    });
+    }).ToList());
 
     [Fact]
     public void A_random_sample_of_valid_attributes() => _output.WriteLine(Isolated.Run<AutocastTests>(nameof(RandomSample)));

@@ -26,8 +26,8 @@ public sealed class PyTorchTwinTests : IDisposable
 
     public void Dispose() => Directory.Delete(_folder, recursive: true);
 
-    private static readonly long[] ImageNet = { 2, 3, 64, 64 };
-    private static readonly long[] Cifar = { 2, 3, 32, 32 };
+    internal static readonly long[] ImageNet = { 2, 3, 64, 64 };
+    internal static readonly long[] Cifar = { 2, 3, 32, 32 };
 
     [Fact]
     public void The_ten_torchvision_models() => Twins.Check(
@@ -42,8 +42,8 @@ public sealed class PyTorchTwinTests : IDisposable
         new TwinCase("headless", () => new TwinHeadless(), ImageNet), new TwinCase("one_channel", () => new TwinOneChannel(), new long[] { 2, 1, 64, 64 }),
     }, _folder);
 
-    [Fact]
-    public void Timms_options_the_pre_activation_blocks_and_bit() => Twins.Check(new[]
+    /// <summary>timm's options, the pre-activation blocks and BiT: the cases the twins and the autocast comparison share.</summary>
+    internal static TwinCase[] TimmCases() => new[]
     {
         new TwinCase("resnet10t", () => new ResNet10t(), ImageNet), new TwinCase("seresnext26d_32x4d", () => new SeResNeXt26d_32x4d(), ImageNet),
         new TwinCase("ecaresnet26t", () => new EcaResNet26t(), ImageNet), new TwinCase("resnetrs50_blur", () => new ResNetRs50Blur(), ImageNet),
@@ -54,7 +54,10 @@ public sealed class PyTorchTwinTests : IDisposable
         new TwinCase("resnetv2_18", () => new ResNetV2_18(), ImageNet), new TwinCase("preact_cifar", () => new PreActResNet18Cifar(), Cifar),
         new TwinCase("resnetv2_50x1_bit", () => new ResNetV2_50x1_Bit(), ImageNet), new TwinCase("small_bit", () => new SmallBit(), ImageNet),
         new TwinCase("standardized_bn", () => new StandardizedBatchNorm(), Cifar),
-    }, _folder);
+    };
+
+    [Fact]
+    public void Timms_options_the_pre_activation_blocks_and_bit() => Twins.Check(TimmCases(), _folder);
 
     [Fact]
     public void A_random_sample_of_valid_attributes() =>
