@@ -27,11 +27,14 @@ public sealed class Doctor
     }
 
     /// <summary>Runs one probe in this process and writes the protocol lines to standard output (the child's side).</summary>
-    public static int Probe(string name)
+    public static int Probe(string name) => Probe(name, null);
+
+    /// <summary>Runs one probe in this process with its result computed on <paramref name="device"/> (null: the CPU).</summary>
+    public static int Probe(string name, torch.Device? device)
     {
         var probe = KernelProbes.Find(name);
         OneDnn.EnsureChecked();
-        KernelProbes.RunHere(probe, Console.Out);
+        KernelProbes.RunHere(probe, Console.Out, device);
         return 0;
     }
 
@@ -55,7 +58,13 @@ public sealed class Doctor
         void Fact(string name, string value) => facts.AddRow($"[grey]{name}[/]", Markup.Escape(value));
         Fact("CPU", CpuCaches.Model ?? System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture.ToString());
         Fact("caches (CPUID)", CpuCaches.Description + (CpuCaches.DescriptionComplete() ? "" : "  ← incomplete"));
-        Fact("libtorch", torch.__version__);
+        var libtorch = LibTorch.Describe();
+        Fact("libtorch", libtorch.ToString());
+        var cuda = LibTorch.CudaDevices();
+        Fact("CUDA", cuda.Count == 0
+            ? (libtorch.CudaBuild ? "this CUDA build sees no device (driver, CUDA_VISIBLE_DEVICES?)" : "none (a CPU build of libtorch)")
+            : string.Join("; ", cuda));
+        if (cuda.Count > 0) Fact("cuDNN", LibTorch.CuDnnVersion() ?? (torch.cuda.is_cudnn_available() ? "available, version not readable" : "not available"));
         Fact("oneDNN", OneDnn.Version ?? "version not readable here");
         Fact("CPU features", CpuCaches.Features.Count == 0 ? "none read" : string.Join(", ", CpuCaches.Features));
         Fact("threads", $"{torch.get_num_threads()} intra-op, {torch.get_num_interop_threads()} inter-op, {Environment.ProcessorCount} logical cores");
@@ -74,9 +83,11 @@ public sealed class Doctor
         if (dtypes.Contains(torch.ScalarType.Float16) && !CpuCaches.HasFloat16Arithmetic)
             _console.MarkupLine("[grey]This CPU has no float16 arithmetic (AVX512-FP16, AMX-FP16): libtorch's generic float16 kernels make the …/fp16 probes slow.[/]");
         var probes = KernelProbes.All.Where(p => dtypes.Contains(p.Dtype)).ToList();
-        var columns = new (string Title, string? Policy)[] { ("libtorch", "on"), ("ResNetGen", null) };
+        var columns = new List<(string Title, string? Policy, string? Device)> { ("libtorch", "on", null), ("ResNetGen", null, null) };
+        // On a CUDA machine the same probes computed on each GPU (TF32 off), against the same float64 CPU reference.
+        foreach (var gpu in cuda) columns.Add(($"cuda:{gpu.Index}", null, $"cuda:{gpu.Index}"));
         var outcomes = new Dictionary<string, IReadOnlyList<ProbeOutcome>>();
-        foreach (var (title, policy) in columns)
+        foreach (var (title, policy, device) in columns)
         {
             var clock = Stopwatch.StartNew();
             var done = 0;
@@ -87,6 +98,11 @@ public sealed class Doctor
                     // libtorch's defaults: without the ISA limit this process's check set (a user's own setting stays).
                     if (status.IsaCap is not null) start.Environment.Remove(OneDnn.IsaVariable);
                     if (policy is not null) start.Environment[OneDnn.PolicyVariable] = policy;
+                    if (device is not null)
+                    {
+                        start.ArgumentList.Add("--probe-device");
+                        start.ArgumentList.Add(device);
+                    }
                     return start;
                 }, TimeSpan.FromMinutes(2), (probe, _) => _console.MarkupLine(
                     $"[grey]{System.Threading.Interlocked.Increment(ref done),2}/{probes.Count} {Markup.Escape(probe.Name)} with {title}'s defaults[/]"));
@@ -94,11 +110,11 @@ public sealed class Doctor
         }
 
         var table = new Table().AddColumn("convolution");
-        foreach (var (title, _) in columns) table.AddColumn($"{title} forward").AddColumn($"{title} backward");
+        foreach (var (title, _, _) in columns) table.AddColumn($"{title} forward").AddColumn($"{title} backward");
         foreach (var probe in probes)
         {
             var row = new List<string> { probe.Name };
-            foreach (var (title, _) in columns)
+            foreach (var (title, _, _) in columns)
             {
                 foreach (var direction in new[] { "forward", "backward" })
                     row.Add(Cell(outcomes[title].Single(o => o.Probe == probe.Name && o.Direction == direction)));
@@ -109,12 +125,17 @@ public sealed class Doctor
 
         var raw = outcomes[columns[0].Title].Where(o => !o.Passed).ToList();
         var guarded = outcomes[columns[1].Title].Where(o => !o.Passed).ToList();
+        var onGpus = columns.Skip(2).SelectMany(c => outcomes[c.Title].Where(o => !o.Passed).Select(o => (c.Title, o))).ToList();
+        if (columns.Count > 2)
+            _console.MarkupLine(onGpus.Count == 0
+                ? $"[green]On {string.Join(", ", columns.Skip(2).Select(c => c.Title))} every convolution is correct (TF32 off).[/]"
+                : $"[red]On the GPU {onGpus.Count} probe direction(s) compute wrongly or crash:[/] {Markup.Escape(string.Join(", ", onGpus.Select(p => $"{p.Title} {p.o.Probe} {p.o.Direction} {p.o.Verdict}")))}.");
         if (guarded.Count == 0)
         {
             _console.MarkupLine(raw.Count == 0
                 ? "[green]Every convolution is correct here, with libtorch's defaults and with ResNetGen's.[/] Channels-last (ActivationLayout.ChannelsLast) is safe on this machine."
                 : $"[green]With ResNetGen's defaults every convolution is correct here.[/] [yellow]With libtorch's defaults {raw.Count} of {raw.Count + outcomes[columns[0].Title].Count(o => o.Passed)} are not[/], so keep {OneDnn.PolicyVariable} unset (or =off) and do not use TorchSharp convolutions before the first generated network is built.");
-            return 0;
+            return onGpus.Count == 0 ? 0 : 1;
         }
         _console.MarkupLine($"[red]{guarded.Count} convolution(s) compute wrongly or crash here even with ResNetGen's defaults.[/] " +
             $"Turn libtorch's oneDNN off for the process: set {OneDnn.PolicyVariable}=off, or call OneDnn.Enabled = false; before the first convolution (correct, slower).");

@@ -173,16 +173,17 @@ public sealed partial class SampleApp
         fashionFolder.SetAction(r => Guard(() => FashionFolder(r.GetValue(data), r.GetValue(folderTo)!, r.GetValue(classes)!, r.GetValue(trainPerClass), r.GetValue(valPerClass))));
 
         var probe = new Option<string?>("--probe") { Description = "run one probe in this process (what doctor's child processes do)", Hidden = true };
+        var probeDevice = new Option<string?>("--probe-device") { Description = "the device a --probe computes on (cpu, cuda:N)", Hidden = true };
         var doctorDtype = new Option<string>("--dtype")
         {
             Description = "which precisions to probe: all (float32, and bfloat16 and float16 as Precision computes them), float32, bfloat16 or float16",
             DefaultValueFactory = _ => "all",
         };
         Check(doctorDtype, v => Doctor.DtypeChoices.ContainsKey(v), $"use {string.Join(", ", Doctor.DtypeChoices.Keys)}");
-        var doctor = new Command("doctor", "What this machine can run safely: CPU, caches, libtorch, oneDNN, threads, and every ResNet convolution probed forward and backward in both layouts and in float32, bfloat16 and float16, each in a child process.")
-            { probe, doctorDtype };
+        var doctor = new Command("doctor", "What this machine can run safely: CPU, caches, libtorch (which one was loaded, CPU or CUDA build), the CUDA devices and cuDNN, oneDNN, threads, and every ResNet convolution probed forward and backward in both layouts and in float32, bfloat16 and float16, each in a child process; on a CUDA machine also on each GPU against the same float64 CPU reference.")
+            { probe, probeDevice, doctorDtype };
         doctor.SetAction(r => Guard(() => r.GetValue(probe) is { } name
-            ? Doctor.Probe(name)
+            ? Doctor.Probe(name, r.GetValue(probeDevice) is { } d ? new torch.Device(d) : null)
             : new Doctor(_console, n => _self(new[] { "doctor", "--probe", n })).Run(Doctor.DtypeChoices[r.GetValue(doctorDtype)!])));
 
         var benchBatch = new Option<int>("--batch") { Description = "ResNet-50's batch size (ResNet-20 runs 32 times as many 28×28 pictures)", DefaultValueFactory = _ => 8 };
@@ -255,7 +256,7 @@ public sealed partial class SampleApp
         {
             return action();
         }
-        catch (Exception e) when (e is SampleException or WeightFileException or IOException or UnauthorizedAccessException or ArgumentException)
+        catch (Exception e) when (e is SampleException or WeightFileException or IOException or UnauthorizedAccessException or ArgumentException or LibTorchNotFoundException)
         {
             _console.MarkupLine($"[red]error:[/] {Markup.Escape(e.Message)}");
             return 1;
@@ -276,13 +277,14 @@ public sealed partial class SampleApp
 
     private static torch.Device Device(string name)
     {
+        LibTorch.EnsureLoadable(); // before TorchSharp's first call: a missing libtorch is one clear line
         switch (name.ToLowerInvariant())
         {
             case "cpu":
                 return torch.CPU;
             case "cuda":
                 if (!torch.cuda.is_available())
-                    throw new SampleException("--device cuda: CUDA is not available here. Build with -p:TorchBackend=cuda on a machine with an NVIDIA GPU, or use --device cpu.");
+                    throw new SampleException($"--device cuda: CUDA is not available to this libtorch ({LibTorch.Describe()}). Build with -p:TorchBackend=cuda, or with -p:TorchBackend=external and LD_LIBRARY_PATH naming a CUDA build's folder (a CUDA PyTorch's torch/lib), on a machine with an NVIDIA GPU; or use --device cpu.");
                 return torch.CUDA;
             default:
                 throw new SampleException($"--device {name}: unknown device. Use cpu or cuda.");

@@ -461,8 +461,11 @@ public sealed class SampleAppTests : IDisposable
         // The children are the sample itself, started from its copy beside the tests.
         var (code, text) = Run(console => new SampleApp(console, CancellationToken.None, SampleRunner.Program), "doctor");
         Assert.True(code == 0, text); // every convolution correct with ResNetGen's defaults, on this CPU as on any
-        Assert.Contains("libtorch", text);
         Assert.Contains("caches (CPUID)", text);
+        var libtorch = LibTorch.Describe(); // what this process loaded, which the child loads too
+        var flat = System.Text.RegularExpressions.Regex.Replace(text, @"\s+", " ");
+        Assert.Contains($"libtorch {libtorch.Version} {(libtorch.CudaBuild ? "CUDA" : "CPU")} build", flat);
+        if (!libtorch.CudaBuild) Assert.Contains("CUDA none (a CPU build of libtorch)", flat);
         Assert.Contains("ResNetGen's check", text);
         foreach (var probe in KernelProbes.All) Assert.Contains(probe.Name, text);
         // The verdict depends on the CPU: where libtorch's own defaults fail a probe (the Zen 5 VM), the verdict says only

@@ -242,13 +242,13 @@ internal static class Emitter
             w.Line("/// e.g. for fine-tuning pretrained weights on your own classes (load them with ignoreMismatchedShapes: true).");
             w.Line($"/// The compile-time facts (<see cref=\"ParameterCount\"/>, <see cref=\"MultAdds\"/>, <see cref=\"Summary\"/>) stay the attribute's.");
             w.Line("/// </summary>");
-            w.Open($"public {name}(int numClasses) : base(\"{name}\")");
+            w.Open($"public {name}(int numClasses) : base(RG.LibTorch.Ready(\"{name}\"))");
             w.Line("if (numClasses < 1) throw new global::System.ArgumentOutOfRangeException(nameof(numClasses), numClasses, \"a classifier needs at least one class\");");
         }
         else
         {
             w.Line("/// <summary>Builds the network with torchvision's initialisation.</summary>");
-            w.Open($"public {name}() : base(\"{name}\")");
+            w.Open($"public {name}() : base(RG.LibTorch.Ready(\"{name}\"))");
         }
         w.Line("RG.OneDnn.EnsureChecked(); // once per process, before the first convolution: see OneDnn");
         foreach (var m in plan.Modules) w.Line($"{m.FieldName} = {Create(m)};");

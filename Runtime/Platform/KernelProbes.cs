@@ -56,7 +56,7 @@ public sealed record ProbeOutcome(string Probe, string Direction, string Verdict
 /// Checks, convolution by convolution, whether this machine's libtorch computes what ResNets need correctly: forward
 /// and backward, in both layouts, against a float64 reference that oneDNN takes no part in. A broken kernel can kill
 /// its process, so <see cref="RunIsolated"/> runs each probe in a child process and reports a crash as an outcome;
-/// <see cref="RunHere"/> is what the child runs.
+/// <see cref="RunHere(KernelProbe, TextWriter, torch.Device?)"/> is what the child runs.
 /// </summary>
 public static class KernelProbes
 {
@@ -130,13 +130,24 @@ public static class KernelProbes
     /// The result in the probe's dtype uses libtorch as configured; the reference is float64 with oneDNN off, on the same
     /// values rounded to that dtype.
     /// </summary>
-    public static void RunHere(KernelProbe probe, TextWriter output)
+    public static void RunHere(KernelProbe probe, TextWriter output) => RunHere(probe, output, null);
+
+    /// <summary>
+    /// As <see cref="RunHere(KernelProbe, TextWriter)"/>, computing the probe's result on <paramref name="device"/> (null: the
+    /// CPU) against the same float64 CPU reference; on CUDA with TF32 off (cuBLAS and cuDNN), so that float32 is float32.
+    /// </summary>
+    public static void RunHere(KernelProbe probe, TextWriter output, torch.Device? device)
     {
+        if (device is not null && device.type == DeviceType.CUDA)
+        {
+            torch.backends.cuda.matmul.allow_tf32 = false;
+            torch.backends.cudnn.allow_tf32 = false;
+        }
         foreach (var direction in new[] { "forward", "backward" })
         {
             output.WriteLine($"{Prefix} {probe.Name} {direction} start");
             output.Flush();
-            var error = Measure(probe, direction == "backward");
+            var error = Measure(probe, direction == "backward", device);
             var verdict = double.IsNaN(error) ? "non-finite" : error <= probe.Tolerance ? "ok" : "wrong";
             output.WriteLine(string.Format(CultureInfo.InvariantCulture, "{0} {1} {2} {3} {4:0.###e+0}", Prefix, probe.Name, direction, verdict, error));
             output.Flush();
@@ -144,7 +155,7 @@ public static class KernelProbes
     }
 
     /// <summary>The largest error relative to the reference's largest value over the probe's shapes; NaN if anything is not finite.</summary>
-    private static double Measure(KernelProbe probe, bool backward)
+    private static double Measure(KernelProbe probe, bool backward, torch.Device? device)
     {
         using var scope = torch.NewDisposeScope();
         var generator = new torch.Generator(1234);
@@ -162,7 +173,9 @@ public static class KernelProbes
                         generator: generator)
                     .div_(Math.Sqrt(cin / probe.Groups * probe.Kernel * (probe.OneDimensional ? 1 : probe.Kernel)));
             var upstream = torch.randn(probe.OneDimensional ? new long[] { batch, cout, outSize } : new long[] { batch, cout, outSize, outSize }, generator: generator);
-            var actual = Compute(probe, x, w, upstream, backward, probe.Dtype);
+            var actual = device is null || device.type == DeviceType.CPU
+                ? Compute(probe, x, w, upstream, backward, probe.Dtype)
+                : Compute(probe, x.to(device), w.to(device), upstream.to(device), backward, probe.Dtype).Select(t => t.cpu()).ToArray();
             // Switched through libtorch directly: OneDnn.Enabled's setter also records the user's choice, which a
             // probe's temporary switch must not do (a later check would then be skipped).
             var enabled = LibTorchNative.UserEnabledMkldnn();
@@ -230,7 +243,7 @@ public static class KernelProbes
 
     /// <summary>
     /// Runs each probe in a child process started by <paramref name="child"/> (given the probe's name; its command must
-    /// call <see cref="RunHere"/>), two at a time, and reads the outcomes from its output. A child that dies is reported
+    /// call <see cref="RunHere(KernelProbe, TextWriter, torch.Device?)"/>), two at a time, and reads the outcomes from its output. A child that dies is reported
     /// as <c>crashed</c> with its signal for the direction it was in, and <c>not run</c> for the rest.
     /// </summary>
     public static IReadOnlyList<ProbeOutcome> RunIsolated(IEnumerable<KernelProbe> probes, Func<string, ProcessStartInfo> child,

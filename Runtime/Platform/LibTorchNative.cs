@@ -44,14 +44,25 @@ internal static unsafe class LibTorchNative
     public static long Version(torch.Tensor tensor) => TensorVersion == null ? -1 : TensorVersion(tensor.Handle);
 
     /// <summary>
-    /// at::get_mkldnn_version(), e.g. "oneDNN v3.7.1 (commit …)", or null where it cannot be called safely: it returns a
-    /// C++ std::string, read here in the x86-64 System V layout (hidden result pointer; data pointer, then length), so
-    /// only on Linux x64. The string's heap buffer, if any, is left to the process (one small string, once).
+    /// at::get_mkldnn_version(), e.g. "oneDNN v3.7.1 (commit …)", or null where it cannot be called safely (see <see cref="ReadString"/>).
     /// </summary>
-    public static string? OneDnnVersion()
+    public static string? OneDnnVersion() => ReadString("_ZN2at18get_mkldnn_versionB5cxx11Ev", 4096);
+
+    /// <summary>
+    /// at::show_config(): how libtorch was built ("PyTorch built with: …", its "Build settings: …, TORCH_VERSION=2.10.0,
+    /// USE_CUDA=…" line), or null where it cannot be called safely.
+    /// </summary>
+    public static string? ShowConfig() => ReadString("_ZN2at11show_configB5cxx11Ev", 1 << 20);
+
+    /// <summary>
+    /// Calls a libtorch function that takes nothing and returns a C++ std::string, read in the x86-64 System V layout
+    /// (hidden result pointer; data pointer, then length), so only on Linux x64; null elsewhere or where the name is not
+    /// exported. The string's heap buffer, if any, is left to the process (one small string per call).
+    /// </summary>
+    private static string? ReadString(string export, int maxLength)
     {
         if (RuntimeInformation.ProcessArchitecture != Architecture.X64 || !RuntimeInformation.IsOSPlatform(OSPlatform.Linux)) return null;
-        var function = (delegate* unmanaged<IntPtr, IntPtr>)Export("_ZN2at18get_mkldnn_versionB5cxx11Ev");
+        var function = (delegate* unmanaged<IntPtr, IntPtr>)Export(export);
         if (function == null) return null;
         var result = Marshal.AllocHGlobal(64);
         try
@@ -59,7 +70,7 @@ internal static unsafe class LibTorchNative
             function(result);
             var data = Marshal.ReadIntPtr(result);
             var length = Marshal.ReadInt64(result, IntPtr.Size);
-            return length is > 0 and < 4096 ? Marshal.PtrToStringUTF8(data, (int)length) : null;
+            return length > 0 && length < maxLength ? Marshal.PtrToStringUTF8(data, (int)length) : null;
         }
         finally
         {

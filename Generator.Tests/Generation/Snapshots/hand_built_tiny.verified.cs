@@ -134,7 +134,7 @@ Params size (MB): 0.02
             /// e.g. for fine-tuning pretrained weights on your own classes (load them with ignoreMismatchedShapes: true).
             /// The compile-time facts (<see cref="ParameterCount"/>, <see cref="MultAdds"/>, <see cref="Summary"/>) stay the attribute's.
             /// </summary>
-            public TinyNet(int numClasses) : base("TinyNet")
+            public TinyNet(int numClasses) : base(RG.LibTorch.Ready("TinyNet"))
             {
                 if (numClasses < 1) throw new global::System.ArgumentOutOfRangeException(nameof(numClasses), numClasses, "a classifier needs at least one class");
                 RG.OneDnn.EnsureChecked(); // once per process, before the first convolution: see OneDnn

@@ -395,7 +395,7 @@ Params size (MB): 102.31
         /// e.g. for fine-tuning pretrained weights on your own classes (load them with ignoreMismatchedShapes: true).
         /// The compile-time facts (<see cref="ParameterCount"/>, <see cref="MultAdds"/>, <see cref="Summary"/>) stay the attribute's.
         /// </summary>
-        public ResNet50d(int numClasses) : base("ResNet50d")
+        public ResNet50d(int numClasses) : base(RG.LibTorch.Ready("ResNet50d"))
         {
             if (numClasses < 1) throw new global::System.ArgumentOutOfRangeException(nameof(numClasses), numClasses, "a classifier needs at least one class");
             RG.OneDnn.EnsureChecked(); // once per process, before the first convolution: see OneDnn

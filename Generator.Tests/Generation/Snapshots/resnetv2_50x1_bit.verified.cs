@@ -404,7 +404,7 @@ Params size (MB): 102.20
         /// e.g. for fine-tuning pretrained weights on your own classes (load them with ignoreMismatchedShapes: true).
         /// The compile-time facts (<see cref="ParameterCount"/>, <see cref="MultAdds"/>, <see cref="Summary"/>) stay the attribute's.
         /// </summary>
-        public ResNetV2_50x1_Bit(int numClasses) : base("ResNetV2_50x1_Bit")
+        public ResNetV2_50x1_Bit(int numClasses) : base(RG.LibTorch.Ready("ResNetV2_50x1_Bit"))
         {
             if (numClasses < 1) throw new global::System.ArgumentOutOfRangeException(nameof(numClasses), numClasses, "a classifier needs at least one class");
             RG.OneDnn.EnsureChecked(); // once per process, before the first convolution: see OneDnn

@@ -385,7 +385,7 @@ Params size (MB): 100.12
         /// e.g. for fine-tuning pretrained weights on your own classes (load them with ignoreMismatchedShapes: true).
         /// The compile-time facts (<see cref="ParameterCount"/>, <see cref="MultAdds"/>, <see cref="Summary"/>) stay the attribute's.
         /// </summary>
-        public ResNeXt50_32x4d(int numClasses) : base("ResNeXt50_32x4d")
+        public ResNeXt50_32x4d(int numClasses) : base(RG.LibTorch.Ready("ResNeXt50_32x4d"))
         {
             if (numClasses < 1) throw new global::System.ArgumentOutOfRangeException(nameof(numClasses), numClasses, "a classifier needs at least one class");
             RG.OneDnn.EnsureChecked(); // once per process, before the first convolution: see OneDnn

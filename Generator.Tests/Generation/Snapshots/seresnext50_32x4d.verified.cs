@@ -458,7 +458,7 @@ Params size (MB): 110.24
         /// e.g. for fine-tuning pretrained weights on your own classes (load them with ignoreMismatchedShapes: true).
         /// The compile-time facts (<see cref="ParameterCount"/>, <see cref="MultAdds"/>, <see cref="Summary"/>) stay the attribute's.
         /// </summary>
-        public SeResNeXt50_32x4d(int numClasses) : base("SeResNeXt50_32x4d")
+        public SeResNeXt50_32x4d(int numClasses) : base(RG.LibTorch.Ready("SeResNeXt50_32x4d"))
         {
             if (numClasses < 1) throw new global::System.ArgumentOutOfRangeException(nameof(numClasses), numClasses, "a classifier needs at least one class");
             RG.OneDnn.EnsureChecked(); // once per process, before the first convolution: see OneDnn

@@ -819,7 +819,7 @@ Params size (MB): 374.35
         /// e.g. for fine-tuning pretrained weights on your own classes (load them with ignoreMismatchedShapes: true).
         /// The compile-time facts (<see cref="ParameterCount"/>, <see cref="MultAdds"/>, <see cref="Summary"/>) stay the attribute's.
         /// </summary>
-        public SeResNeXtAa101d_32x8d(int numClasses) : base("SeResNeXtAa101d_32x8d")
+        public SeResNeXtAa101d_32x8d(int numClasses) : base(RG.LibTorch.Ready("SeResNeXtAa101d_32x8d"))
         {
             if (numClasses < 1) throw new global::System.ArgumentOutOfRangeException(nameof(numClasses), numClasses, "a classifier needs at least one class");
             RG.OneDnn.EnsureChecked(); // once per process, before the first convolution: see OneDnn

@@ -385,7 +385,7 @@ Params size (MB): 275.53
         /// e.g. for fine-tuning pretrained weights on your own classes (load them with ignoreMismatchedShapes: true).
         /// The compile-time facts (<see cref="ParameterCount"/>, <see cref="MultAdds"/>, <see cref="Summary"/>) stay the attribute's.
         /// </summary>
-        public WideResNet50_2(int numClasses) : base("WideResNet50_2")
+        public WideResNet50_2(int numClasses) : base(RG.LibTorch.Ready("WideResNet50_2"))
         {
             if (numClasses < 1) throw new global::System.ArgumentOutOfRangeException(nameof(numClasses), numClasses, "a classifier needs at least one class");
             RG.OneDnn.EnsureChecked(); // once per process, before the first convolution: see OneDnn
