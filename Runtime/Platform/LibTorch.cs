@@ -199,6 +199,16 @@ public static class LibTorch
         return devices;
     }
 
+    /// <summary>
+    /// Sets PyTorch's <c>torch.backends.cudnn.benchmark</c> for the process (cuDNN times its algorithms for each new
+    /// convolution shape and keeps the fastest), which TorchSharp does not wrap; false where this libtorch does not export it.
+    /// </summary>
+    public static bool TrySetCuDnnBenchmark(bool enabled)
+    {
+        EnsureLoadable();
+        return LibTorchNative.TrySetBenchmarkCuDnn(enabled);
+    }
+
     /// <summary>cuDNN's version as the loaded library reports it (cudnnGetVersion, e.g. 91002 → "9.10.2"), or null.</summary>
     public static string? CuDnnVersion()
     {

@@ -78,6 +78,18 @@ internal static unsafe class LibTorchNative
         }
     }
 
+    /// <summary>
+    /// at::globalContext().setBenchmarkCuDNN(enabled): whether cuDNN times its algorithms for each new convolution shape
+    /// and keeps the fastest (PyTorch's <c>torch.backends.cudnn.benchmark</c>); false where the call is not exported.
+    /// </summary>
+    public static bool TrySetBenchmarkCuDnn(bool enabled)
+    {
+        var function = (delegate* unmanaged<IntPtr, byte, void>)Export("_ZN2at7Context17setBenchmarkCuDNNEb");
+        if (function == null || GlobalContext == null) return false;
+        function(GlobalContext(), enabled ? (byte)1 : (byte)0);
+        return true;
+    }
+
     /// <summary>c10::initLogging(): applies TORCH_CPP_LOG_LEVEL from the native environment; false where it is not exported.</summary>
     public static bool InitLogging()
     {
