@@ -38,6 +38,23 @@ public sealed class FusionTests : System.IDisposable
     }
 
     [Fact]
+    public void A_fold_made_inside_a_dispose_scope_outlives_it()
+    {
+        // The idiomatic TorchSharp loop runs each forward in torch.NewDisposeScope(): the fold the first forward makes is
+        // the network's cache, not that forward's temporary, so the scope's end must not free it.
+        using var network = new ResNet18();
+        DeterministicWeights.Apply(network);
+        network.eval();
+        network.FuseForInference();
+        using var input = torch.randn(2, 3, 64, 64);
+        using var noGrad = torch.no_grad();
+        float[] first, second;
+        using (torch.NewDisposeScope()) first = network.call(input).data<float>().ToArray(); // folds
+        using (torch.NewDisposeScope()) second = network.call(input).data<float>().ToArray(); // uses the folds
+        Assert.Equal(first, second);
+    }
+
+    [Fact]
     public void The_folded_forward_leaks_nothing_and_training_computes_unfolded()
     {
         using var network = new ResNet18();

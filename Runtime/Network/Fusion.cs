@@ -94,8 +94,10 @@ public sealed class FoldedConvolution : IDisposable
                 ? (source.detach().clone(), _conv.bias is { } convBias ? convBias.detach().clone() : torch.zeros(weight.shape[0], weight.dtype, weight.device))
                 : Fold(source, _conv.bias, _norm.running_mean!, _norm.running_var!, _norm.eps, _norm.weight, _norm.bias);
             var (oldWeight, oldBias) = (_weight, _bias);
-            _weight = w;
-            _bias = b;
+            // The fold outlives the forward that made it: out of any dispose scope the caller runs it in (a forward inside
+            // torch.NewDisposeScope() would otherwise free the cached fold at the scope's end, and the next one fail).
+            _weight = w.DetachFromDisposeScope();
+            _bias = b.DetachFromDisposeScope();
             oldWeight?.Dispose();
             oldBias?.Dispose();
         }
