@@ -18,6 +18,9 @@ const string Help = """
                      channels-last, ForwardFeatures and bfloat16 on the device, and drop path's statistics there
       speed          time the generated networks alone (medians; gpu_speed.py times them against PyTorch)
       speed-server   the .NET side of gpu_speed.py: one JSON request per line on standard input
+      info           which libtorch was loaded (path, version, CPU or CUDA build), the CUDA devices, cuDNN
+      probes         every ResNet convolution probe (doctor's) computed on the device against the float64 CPU
+                     reference, forward and backward, each in a child process; --dtype all|float32|bfloat16|float16
       twins          write each model's PyTorch twin (its PyTorchSource) to --out DIR/<model>.py
       models         list the models
 
@@ -26,7 +29,8 @@ const string Help = """
       --models LIST  models or families (torchvision, timm, preact/bit, drop path), comma-separated (default: all)
       --size N       check: input size (default 64); speed: 224
       --batch N      check: batch (default 2); speed: comma-separated batches (default 256,64)
-      --report FILE  check: also write the table (markdown) there
+      --report FILE  check, probes: also write the table (markdown) there
+      --dtype D      probes: all (default), float32, bfloat16 or float16
       --out DIR      twins: where to write them
       --rounds N     speed: timed runs per case after 2 warm-ups (default 10)
       --no-cudnn-benchmark   speed: leave cuDNN's algorithm search off (PyTorch's default); on by default, on both sides
@@ -36,7 +40,6 @@ const string Help = """
     (LD_LIBRARY_PATH naming a PyTorch install's torch/lib).
     """;
 
-ResNetGen.LibTorchLog.QuietUnlessSet();
 if (args.Length == 0 || args[0] is "--help" or "-h" or "help")
 {
     Console.WriteLine(Help);
@@ -64,7 +67,7 @@ for (var i = 1; i < args.Length; i++)
     }
     options[name] = args[++i];
 }
-var known = new[] { "--device", "--models", "--size", "--batch", "--report", "--out", "--rounds", "--no-cudnn-benchmark" };
+var known = new[] { "--dtype", "--probe", "--device", "--models", "--size", "--batch", "--report", "--out", "--rounds", "--no-cudnn-benchmark" };
 if (options.Keys.FirstOrDefault(k => !known.Contains(k)) is { } unknown)
 {
     Console.Error.WriteLine($"error: unknown option '{unknown}' (see --help)");
@@ -93,11 +96,45 @@ try
         }
     }
 
-    LibTorch.EnsureLoadable();
+    LibTorchLog.QuietUnlessSet();
     OneDnn.EnsureChecked();
     var device = Device(options.GetValueOrDefault("--device"));
     switch (command)
     {
+        case "info":
+            Console.WriteLine("libtorch  " + LibTorch.Describe());
+            var gpus = LibTorch.CudaDevices();
+            Console.WriteLine("CUDA      " + (gpus.Count == 0 ? "no device" : string.Join("; ", gpus)));
+            if (gpus.Count > 0) Console.WriteLine("cuDNN     " + (LibTorch.CuDnnVersion() ?? "version not readable"));
+            Console.WriteLine("oneDNN    " + (OneDnn.Version ?? "version not readable"));
+            return 0;
+        case "probes" when options.GetValueOrDefault("--probe") is { } one:
+            KernelProbes.RunHere(KernelProbes.Find(one), Console.Out, device);
+            return 0;
+        case "probes":
+        {
+            var dtype = options.GetValueOrDefault("--dtype") ?? "all";
+            var dtypes = dtype switch
+            {
+                "all" => new[] { torch.ScalarType.Float32, torch.ScalarType.BFloat16, torch.ScalarType.Float16 },
+                "float32" => new[] { torch.ScalarType.Float32 },
+                "bfloat16" => new[] { torch.ScalarType.BFloat16 },
+                "float16" => new[] { torch.ScalarType.Float16 },
+                _ => throw new ArgumentException($"--dtype {dtype}: use all, float32, bfloat16 or float16"),
+            };
+            var probes = KernelProbes.All.Where(p => dtypes.Contains(p.Dtype)).ToList();
+            Console.WriteLine($"{probes.Count} probes on {device}, each against the float64 CPU reference (TF32 off), each in a child process");
+            var outcomes = KernelProbes.RunIsolated(probes, n => KernelProbes.Self("probes", "--probe", n, "--device", device.ToString()), TimeSpan.FromMinutes(2));
+            var lines = new List<string> { "| probe | direction | verdict | error / tolerance |", "| --- | --- | --- | --- |" };
+            foreach (var o in outcomes)
+                lines.Add($"| {o.Probe} | {o.Direction} | {o.Verdict}{(o.Detail.Length > 0 && !o.Passed ? " " + o.Detail : "")} | {(o.Error / KernelProbes.Find(o.Probe).Tolerance).ToString("0.000", CultureInfo.InvariantCulture)} |");
+            var failed = outcomes.Count(o => !o.Passed);
+            lines.Add("");
+            lines.Add(failed == 0 ? $"PASS: all {outcomes.Count} probe directions correct on {device}." : $"FAIL: {failed} of {outcomes.Count} probe directions wrong or crashed on {device}.");
+            Console.WriteLine(string.Join(Environment.NewLine, lines));
+            if (options.GetValueOrDefault("--report") is { } report) File.WriteAllLines(report, lines);
+            return failed == 0 ? 0 : 1;
+        }
         case "check":
             return new Check(device, Models.Select(options.GetValueOrDefault("--models")), Number("--size", 64), Number("--batch", 2), Console.Out)
                 .Run(options.GetValueOrDefault("--report"));

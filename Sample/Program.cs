@@ -5,7 +5,15 @@ using Spectre.Console;
 
 // libtorch's C++ warnings (NNPACK's "Unsupported hardware" on every convolution of some CPUs) would bury the output;
 // TORCH_CPP_LOG_LEVEL, when set, is kept.
-ResNetGen.LibTorchLog.QuietUnlessSet();
+try
+{
+    ResNetGen.LibTorchLog.QuietUnlessSet();
+}
+catch (ResNetGen.LibTorchNotFoundException e)
+{
+    AnsiConsole.MarkupLine("[red]error:[/] " + Markup.Escape(e.Message));
+    return 1;
+}
 
 // Ctrl+C once: stop after the current batch, keeping the last completed epoch's checkpoint. Twice: stop now.
 using var cancel = new CancellationTokenSource();

@@ -26,6 +26,7 @@ public static class LibTorchLog
         var upper = level.ToUpperInvariant();
         if (!Levels.Contains(upper))
             throw new ArgumentException($"'{level}' is not a libtorch log level; use INFO, WARNING, ERROR or FATAL.", nameof(level));
+        LibTorch.EnsureLoadable(); // a missing libtorch is the one clear exception, not a type initializer's
         Environment.SetEnvironmentVariable(Variable, upper);
         return LibTorchNative.TrySetEnvironment(Variable, upper, overwrite: true) && LibTorchNative.InitLogging();
     }
@@ -35,6 +36,7 @@ public static class LibTorchLog
     /// console program calls first so that its own output is not buried under libtorch's warnings.
     /// </summary>
     /// <returns>The level in effect.</returns>
+    /// <exception cref="LibTorchNotFoundException">No libtorch can be loaded.</exception>
     public static string QuietUnlessSet()
     {
         var own = Environment.GetEnvironmentVariable(Variable);
@@ -43,6 +45,7 @@ public static class LibTorchLog
             SetLevel("ERROR");
             return "ERROR";
         }
+        LibTorch.EnsureLoadable();
         LibTorchNative.InitLogging();
         return own;
     }
