@@ -29,14 +29,21 @@ python_with_torch() {
 }
 
 prepare() {
-    rm -rf "$stage/publish" "$stage/twins" "$stage/devicecheck.tar.xz"
+    rm -rf "$stage/publish" "$stage/twins" "$stage/devicecheck.tar.xz" "$stage/sample.tar.xz"
     mkdir -p "$stage"
     say "publishing ResNetGen.DeviceCheck (linux-x64, self-contained, trimmed, TorchBackend=external)"
-    dotnet publish "$root/DeviceCheck/ResNetGen.DeviceCheck.csproj" -c Release -r linux-x64 -p:DeviceCheckTravel=true \
+    dotnet publish "$root/DeviceCheck/ResNetGen.DeviceCheck.csproj" -c Release -r linux-x64 -p:ResNetGenTravel=true \
         -p:TorchBackend=external -o "$stage/publish" -nologo -v q
     if ls "$stage/publish" | grep -Eq '^libtorch|^libc10'; then say "error: the publish holds a libtorch; it must run on the machine's own"; exit 1; fi
     "$stage/publish/ResNetGen.DeviceCheck" twins --out "$stage/twins" --models resnet50,resnet18,resnet50d >/dev/null
     tar -C "$stage/publish" -cJf "$stage/devicecheck.tar.xz" .
+    rm -rf "$stage/publish"
+    say "publishing the sample likewise (its finetune runs on the device)"
+    dotnet publish "$root/Sample/ResNetGen.Sample.csproj" -c Release -r linux-x64 -p:ResNetGenTravel=true \
+        -p:TorchBackend=external -o "$stage/publish" -nologo -v q
+    # ONNX Runtime's native library is not needed for finetune and predict on TorchSharp.
+    rm -f "$stage/publish/libonnxruntime"*.so*
+    tar -C "$stage/publish" -cJf "$stage/sample.tar.xz" .
     rm -rf "$stage/publish"
     local reference="$root/../shared/reference/torchsharp"
     if [ -f "$reference/torchsharp-0.107.0-native-src.tgz" ]; then
@@ -97,11 +104,53 @@ run_all() {
     py=$(python_with_torch) || { echo "speed: no python with torch" | tee -a "$log"; return 1; }
     local speed_args=()
     if [ -n "$quick" ]; then speed_args=(--models resnet18 --batches 2 --size 64 --rounds 1 --iterations 1 --warmup 1 --precisions fp32,bf16 --memory "")
-    else speed_args=(--rounds "${SPEED_ROUNDS:-3}" --iterations "${SPEED_ITERATIONS:-5}"); fi
+    else speed_args=(--rounds "${SPEED_ROUNDS:-3}" --iterations "${SPEED_ITERATIONS:-3}" --warmup 2); fi
     PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE timeout 300 "$py" "$root/DeviceCheck/gpu_speed.py" --server "$dc speed-server" --twins "$stage/twins" \
         --device "$device" --out "$out" "${speed_args[@]}" >> "$log" 2>&1 || echo "speed: FAILED or timed out" | tee -a "$log"
     [ -f "$out/speed.md" ] && head -3 "$out/speed.md" | tail -1
+    if [ -f "$stage/sample.tar.xz" ]; then
+        echo "== the sample's finetune --device $device, scored on the CPU ($(elapsed))" | tee -a "$log"
+        export stage PYTHON="${PYTHON:-}"; export -f python_with_torch sample_finetune
+        timeout 240 bash -c 'set -euo pipefail; sample_finetune "$@"' _ "$device" "$out" "$quick" >> "$log" 2>&1 \
+            && tail -1 "$log" || echo "sample: FAILED or timed out" | tee -a "$log"
+    fi
     echo "== done in $(elapsed)" | tee -a "$log"
+}
+
+# One epoch of the sample's finetune on the device from a Fashion-MNIST picture folder, then its checkpoint's predictions
+# on the validation pictures on the device and on the CPU: the same top-1 class for every picture, probabilities within
+# 0.2 points.
+sample_finetune() {
+    local device="$1" out="$2" quick="$3"
+    local bin=/tmp/resnetgen-sample
+    rm -rf "$bin" /tmp/resnetgen-ff /tmp/resnetgen-ft && mkdir -p "$bin" && tar -C "$bin" -xJf "$stage/sample.tar.xz"
+    [ -f "$stage/libLibTorchSharp.so" ] && cp "$stage/libLibTorchSharp.so" "$bin/libLibTorchSharp.so"
+    [ -f /tmp/resnetgen-devicecheck/libLibTorchSharp.so ] && cp /tmp/resnetgen-devicecheck/libLibTorchSharp.so "$bin/libLibTorchSharp.so"
+    local sample="$bin/ResNetGen.Sample" size=224 per=40
+    [ -n "$quick" ] && size=64 && per=6
+    "$sample" fashion-folder --to /tmp/resnetgen-ff --classes 0-9 --train-per-class "$per" --val-per-class 10
+    "$sample" finetune --images /tmp/resnetgen-ff --arch resnet18 --epochs 1 --size "$size" --trainable-stages 5 --device "$device" --output /tmp/resnetgen-ft
+    local checkpoint; checkpoint=$(ls /tmp/resnetgen-ft/*.safetensors | head -1)
+    COLUMNS=200 "$sample" predict /tmp/resnetgen-ff/val/* --checkpoint "$checkpoint" --top 3 --engine torchsharp --device "$device" > /tmp/resnetgen-on-device.txt
+    COLUMNS=200 "$sample" predict /tmp/resnetgen-ff/val/* --checkpoint "$checkpoint" --top 3 --engine torchsharp --device cpu > /tmp/resnetgen-on-cpu.txt
+    "$(python_with_torch)" - /tmp/resnetgen-on-device.txt /tmp/resnetgen-on-cpu.txt "$device" <<'PY'
+import re, sys
+def rows(path):
+    found = {}
+    for line in open(path, encoding="utf-8"):
+        cells = [c.strip() for c in re.split("[│|]", line) if c.strip()]
+        if len(cells) == 2 and "%" in cells[1]:
+            found[cells[0]] = [(m.group(1), float(m.group(2))) for m in re.finditer(r"([^,]+?) ([\d.]+)%", cells[1])]
+    return found
+device, cpu = rows(sys.argv[1]), rows(sys.argv[2])
+assert device and device.keys() == cpu.keys(), f"the two runs classified different pictures: {len(device)} and {len(cpu)}"
+top1 = sum(device[f][0][0].strip() == cpu[f][0][0].strip() for f in device)
+worst = max(abs(a[1] - b[1]) for f in device for a, b in zip(device[f], cpu[f]))
+ok = top1 == len(device) and worst <= 0.2
+print(f"sample: the finetune checkpoint on {sys.argv[3]} and on the CPU: top-1 equal for {top1} of {len(device)} validation pictures, "
+      f"probabilities within {worst:.1f} points: {'PASS' if ok else 'FAIL'}")
+sys.exit(0 if ok else 1)
+PY
 }
 
 rebuild_binding() {
@@ -128,7 +177,7 @@ case "$step" in
     dry-run)
         [ -f "$stage/devicecheck.tar.xz" ] || prepare
         export LD_LIBRARY_PATH="${NUGET_PACKAGES:-$HOME/.nuget/packages}/libtorch-cpu-linux-x64/2.10.0/runtimes/linux-x64/native"
-        run_all cpu "${OUT:-$stage/dry-run}" "${QUICK-quick}"
+        run_all cpu "${OUT:-/tmp/resnetgen-gpu-dry-run}" "${QUICK-quick}"
         ;;
     device)
         [ -f "$stage/devicecheck.tar.xz" ] || { say "error: no .gpu-run/devicecheck.tar.xz: run 'DeviceCheck/gpu-run.sh prepare' here and carry .gpu-run"; exit 1; }

@@ -43,8 +43,12 @@ def parse():
     p.add_argument("--iterations", type=int, default=5, help="timed runs per case per round; their median is the round's figure")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs before a case's first round")
     p.add_argument("--compile", default="resnet50", help="models whose twin also runs under torch.compile (comma-separated; '' for none)")
-    p.add_argument("--compile-batches", default="256", help="batches at which torch.compile runs (it compiles once per setting)")
-    p.add_argument("--memory", default="resnet50/256", help="model/batch settings whose peak memory is measured in fresh processes ('' for none)")
+    p.add_argument("--compile-settings", default="256/channels-last/bf16",
+                   help="batch/layout/precision settings at which torch.compile runs, comma-separated, '*' for any part "
+                        "(it compiles once per setting and mode, tens of seconds each)")
+    p.add_argument("--memory", default="resnet50/256/channels-last/*",
+                   help="model/batch/layout/precision settings whose peak memory is measured in fresh processes, '*' for any "
+                        "part ('' for none; each is a process start per side)")
     p.add_argument("--no-cudnn-benchmark", action="store_true", help="leave cuDNN's algorithm search off (default: on, on both sides)")
     p.add_argument("--out", required=True)
     p.add_argument("--one-case", help=argparse.SUPPRESS)  # a memory-pass child: run this PyTorch case and report
@@ -194,6 +198,15 @@ def gpu_memory_of(pid):
     return None
 
 
+def matches(patterns, parts):
+    """Whether any comma-separated pattern a/b/c ('*' for any part) names these parts."""
+    for pattern in filter(None, patterns.split(",")):
+        fields = pattern.split("/")
+        if len(fields) == len(parts) and all(f == "*" or f == str(p) for f, p in zip(fields, parts)):
+            return True
+    return False
+
+
 def sides_of(args, case):
     sides = ["generated"]
     if case["mode"] == "infer":
@@ -201,7 +214,7 @@ def sides_of(args, case):
     sides.append("twin-eager")
     if torchvision_model(case["model"]) is not None:
         sides.append("torchvision")
-    if (case["model"] in args.compile.split(",") and str(case["batch"]) in args.compile_batches.split(",")
+    if (case["model"] in args.compile.split(",") and matches(args.compile_settings, [case["batch"], case["layout"], case["precision"]])
             and hasattr(torch, "compile")):
         sides.append("twin-compile")
     return sides
@@ -269,6 +282,7 @@ def main():
         for side in ("twin", "torchvision", "compile"):
             torch_side.release(side, group[0])
         print(f"  {model} batch {batch}: {len(group)} settings in {time.time() - started:.0f} s", flush=True)
+        write_table(args, results, {}, dotnet.libtorch, quiet=True)  # what is measured so far survives a timeout
     dotnet.close()
 
     memory = measure_memory(args, cases) if args.device.startswith("cuda") and args.memory else {}
@@ -276,10 +290,9 @@ def main():
 
 
 def measure_memory(args, cases):
-    wanted = set(args.memory.split(","))
     memory = {}
     for case in cases:
-        if f"{case['model']}/{case['batch']}" not in wanted:
+        if not matches(args.memory, [case["model"], case["batch"], case["layout"], case["precision"]]):
             continue
         for side in sides_of(args, case):
             if side == "twin-compile":
@@ -302,7 +315,12 @@ def measure_memory(args, cases):
     return memory
 
 
-def write_table(args, results, memory, libtorch):
+SIDES = ("generated", "generated-folded", "twin-eager", "torchvision", "twin-compile")
+
+
+def write_table(args, results, memory, libtorch, quiet=False):
+    results = sorted(results, key=lambda r: (r["case"]["model"], -r["case"]["batch"], MODES.index(r["case"]["mode"]),
+                                             LAYOUTS.index(r["case"]["layout"]), PRECISIONS.index(r["case"]["precision"]), SIDES.index(r["side"])))
     lines = [f"Speed on {args.device} ({torch.cuda.get_device_name(0) if args.device.startswith('cuda') else 'CPU'}), "
              f"PyTorch {torch.__version__}, the generated networks on libtorch {libtorch}; input {args.size}×{args.size}, "
              f"cuDNN benchmark {'off' if args.no_cudnn_benchmark else 'on'} on both sides; medians of {args.rounds} interleaved rounds "
@@ -322,7 +340,8 @@ def write_table(args, results, memory, libtorch):
         f.write(text)
     with open(os.path.join(args.out, "speed.json"), "w") as f:
         json.dump([dict(r, memory=memory.get((json.dumps(r["case"], sort_keys=True), r["side"]))) for r in results], f, indent=1)
-    print(text, flush=True)
+    if not quiet:
+        print(text, flush=True)
 
 
 if __name__ == "__main__":

@@ -56,10 +56,25 @@ public sealed partial class SampleApp
             if (engine == "onnxruntime" && device.type != DeviceType.CPU)
                 throw new SampleException("--engine onnxruntime computes on the CPU: drop --device cuda, or use --engine torchsharp.");
             var useEngine = engine == "onnxruntime" || engine == "auto" && device.type == DeviceType.CPU && files.Count >= EngineThreshold;
+            OnnxRuntimeEngine? served = null;
+            string? noEngine = null;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             if (useEngine)
             {
-                var clock = System.Diagnostics.Stopwatch.StartNew();
-                var served = Sample.Architecture.Generated(classifier.Network).ToOnnxRuntime();
+                try
+                {
+                    served = Sample.Architecture.Generated(classifier.Network).ToOnnxRuntime();
+                }
+                catch (InvalidOperationException e) when (engine == "auto" && e.Message.StartsWith("ONNX Runtime's native library is not in this application", StringComparison.Ordinal))
+                {
+                    // auto's choice, not the user's: where this build has no ONNX Runtime (a trimmed publish without it), TorchSharp computes.
+                    useEngine = false;
+                    noEngine = " (ONNX Runtime's native library is not in this build)";
+                }
+            }
+            if (useEngine)
+            {
+                served ??= Sample.Architecture.Generated(classifier.Network).ToOnnxRuntime();
                 owner = new Owners(served, classifier);
                 classify = input =>
                 {
@@ -80,8 +95,8 @@ public sealed partial class SampleApp
                     using var probabilities = torch.nn.functional.softmax(logits, 1).cpu();
                     return probabilities[0].data<float>().ToArray();
                 };
-                var why = engine == "torchsharp" ? "" : device.type != DeviceType.CPU ? " (on the GPU)"
-                    : $" (fewer than {EngineThreshold} pictures: ONNX Runtime's engine would not pay back its build; --engine onnxruntime to use it)";
+                var why = noEngine ?? (engine == "torchsharp" ? "" : device.type != DeviceType.CPU ? " (on the GPU)"
+                    : $" (fewer than {EngineThreshold} pictures: ONNX Runtime's engine would not pay back its build; --engine onnxruntime to use it)");
                 _console.MarkupLine($"Running {Markup.Escape(checkpointPath)} on TorchSharp{Markup.Escape(why)}.");
             }
         }
