@@ -12,21 +12,15 @@ namespace ResNetGen.DeviceCheck;
 /// <summary>
 /// The correctness check on a device: each model's eval and train-mode forward and backward there against the same network
 /// on the CPU in float64 — in float64 (within 1e-10) and in float32 with TF32 off (the suite's rules: 1e-4 of the largest
-/// output, 2e-3 of the part that depends on the input) — then the folded network, channels-last, ForwardFeatures and
-/// bfloat16 on the device, and drop path's statistics there.
+/// output, 2e-3 of the part that depends on the input; or twice the CPU's own float32 distance from float64 where that
+/// is larger) — then the folded network, channels-last, ForwardFeatures and bfloat16 on the device, and drop path's
+/// statistics there.
 /// </summary>
 internal sealed class Check
 {
     public const double Float64Tolerance = 1e-10;
     public const double Float32Tolerance = 1e-4;
     public const double Contrast = 2e-3;
-    /// <summary>
-    /// float32 gradients after a train-mode backward at batch 2, against float64: reported, and failed only where they are
-    /// garbage (the tensor's largest value). Batch-norm over a few values is ill-conditioned, so float32's own rounding
-    /// moves some gradients by tens of percent of their largest (measured on the CPU against itself: up to 22% in
-    /// resnetblur50); the float64 column is the gradients' check (1e-10).
-    /// </summary>
-    public const double Float32GradientTolerance = 1;
     /// <summary>
     /// bfloat16 (8 bits kept) through a deep network with random weights: reported, and failed only where it is garbage
     /// (half the largest logit). That Precision computes as PyTorch's autocast does is shown against PyTorch on the CPU.
@@ -110,8 +104,9 @@ internal sealed class Check
         foreach (var row in _rows) text.AppendLine("| " + string.Join(" | ", row) + " |");
         text.AppendLine();
         text.AppendLine($"Each cell: the largest error over the compared tensors as a fraction of its bound (≤ 1 passes; ✗ marks a failure). " +
-                        $"Bounds: float64 {Float64Tolerance:G2} of the largest value; float32 (TF32 off) {Float32Tolerance:G2} of the largest output and " +
-                        $"{Contrast:G2} of the input-dependent part; float32 gradients {Float32GradientTolerance:G2}; bf16 {BFloat16Tolerance:G2}.");
+                        $"Bounds: float64 {Float64Tolerance:G2} of the largest value; float32 (TF32 off) {Float32Tolerance:G2} of the largest value and " +
+                        $"{Contrast:G2} of the input-dependent part, or twice the CPU's own float32 distance from float64 where that is larger " +
+                        $"(so the CPU against itself gives at most 0.50; deep networks and train mode at batch {_batch} are ill-conditioned); bf16 {BFloat16Tolerance:G2}.");
         return text.ToString();
     }
 
@@ -129,13 +124,17 @@ internal sealed class Check
         var upstream = torch.randn(ref64.shape, generator: new torch.Generator(8));
         var (refTrain, refGrads, refBuffers) = random ? default : TrainStep(reference, input.to(torch.float64), upstream.to(torch.float64));
 
-        string Cell(string what, IEnumerable<(string Name, torch.Tensor Expected, torch.Tensor Actual)> pairs, double tolerance, bool contrast)
+        // calibration: the same tensors computed in float32 on the CPU, where a comparison's bound is "no further from
+        // float64 than the CPU's own float32, twice over" rather than the fixed bound alone.
+        string Cell(string what, IEnumerable<(string Name, torch.Tensor Expected, torch.Tensor Actual)> pairs, double tolerance, bool contrast,
+            IReadOnlyDictionary<string, torch.Tensor>? calibration = null)
         {
             var worst = 0.0;
             string? where = null;
             foreach (var (name, expected, actual) in pairs)
             {
                 var ratio = Ratio(expected, actual, tolerance, contrast);
+                if (calibration is not null && !double.IsNaN(ratio)) ratio /= Math.Max(1, 2 * Ratio(expected, calibration[name], tolerance, contrast));
                 if (double.IsNaN(ratio) || ratio > worst) (worst, where) = (double.IsNaN(ratio) ? double.PositiveInfinity : ratio, name);
             }
             var failed = worst > 1;
@@ -155,28 +154,40 @@ internal sealed class Check
         dev64.Dispose();
 
         // float32, TF32 off, on the device.
+        // The CPU's own float32, whose distance from float64 calibrates each float32 bound: a tensor passes within the fixed
+        // bound, or within twice the CPU's own distance where that is larger. Deep networks need it: BiT-101's last stage
+        // (unnormalised, in pre-activation networks) is further than 1e-4 of its largest from float64 on the CPU itself, and
+        // train mode at batch 2 is ill-conditioned (batch-norm over a few values) — deep networks' outputs by more than
+        // 1e-4, some gradients by tens of percent.
+        using var cpu32 = Copy(model, cpu, torch.CPU, torch.float32);
+        var cpuEval = new Dictionary<string, torch.Tensor> { ["logits"] = Forward(cpu32, input, train: false) };
+        var cpuFeatures = Features(cpu32, input).Select((f, i) => KeyValuePair.Create($"feature {i}", f)).ToDictionary(p => p.Key, p => p.Value);
         var dev32 = Copy(model, cpu, _device, torch.float32);
         var x32 = input.to(_device);
-        var eval32 = Cell("eval float32", new[] { ("logits", ref64, Forward(dev32, x32, train: false)) }, Float32Tolerance, contrast: true);
+        var eval32 = Cell("eval float32", new[] { ("logits", ref64, Forward(dev32, x32, train: false)) }, Float32Tolerance, contrast: true, cpuEval);
         string train32 = "—", grads32 = "—";
         if (!random)
         {
             var (o, g, b) = TrainStep(dev32, x32, upstream.to(_device));
-            train32 = Cell("train float32", new[] { ("logits", refTrain, o) }.Concat(b.Select(p => (p.Key, refBuffers[p.Key], p.Value))), Float32Tolerance, contrast: true);
-            grads32 = Cell("gradients float32", g.Select(p => (p.Key, refGrads[p.Key], p.Value)), Float32GradientTolerance, contrast: false);
+            var (co, cg, cb) = TrainStep(cpu32, input, upstream);
+            var calibration = new Dictionary<string, torch.Tensor>(cg.Select(p => KeyValuePair.Create("grad " + p.Key, p.Value))
+                .Concat(cb).Append(KeyValuePair.Create("logits", co)));
+            train32 = Cell("train float32", new[] { ("logits", refTrain, o) }.Concat(b.Select(p => (p.Key, refBuffers[p.Key], p.Value))), Float32Tolerance,
+                contrast: true, calibration);
+            grads32 = Cell("gradients float32", g.Select(p => ("grad " + p.Key, refGrads[p.Key], p.Value)), Float32Tolerance, contrast: false, calibration);
             // The train step moved the running statistics: put them back to the reference's starting values.
             Restore(dev32, cpu);
         }
         var net = (IResNet)dev32;
+        var features = Cell("features float32", Features(dev32, x32).Select((f, i) => ($"feature {i}", refFeatures[i], f)), Float32Tolerance, contrast: true, cpuFeatures);
         net.ActivationLayout = ActivationLayout.ChannelsLast;
-        var channelsLast = Cell("channels-last float32", new[] { ("logits", ref64, Forward(dev32, x32, train: false)) }, Float32Tolerance, contrast: true);
-        var features = Cell("features float32", Features(dev32, x32).Select((f, i) => ($"feature {i}", refFeatures[i], f)), Float32Tolerance, contrast: true);
+        var channelsLast = Cell("channels-last float32", new[] { ("logits", ref64, Forward(dev32, x32, train: false)) }, Float32Tolerance, contrast: true, cpuEval);
         net.ActivationLayout = ActivationLayout.AsGiven;
         net.Precision = Precision.BFloat16;
         var bf16 = Cell("bfloat16", new[] { ("logits", ref64, Forward(dev32, x32, train: false)) }, BFloat16Tolerance, contrast: false);
         net.Precision = Precision.Float32;
         net.FuseForInference();
-        var folded = Cell("folded float32", new[] { ("logits", ref64, Forward(dev32, x32, train: false)) }, Float32Tolerance, contrast: true);
+        var folded = Cell("folded float32", new[] { ("logits", ref64, Forward(dev32, x32, train: false)) }, Float32Tolerance, contrast: true, cpuEval);
         dev32.Dispose();
         reference.Dispose();
         cpu.Dispose();
