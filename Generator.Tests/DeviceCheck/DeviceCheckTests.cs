@@ -61,7 +61,9 @@ public sealed class DeviceCheckTests : IDisposable
             foreach (var cell in cells.Where(c => c != "—")) Assert.Matches(@"^\d+\.\d\d$", cell);
             Assert.Equal(model == "resnet18d_drop_path" ? 3 : 0, cells.Count(c => c == "—"));
         }
-        Assert.Matches(@"\| drop path 0\.1 statistics \| dropped 9\.\d\d % of 400,000", table);
+        // Drop path's masks are random draws: the check itself holds the dropped fraction to 4σ of the rate.
+        var dropPath = table.Split('\n').Single(l => l.StartsWith("| drop path 0.1 statistics |", StringComparison.Ordinal));
+        Assert.Matches(@"\| dropped (9|10)\.\d\d % of 400,000 \(4σ 0\.19 %\) \| scale error [^✗|]+ \|", dropPath);
         Assert.Contains("libtorch 2.10.0 CPU build", output);
     }
 
