@@ -239,6 +239,7 @@ public static class NetworkGraph
                     throw new ArgumentOutOfRangeException(nameof(steps), step.Kind, "unknown graph step");
             }
             names.Add(output);
+            onnx.MarkStep(output);
         }
         return names[names.Count - 1];
     }

@@ -35,7 +35,7 @@ public sealed record OnnxModel(byte[] Bytes, string OutputName, long InChannels,
 /// <see cref="CodedOutputStream"/>) for generated networks' <c>ExportOnnx</c>: one call per layer, in forward order,
 /// with tensor names that follow the state_dict (initializers <c>layer1.0.conv1.weight</c>, nodes <c>layer1.0.conv1</c>).
 /// </summary>
-public sealed class OnnxGraphBuilder
+public sealed partial class OnnxGraphBuilder
 {
     /// <summary>The highest opset this builder has been checked against.</summary>
     public const int MaxOpset = 21;
@@ -45,8 +45,11 @@ public sealed class OnnxGraphBuilder
     private readonly long _inChannels;
     private readonly bool _dynamicSpatial;
     private readonly int _fixedSize;
-    private readonly List<ByteString> _nodes = new();
-    private readonly List<ByteString> _initializers = new();
+    private readonly List<OnnxNode> _nodes = new();
+    private readonly List<Initializer> _initializers = new();
+    // The tensors between the network's steps (the input and each step's result), as NetworkGraph marks them: where an
+    // int8 graph quantises. A step's inner tensors (a group-norm's, a squeeze-excite's) are not among them.
+    private readonly HashSet<string> _steps = new(StringComparer.Ordinal) { "input" };
     private readonly List<string> _warnings = new();
     private readonly HashSet<string> _names = new(StringComparer.Ordinal);
 
@@ -278,7 +281,7 @@ public sealed class OnnxGraphBuilder
     /// <param name="metadata">The model's metadata_props, written in key order (ONNX Runtime's CustomMetadataMap).</param>
     public OnnxExport Save(string path, IReadOnlyDictionary<string, string>? metadata = null)
     {
-        var model = Model(metadata);
+        var model = Model(metadata, false, _nodes, _initializers);
         var full = AtomicFile.Write(path, model.WriteTo); // its errors name the file and the reason
         return new OnnxExport(full, _opset, _nodes.Count, _initializers.Count, _warnings);
     }
@@ -291,7 +294,7 @@ public sealed class OnnxGraphBuilder
     /// </summary>
     public OnnxModel Build(bool float16 = false)
     {
-        var bytes = Model(null, float16).ToByteArray();
+        var bytes = Model(null, float16, _nodes, _initializers).ToByteArray();
         var (input, output, _) = Io(float16);
         return new(bytes, output, _inChannels, _dynamicSpatial ? null : _fixedSize, _output!.Value.Features, _opset,
             _nodes.Count + (float16 ? 2 : 0), _initializers.Count, input, float16);
@@ -307,19 +310,24 @@ public sealed class OnnxGraphBuilder
         return float16 ? ("input_float16", name + "_float16", Float16Type) : ("input", name, Float32Type);
     }
 
-    private ByteString Model(IReadOnlyDictionary<string, string>? metadata, bool float16 = false)
+    // The ModelProto of these nodes and initializers (the builder's own, or an int8 rewrite of them); with extraOutputs,
+    // those float32 tensors become graph outputs too (a calibration run reads them).
+    private ByteString Model(IReadOnlyDictionary<string, string>? metadata, bool float16, IReadOnlyList<OnnxNode> nodes,
+        IReadOnlyList<Initializer> initializers, IReadOnlyList<string>? extraOutputs = null)
     {
         var (input, output, type) = Io(float16);
         var (outputName, outputFeatures) = _output!.Value;
         var graph = Message(g =>
         {
-            if (float16) g.Bytes(1, NodeMessage("Cast", "input.to_float32", new[] { input }, "input", Int("to", Float32Type)));
-            foreach (var node in _nodes) g.Bytes(1, node);
-            if (float16) g.Bytes(1, NodeMessage("Cast", "output.to_float16", new[] { outputName }, output, Int("to", Float16Type)));
+            if (float16) g.Bytes(1, NodeMessage(new OnnxNode("Cast", "input.to_float32", new[] { input }, "input", new[] { Int("to", Float32Type) })));
+            foreach (var node in nodes) g.Bytes(1, NodeMessage(node));
+            if (float16) g.Bytes(1, NodeMessage(new OnnxNode("Cast", "output.to_float16", new[] { outputName }, output, new[] { Int("to", Float16Type) })));
             g.String(2, _graph);
-            foreach (var init in _initializers) g.Bytes(5, init);
+            foreach (var init in initializers) g.Bytes(5, TensorMessage(init));
             g.Bytes(11, ValueInfo(input, "N", _inChannels, _dynamicSpatial ? "H" : null, _dynamicSpatial ? "W" : null, type));
             g.Bytes(12, ValueInfo(output, "N", outputFeatures, null, null, type, rank2: true));
+            foreach (var extra in extraOutputs ?? Array.Empty<string>())
+                g.Bytes(12, Message(v => { v.String(1, extra); v.Bytes(2, Message(t => t.Bytes(1, Message(tensor => tensor.Int64(1, Float32Type))))); }));
         });
         return Message(m =>
         {
@@ -376,7 +384,7 @@ public sealed class OnnxGraphBuilder
     // AttributeProto.t = 5 (a TensorProto), type TENSOR = 4.
     private static Attribute Tensor(string name, torch.Tensor value) => w =>
     {
-        var tensor = FloatTensor(null, value);
+        var tensor = TensorMessage(FloatTensor(null, value));
         w.Bytes(5, Message(a =>
         {
             a.String(1, name);
@@ -398,20 +406,35 @@ public sealed class OnnxGraphBuilder
     private void Node(string opType, string name, IEnumerable<string> inputs, string output, params Attribute[] attributes)
     {
         if (!_names.Add("node:" + name)) throw new InvalidOperationException($"two ONNX nodes are named {name}");
-        _nodes.Add(NodeMessage(opType, name, inputs, output, attributes));
+        _nodes.Add(new OnnxNode(opType, name, inputs.ToArray(), output, attributes));
     }
 
-    private static ByteString NodeMessage(string opType, string name, IEnumerable<string> inputs, string output, params Attribute[] attributes) =>
+    /// <summary>A node as data: what <see cref="Model"/> writes, and what an int8 rewrite reads and rearranges.</summary>
+    private sealed record OnnxNode(string Op, string Name, string[] Inputs, string Output, Attribute[] Attributes);
+
+    /// <summary>An initializer as data: its dimensions, TensorProto data type and little-endian raw bytes.</summary>
+    private sealed record Initializer(string Name, long[] Dims, long DataType, byte[] Raw);
+
+    private static ByteString NodeMessage(OnnxNode node) =>
         Message(n =>
         {
-            foreach (var input in inputs) n.String(1, input);
-            n.String(2, output);
-            n.String(3, name);
-            n.String(4, opType);
-            foreach (var attribute in attributes) attribute(n);
+            foreach (var input in node.Inputs) n.String(1, input);
+            n.String(2, node.Output);
+            n.String(3, node.Name);
+            n.String(4, node.Op);
+            foreach (var attribute in node.Attributes) attribute(n);
         });
 
-    // TensorProto: dims = 1, data_type = 2 (FLOAT = 1, INT64 = 7), name = 8, raw_data = 9 (little-endian).
+    // TensorProto: dims = 1, data_type = 2 (FLOAT = 1, UINT8 = 2, INT8 = 3, INT32 = 6, INT64 = 7), name = 8, raw_data = 9 (little-endian).
+    private static ByteString TensorMessage(Initializer tensor) =>
+        Message(t =>
+        {
+            foreach (var d in tensor.Dims) t.Int64(1, d);
+            t.Int64(2, tensor.DataType);
+            if (tensor.Name.Length > 0) t.String(8, tensor.Name);
+            t.Bytes(9, ByteString.CopyFrom(tensor.Raw));
+        });
+
     private string Weight(string name, torch.Tensor tensor)
     {
         if (!_names.Add("tensor:" + name)) throw new InvalidOperationException($"two ONNX initializers are named {name}");
@@ -419,18 +442,12 @@ public sealed class OnnxGraphBuilder
         return name;
     }
 
-    /// <summary>A float32 TensorProto of <paramref name="tensor"/>'s values, named (an initializer) or not (an attribute's value).</summary>
-    private static ByteString FloatTensor(string? name, torch.Tensor tensor)
+    /// <summary>A float32 tensor of <paramref name="tensor"/>'s values, named (an initializer) or not (an attribute's value: name "").</summary>
+    private static Initializer FloatTensor(string? name, torch.Tensor tensor)
     {
         using var cpu = TensorBytes.DenseCpu(tensor, torch.float32);
         var bytes = cpu.numel() == 0 ? Array.Empty<byte>() : cpu.bytes.ToArray();
-        return Message(t =>
-        {
-            foreach (var d in cpu.shape) t.Int64(1, d);
-            t.Int64(2, 1);
-            if (name is not null) t.String(8, name);
-            t.Bytes(9, ByteString.CopyFrom(bytes));
-        });
+        return new Initializer(name ?? "", cpu.shape.ToArray(), Float32Type, bytes);
     }
 
     private string Constant(string name, params long[] values)
@@ -438,15 +455,18 @@ public sealed class OnnxGraphBuilder
         if (!_names.Add("tensor:" + name)) throw new InvalidOperationException($"two ONNX initializers are named {name}");
         var bytes = new byte[values.Length * 8];
         for (var i = 0; i < values.Length; i++) BitConverter.TryWriteBytes(bytes.AsSpan(i * 8), values[i]);
-        _initializers.Add(Message(t =>
-        {
-            t.Int64(1, values.Length);
-            t.Int64(2, 7);
-            t.String(8, name);
-            t.Bytes(9, ByteString.CopyFrom(bytes));
-        }));
+        _initializers.Add(new Initializer(name, new long[] { values.Length }, 7, bytes));
         return name;
     }
+
+    /// <summary>The input's channels.</summary>
+    internal long InChannels => _inChannels;
+
+    /// <summary>The one height and width the graph accepts, or null where any size goes.</summary>
+    internal int? FixedSize => _dynamicSpatial ? null : _fixedSize;
+
+    /// <summary>Marks <paramref name="tensor"/> as a step's result (NetworkGraph does, for each step): where an int8 graph may quantise.</summary>
+    internal void MarkStep(string tensor) => _steps.Add(tensor);
 
     // ValueInfoProto: name = 1, type = 2; TypeProto.tensor_type = 1 { elem_type = 1, shape = 2 };
     // TensorShapeProto.dim = 1 { dim_value = 1, dim_param = 2 }.

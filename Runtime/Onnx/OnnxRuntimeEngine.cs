@@ -43,6 +43,31 @@ public sealed record OnnxRuntimeOptions
 
     /// <summary>Anything else on ONNX Runtime's <see cref="SessionOptions"/> (an execution provider, profiling), applied last.</summary>
     public Action<SessionOptions>? Configure { get; init; }
+
+    /// <summary>
+    /// Batches of preprocessed inputs ([N, C, H, W], float, as the network's forward takes them; a few hundred pictures in
+    /// all) to calibrate an int8 engine on. With them the engine serves a statically quantised graph: the folded graph
+    /// with uint8 activations (a scale per tensor from these batches) and int8 weights per output channel, in QDQ form,
+    /// which ONNX Runtime runs on its integer kernels; <c>forward</c> and <c>Run</c> still take and return float32.
+    /// Read once, while <c>ToOnnxRuntime</c> runs, and not kept: a weight change after that is refused (see
+    /// <see cref="OnnxRuntimeEngine.Quantization"/>). Null (the default): the float32 engine.
+    /// </summary>
+    public IEnumerable<torch.Tensor>? Int8Calibration { get; init; }
+
+    /// <summary>How each activation's range is chosen from the calibration batches: <see cref="CalibrationMethod.Percentile"/> by default.</summary>
+    public CalibrationMethod Int8Method { get; init; } = CalibrationMethod.Percentile;
+
+    /// <summary>The percentile <see cref="CalibrationMethod.Percentile"/> keeps at each end (99.999: one value in 100,000 may be clipped), above 90 and at most 100.</summary>
+    public double Int8Percentile { get; init; } = 99.999;
+
+    /// <summary>
+    /// Whether int8 weights are kept within ±63 instead of ±127; null (the default): only on an x86 CPU without VNNI,
+    /// whose u8×s8 multiply-add saturates in int16 (ONNX Runtime's own advice).
+    /// </summary>
+    public bool? Int8ReduceRange { get; init; }
+
+    /// <summary>Told the number of calibration pictures read so far, after each batch.</summary>
+    public IProgress<long>? Int8Progress { get; init; }
 }
 
 /// <summary>
@@ -72,6 +97,7 @@ public sealed class OnnxRuntimeEngine : IDisposable
     private OnnxModel? _model;
     private TensorStamp[] _sources = Array.Empty<TensorStamp>();
     private bool _disposed;
+    private byte[]? _int8Bytes;
 
     /// <summary>
     /// For generated code: <paramref name="build"/> writes the network's graph at an opset, with the folds given (or
@@ -93,6 +119,7 @@ public sealed class OnnxRuntimeEngine : IDisposable
             throw new ArgumentOutOfRangeException(nameof(options), _options.InterOpThreads, "OnnxRuntimeOptions.InterOpThreads: 0 (ONNX Runtime's choice) or a positive thread count.");
         if (!Enum.IsDefined(typeof(WeightChange), _options.OnWeightChange))
             throw new ArgumentOutOfRangeException(nameof(options), _options.OnWeightChange, "OnnxRuntimeOptions.OnWeightChange: WeightChange.Rebuild or WeightChange.Refuse.");
+        if (_options.Int8Calibration is not null) CheckInt8Options(network, _options);
         _sessionOptions = CreateSessionOptions(_options);
         try
         {
@@ -132,6 +159,17 @@ public sealed class OnnxRuntimeEngine : IDisposable
 
     /// <summary>How long the last build took (graph, folds and session).</summary>
     public TimeSpan LastBuildTime { get; private set; }
+
+    /// <summary>Whether the engine serves an int8 graph (made with <see cref="OnnxRuntimeOptions.Int8Calibration"/>).</summary>
+    public bool IsQuantized => Quantization is not null;
+
+    /// <summary>
+    /// For an int8 engine: what calibration measured (each quantised tensor's range, scale and zero point), which nodes
+    /// compute on integers and which ops stay float32; null for a float engine. An int8 engine is quantised once, from
+    /// batches it does not keep: a weight changed after that is refused at the next call, whatever
+    /// <see cref="OnnxRuntimeOptions.OnWeightChange"/> says — make a new engine with the calibration batches to requantise.
+    /// </summary>
+    public Int8Quantization? Quantization { get; private set; }
 
     /// <summary>Whether <see cref="Dispose"/> was called.</summary>
     public bool IsDisposed => _disposed;
@@ -262,6 +300,7 @@ public sealed class OnnxRuntimeEngine : IDisposable
             _sessionOptions?.Dispose();
             _sessionOptions = null;
             _model = null;
+            _int8Bytes = null;
             _sources = Array.Empty<TensorStamp>();
         }
         finally
@@ -355,11 +394,15 @@ public sealed class OnnxRuntimeEngine : IDisposable
         if (now.Length < _sources.Length && _sources.Any(s => s.Tensor is { IsInvalid: true })) throw NetworkDisposed();
         var changed = TensorStamp.FirstChange(_sources, now);
         if (changed < 0) return;
-        if (_options.OnWeightChange == WeightChange.Refuse)
+        if (_options.OnWeightChange == WeightChange.Refuse || IsQuantized)
         {
             var what = changed < _sources.Length && changed < now.Length
                 ? $"{Names()[changed]} was {TensorStamp.Describe(_sources[changed], now[changed])}"
                 : "its parameters and buffers are not those it was built from";
+            if (IsQuantized)
+                throw new InvalidOperationException(
+                    $"{_network}'s weights changed since its int8 ONNX Runtime engine was quantised ({what}). An int8 engine does not keep its calibration batches, " +
+                    "so it cannot requantise: make a new engine with ToOnnxRuntime(new OnnxRuntimeOptions { Int8Calibration = batches }) from the new weights.");
             throw new InvalidOperationException(
                 $"{_network}'s weights changed since its ONNX Runtime engine was built ({what}), and the engine was made with OnWeightChange = WeightChange.Refuse. " +
                 "Make a new engine with ToOnnxRuntime(), call Refresh() where a pause to rebuild is acceptable, or use WeightChange.Rebuild.");
@@ -407,7 +450,14 @@ public sealed class OnnxRuntimeEngine : IDisposable
         // keep the weights' dtype, as the network's own fused forward needs); ONNX Runtime folds them itself in float32.
         using (var folds = _options.Fold && !float16 ? new FoldSet() : null)
         {
-            model = _build(_options.Opset, folds).Build(float16);
+            var builder = _build(_options.Opset, folds);
+            if (_options.Int8Calibration is null) model = builder.Build(float16);
+            else
+            {
+                if (float16)
+                    throw new ArgumentException($"{_network}'s weights are float16 (half()), and an int8 engine quantises from float32 weights. Convert the network with to(torch.float32) first.", "options");
+                model = BuildInt8(builder, clock);
+            }
         }
         InferenceSession session;
         try
@@ -425,6 +475,102 @@ public sealed class OnnxRuntimeEngine : IDisposable
         old?.Dispose();
         Builds++;
         LastBuildTime = clock.Elapsed;
+    }
+
+    // Calibrates the float32 graph on the options' batches and quantises it; the int8 model's bytes are kept for ExportOnnx.
+    private OnnxModel BuildInt8(OnnxGraphBuilder builder, Stopwatch clock)
+    {
+        var layout = builder.PlanInt8();
+        var calibration = builder.BuildCalibration(layout.Tensors);
+        var (ranges, batches, pictures) = Int8Calibrator.Measure(_network, calibration, layout.Tensors, _options.Int8Calibration!,
+            builder.InChannels, builder.FixedSize, _options, _sessionOptions!);
+        var reduce = _options.Int8ReduceRange ?? (System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64
+                                                 && !CpuCaches.HasInt8DotProduct);
+        var (model, bytes, report) = builder.BuildInt8(layout, ranges, reduce);
+        _int8Bytes = bytes;
+        Quantization = new Int8Quantization(_options.Int8Method, _options.Int8Method == CalibrationMethod.Percentile ? _options.Int8Percentile : 100,
+            batches, pictures, reduce, report, layout.IntegerNodes.Count, layout.FloatOps, clock.Elapsed);
+        return model;
+    }
+
+    private static void CheckInt8Options(string network, OnnxRuntimeOptions options)
+    {
+        var what = $"{network}'s int8 engine";
+        if (options.Opset < 13)
+            throw new ArgumentOutOfRangeException(nameof(options), options.Opset,
+                $"{what} needs ONNX opset 13 or later (per-channel DequantizeLinear), but OnnxRuntimeOptions.Opset is {options.Opset}. Use the default, 17.");
+        if (!options.Fold)
+            throw new ArgumentException(
+                $"{what} quantises the folded graph (each batch-norm inside its convolution, so ONNX Runtime fuses each convolution into its integer kernel); OnnxRuntimeOptions.Fold = false cannot be combined with Int8Calibration.",
+                nameof(options));
+        if (!Enum.IsDefined(typeof(CalibrationMethod), options.Int8Method))
+            throw new ArgumentOutOfRangeException(nameof(options), options.Int8Method, "OnnxRuntimeOptions.Int8Method: CalibrationMethod.Percentile or CalibrationMethod.MinMax.");
+        if (!(options.Int8Percentile > 90 && options.Int8Percentile <= 100))
+            throw new ArgumentOutOfRangeException(nameof(options), options.Int8Percentile,
+                $"OnnxRuntimeOptions.Int8Percentile is the share of values kept at each end, above 90 and at most 100 (default 99.999), but is {options.Int8Percentile}.");
+    }
+
+    /// <summary>
+    /// Writes the graph this engine serves as an ONNX file (replaced whole, never half-written), to be served elsewhere:
+    /// an int8 engine's quantised QDQ graph, or a float engine's folded graph of the network's current weights.
+    /// </summary>
+    public OnnxExport ExportOnnx(string path)
+    {
+        if (path is null) throw new ArgumentNullException(nameof(path));
+        EnterCurrent();
+        try
+        {
+            if (_int8Bytes is { } bytes)
+            {
+                var full = AtomicFile.Write(path, stream => stream.Write(bytes));
+                var model = Model;
+                return new OnnxExport(full, model.Opset, model.Nodes, model.Initializers, Array.Empty<string>());
+            }
+            using var folds = _options.Fold && !Model.Float16 ? new FoldSet() : null;
+            return _build(_options.Opset, folds).Save(path);
+        }
+        finally
+        {
+            _lock.ExitReadLock();
+        }
+    }
+
+    /// <summary>
+    /// The op types of the graph ONNX Runtime runs after its optimisations, with their counts (e.g. <c>QLinearConv</c>
+    /// 53 for an int8 ResNet-50, <c>Conv</c> for a float one): what really computes. Builds a second session to read it.
+    /// </summary>
+    public IReadOnlyDictionary<string, int> OptimizedOps()
+    {
+        var file = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"resnetgen-optimized-{Guid.NewGuid():N}.onnx");
+        try
+        {
+            byte[] bytes;
+            EnterCurrent();
+            try
+            {
+                if (_int8Bytes is { } kept) bytes = kept;
+                else
+                {
+                    using var folds = _options.Fold && !Model.Float16 ? new FoldSet() : null;
+                    bytes = _build(_options.Opset, folds).Build(Model.Float16).Bytes;
+                }
+            }
+            finally
+            {
+                _lock.ExitReadLock();
+            }
+            using (var options = CreateSessionOptions(_options))
+            {
+                options.OptimizedModelFilePath = file;
+                options.LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR; // not its warning that the file is for this CPU only
+                using var session = new InferenceSession(bytes, options);
+            }
+            return OnnxGraphSummary.Read(System.IO.File.ReadAllBytes(file)).OpCounts;
+        }
+        finally
+        {
+            try { System.IO.File.Delete(file); } catch (System.IO.IOException) { }
+        }
     }
 
     // A network whose every floating-point parameter and buffer is float16 (half()) is served in float16.

@@ -93,6 +93,12 @@ public static class CpuCaches
     /// <summary>Whether the CPU has a float16 multiply instruction oneDNN uses (AVX512-FP16 or AMX-FP16).</summary>
     public static bool HasFloat16Arithmetic => Features.Any(f => f is "AVX512-FP16" or "AMX-FP16");
 
+    /// <summary>
+    /// Whether the CPU multiplies and adds uint8 by int8 into int32 in one instruction (AVX512-VNNI, AVX-VNNI or AMX-INT8).
+    /// Without it an x86 CPU's u8×s8 path adds pairs in int16 with saturation, so int8 weights are kept within ±63.
+    /// </summary>
+    public static bool HasInt8DotProduct => Features.Any(f => f is "AVX512-VNNI" or "AVX-VNNI" or "AMX-INT8");
+
     /// <summary>The data and unified caches CPUID enumerates, e.g. <c>L1 48 KiB 12-way, L2 1024 KiB 16-way</c>.</summary>
     public static string Description
     {
