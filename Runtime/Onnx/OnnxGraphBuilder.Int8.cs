@@ -80,7 +80,7 @@ public sealed partial class OnnxGraphBuilder
             mergedReluNodes.Add(i);
         }
 
-        // The nodes that compute on integers.
+        // The nodes that compute on integers (a merged ReLU counts as its producer's output here).
         var integer = new HashSet<int>();
         for (var i = 0; i < _nodes.Count; i++)
         {
@@ -106,6 +106,14 @@ public sealed partial class OnnxGraphBuilder
         var shares = new Dictionary<string, string>(StringComparer.Ordinal);
         bool Quantised(string semantic, int producer) =>
             (producer >= 0 && integer.Contains(producer)) || Consumers(semantic).Any(integer.Contains);
+        // A ReLU merges only where its output is quantised (else nothing would clamp): a pre-activation network's last
+        // ReLU, between a float batch-norm and the float head, stays a ReLU.
+        foreach (var (t, r) in merged.ToList())
+        {
+            if (Quantised(r, producers[t])) continue;
+            merged.Remove(t);
+            mergedReluNodes.Remove(producers[r]);
+        }
         if (_steps.Contains("input") && Quantised("input", -1)) tensors.Add("input");
         for (var i = 0; i < _nodes.Count; i++)
         {

@@ -382,16 +382,17 @@ public sealed partial class OnnxGraphBuilder
     private static Attribute Float(string name, float value) => w => w.Bytes(5, Message(a => { a.String(1, name); a.Float(2, value); a.Int64(20, 1); }));
 
     // AttributeProto.t = 5 (a TensorProto), type TENSOR = 4.
-    private static Attribute Tensor(string name, torch.Tensor value) => w =>
+    // The value is read now: the node is written later, when the caller's tensor may be gone.
+    private static Attribute Tensor(string name, torch.Tensor value)
     {
         var tensor = TensorMessage(FloatTensor(null, value));
-        w.Bytes(5, Message(a =>
+        return w => w.Bytes(5, Message(a =>
         {
             a.String(1, name);
             a.Bytes(5, tensor);
             a.Int64(20, 4);
         }));
-    };
+    }
 
     private static Attribute Str(string name, string value) => w => w.Bytes(5, Message(a => { a.String(1, name); a.Bytes(4, ByteString.CopyFromUtf8(value)); a.Int64(20, 3); }));
 
