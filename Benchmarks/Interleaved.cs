@@ -50,6 +50,10 @@ internal static class Interleaved
                 var (engine, onnx) = (family.Key + "/engine", family.Key + "/onnxruntime");
                 if (perRound.ContainsKey(engine) && perRound.ContainsKey(onnx))
                     result[engine + " vs onnxruntime"] = Median(perRound[engine].Zip(perRound[onnx], (e, o) => e / o).ToList());
+                // The int8 engine against the float32 engine, within each round.
+                var int8 = family.Key + "/engine-int8";
+                if (perRound.ContainsKey(engine) && perRound.ContainsKey(int8))
+                    result[int8 + " vs engine"] = Median(perRound[int8].Zip(perRound[engine], (q, f) => q / f).ToList());
             }
             finally
             {

@@ -43,6 +43,13 @@ internal static class Report
         }
         foreach (var (pair, value) in ratios.Where(r => r.Key.EndsWith(" vs onnxruntime", StringComparison.Ordinal)))
             sb.AppendLine().AppendLine(FormattableString.Invariant($"{pair}: {value:0.000} (median over the rounds of the engine's time over ONNX Runtime's in the same round)."));
+        var int8 = ratios.Where(r => r.Key.EndsWith("/engine-int8 vs engine", StringComparison.Ordinal)).ToList();
+        if (int8.Count > 0)
+        {
+            sb.AppendLine().AppendLine($"int8 engine against the float32 engine, the same network and batch (median over the rounds of the in-round time ratio; speed-up = 1 / ratio); this CPU {(CpuCaches.HasInt8DotProduct ? "has" : "has no")} VNNI:");
+            foreach (var (pair, value) in int8)
+                sb.AppendLine(FormattableString.Invariant($"- {pair}: {value:0.000} ({1 / value:0.00}× the float32 engine's speed)"));
+        }
         var lowPrecision = ratios.Where(r => r.Key.Contains("-bf16", StringComparison.Ordinal) && r.Key.Contains(" vs ", StringComparison.Ordinal)).ToList();
         if (lowPrecision.Count > 0)
         {

@@ -9,21 +9,36 @@ namespace ResNetGen.Sample;
 // The sample's export: a checkpoint (train's or finetune's) as an ONNX model.
 public sealed partial class SampleApp
 {
-    private int Export(string checkpointPath, string? path, int opset, string? arch = null, string? labels = null)
+    private int Export(string checkpointPath, string? path, int opset, string? arch = null, string? labels = null, Int8Request? int8 = null)
     {
         using var classifier = LoadClassifier(checkpointPath, torch.CPU, arch, labels);
-        path ??= Path.ChangeExtension(checkpointPath, ".onnx");
+        path ??= Path.ChangeExtension(checkpointPath, int8 is null ? ".onnx" : ".int8.onnx");
         OnnxExport export;
         try
         {
-            export = classifier.Export(path, opset);
+            if (int8 is null) export = classifier.Export(path, opset);
+            else
+            {
+                if (opset < 13) throw new SampleException($"--int8 needs --opset 13 or later (per-channel DequantizeLinear), not {opset}.");
+                var (batches, source) = CalibrationBatches(classifier, int8.Folder, int8.Count, PictureReader.DefaultMaxPixels, null);
+                OnnxRuntimeEngine engine;
+                try
+                {
+                    engine = Int8Engine(Sample.Architecture.Generated(classifier.Network), batches, source, opset);
+                }
+                finally
+                {
+                    foreach (var batch in batches) batch.Dispose();
+                }
+                using (engine) export = engine.ExportOnnx(path, Classifier.Metadata(classifier.Classes, classifier.Preprocess));
+            }
         }
         catch (ArgumentOutOfRangeException e)
         {
             throw new SampleException(e.Message.Split(" (Parameter")[0].Replace("pass opset: ", "pass --opset ", StringComparison.Ordinal));
         }
         foreach (var warning in export.Warnings) _console.MarkupLine($"[yellow]warning:[/] {Markup.Escape(warning)}");
-        _console.MarkupLine(Markup.Escape($"Wrote {export.Path}: opset {export.Opset}, {export.Nodes} nodes, {export.Initializers} initializers; input [N, {classifier.InputChannels}, H, W], output logits [N, {classifier.Classes.Count}]; class names and preprocessing in its metadata."));
+        _console.MarkupLine(Markup.Escape($"Wrote {export.Path}: {(int8 is null ? "" : "int8 (QDQ), ")}opset {export.Opset}, {export.Nodes} nodes, {export.Initializers} initializers; input [N, {classifier.InputChannels}, H, W], output logits [N, {classifier.Classes.Count}]; class names and preprocessing in its metadata."));
         _console.MarkupLine($"Run it on ONNX Runtime: predict <pictures> --onnx {Markup.Escape(export.Path)}");
         return 0;
     }

@@ -15,8 +15,13 @@ public sealed partial class SampleApp
     private const int EngineThreshold = 10;
 
     private int Predict(torch.Device device, string[] inputs, string checkpointPath, int top, string? onnxModel = null, string? arch = null, string? labels = null,
-        string engine = "auto", long maxPixels = PictureReader.DefaultMaxPixels)
+        string engine = "auto", long maxPixels = PictureReader.DefaultMaxPixels, Int8Request? int8 = null)
     {
+        int8 ??= new Int8Request(null, DefaultCalibrationCount);
+        var quantise = engine == "onnxruntime-int8";
+        if (!quantise && int8.Folder is not null) throw new SampleException("--calibration is for --engine onnxruntime-int8: add it, or drop --calibration.");
+        if (quantise && onnxModel is not null)
+            throw new SampleException("--onnx runs a model as it was exported: export one with export --int8, then predict --onnx MODEL (without --engine).");
         var files = new List<string>();
         foreach (var input in inputs)
         {
@@ -53,13 +58,36 @@ public sealed partial class SampleApp
         {
             var classifier = LoadClassifier(checkpointPath, device, arch, labels);
             (classes, preprocess) = (classifier.Classes, classifier.Preprocess);
-            if (engine == "onnxruntime" && device.type != DeviceType.CPU)
-                throw new SampleException("--engine onnxruntime computes on the CPU: drop --device cuda, or use --engine torchsharp.");
-            var useEngine = engine == "onnxruntime" || engine == "auto" && device.type == DeviceType.CPU && files.Count >= EngineThreshold;
+            if (engine is "onnxruntime" or "onnxruntime-int8" && device.type != DeviceType.CPU)
+            {
+                classifier.Dispose();
+                throw new SampleException($"--engine {engine} computes on the CPU: drop --device cuda, or use --engine torchsharp.");
+            }
+            var useEngine = engine is "onnxruntime" or "onnxruntime-int8" || engine == "auto" && device.type == DeviceType.CPU && files.Count >= EngineThreshold;
             OnnxRuntimeEngine? served = null;
             string? noEngine = null;
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            if (useEngine)
+            if (quantise)
+            {
+                try
+                {
+                    var (batches, source) = CalibrationBatches(classifier, int8.Folder, int8.Count, maxPixels, null);
+                    try
+                    {
+                        served = Int8Engine(Sample.Architecture.Generated(classifier.Network), batches, source);
+                    }
+                    finally
+                    {
+                        foreach (var batch in batches) batch.Dispose();
+                    }
+                }
+                catch
+                {
+                    classifier.Dispose();
+                    throw;
+                }
+            }
+            else if (useEngine)
             {
                 try
                 {
@@ -82,7 +110,7 @@ public sealed partial class SampleApp
                     using var probabilities = torch.nn.functional.softmax(logits, 1);
                     return probabilities[0].data<float>().ToArray();
                 };
-                _console.MarkupLine(FormattableString.Invariant($"Running {Markup.Escape(checkpointPath)} on ONNX Runtime in this process (the network's engine, built in {clock.Elapsed.TotalSeconds:0.0} s)."));
+                _console.MarkupLine(FormattableString.Invariant($"Running {Markup.Escape(checkpointPath)} on ONNX Runtime in this process (the network's {(quantise ? "int8 " : "")}engine, built in {clock.Elapsed.TotalSeconds:0.0} s)."));
             }
             else
             {
@@ -134,6 +162,9 @@ public sealed partial class SampleApp
         if (failed.Count > 1) throw new SampleException($"{failed.Count} of {files.Count} pictures could not be read; the first: {failed[0]}");
         return _cancel.IsCancellationRequested ? 130 : 0;
     }
+
+    /// <summary>An int8 engine's calibration pictures: a folder (null: the checkpoint's own data where it has some) and how many at most.</summary>
+    private sealed record Int8Request(string? Folder, int Count);
 
     /// <summary>Disposes several things in order: an engine before its network.</summary>
     private sealed class Owners(params IDisposable[] owned) : IDisposable

@@ -97,6 +97,59 @@ public sealed class SampleAppTests : IDisposable
     private static FashionMnist FashionMnistFrom(string folder) => FashionMnist.Load(folder);
 
     [Fact]
+    public void Int8_engine_predicts_exports_and_evaluates_and_refuses_bad_calibration()
+    {
+        var data = TinyData();
+        Train(data);
+        using var fashion = FashionMnistFrom(data);
+        var pictures = Path.Combine(_folder, "pictures");
+        Directory.CreateDirectory(pictures);
+        for (var i = 0; i < 12; i++) Images.SavePng(fashion.TestImages[i], Path.Combine(pictures, $"garment{i:00}.png"));
+
+        // predict: the int8 engine calibrated on a folder, then on the checkpoint's own training images.
+        var (code, text) = Run("predict", pictures, "--output", Output, "--engine", "onnxruntime-int8", "--calibration", pictures);
+        Assert.True(code == 0, text);
+        Assert.Contains("Quantised to int8 in", text);
+        Assert.Contains("from 12 pictures of " + pictures, text);
+        Assert.Contains("on ONNX Runtime in this process (the network's int8 engine, built in", text);
+        Assert.Equal(12, text.Split('\n').Count(l => l.Contains("garment")));
+        (code, text) = Run("predict", pictures, "--output", Output, "--engine", "onnxruntime-int8", "--calibration-count", "40");
+        Assert.True(code == 0, text);
+        Assert.Matches("from 40 Fashion-MNIST training images", text);
+
+        // export --int8 writes a QDQ graph with the metadata predict --onnx reads; the float export has no QDQ.
+        var model = Path.Combine(_folder, "model.int8.onnx");
+        (code, text) = Run("export", "--output", Output, "--to", model, "--int8", "--calibration", pictures);
+        Assert.True(code == 0, text);
+        Assert.Contains("Wrote " + model + ": int8 (QDQ), opset 17", text);
+        var graph = OnnxGraphSummary.Read(model);
+        Assert.Contains(graph.Nodes, n => n.OpType == "QuantizeLinear");
+        Assert.Contains(graph.Initializers, i => i.DataType == 3);
+        var (onnxCode, viaOnnx) = Run("predict", pictures, "--onnx", model);
+        Assert.True(onnxCode == 0, viaOnnx);
+        Assert.Equal(12, viaOnnx.Split('\n').Count(l => l.Contains("garment")));
+
+        // eval: the int8 engine beside the float32 one on the test images.
+        (code, text) = Run("eval", "--data", data, "--output", Output, "--engine", "onnxruntime-int8", "--calibration-method", "minmax");
+        Assert.True(code == 0, text);
+        Assert.Contains("min-max ranges", text);
+        Assert.Matches(@"int8 against float32: accuracy \d+\.\d\d% against \d+\.\d\d% \([+-]?\d+\.\d\d points\); the same class for \d+ of 64 pictures", text);
+
+        // Bad calibration and mismatched options: one line each, nothing written.
+        SampleRunner.AssertOneLineError(Run("predict", pictures, "--output", Output, "--engine", "onnxruntime-int8", "--calibration", Path.Combine(_folder, "none")),
+            "--calibration " + Path.Combine(_folder, "none") + ": no such folder");
+        var empty = Path.Combine(_folder, "empty");
+        Directory.CreateDirectory(empty);
+        SampleRunner.AssertOneLineError(Run("predict", pictures, "--output", Output, "--engine", "onnxruntime-int8", "--calibration", empty), "no PNG or JPEG pictures in it");
+        SampleRunner.AssertOneLineError(Run("predict", pictures, "--output", Output, "--calibration", pictures), "--calibration is for --engine onnxruntime-int8");
+        var other = Path.Combine(_folder, "other.onnx");
+        SampleRunner.AssertOneLineError(Run("export", "--output", Output, "--to", other, "--calibration", pictures), "--calibration is for --int8");
+        SampleRunner.AssertOneLineError(Run("export", "--output", Output, "--to", other, "--int8", "--opset", "11"), "--int8 needs --opset 13 or later");
+        Assert.False(File.Exists(other));
+        SampleRunner.AssertUsageError(Run("predict", pictures, "--engine", "onnxruntime-int8", "--calibration-count", "0"), "--calibration-count 0: must be 1 to 100,000 pictures");
+    }
+
+    [Fact]
     public void Train_takes_a_precision_says_which_ran_and_keeps_the_weights_float32_and_finite()
     {
         SampleRunner.AssertUsageError(Run("train", "--precision", "fp64"), "--precision fp64: use fp32, bf16 or fp16. See train --help.");
@@ -142,8 +195,10 @@ public sealed class SampleAppTests : IDisposable
             Assert.Contains(rows, r => r.Contains("TorchSharp ") || r.Contains("TorchSharp │"));
             Assert.Contains(rows, r => r.Contains("TorchSharp, folded"));
             Assert.Contains(rows, r => r.Contains("ONNX Runtime (engine)") && System.Text.RegularExpressions.Regex.IsMatch(r, @"\d+ ms"));
-            Assert.Matches($@"Fastest for {network} \([^)]*\): (TorchSharp|TorchSharp, folded|ONNX Runtime \(engine\)), \d+\.\d\d× TorchSharp's speed", text);
+            Assert.Contains(rows, r => r.Contains("ONNX Runtime int8 (engine)") && System.Text.RegularExpressions.Regex.IsMatch(r, @"\d+ ms"));
+            Assert.Matches($@"Fastest for {network} \([^)]*\): (TorchSharp|TorchSharp, folded|ONNX Runtime \(engine\)|ONNX Runtime int8 \(engine\)), \d+\.\d\d× TorchSharp's speed", text);
         }
+        Assert.Matches("CPU: .*, with(out)? VNNI", text);
         SampleRunner.AssertUsageError(Run("bench", "--runs", "0"), "--runs 0: must be 1 to 256");
     }
 
@@ -171,7 +226,7 @@ public sealed class SampleAppTests : IDisposable
         Assert.True(engineCode == 0, viaEngine);
         Assert.Contains("on ONNX Runtime in this process (the network's engine, built in", viaEngine);
         Assert.Equal(Row(viaTorch), Row(viaEngine));
-        SampleRunner.AssertUsageError(Run("predict", picture, "--engine", "tensorrt"), "--engine tensorrt: use auto, onnxruntime or torchsharp");
+        SampleRunner.AssertUsageError(Run("predict", picture, "--engine", "tensorrt"), "--engine tensorrt: use auto, onnxruntime, onnxruntime-int8 or torchsharp");
 
         var notAModel = Path.Combine(_folder, "notes.onnx");
         File.WriteAllText(notAModel, "not protobuf");
@@ -213,7 +268,7 @@ public sealed class SampleAppTests : IDisposable
 
     [Fact]
     public void A_missing_data_folder() =>
-        AssertOneLineError(Run("train", "--data", Path.Combine(_folder, "nowhere")) is var r ? r.Code : 0, r.Text, "--data " + Path.Combine(_folder, "nowhere") + ": no such folder");
+        SampleRunner.AssertOneLineError(Run("train", "--data", Path.Combine(_folder, "nowhere")) is var r ? r.Code : 0, r.Text, "--data " + Path.Combine(_folder, "nowhere") + ": no such folder");
 
     [Fact]
     public void A_missing_data_file()

@@ -300,6 +300,9 @@ public sealed partial class OnnxGraphBuilder
             _nodes.Count + (float16 ? 2 : 0), _initializers.Count, input, float16);
     }
 
+    /// <summary>The serialised model <see cref="Save"/> writes (or <see cref="Build"/>'s, with <paramref name="float16"/>), with <paramref name="metadata"/>.</summary>
+    internal byte[] Bytes(IReadOnlyDictionary<string, string>? metadata, bool float16) => Model(metadata, float16, _nodes, _initializers).ToByteArray();
+
     // TensorProto.DataType: FLOAT = 1, FLOAT16 = 10.
     private const long Float32Type = 1, Float16Type = 10;
 

@@ -97,7 +97,8 @@ public sealed class OnnxRuntimeEngine : IDisposable
     private OnnxModel? _model;
     private TensorStamp[] _sources = Array.Empty<TensorStamp>();
     private bool _disposed;
-    private byte[]? _int8Bytes;
+    // An int8 engine's plan and calibrated ranges: its graph is made again from them and the (unchanged) weights to export.
+    private (Int8Layout Layout, IReadOnlyDictionary<string, (float Min, float Max, float Low, float High)> Ranges, bool ReduceRange)? _int8;
 
     /// <summary>
     /// For generated code: <paramref name="build"/> writes the network's graph at an opset, with the folds given (or
@@ -300,7 +301,7 @@ public sealed class OnnxRuntimeEngine : IDisposable
             _sessionOptions?.Dispose();
             _sessionOptions = null;
             _model = null;
-            _int8Bytes = null;
+            _int8 = null;
             _sources = Array.Empty<TensorStamp>();
         }
         finally
@@ -486,8 +487,8 @@ public sealed class OnnxRuntimeEngine : IDisposable
             builder.InChannels, builder.FixedSize, _options, _sessionOptions!);
         var reduce = _options.Int8ReduceRange ?? (System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64
                                                  && !CpuCaches.HasInt8DotProduct);
-        var (model, bytes, report) = builder.BuildInt8(layout, ranges, reduce);
-        _int8Bytes = bytes;
+        var (model, _, report) = builder.BuildInt8(layout, ranges, reduce);
+        _int8 = (layout, ranges, reduce);
         Quantization = new Int8Quantization(_options.Int8Method, _options.Int8Method == CalibrationMethod.Percentile ? _options.Int8Percentile : 100,
             batches, pictures, reduce, report, layout.IntegerNodes.Count, layout.FloatOps, clock.Elapsed);
         return model;
@@ -512,27 +513,17 @@ public sealed class OnnxRuntimeEngine : IDisposable
 
     /// <summary>
     /// Writes the graph this engine serves as an ONNX file (replaced whole, never half-written), to be served elsewhere:
-    /// an int8 engine's quantised QDQ graph, or a float engine's folded graph of the network's current weights.
+    /// an int8 engine's quantised QDQ graph (its weights, unchanged since it was quantised, and its calibrated scales), or
+    /// a float engine's folded graph of the network's current weights; <paramref name="metadata"/> goes into the model's
+    /// metadata_props (e.g. class names).
     /// </summary>
-    public OnnxExport ExportOnnx(string path)
+    public OnnxExport ExportOnnx(string path, IReadOnlyDictionary<string, string>? metadata = null)
     {
         if (path is null) throw new ArgumentNullException(nameof(path));
-        EnterCurrent();
-        try
-        {
-            if (_int8Bytes is { } bytes)
-            {
-                var full = AtomicFile.Write(path, stream => stream.Write(bytes));
-                var model = Model;
-                return new OnnxExport(full, model.Opset, model.Nodes, model.Initializers, Array.Empty<string>());
-            }
-            using var folds = _options.Fold && !Model.Float16 ? new FoldSet() : null;
-            return _build(_options.Opset, folds).Save(path);
-        }
-        finally
-        {
-            _lock.ExitReadLock();
-        }
+        var bytes = ServedModel(metadata);
+        var full = AtomicFile.Write(path, stream => stream.Write(bytes));
+        var summary = OnnxGraphSummary.Read(bytes);
+        return new OnnxExport(full, (int)summary.Opset, summary.Nodes.Count, summary.Initializers.Count, Array.Empty<string>());
     }
 
     /// <summary>
@@ -541,24 +532,10 @@ public sealed class OnnxRuntimeEngine : IDisposable
     /// </summary>
     public IReadOnlyDictionary<string, int> OptimizedOps()
     {
+        var bytes = ServedModel(null);
         var file = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"resnetgen-optimized-{Guid.NewGuid():N}.onnx");
         try
         {
-            byte[] bytes;
-            EnterCurrent();
-            try
-            {
-                if (_int8Bytes is { } kept) bytes = kept;
-                else
-                {
-                    using var folds = _options.Fold && !Model.Float16 ? new FoldSet() : null;
-                    bytes = _build(_options.Opset, folds).Build(Model.Float16).Bytes;
-                }
-            }
-            finally
-            {
-                _lock.ExitReadLock();
-            }
             using (var options = CreateSessionOptions(_options))
             {
                 options.OptimizedModelFilePath = file;
@@ -570,6 +547,25 @@ public sealed class OnnxRuntimeEngine : IDisposable
         finally
         {
             try { System.IO.File.Delete(file); } catch (System.IO.IOException) { }
+        }
+    }
+
+    // The model the session was built from, made again from the network's weights (current: a changed one is rebuilt
+    // first, or refused as a call would be) and, for an int8 engine, its plan and calibrated ranges.
+    private byte[] ServedModel(IReadOnlyDictionary<string, string>? metadata)
+    {
+        EnterCurrent();
+        try
+        {
+            var float16 = Model.Float16;
+            using var folds = _options.Fold && !float16 ? new FoldSet() : null;
+            var builder = _build(_options.Opset, folds);
+            if (_int8 is { } int8) return builder.BuildInt8(int8.Layout, int8.Ranges, int8.ReduceRange, metadata).Bytes;
+            return builder.Bytes(metadata, float16);
+        }
+        finally
+        {
+            _lock.ExitReadLock();
         }
     }
 
