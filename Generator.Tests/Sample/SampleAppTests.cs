@@ -58,6 +58,8 @@ public sealed class SampleAppTests : IDisposable
 
     private static void AssertOneLineError(int code, string text, string expected) => SampleRunner.AssertOneLineError((code, text), expected);
 
+    private static void AssertOneLineError((int Code, string Text) run, string expected) => SampleRunner.AssertOneLineError(run, expected);
+
     private string Train(string data, int epochs = 1)
     {
         var (code, text) = Run("train", "--data", data, "--epochs", epochs.ToString(), "--limit", "256", "--batch-size", "64", "--output", Output);
@@ -136,15 +138,15 @@ public sealed class SampleAppTests : IDisposable
         Assert.Matches(@"int8 against float32: accuracy \d+\.\d\d% against \d+\.\d\d% \([+-]?\d+\.\d\d points\); the same class for \d+ of 64 pictures", text);
 
         // Bad calibration and mismatched options: one line each, nothing written.
-        SampleRunner.AssertOneLineError(Run("predict", pictures, "--output", Output, "--engine", "onnxruntime-int8", "--calibration", Path.Combine(_folder, "none")),
+        AssertOneLineError(Run("predict", pictures, "--output", Output, "--engine", "onnxruntime-int8", "--calibration", Path.Combine(_folder, "none")),
             "--calibration " + Path.Combine(_folder, "none") + ": no such folder");
         var empty = Path.Combine(_folder, "empty");
         Directory.CreateDirectory(empty);
-        SampleRunner.AssertOneLineError(Run("predict", pictures, "--output", Output, "--engine", "onnxruntime-int8", "--calibration", empty), "no PNG or JPEG pictures in it");
-        SampleRunner.AssertOneLineError(Run("predict", pictures, "--output", Output, "--calibration", pictures), "--calibration is for --engine onnxruntime-int8");
+        AssertOneLineError(Run("predict", pictures, "--output", Output, "--engine", "onnxruntime-int8", "--calibration", empty), "--calibration " + empty + ": no PNG or JPEG pictures in it");
+        AssertOneLineError(Run("predict", pictures, "--output", Output, "--calibration", pictures), "--calibration is for --engine onnxruntime-int8");
         var other = Path.Combine(_folder, "other.onnx");
-        SampleRunner.AssertOneLineError(Run("export", "--output", Output, "--to", other, "--calibration", pictures), "--calibration is for --int8");
-        SampleRunner.AssertOneLineError(Run("export", "--output", Output, "--to", other, "--int8", "--opset", "11"), "--int8 needs --opset 13 or later");
+        AssertOneLineError(Run("export", "--output", Output, "--to", other, "--calibration", pictures), "--calibration is for --int8");
+        AssertOneLineError(Run("export", "--output", Output, "--to", other, "--int8", "--opset", "11"), "--int8 needs --opset 13 or later");
         Assert.False(File.Exists(other));
         SampleRunner.AssertUsageError(Run("predict", pictures, "--engine", "onnxruntime-int8", "--calibration-count", "0"), "--calibration-count 0: must be 1 to 100,000 pictures");
     }
@@ -268,7 +270,7 @@ public sealed class SampleAppTests : IDisposable
 
     [Fact]
     public void A_missing_data_folder() =>
-        SampleRunner.AssertOneLineError(Run("train", "--data", Path.Combine(_folder, "nowhere")) is var r ? r.Code : 0, r.Text, "--data " + Path.Combine(_folder, "nowhere") + ": no such folder");
+        AssertOneLineError(Run("train", "--data", Path.Combine(_folder, "nowhere")) is var r ? r.Code : 0, r.Text, "--data " + Path.Combine(_folder, "nowhere") + ": no such folder");
 
     [Fact]
     public void A_missing_data_file()
