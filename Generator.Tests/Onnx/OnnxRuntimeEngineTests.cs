@@ -28,7 +28,7 @@ public sealed class OnnxRuntimeEngineTests : IDisposable
         try { Directory.Delete(_folder, recursive: true); } catch (IOException) { }
     }
 
-    private static T Deterministic<T>(T network) where T : torch.nn.Module
+    internal static T Deterministic<T>(T network) where T : torch.nn.Module
     {
         DeterministicWeights.Apply(network);
         network.eval();
@@ -46,7 +46,7 @@ public sealed class OnnxRuntimeEngineTests : IDisposable
 
     public static TheoryData<string> Networks() => new() { "resnet18", "resnet20_zeropad", "resnet20_avgpoolzeropad", "small_bit", "headless", "resnet50d" };
 
-    private static (torch.nn.Module<torch.Tensor, torch.Tensor> Network, int Size) Create(string name) => name switch
+    internal static (torch.nn.Module<torch.Tensor, torch.Tensor> Network, int Size) Create(string name) => name switch
     {
         "resnet18" => (Deterministic(new ResNet18()), 64),
         "resnet20_zeropad" => (Deterministic(new ResNet20A()), 32),
