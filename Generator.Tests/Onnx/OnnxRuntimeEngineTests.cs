@@ -1,3 +1,4 @@
+using System.Collections.Generic;
 using System;
 using System.IO;
 using System.Linq;
@@ -128,6 +129,59 @@ public sealed class OnnxRuntimeEngineTests : IDisposable
         using var a = folded.forward(input);
         using var b = plain.forward(input);
         Tolerance.AssertClose(a, b, "folded against plain", Bound);
+    }
+
+    // ---- options take effect, each checked in what ONNX Runtime ran and against the network's own forward ----
+
+    [Fact]
+    public void Fold_false_leaves_the_batch_norms_to_the_session()
+    {
+        using var network = Deterministic(new ResNet20AvgPool());
+        var none = Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_DISABLE_ALL;
+        using var plain = network.ToOnnxRuntime(new OnnxRuntimeOptions { Fold = false, Optimization = none });
+        using var folded = network.ToOnnxRuntime(new OnnxRuntimeOptions { Optimization = none });
+        // ResNet-20 with average-pool shortcuts: 19 convolutions, each with its batch-norm.
+        Assert.Equal(19, plain.OptimizedOps().GetValueOrDefault("BatchNormalization"));
+        Assert.Equal(19, plain.OptimizedOps().GetValueOrDefault("Conv"));
+        Assert.DoesNotContain("BatchNormalization", folded.OptimizedOps().Keys);
+        Assert.Equal(19, folded.OptimizedOps().GetValueOrDefault("Conv"));
+        using var input = DeterministicWeights.Input(2, 3, 32, 32);
+        AssertEngineEqualsForward(network, plain, input, "unfolded");
+        AssertEngineEqualsForward(network, folded, input, "folded");
+    }
+
+    [Theory]
+    [InlineData(9)]
+    [InlineData(13)]
+    [InlineData(17)]
+    [InlineData(21)]
+    public void Opset_is_the_served_graphs_opset(int opset)
+    {
+        using var network = Deterministic(new ResNet18());
+        using var engine = network.ToOnnxRuntime(new OnnxRuntimeOptions { Opset = opset });
+        var path = Path.Combine(_folder, $"opset{opset}.onnx");
+        var export = engine.ExportOnnx(path);
+        Assert.Equal(opset, export.Opset);
+        Assert.Equal(opset, OnnxGraphSummary.Read(path).Opset);
+        using var input = DeterministicWeights.Input(2, 3, 64, 64);
+        AssertEngineEqualsForward(network, engine, input, $"opset {opset}");
+    }
+
+    [Fact]
+    public void Optimization_changes_what_onnx_runtime_runs_and_not_the_result()
+    {
+        using var network = Deterministic(new ResNet18());
+        using var all = network.ToOnnxRuntime();
+        using var none = network.ToOnnxRuntime(new OnnxRuntimeOptions { Optimization = Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_DISABLE_ALL });
+        var (optimised, asWritten) = (all.OptimizedOps(), none.OptimizedOps());
+        // As written: 20 convolutions and 17 ReLUs as their own nodes. Optimised: the ReLUs fused into the convolutions.
+        Assert.Equal(20, asWritten.GetValueOrDefault("Conv"));
+        Assert.Equal(17, asWritten.GetValueOrDefault("Relu"));
+        Assert.DoesNotContain("Relu", optimised.Keys);
+        Assert.NotEqual(asWritten.OrderBy(p => p.Key), optimised.OrderBy(p => p.Key));
+        using var input = DeterministicWeights.Input(3, 3, 64, 64);
+        AssertEngineEqualsForward(network, all, input, "all optimisations");
+        AssertEngineEqualsForward(network, none, input, "no optimisation");
     }
 
     // ---- stale weights ----
