@@ -234,23 +234,43 @@ public sealed class ImageFolder : ITrainingData
         {
             using var full = PictureReader.Read(path, shorter, maxPixels);
             var (width, height) = (full.Width, full.Height);
-            var scale = (double)shorter / Math.Min(width, height);
-            var (w, h) = (Math.Max(shorter, (int)Math.Round(width * scale)), Math.Max(shorter, (int)Math.Round(height * scale)));
+            var (w, h) = ResizedSize(width, height, shorter);
+            if (PilResample.Supports(interpolation))
+            {
+                // As torchvision's and timm's eval transforms: the RGB picture resized by PIL's own filter.
+                var planes = Planes(full.GetPixelSpan(), width * height);
+                return new Picture((w, h) == (width, height) ? planes : PilResample.Resize(planes, 3, width, height, w, h, interpolation), w, h);
+            }
             using var resized = full.Resize(new SKImageInfo(w, h, SKColorType.Rgba8888, SKAlphaType.Unpremul), Sampling(interpolation))
                                 ?? throw new SampleException($"{path} could not be resized to {w}×{h}");
-            var rgba = resized.GetPixelSpan();
-            var rgb = new byte[3 * w * h];
-            var plane = w * h;
-            for (var i = 0; i < plane; i++)
-            {
-                var alpha = rgba[4 * i + 3] / 255.0;
-                for (var c = 0; c < 3; c++) // transparent pixels are white paper
-                    rgb[c * plane + i] = (byte)Math.Clamp(Math.Round(rgba[4 * i + c] * alpha + 255 * (1 - alpha)), 0, 255);
-            }
-            return new Picture(rgb, w, h);
+            return new Picture(Planes(resized.GetPixelSpan(), w * h), w, h);
         }
 
-        /// <summary>PIL's bilinear (with mipmaps, so a large shrink averages rather than skips), bicubic (Catmull-Rom) or Mitchell's cubic.</summary>
+        /// <summary>
+        /// torchvision's Resize(size) of a <paramref name="width"/>×<paramref name="height"/> picture: the shorter side
+        /// becomes <paramref name="shorter"/>, the longer one <c>int(shorter · longer / shorter side)</c>, truncated.
+        /// </summary>
+        public static (int Width, int Height) ResizedSize(int width, int height, int shorter)
+        {
+            var (small, large) = width <= height ? (width, height) : (height, width);
+            var longer = (int)((double)shorter * large / small);
+            return width <= height ? (shorter, longer) : (longer, shorter);
+        }
+
+        // RGBA bytes (unpremultiplied) as three planes of RGB; transparent pixels are white paper.
+        private static byte[] Planes(ReadOnlySpan<byte> rgba, int plane)
+        {
+            var rgb = new byte[3 * plane];
+            for (var i = 0; i < plane; i++)
+            {
+                var alpha = rgba[4 * i + 3];
+                for (var c = 0; c < 3; c++)
+                    rgb[c * plane + i] = alpha == 255 ? rgba[4 * i + c] : (byte)Math.Clamp(Math.Round(rgba[4 * i + c] * (alpha / 255.0) + 255 * (1 - alpha / 255.0)), 0, 255);
+            }
+            return rgb;
+        }
+
+        /// <summary>Mitchell's cubic, for pictures resized by SkiaSharp (bilinear and bicubic go through <see cref="PilResample"/>).</summary>
         private static SKSamplingOptions Sampling(string interpolation) => interpolation switch
         {
             "bilinear" => new SKSamplingOptions(SKFilterMode.Linear, SKMipmapMode.Linear),

@@ -16,14 +16,17 @@ public sealed record Preprocessing(int Size, double CropPct, string Interpolatio
     public static readonly float[] ImageNetMean = { 0.485f, 0.456f, 0.406f };
     public static readonly float[] ImageNetStd = { 0.229f, 0.224f, 0.225f };
 
-    /// <summary>The interpolations a picture can be resized with: PIL's bilinear and bicubic (Catmull-Rom), and Mitchell's cubic.</summary>
+    /// <summary>The interpolations a picture can be resized with: PIL's bilinear and bicubic (exactly as PIL computes them), and Mitchell's cubic.</summary>
     public static readonly string[] Interpolations = { "bilinear", "bicubic", "mitchell" };
 
     private const string Prefix = "resize-crop:";
     private const string LegacyPrefix = "imagenet-crop:";
 
-    /// <summary>The shorter side pictures are resized to before the crop (torchvision's 256 for 224 at 0.875).</summary>
-    public int ResizeTo => (int)Math.Round(Size / CropPct);
+    /// <summary>
+    /// The shorter side pictures are resized to before the crop: timm's <c>floor(size / crop_pct)</c> (torchvision's 256
+    /// for 224 at 0.875, 232 at 224/232; timm's 235 at 0.95), with a hair of slack for a fraction written as a decimal.
+    /// </summary>
+    public int ResizeTo => (int)Math.Floor(Size / CropPct + 1e-9);
 
     /// <summary>The same preprocessing at another size.</summary>
     public Preprocessing At(int size) => this with { Size = size };

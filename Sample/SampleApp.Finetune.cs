@@ -22,7 +22,7 @@ public sealed partial class SampleApp
 
     /// <summary>What the finetune command was asked to do.</summary>
     private sealed record FineTuneRequest(string Images, string? From, Architecture Architecture, int TrainableStages, Preprocessing Preprocessing,
-        TrainSettings Settings, string Output, long MaxPixels = PictureReader.DefaultMaxPixels, bool SkipUnreadable = false);
+        TrainSettings Settings, string Output, long MaxPixels = PictureReader.DefaultMaxPixels, bool SkipUnreadable = false, string? PreprocessingSource = null);
 
     private int FineTune(torch.Device device, FineTuneRequest request)
     {
@@ -57,7 +57,7 @@ public sealed partial class SampleApp
         _console.MarkupLine(Markup.Escape($"{arch.ClassName} from {loaded}; training {TrainableText(arch, request.TrainableStages)}: {trainable:N0} of {all:N0} parameters."));
         _console.MarkupLine(Markup.Escape(FormattableString.Invariant(
             $"{request.Settings.Epochs} epoch(s) at {data.Size}×{data.Size} (resized to {data.ResizeTo} on the shorter side, random crop and flip), batch {request.Settings.BatchSize}, peak learning rate {request.Settings.LearningRate}, on {device.type.ToString().ToLowerInvariant()}. Ctrl+C stops after the current batch and keeps the last epoch's checkpoint.")));
-        _console.MarkupLine(Markup.Escape($"Preprocessing: {request.Preprocessing.Describe()}."));
+        _console.MarkupLine(Markup.Escape($"Preprocessing{(request.PreprocessingSource is { } source ? $" ({source})" : "")}: {request.Preprocessing.Describe()}."));
         _console.MarkupLine(Markup.Escape(PrecisionLine(request.Settings.Precision, device)));
 
         Directory.CreateDirectory(request.Output);

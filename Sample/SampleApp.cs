@@ -62,7 +62,11 @@ public sealed partial class SampleApp
         var predictArch = new Option<string?>("--arch") { Description = $"read a checkpoint without the sample's metadata (timm's or torchvision's weights as .safetensors) as this network: {Sample.Architecture.Names}" };
         var labels = new Option<string?>("--labels") { Description = "class names for such a checkpoint, one a line (default: class 0, class 1, …)" };
         var trainableStages = new Option<int>("--trainable-stages") { Description = "stages that keep training besides the classifier: 0 (the classifier only) to 4, or 5 for every layer", DefaultValueFactory = _ => 1 };
-        var size = new Option<int>("--size") { Description = "side of the square the network sees, in pixels", DefaultValueFactory = _ => 224 };
+        var size = new Option<int?>("--size") { Description = "side of the square the network sees, in pixels (default: the weights' own; 224)" };
+        var weightsName = new Option<string?>("--weights")
+        {
+            Description = "the published weights' name, for their preprocessing: a torchvision file name (resnet50-11ad3fa6.pth) or a timm tag (resnet50d.ra2_in1k); default: --from's file name where the sample knows it",
+        };
         var cropPct = new Option<double?>("--crop-pct") { Description = "the crop's share of the resized shorter side (default: the weights' own; torchvision's and timm's 0.875)" };
         var interpolation = new Option<string?>("--interpolation") { Description = $"how pictures are resized: {string.Join(", ", Preprocessing.Interpolations)} (default: the weights' own; bilinear for torchvision's, bicubic for timm's)" };
         var mean = new Option<string?>("--mean") { Description = "per-channel mean, R/G/B (default: the weights' own; ImageNet's 0.485/0.456/0.406)" };
@@ -116,7 +120,7 @@ public sealed partial class SampleApp
         Check(engine, v => v is "auto" or "onnxruntime" or "onnxruntime-int8" or "torchsharp", "use auto, onnxruntime, onnxruntime-int8 or torchsharp");
         var calibration = new Option<string?>("--calibration")
         {
-            Description = "folder of pictures (subfolders too) the int8 engine calibrates its activation ranges on, like those it will see; for train's Fashion-MNIST checkpoint the default is its own training images",
+            Description = "folder of pictures (subfolders too) the int8 engine calibrates its activation ranges on, like those it will see; for train's Fashion-MNIST checkpoint the default is its own training set",
         };
         var calibrationCount = new Option<int>("--calibration-count")
         {
@@ -177,24 +181,31 @@ public sealed partial class SampleApp
         }));
 
         var finetune = new Command("finetune", $"Fine-tune a pretrained network ({Sample.Architecture.Names}) on a folder of your own pictures: frozen early stages, a new classifier, the preprocessing its weights were trained with, live progress, validation per epoch, a checkpoint and a PNG of the curves.")
-            { images, from, arch, trainableStages, fineTuneEpochs, size, cropPct, interpolation, mean, std, output, fineTuneBatch, fineTuneLr, device, seed, maxPixels, skipUnreadable,
+            { images, from, arch, weightsName, trainableStages, fineTuneEpochs, size, cropPct, interpolation, mean, std, output, fineTuneBatch, fineTuneLr, device, seed, maxPixels, skipUnreadable,
               precision };
         finetune.SetAction(r => Guard(() =>
         {
             var network = Sample.Architecture.Named(r.GetValue(arch)!);
-            var given = r.GetValue(size);
-            var preprocessing = network.Preprocessing.At(given) with
+            var (baseline, source) = PublishedPreprocessing(network, r.GetValue(weightsName), r.GetValue(from));
+            var preprocessing = (r.GetValue(size) is { } given ? baseline.At(given) : baseline) with
             {
-                CropPct = r.GetValue(cropPct) ?? network.Preprocessing.CropPct,
-                Interpolation = r.GetValue(interpolation) ?? network.Preprocessing.Interpolation,
-                Mean = r.GetValue(mean) is { } m ? Triple(m)! : network.Preprocessing.Mean,
-                Std = r.GetValue(std) is { } sd ? Triple(sd)! : network.Preprocessing.Std,
+                CropPct = r.GetValue(cropPct) ?? baseline.CropPct,
+                Interpolation = r.GetValue(interpolation) ?? baseline.Interpolation,
+                Mean = r.GetValue(mean) is { } m ? Triple(m)! : baseline.Mean,
+                Std = r.GetValue(std) is { } sd ? Triple(sd)! : baseline.Std,
             };
             return FineTune(Device(r.GetValue(device)!), new FineTuneRequest(r.GetValue(images)!, r.GetValue(from), network, r.GetValue(trainableStages), preprocessing,
                 new TrainSettings(r.GetValue(fineTuneEpochs), r.GetValue(fineTuneBatch), r.GetValue(fineTuneLr), 1e-4, r.GetValue(seed), null, null,
                     Precisions[r.GetValue(precision)!]), r.GetValue(output)!,
-                r.GetValue(maxPixels), r.GetValue(skipUnreadable)));
+                r.GetValue(maxPixels), r.GetValue(skipUnreadable), source));
         }));
+
+        var picture = new Argument<string>("picture") { Description = "a PNG or JPEG picture" };
+        var preprocessOut = new Option<string>("--out") { Description = "the safetensors file to write: key input, [1, 3, H, W] float32", Required = true };
+        var preprocessWeights = new Option<string>("--weights") { Description = "the published weights whose evaluation transforms to apply: a torchvision file name (resnet50-11ad3fa6.pth) or a timm tag (resnet50d.ra2_in1k)", Required = true };
+        var preprocess = new Command("preprocess", "Write the tensor a published weight file's network receives for a picture (its own resize, crop, interpolation and normalisation), to compare a .NET pipeline with PyTorch's.")
+            { picture, preprocessWeights, preprocessOut, maxPixels };
+        preprocess.SetAction(r => Guard(() => Preprocess(r.GetValue(picture)!, r.GetValue(preprocessWeights)!, r.GetValue(preprocessOut)!, r.GetValue(maxPixels))));
 
         var fashionFolder = new Command("fashion-folder", "Write Fashion-MNIST classes as a picture folder (train/<class>/*.png from the training set, val/<class>/*.png from the test set) for finetune.")
             { folderTo, classes, trainPerClass, valPerClass, data };
@@ -226,7 +237,7 @@ public sealed partial class SampleApp
             With no command it runs a demo of two to three minutes on two cores: summary, a short training run, evaluation, a prediction and an ONNX export.
             """)
         {
-            summary, train, eval, predict, export, finetune, fashionFolder, bench, doctor, device, data, seed, output,
+            summary, train, eval, predict, export, finetune, fashionFolder, preprocess, bench, doctor, device, data, seed, output,
         };
         root.SetAction(r => Guard(() => Demo(Device(r.GetValue(device)!), r.GetValue(data), r.GetValue(seed), r.GetValue(output)!)));
         var parsed = root.Parse(args);

@@ -99,6 +99,37 @@ public sealed class SampleAppTests : IDisposable
     private static FashionMnist FashionMnistFrom(string folder) => FashionMnist.Load(folder);
 
     [Fact]
+    public void Preprocess_writes_the_input_a_published_weight_file_receives_and_finetune_takes_its_preprocessing()
+    {
+        var picture = Path.Combine(ResNetGen.Generator.Tests.Torchvision.DeterministicWeights.ReferenceFolder, "preprocess", "landscape_300x200.png");
+        var file = Path.Combine(_folder, "input.safetensors");
+        var (code, text) = Run("preprocess", picture, "--weights", "resnet50-11ad3fa6.pth", "--out", file);
+        Assert.True(code == 0, text);
+        Assert.Contains("input [1, 3, 224, 224] float32", text);
+        Assert.Contains("bilinear resize to 232, 224×224 crop", System.Text.RegularExpressions.Regex.Replace(text, @"\s+", " "));
+        var written = Safetensors.Read(file);
+        using var expected = ImageFolder.Input(picture, PublishedWeights.Find("resnet50-11ad3fa6.pth")!.Preprocessing);
+        Assert.Equal(expected.data<float>().ToArray(), written["input"].data<float>().ToArray());
+        Assert.Equal("resnet50-11ad3fa6.pth", Safetensors.ReadMetadata(file)["weights"]);
+        foreach (var t in written.Values) t.Dispose();
+
+        // A timm tag: its own crop fraction and interpolation (235 = floor(224 / 0.95), bicubic).
+        (code, text) = Run("preprocess", picture, "--weights", "resnet50.a1_in1k", "--out", file);
+        Assert.True(code == 0, text);
+        Assert.Contains("bicubic resize to 235", System.Text.RegularExpressions.Regex.Replace(text, @"\s+", " "));
+
+        AssertOneLineError(Run("preprocess", picture, "--weights", "resnet51-00000000.pth", "--out", file), "--weights resnet51-00000000.pth: not a published weight file the sample knows");
+        AssertOneLineError(Run("preprocess", Path.Combine(_folder, "none.png"), "--weights", "resnet50.a1_in1k", "--out", file), Path.Combine(_folder, "none.png") + ": no such file");
+
+        // finetune: the entry named by --from's file name (hash checked) or --weights, matched against --arch.
+        var fake = Path.Combine(_folder, "resnet18-f37072fd.pth");
+        File.WriteAllText(fake, "not the download");
+        AssertOneLineError(Run("finetune", "--images", _folder, "--from", fake), fake + ": its SHA-256 begins");
+        AssertOneLineError(Run("finetune", "--images", _folder, "--arch", "resnet18", "--weights", "resnet50-11ad3fa6.pth"),
+            "resnet50-11ad3fa6.pth holds resnet50's weights, but --arch is resnet18: pass --arch resnet50.");
+    }
+
+    [Fact]
     public void Int8_engine_predicts_exports_and_evaluates_and_refuses_bad_calibration()
     {
         var data = TinyData();
@@ -370,7 +401,7 @@ public sealed class SampleAppTests : IDisposable
     {
         var (code, text) = Run("--help");
         Assert.Equal(0, code);
-        foreach (var command in new[] { "summary", "train", "eval", "predict", "export", "finetune", "fashion-folder", "bench", "doctor" }) Assert.Contains(command, text);
+        foreach (var command in new[] { "summary", "train", "eval", "predict", "export", "finetune", "fashion-folder", "preprocess", "bench", "doctor" }) Assert.Contains(command, text);
         (code, text) = Run("train", "--help");
         Assert.Contains("--batch-size", text);
         Assert.Contains("--seed", text);
@@ -394,7 +425,7 @@ public sealed class SampleAppTests : IDisposable
         Assert.Equal(0, code);
         var commands = System.Text.RegularExpressions.Regex.Matches(help[help.IndexOf("Commands:", StringComparison.Ordinal)..], @"^\s+([a-z][a-z-]+)", System.Text.RegularExpressions.RegexOptions.Multiline)
             .Select(m => m.Groups[1].Value).ToArray();
-        Assert.Equal(new[] { "summary", "train", "eval", "predict", "export", "finetune", "fashion-folder", "bench", "doctor" }, commands);
+        Assert.Equal(new[] { "summary", "train", "eval", "predict", "export", "finetune", "fashion-folder", "preprocess", "bench", "doctor" }, commands);
         foreach (var command in commands) Assert.Contains($"`{command}`", readme);
 
         string DemoLength(string text) => System.Text.RegularExpressions.Regex.Match(text, @"a demo of ([a-z ]+?) on two cores").Groups[1].Value;

@@ -1,0 +1,101 @@
+"""Writes the preprocessing reference the tests read: pictures, and what torchvision's and timm's own evaluation
+transforms make of them before normalisation (the resized, centre-cropped RGB bytes, as PNG).
+
+Run with Debian's python3-torchvision 0.14 (and PIL) and timm's source (../shared/reference, see its README):
+    PYTHONPATH=/tmp/timm-src python3 Generator.Tests/Reference/make_preprocess_reference.py
+The tests compare the sample's preprocessing of each picture with these, in normalised units.
+"""
+import json
+import math
+import os
+
+import numpy as np
+from PIL import Image
+import timm.data
+from torchvision.models import resnet as R
+from torchvision.transforms import functional as F, InterpolationMode
+
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "preprocess")
+os.makedirs(HERE, exist_ok=True)
+rng = np.random.default_rng(39)
+
+
+def picture(width, height, mode):
+    """Smooth colour fields with edges and a little noise: what resampling filters disagree on, small as PNG."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    r = 127 + 100 * np.sin(x / 17.0) * np.cos(y / 23.0)
+    g = 127 + 100 * np.cos((x + y) / 31.0)
+    b = np.where((x // 24 + y // 24) % 2 == 0, 40.0, 215.0)
+    rgb = np.stack([r, g, b], -1) + rng.normal(0, 2, (height, width, 3))
+    rgb = np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+    image = Image.fromarray(rgb, "RGB")
+    if mode == "L":
+        return image.convert("L")
+    if mode == "RGBA":
+        image = image.convert("RGBA")  # opaque: PIL's convert("RGB") and the sample's white paper agree
+    return image
+
+
+PICTURES = [
+    ("landscape_300x200.png", 300, 200, "RGB"),
+    ("portrait_200x333.png", 200, 333, "RGB"),
+    ("square_500.png", 500, 500, "RGB"),
+    ("small_180x150.png", 180, 150, "RGB"),
+    ("below_crop_100x90.png", 100, 90, "RGB"),
+    ("grey_257x256.png", 257, 256, "L"),
+    ("alpha_640x427.png", 640, 427, "RGBA"),
+    ("thin_37x400.png", 37, 400, "RGB"),
+    ("photo_480x360.jpg", 480, 360, "RGB"),
+]
+
+# (weights, transform to the cropped picture): torchvision's Weights.transforms() and timm's create_transform,
+# each stopped before ToTensor so that the reference is bytes.
+def torchvision_crop(weights):
+    t = weights.transforms()
+    mode = t.interpolation
+    def crop(image):
+        image = F.resize(image, t.resize_size, interpolation=mode)
+        return F.center_crop(image, t.crop_size)
+    return crop
+
+
+def timm_crop(tag):
+    cfg = timm.models.get_pretrained_cfg(tag).to_dict()
+    transform = timm.data.create_transform(input_size=cfg["input_size"], interpolation=cfg["interpolation"], crop_pct=cfg["crop_pct"],
+                                           crop_mode=cfg.get("crop_mode") or "center", mean=cfg["mean"], std=cfg["std"])
+    steps = transform.transforms[:2]  # Resize, CenterCrop
+    assert [type(s).__name__ for s in steps] == ["Resize", "CenterCrop"], transform
+    def crop(image):
+        for s in steps:
+            image = s(image)
+        return image
+    return crop
+
+
+WEIGHTS = {
+    "resnet50-0676ba61.pth": torchvision_crop(R.ResNet50_Weights.IMAGENET1K_V1),
+    "resnet50-11ad3fa6.pth": torchvision_crop(R.ResNet50_Weights.IMAGENET1K_V2),
+    "resnet50.a1_in1k": timm_crop("resnet50.a1_in1k"),
+    "resnetv2_50x1_bit.goog_in21k_ft_in1k": timm_crop("resnetv2_50x1_bit.goog_in21k_ft_in1k"),
+}
+
+cases = []
+for name, width, height, mode in PICTURES:
+    path = os.path.join(HERE, name)
+    image = picture(width, height, mode)
+    if name.endswith(".jpg"):
+        image.save(path, quality=90)
+    else:
+        image.save(path)
+    loaded = Image.open(path).convert("RGB")  # as torchvision's and timm's image folders load it
+    for weights, crop in WEIGHTS.items():
+        if weights.startswith("resnetv2") and name not in ("landscape_300x200.png", "grey_257x256.png"):
+            continue  # 448×448 references are large: two pictures are enough for BiT's crop 1.0
+        out = crop(loaded)
+        expected = f"{os.path.splitext(name)[0]}.{weights}.png"
+        out.save(os.path.join(HERE, expected))
+        cases.append({"picture": name, "weights": weights, "expected": expected, "size": list(out.size)})
+
+with open(os.path.join(HERE, "cases.json"), "w") as f:
+    json.dump(cases, f, indent=1)
+print(len(cases), "cases")
