@@ -164,6 +164,36 @@ public sealed class ExportPyTorchTests : IDisposable
         Assert.Contains("needs train/<class>/ and val/<class>/ folders", Refusal(true, "1", images.Append("--device").Append("cpu").ToArray()));
     }
 
+    [Fact]
+    public void Train_ddp_prepares_pictures_byte_for_byte_as_the_sample_does()
+    {
+        var target = Path.Combine(_folder, "to-pytorch");
+        var (code, text) = SampleRunner.Run("export", "--untrained", "--arch", "resnet50", "--pytorch", target);
+        Assert.True(code == 0, text);
+        var preprocessing = Sample.Architecture.Named("resnet50").Preprocessing; // bilinear, 256 → 224
+        var pictures = new[] { "landscape_300x200.png", "grey_257x256.png", "thin_37x400.png", "photo_480x360.jpg" }
+            .Select(p => Path.Combine(Torchvision.DeterministicWeights.ReferenceFolder, "preprocess", p)).ToArray();
+        var script = Path.Combine(_folder, "prepare.py");
+        File.WriteAllLines(script, new[]
+        {
+            $"import sys; sys.path.insert(0, {Py(target)})",
+            "import numpy as np, train_ddp",
+            $"p = train_ddp.Preprocessing({Py(preprocessing.ToString())})",
+            $"for i, path in enumerate({Py(pictures)}):",
+            $"    p.crop(p.load(path)).numpy().astype('<f4').tofile({Py(_folder)} + f'/input{{i}}.bin')",
+            "print('prepared', p.resized)",
+        });
+        Assert.Contains("prepared 3", Twins.RunPython(_folder, script)); // three resized; the 257×256 one is at 256 already
+        for (var i = 0; i < pictures.Length; i++)
+        {
+            using var expected = Sample.ImageFolder.Input(pictures[i], preprocessing);
+            var python = Torchvision.DeterministicWeights.ReadFloats(Path.Combine(_folder, $"input{i}.bin"));
+            Tolerance.AssertClose(python, expected, $"train_ddp.py's input for {Path.GetFileName(pictures[i])}");
+            var largest = python.Zip(expected.data<float>().ToArray(), (a, b) => Math.Abs(a - b)).Max();
+            Assert.True(largest < 1e-6, $"{Path.GetFileName(pictures[i])}: train_ddp.py's input is {largest} from the sample's (PIL's resize on both sides)");
+        }
+    }
+
     private static string Py(string text) => "'" + text.Replace("\\", "\\\\").Replace("'", "\\'") + "'";
 
     private static string Py(string[] items) => "[" + string.Join(", ", items.Select(Py)) + "]";

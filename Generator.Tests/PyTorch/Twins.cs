@@ -174,7 +174,7 @@ public static class Twins
         : File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
 
     /// <summary>
-    /// Debian's python3-torch and python3-numpy, installed once per process where missing (README: a fresh Debian 12 with
+    /// Debian's python3-torch, python3-numpy and python3-pil (Pillow: train_ddp.py resizes pictures as the sample does), installed once per process where missing (README: a fresh Debian 12 with
     /// the .NET SDK runs the tests as they are), through apt-get as root or passwordless sudo; null when nothing was to
     /// do, else what happened. Not attempted for a RESNETGEN_PYTHON of the user's own.
     /// </summary>
@@ -184,7 +184,7 @@ public static class Twins
     {
         try
         {
-            return ChildProcess.Run(new ProcessStartInfo(Python, new[] { "-c", "import torch, numpy" }), TimeSpan.FromMinutes(2)).ExitCode == 0;
+            return ChildProcess.Run(new ProcessStartInfo(Python, new[] { "-c", "import torch, numpy, PIL" }), TimeSpan.FromMinutes(2)).ExitCode == 0;
         }
         catch (Win32Exception)
         {
@@ -212,8 +212,8 @@ public static class Twins
             // Waits for another apt-get (a parallel test process) rather than failing on its lock.
             var problem = Run("apt-get", "-o", "DPkg::Lock::Timeout=600", "update", "-qq");
             if (problem.Length == 0)
-                problem = Run("apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-qq", "--no-install-recommends", "python3-torch", "python3-numpy");
-            return problem.Length == 0 ? "installed python3-torch and python3-numpy with apt-get" : problem;
+                problem = Run("apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-qq", "--no-install-recommends", "python3-torch", "python3-numpy", "python3-pil");
+            return problem.Length == 0 ? "installed python3-torch, python3-numpy and python3-pil with apt-get" : problem;
         }
         catch (Win32Exception e)
         {

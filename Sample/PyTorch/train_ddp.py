@@ -113,36 +113,44 @@ def read_picture(path):
 
 
 class Preprocessing:
-    """finetune's: shorter side resized to size / crop_pct, a size x size crop (random and flipped for training,
-    central otherwise), normalised. The sample resizes with SkiaSharp; pictures already at that size are used as they
-    are (the same bytes on both sides), others are resized here with torch's interpolation (close, not identical)."""
+    """finetune's: shorter side resized to floor(size / crop_pct), a size x size crop (random and flipped for training,
+    central otherwise), normalised. The sample resizes bilinear and bicubic exactly as PIL does (torchvision's Resize on
+    a PIL picture): with Pillow installed so does this script, byte for byte; without it, pictures already at that size
+    are used as they are and others are resized with torch's interpolation (close, not identical)."""
 
     def __init__(self, text):
         if not text.startswith("resize-crop:"):
             raise SystemExit(f"train_ddp.py fine-tunes finetune's checkpoints (preprocessing resize-crop:...), not '{text}'")
         fields = dict(f.split("=", 1) for f in text[len("resize-crop:"):].split(","))
         self.size = int(fields["size"])
-        self.resize_to = int(round(self.size / float(fields["crop_pct"])))
+        self.resize_to = int(math.floor(self.size / float(fields["crop_pct"]) + 1e-9))
         self.interpolation = fields["interpolation"]
         self.mean = torch.tensor([float(v) for v in fields["mean"].split("/")]).view(3, 1, 1)
         self.std = torch.tensor([float(v) for v in fields["std"].split("/")]).view(3, 1, 1)
         self.resized = 0
 
     def load(self, path):
-        pixels = torch.from_numpy(read_picture(path)).permute(2, 0, 1).float()  # [3, H, W], 0..255
-        h, w = pixels.shape[1:]
+        pixels = read_picture(path)  # [H, W, 3] uint8
+        h, w = pixels.shape[:2]
         if min(h, w) != self.resize_to:
-            scale = self.resize_to / min(h, w)
-            size = (max(self.resize_to, round(h * scale)), max(self.resize_to, round(w * scale)))
-            mode = "bilinear" if self.interpolation == "bilinear" else "bicubic"
-            pixels = F.interpolate(pixels[None], size=size, mode=mode, align_corners=False)[0].round().clamp(0, 255)
+            # torchvision's Resize(size): the shorter side to resize_to, the longer one truncated in proportion.
+            longer = int(self.resize_to * max(h, w) / min(h, w))
+            new_h, new_w = (longer, self.resize_to) if w <= h else (self.resize_to, longer)
             self.resized += 1
-        return pixels
+            try:
+                from PIL import Image
+                resample = Image.BILINEAR if self.interpolation == "bilinear" else Image.BICUBIC
+                pixels = np.asarray(Image.fromarray(pixels).resize((new_w, new_h), resample), np.uint8)
+            except ImportError:
+                mode = "bilinear" if self.interpolation == "bilinear" else "bicubic"
+                resized = F.interpolate(torch.from_numpy(pixels).permute(2, 0, 1).float()[None], size=(new_h, new_w), mode=mode, align_corners=False)
+                return resized[0].round().clamp(0, 255)
+        return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float()  # [3, H, W], 0..255
 
     def crop(self, pixels, generator=None):
         h, w = pixels.shape[1:]
         if generator is None:
-            x, y, flip = (w - self.size) // 2, (h - self.size) // 2, False
+            x, y, flip = int(round((w - self.size) / 2.0)), int(round((h - self.size) / 2.0)), False  # torchvision's centre crop
         else:
             r = torch.rand(3, generator=generator, dtype=torch.float64)
             x, y, flip = int(r[0] * (w - self.size + 1)), int(r[1] * (h - self.size + 1)), bool(r[2] < 0.5)
