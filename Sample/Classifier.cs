@@ -36,6 +36,9 @@ public sealed class Classifier : IDisposable
     public torch.nn.Module<torch.Tensor, torch.Tensor> Network { get; }
     public IReadOnlyList<string> Classes { get; }
 
+    /// <summary>Where the preprocessing came from, for a checkpoint that does not carry its own (a published entry, or the architecture's defaults); null otherwise.</summary>
+    public string? PreprocessNote { get; init; }
+
     /// <summary><c>fashion-mnist</c> (28×28 grayscale, inverted when light) or a <see cref="Sample.Preprocessing"/>'s text (RGB, resized, centre-cropped).</summary>
     public string Preprocess { get; }
 

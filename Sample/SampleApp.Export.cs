@@ -9,9 +9,9 @@ namespace ResNetGen.Sample;
 // The sample's export: a checkpoint (train's or finetune's) as an ONNX model.
 public sealed partial class SampleApp
 {
-    private int Export(string checkpointPath, string? path, int opset, string? arch = null, string? labels = null, Int8Request? int8 = null)
+    private int Export(string checkpointPath, string? path, int opset, string? arch = null, string? labels = null, Int8Request? int8 = null, string? weights = null)
     {
-        using var classifier = LoadClassifier(checkpointPath, torch.CPU, arch, labels);
+        using var classifier = LoadClassifier(checkpointPath, torch.CPU, arch, labels, weights);
         path ??= Path.ChangeExtension(checkpointPath, int8 is null ? ".onnx" : ".int8.onnx");
         OnnxExport export;
         try

@@ -140,14 +140,30 @@ public sealed partial class SampleApp
     /// metadata), or another's without them (a timm model.safetensors): then its classes are numbered, or named by
     /// <paramref name="labels"/>, and the preprocessing is the architecture's own.
     /// </summary>
-    private static Classifier LoadFineTuned(Architecture arch, string path, IReadOnlyDictionary<string, string> metadata, torch.Device device, string? labels = null)
+    private static Classifier LoadFineTuned(Architecture arch, string path, IReadOnlyDictionary<string, string> metadata, torch.Device device, string? labels = null,
+        string? weights = null)
     {
         var count = ClassCount(arch, path);
         var classes = Classifier.ClassesFrom(metadata) ?? Labels(labels, count)
                       ?? NumberedClasses(count);
         if (classes.Count != count)
             throw new SampleException($"{path} has a classifier of {count} classes, but {(labels is null ? "its metadata names" : labels + " names")} {classes.Count}.");
-        var preprocess = metadata.TryGetValue(Classifier.PreprocessKey, out var p) ? p : arch.Preprocessing.ToString();
+        // A checkpoint finetune wrote carries its preprocessing; another (timm's model.safetensors) takes its published
+        // entry's, by --weights or by its file name, else the architecture's defaults, said in one line.
+        string preprocess;
+        string? note = null;
+        if (metadata.TryGetValue(Classifier.PreprocessKey, out var p))
+        {
+            if (weights is not null)
+                throw new SampleException($"--weights {weights}: {path} carries the preprocessing it was fine-tuned with; drop --weights.");
+            preprocess = p;
+        }
+        else
+        {
+            var (published, source) = PublishedPreprocessing(arch, weights, path);
+            preprocess = published.ToString();
+            note = $"Preprocessing ({source ?? $"{arch.Name}'s defaults"}): {published.Describe()}.";
+        }
         torch.nn.Module<torch.Tensor, torch.Tensor> network;
         try
         {
@@ -157,7 +173,7 @@ public sealed partial class SampleApp
         {
             throw new SampleException($"{path} does not hold {arch.Name} weights ({keys}). Pass the --arch it was made for: {Sample.Architecture.Names}.");
         }
-        return new Classifier(network, classes, preprocess, (to, opset, meta) => arch.Export(network, to, opset, meta));
+        return new Classifier(network, classes, preprocess, (to, opset, meta) => arch.Export(network, to, opset, meta)) { PreprocessNote = note };
     }
 
     /// <summary>

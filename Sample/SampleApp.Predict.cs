@@ -15,7 +15,7 @@ public sealed partial class SampleApp
     private const int EngineThreshold = 10;
 
     private int Predict(torch.Device device, string[] inputs, string checkpointPath, int top, string? onnxModel = null, string? arch = null, string? labels = null,
-        string engine = "auto", long maxPixels = PictureReader.DefaultMaxPixels, Int8Request? int8 = null)
+        string engine = "auto", long maxPixels = PictureReader.DefaultMaxPixels, Int8Request? int8 = null, string? weights = null)
     {
         int8 ??= new Int8Request(null, DefaultCalibrationCount);
         var quantise = engine == "onnxruntime-int8";
@@ -37,6 +37,7 @@ public sealed partial class SampleApp
         IDisposable owner;
         if (onnxModel is not null)
         {
+            if (weights is not null) throw new SampleException("--onnx runs a model with the preprocessing in its metadata: drop --weights (export takes it).");
             var session = OpenOnnx(onnxModel);
             owner = session;
             var metadata = session.ModelMetadata.CustomMetadataMap;
@@ -56,7 +57,7 @@ public sealed partial class SampleApp
         }
         else
         {
-            var classifier = LoadClassifier(checkpointPath, device, arch, labels);
+            var classifier = LoadClassifier(checkpointPath, device, arch, labels, weights);
             (classes, preprocess) = (classifier.Classes, classifier.Preprocess);
             if (engine is "onnxruntime" or "onnxruntime-int8" && device.type != DeviceType.CPU)
             {

@@ -157,7 +157,7 @@ public sealed partial class SampleApp
     /// wrote, told apart by the architecture its metadata names; a checkpoint without that name (timm's or torchvision's
     /// weights as .safetensors) is read as <paramref name="arch"/>, with classes numbered or named by <paramref name="labels"/>.
     /// </summary>
-    private Classifier LoadClassifier(string path, torch.Device device, string? arch = null, string? labels = null)
+    private Classifier LoadClassifier(string path, torch.Device device, string? arch = null, string? labels = null, string? weights = null)
     {
         if (!File.Exists(path)) throw new SampleException($"{path}: no checkpoint there. Train one first (train or finetune), or pass --checkpoint.");
         var metadata = Safetensors.ReadMetadata(path);
@@ -167,15 +167,23 @@ public sealed partial class SampleApp
             var asked = Sample.Architecture.Named(arch);
             if (named is not null && named != asked.ClassName)
                 throw new SampleException($"--arch {arch}: {path} says it holds {named} weights. Leave --arch out for the sample's own checkpoints.");
-            return LoadFineTuned(asked, path, metadata, device, labels);
+            return Noted(LoadFineTuned(asked, path, metadata, device, labels, weights));
         }
         if (named is not null && Sample.Architecture.Find(named) is { } known)
-            return LoadFineTuned(known, path, metadata, device, labels);
+            return Noted(LoadFineTuned(known, path, metadata, device, labels, weights));
+        if (weights is not null)
+            throw new SampleException($"--weights {weights}: {path} is train's Fashion-MNIST network, which has its own preprocessing; drop --weights.");
         var network = LoadNetwork(path, device);
         return new Classifier(network, FashionMnist.Classes, Classifier.FashionMnistPreprocess, (to, opset, meta) =>
         {
             network.FuseForInference();
             return network.ExportOnnx(to, opset, meta);
         });
+
+        Classifier Noted(Classifier classifier)
+        {
+            if (classifier.PreprocessNote is { } note) _console.MarkupLine(Markup.Escape(note));
+            return classifier;
+        }
     }
 }

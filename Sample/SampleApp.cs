@@ -138,9 +138,10 @@ public sealed partial class SampleApp
             Description = "train on the readable pictures when some cannot be read (too large, truncated, not an image); by default finetune lists them and stops before training",
         };
         var predict = new Command("predict", "Classify pictures (PNG or JPEG files, or folders of them) with a checkpoint, or with an exported model on ONNX Runtime (--onnx).")
-            { paths, device, output, checkpoint, top, onnx, predictArch, labels, engine, maxPixels, calibration, calibrationCount };
+            { paths, device, output, checkpoint, top, onnx, predictArch, labels, weightsName, engine, maxPixels, calibration, calibrationCount };
         predict.SetAction(r => Guard(() => Predict(Device(r.GetValue(device)!), r.GetValue(paths)!, CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(top), r.GetValue(onnx),
-            r.GetValue(predictArch), r.GetValue(labels), r.GetValue(engine)!, r.GetValue(maxPixels), new Int8Request(r.GetValue(calibration), r.GetValue(calibrationCount)))));
+            r.GetValue(predictArch), r.GetValue(labels), r.GetValue(engine)!, r.GetValue(maxPixels), new Int8Request(r.GetValue(calibration), r.GetValue(calibrationCount)),
+            r.GetValue(weightsName))));
 
         var evalEngine = new Option<string>("--engine")
         {
@@ -163,7 +164,7 @@ public sealed partial class SampleApp
         var int8 = new Option<bool>("--int8") { Description = "write the int8 engine's quantised graph (QDQ, int8 weights per channel, uint8 activations calibrated on --calibration pictures) instead of the float32 one; ONNX Runtime serves it on its integer kernels" };
         var untrained = new Option<bool>("--untrained") { Description = "with --pytorch and --arch: the architecture untrained (this sample's initialisation), no checkpoint" };
         var export = new Command("export", "Export a checkpoint (train's or finetune's, or timm's or torchvision's with --arch) as an ONNX model with folded batch-norms, for ONNX Runtime, Triton or TensorRT, or as a PyTorch model (--pytorch).")
-            { output, checkpoint, onnxOut, opset, predictArch, labels, pytorch, untrained, int8, calibration, calibrationCount };
+            { output, checkpoint, onnxOut, opset, predictArch, labels, weightsName, pytorch, untrained, int8, calibration, calibrationCount };
         export.SetAction(r => Guard(() =>
         {
             var checkpointPath = CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!);
@@ -172,10 +173,11 @@ public sealed partial class SampleApp
             if (r.GetValue(pytorch) is not { } folder)
             {
                 if (r.GetValue(untrained)) throw new SampleException("--untrained writes a PyTorch model: add --pytorch DIR (and --arch NAME).");
-                return Export(checkpointPath, r.GetValue(onnxOut), r.GetValue(opset), r.GetValue(predictArch), r.GetValue(labels), quantise);
+                return Export(checkpointPath, r.GetValue(onnxOut), r.GetValue(opset), r.GetValue(predictArch), r.GetValue(labels), quantise, r.GetValue(weightsName));
             }
             if (quantise is not null) throw new SampleException("--int8 writes an ONNX model: drop --pytorch, or --int8.");
             if (r.GetValue(onnxOut) is not null) throw new SampleException("--pytorch and --to: give one (a PyTorch folder, or an .onnx file).");
+            if (r.GetValue(weightsName) is not null) throw new SampleException("--weights names the preprocessing of an ONNX export or a prediction; --pytorch writes the checkpoint's own: drop --weights.");
             if (r.GetValue(untrained) && r.GetValue(checkpoint) is not null) throw new SampleException("--untrained and --checkpoint: give one.");
             return ExportPyTorch(checkpointPath, folder, r.GetValue(predictArch), r.GetValue(labels), r.GetValue(untrained));
         }));

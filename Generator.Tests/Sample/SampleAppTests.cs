@@ -127,6 +127,21 @@ public sealed class SampleAppTests : IDisposable
         AssertOneLineError(Run("finetune", "--images", _folder, "--from", fake), fake + ": its SHA-256 begins");
         AssertOneLineError(Run("finetune", "--images", _folder, "--arch", "resnet18", "--weights", "resnet50-11ad3fa6.pth"),
             "resnet50-11ad3fa6.pth holds resnet50's weights, but --arch is resnet18: pass --arch resnet50.");
+
+        // export and predict: a checkpoint without the sample's metadata (timm's model.safetensors) takes --weights' preprocessing.
+        var timm = Path.Combine(_folder, "model.safetensors");
+        using (var network = new ResNetGen.Sample.ResNet18(4)) Safetensors.Save(network, timm);
+        var model = Path.Combine(_folder, "timm.onnx");
+        (code, text) = Run("export", "--checkpoint", timm, "--arch", "resnet18", "--weights", "resnet18.a1_in1k", "--to", model);
+        Assert.True(code == 0, text);
+        Assert.Contains("Preprocessing (resnet18.a1_in1k's own): bicubic resize to 235", System.Text.RegularExpressions.Regex.Replace(text, @"\s+", " "));
+        using (var session = new Microsoft.ML.OnnxRuntime.InferenceSession(model))
+            Assert.Equal(PublishedWeights.Find("resnet18.a1_in1k")!.Preprocessing.ToString(), session.ModelMetadata.CustomMetadataMap[Classifier.PreprocessKey]);
+        (code, text) = Run("predict", picture, "--checkpoint", timm, "--arch", "resnet18");
+        Assert.True(code == 0, text);
+        Assert.Contains("model.safetensors is not a published file the sample knows, so resnet18's defaults", System.Text.RegularExpressions.Regex.Replace(text, @"\s+", " "));
+        AssertOneLineError(Run("predict", picture, "--checkpoint", timm, "--arch", "resnet18", "--weights", "resnet50d.ra2_in1k"),
+            "resnet50d.ra2_in1k holds resnet50d's weights, but --arch is resnet18: pass --arch resnet50d.");
     }
 
     [Fact]
