@@ -7,8 +7,10 @@ namespace ResNetGen.Benchmarks;
 
 internal sealed record Options(IReadOnlyList<string> Cases, int Warmup, int Iterations, bool Memory, string? Probe, int ProbeRuns, int Rounds, string? KernelProbe = null)
 {
-    public static Options? Parse(string[] args)
+    /// <summary>The options, or null where <paramref name="help"/> was shown (exit 0) or an error was (exit 2).</summary>
+    public static Options? Parse(string[] args, out bool help)
     {
+        help = false;
         var cases = Case.Names.ToList();
         int warmup = 1, iterations = 5, probeRuns = 3, rounds = 7;
         var memory = true;
@@ -24,7 +26,7 @@ internal sealed record Options(IReadOnlyList<string> Cases, int Warmup, int Iter
                         Console.WriteLine("""
                             Usage: dotnet run -c Release --project Benchmarks [-- options]
 
-                              --cases A,B,...   run only these cases, or those starting with a prefix (default: all)
+                              --cases A,B,...   run only these cases (family/variant) or whole families (resnet50-infer); default: all
                               --warmup N        warm-up runs per case (default 1)
                               --iterations N    measured runs per case (default 5; the median is reported)
                               --rounds N        interleaved rounds for the ratios to the peer (default 7)
@@ -38,10 +40,12 @@ internal sealed record Options(IReadOnlyList<string> Cases, int Warmup, int Iter
 
                             Cases:
                             """ + "\n  " + string.Join("\n  ", Case.Names));
+                        help = true;
                         return null;
                     case "--cases":
                         var wanted = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-                        cases = Case.Names.Where(n => wanted.Any(w => n == w || n.StartsWith(w, StringComparison.Ordinal))).ToList();
+                        // A case by its whole name, a family (no '/') by its name: resnet50-infer/torchvision is not its -no-scope sibling.
+                        cases = Case.Names.Where(n => wanted.Any(w => n == w || !w.Contains('/') && n.StartsWith(w + "/", StringComparison.Ordinal))).ToList();
                         if (cases.Count == 0) throw new ArgumentException($"no case matches '{string.Join(",", wanted)}'; --help lists the cases");
                         if (!cases.Contains("mm-2048")) cases.Insert(0, "mm-2048"); // the peak every GFLOP/s figure is read against
                         break;

@@ -18,8 +18,8 @@ using TorchSharp;
 // Generated networks against the hand-written TorchSharp idiom, in one run: time with BenchmarkDotNet
 // (in process, so TorchSharp's native library is the one this build prepared), peak memory with one child
 // process per case, and GFLOP/s against torch.mm measured in the same run.
-var options = Options.Parse(args);
-if (options is null) return 2;
+var options = Options.Parse(args, out var help);
+if (options is null) return help ? 0 : 2;
 // Before any convolution: ResNetGen's oneDNN check (the peer runs after it too, so both compute on the same kernels).
 var oneDnn = OneDnn.EnsureChecked();
 if (options.KernelProbe is { } kernelProbe)

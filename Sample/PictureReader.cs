@@ -65,7 +65,7 @@ public static class PictureReader
         var pixels = width * height;
         if (pixels > maxPixels)
             throw new SampleException(
-                $"{path} declares {width}×{height} pixels ({Megapixels(pixels)} megapixels), over the budget of {Megapixels(maxPixels)} megapixels, so it was not decoded. " +
+                $"{path} declares {width}×{height} pixels ({Megapixels(pixels)}), over the budget of {Megapixels(maxPixels)}, so it was not decoded. " +
                 "If you trust the file, raise the budget with --max-pixels");
     }
 
@@ -82,12 +82,16 @@ public static class PictureReader
         return (System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(head.AsSpan(16)), System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(head.AsSpan(20)));
     }
 
-    private static string Megapixels(long pixels) => (pixels / 1e6).ToString(pixels < 10_000_000 ? "0.0" : "0", CultureInfo.InvariantCulture);
+    // 400 megapixels, 1.5 megapixels; below a tenth of a megapixel the count itself (a small --max-pixels is not "0.0 megapixels").
+    private static string Megapixels(long pixels) => pixels >= 100_000
+        ? (pixels / 1e6).ToString(pixels < 10_000_000 ? "0.0" : "0", CultureInfo.InvariantCulture) + " megapixels"
+        : pixels.ToString("N0", CultureInfo.InvariantCulture) + (pixels == 1 ? " pixel" : " pixels");
 
     private static string Describe(SKCodecResult result) => result switch
     {
         SKCodecResult.IncompleteInput => "truncated",
         SKCodecResult.InvalidInput => "invalid data",
+        SKCodecResult.Unimplemented => "its content is neither PNG nor JPEG",
         _ => result.ToString(),
     };
 

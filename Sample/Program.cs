@@ -23,4 +23,7 @@ Console.CancelKeyPress += (_, e) =>
     e.Cancel = true;
     cancel.Cancel();
 };
+// Written to a file or a pipe (a log, CI), lines and tables are not wrapped at 80 columns: a reader there sees whole
+// names and messages. A terminal keeps its own width.
+if (Console.IsOutputRedirected && Environment.GetEnvironmentVariable("COLUMNS") is null) AnsiConsole.Console.Profile.Width = 1000;
 return new SampleApp(AnsiConsole.Console, cancel.Token).Run(args);

@@ -132,7 +132,16 @@ public sealed partial class SampleApp
             throw new SampleException(Sample.Architecture.Find(architecture) is not null && metadata.ContainsKey(Classifier.ClassesKey)
                 ? $"{path} is a fine-tuned {architecture}; eval measures train's {Architecture} on Fashion-MNIST (finetune reports its own validation accuracy each epoch, and predict and export take its checkpoint)."
                 : $"{path} holds weights for {architecture}, not {Architecture}. Pass a checkpoint written by this sample's train command.");
-        return LoadCheckpoint(new ResNet20(), path, device);
+        try
+        {
+            return LoadCheckpoint(new ResNet20(), path, device);
+        }
+        catch (WeightFileException e) when (!metadata.ContainsKey("architecture") && MismatchedKeys(e) is { } keys)
+        {
+            // Not train's network, and no metadata to say whose: the command line's way to say it is --arch.
+            throw new SampleException($"{path} does not hold train's {Architecture} weights ({keys}), and names no architecture in its metadata. "
+                                      + $"For another network's weights (timm's model.safetensors, say), predict and export take --arch NAME: {Sample.Architecture.Names}.");
+        }
     }
 
     /// <summary>Loads the safetensors checkpoint at <paramref name="path"/> into <paramref name="network"/> (disposed if that fails), on <paramref name="device"/>, in eval mode.</summary>

@@ -61,7 +61,10 @@ public sealed partial class SampleApp
         var arch = new Option<string>("--arch") { Description = $"the network: {Sample.Architecture.Names}", DefaultValueFactory = _ => "resnet18" };
         var predictArch = new Option<string?>("--arch") { Description = $"read a checkpoint without the sample's metadata (timm's or torchvision's weights as .safetensors) as this network: {Sample.Architecture.Names}" };
         var labels = new Option<string?>("--labels") { Description = "class names for such a checkpoint, one a line (default: class 0, class 1, …)" };
-        var trainableStages = new Option<int>("--trainable-stages") { Description = "stages that keep training besides the classifier: 0 (the classifier only) to 4, or 5 for every layer", DefaultValueFactory = _ => 1 };
+        var trainableStages = new Option<int?>("--trainable-stages")
+        {
+            Description = "stages that keep training besides the classifier: 0 (the classifier only) to 4, or 5 for every layer (default: 1 after --from; 5 from random initialisation, where a frozen stage would stay random)",
+        };
         var size = new Option<int?>("--size") { Description = "side of the square the network sees, in pixels (default: the weights' own; 224)" };
         var weightsName = new Option<string?>("--weights")
         {
@@ -87,7 +90,7 @@ public sealed partial class SampleApp
         foreach (var option in new[] { epochs, batchSize, top, fineTuneEpochs, fineTuneBatch, trainPerClass, valPerClass })
             Check(option, v => v > 0, "must be a positive whole number");
         Check(device, v => v.ToLowerInvariant() is "cpu" or "cuda", "unknown device; use cpu or cuda");
-        Check(trainableStages, v => v is >= 0 and <= 5, "must be 0 to 5 (the sample's networks have four stages; 5 trains the stem too)");
+        Check(trainableStages, v => v is null or (>= 0 and <= 5), "must be 0 to 5 (the sample's networks have four stages; 5 trains the stem too)");
         Check(arch, v => Sample.Architecture.Find(v) is not null, $"not a network of this sample; use one of: {Sample.Architecture.Names}");
         Check(predictArch, v => v is null || Sample.Architecture.Find(v) is not null, $"not a network of this sample; use one of: {Sample.Architecture.Names}");
         Check(cropPct, v => v is null or > 0.3 and <= 1, "must be above 0.3 and at most 1 (torchvision's and timm's 0.875)");
@@ -196,7 +199,11 @@ public sealed partial class SampleApp
                 Mean = r.GetValue(mean) is { } m ? Triple(m)! : baseline.Mean,
                 Std = r.GetValue(std) is { } sd ? Triple(sd)! : baseline.Std,
             };
-            return FineTune(Device(r.GetValue(device)!), new FineTuneRequest(r.GetValue(images)!, r.GetValue(from), network, r.GetValue(trainableStages), preprocessing,
+            // A missing --from is told before any picture is decoded.
+            if (r.GetValue(from) is { } fromPath && !File.Exists(fromPath))
+                throw new SampleException($"--from {fromPath}: no such file. --from needs {network.Name} weights: {network.Weights}, or a .safetensors written by finetune --arch {network.Name}.");
+            var stages = r.GetValue(trainableStages) ?? (r.GetValue(from) is null ? 5 : 1);
+            return FineTune(Device(r.GetValue(device)!), new FineTuneRequest(r.GetValue(images)!, r.GetValue(from), network, stages, preprocessing,
                 new TrainSettings(r.GetValue(fineTuneEpochs), r.GetValue(fineTuneBatch), r.GetValue(fineTuneLr), 1e-4, r.GetValue(seed), null, null,
                     Precisions[r.GetValue(precision)!]), r.GetValue(output)!,
                 r.GetValue(maxPixels), r.GetValue(skipUnreadable), source));

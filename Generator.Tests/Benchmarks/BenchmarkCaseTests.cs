@@ -84,6 +84,20 @@ public class BenchmarkCaseTests
         generatedGrad.Dispose();
     }
 
+    [Fact]
+    public void Cases_are_chosen_by_whole_name_or_family_and_help_is_not_an_error()
+    {
+        Assert.Null(Options.Parse(new[] { "--help" }, out var help));
+        Assert.True(help);
+        Assert.Equal(new[] { "mm-2048", "resnet50-infer/torchvision" }, Options.Parse(new[] { "--cases", "resnet50-infer/torchvision" }, out _)!.Cases);
+        var family = Options.Parse(new[] { "--cases", "resnet50-infer" }, out _)!.Cases;
+        Assert.Contains("resnet50-infer/torchvision-no-scope", family);
+        Assert.Contains("resnet50-infer/engine-int8", family);
+        Assert.DoesNotContain(family, c => c.StartsWith("resnet50-infer-b1/", System.StringComparison.Ordinal));
+        Assert.Null(Options.Parse(new[] { "--cases", "resnet50-inf" }, out help)); // no longer a prefix of anything
+        Assert.False(help);
+    }
+
     public static IEnumerable<object[]> Names() => Case.Names.Select(n => new object[] { n });
 
     [Theory]

@@ -164,6 +164,23 @@ public sealed class ExportPyTorchTests : IDisposable
         Assert.Contains("needs train/<class>/ and val/<class>/ folders", Refusal(true, "1", images.Append("--device").Append("cpu").ToArray()));
     }
 
+    /// <summary>The README's Python snippet for PyTorchSource and Safetensors.Save, run as printed, beside the files it names.</summary>
+    [Fact]
+    public void The_readmes_python_snippet_runs_as_printed()
+    {
+        var readme = Repository.Readme();
+        var start = readme.IndexOf("File.WriteAllText(\"model.py\", ResNet20.PyTorchSource);", StringComparison.Ordinal);
+        Assert.True(start >= 0, "the README's PyTorchSource example is gone");
+        var block = readme.IndexOf("```python\n", start, StringComparison.Ordinal) + "```python\n".Length;
+        var snippet = readme[block..readme.IndexOf("```", block, StringComparison.Ordinal)];
+        File.WriteAllText(Path.Combine(_folder, "model.py"), ResNetGen.Sample.ResNet20.PyTorchSource);
+        using (var net = new ResNetGen.Sample.ResNet20()) Safetensors.Save(net, Path.Combine(_folder, "weights.safetensors"));
+        File.Copy(Path.Combine(Repository.Root(), "Sample", "PyTorch", "safetensors_io.py"), Path.Combine(_folder, "safetensors_io.py"));
+        var script = Path.Combine(_folder, "snippet.py");
+        File.WriteAllText(script, $"import sys; sys.path.insert(0, {Py(_folder)})\n" + snippet + "print('loaded', sum(p.numel() for p in net.parameters()))\n");
+        Assert.Contains($"loaded {ResNetGen.Sample.ResNet20.ParameterCount}", Twins.RunPython(_folder, script));
+    }
+
     [Fact]
     public void Train_ddp_prepares_pictures_byte_for_byte_as_the_sample_does()
     {

@@ -99,3 +99,21 @@ for name, width, height, mode in PICTURES:
 with open(os.path.join(HERE, "cases.json"), "w") as f:
     json.dump(cases, f, indent=1)
 print(len(cases), "cases")
+
+# Every entry of the sample's catalogue as torchvision's Weights.transforms() and timm's pretrained_cfg give it.
+catalogue = []
+for enum in [R.ResNet18_Weights, R.ResNet34_Weights, R.ResNet50_Weights, R.ResNet101_Weights, R.ResNet152_Weights, R.ResNeXt50_32X4D_Weights,
+             R.ResNeXt101_32X8D_Weights, R.ResNeXt101_64X4D_Weights, R.Wide_ResNet50_2_Weights, R.Wide_ResNet101_2_Weights]:
+    for w in enum:
+        t = w.transforms()
+        catalogue.append({"name": w.url.split("/")[-1], "size": t.crop_size[0], "resize": t.resize_size[0], "interpolation": t.interpolation.value,
+                          "mean": t.mean, "std": t.std, "top1": w.meta["_metrics"]["ImageNet-1K"]["acc@1"]})
+for tag in ["resnet18.a1_in1k", "resnet18.tv_in1k", "resnet50.a1_in1k", "resnet50.a1h_in1k", "resnet50.tv_in1k", "resnet50.tv2_in1k", "resnet50d.ra2_in1k",
+            "seresnext50_32x4d.racm_in1k", "resnetv2_50x1_bit.goog_in21k_ft_in1k", "resnetv2_50x1_bit.goog_in21k"]:
+    cfg = timm.models.get_pretrained_cfg(tag).to_dict()
+    size = cfg["input_size"][1]
+    catalogue.append({"name": tag, "size": size, "resize": math.floor(size / cfg["crop_pct"]), "interpolation": cfg["interpolation"],
+                      "mean": list(cfg["mean"]), "std": list(cfg["std"]), "top1": None})
+with open(os.path.join(HERE, "catalogue.json"), "w") as f:
+    json.dump(catalogue, f, indent=1)
+print(len(catalogue), "catalogue entries")

@@ -229,7 +229,7 @@ public sealed class FineTuneCommandTests : IDisposable
         var (code, text) = FineTune(images, null, Output, "--arch", "seresnext50_32x4d", "--epochs", "1", "--crop-pct", "1", "--interpolation", "bilinear",
             "--mean", "0.5/0.5/0.5", "--std", "0.5,0.5,0.5");
         Assert.True(code == 0, text);
-        Assert.Contains("SeResNeXt50_32x4d from random initialisation", text);
+        Assert.Contains("SeResNeXt50_32x4d from random initialisation (no --from); training every layer", text); // nothing loaded: no stage stays random and frozen
         Assert.Contains("Preprocessing: bilinear resize to 32, 32×32 crop (crop fraction 1), mean 0.5/0.5/0.5, std 0.5/0.5/0.5.", text);
         Assert.Equal("resize-crop:size=32,crop_pct=1,interpolation=bilinear,mean=0.5/0.5/0.5,std=0.5/0.5/0.5",
             Safetensors.ReadMetadata(Path.Combine(Output, SampleApp.FineTunedCheckpointFor("seresnext50_32x4d")))["preprocess"]);
@@ -328,6 +328,8 @@ public sealed class FineTuneCommandTests : IDisposable
 
         var none = Path.Combine(_folder, "none.pth");
         AssertOneLineError(FineTune(images, none, Output), $"--from {none}: no such file");
+        // Told before the pictures are even looked at: with no picture folder either, the missing --from is what is said.
+        AssertOneLineError(FineTune(Path.Combine(_folder, "no-pictures"), none, Output), $"--from {none}: no such file");
         Assert.False(Directory.Exists(Output));
     }
 

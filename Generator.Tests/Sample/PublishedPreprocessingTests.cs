@@ -63,4 +63,32 @@ public sealed class PublishedPreprocessingTests(ITestOutputHelper output)
             Assert.True(mean <= 0.005, $"{picture} as {weights}: mean difference {mean:0.####} normalised (bound 0.005)");
         }
     }
+
+    /// <summary>
+    /// Every catalogue entry against torchvision's <c>Weights.transforms()</c> and timm's <c>pretrained_cfg</c> as the
+    /// reference script read them (Reference/preprocess/catalogue.json): the same names, sizes, resize, interpolation,
+    /// mean and std, and torchvision's published accuracy.
+    /// </summary>
+    [Fact]
+    public void The_catalogue_is_torchvisions_and_timms_own()
+    {
+        using var catalogue = JsonDocument.Parse(File.ReadAllText(Path.Combine(Folder, "catalogue.json")));
+        var names = catalogue.RootElement.EnumerateArray().Select(e => e.GetProperty("name").GetString()!).ToList();
+        Assert.Equal(names.OrderBy(n => n, StringComparer.Ordinal), PublishedWeights.All.Select(w => w.Name).OrderBy(n => n, StringComparer.Ordinal));
+        foreach (var e in catalogue.RootElement.EnumerateArray())
+        {
+            var entry = PublishedWeights.Find(e.GetProperty("name").GetString()!)!;
+            var p = entry.Preprocessing;
+            var what = entry.Name;
+            Assert.True(p.Problem() is null, $"{what}: {p.Problem()}");
+            Assert.Equal(e.GetProperty("size").GetInt32(), p.Size);
+            Assert.Equal(e.GetProperty("resize").GetInt32(), p.ResizeTo);
+            Assert.Equal(e.GetProperty("interpolation").GetString(), p.Interpolation);
+            Assert.Equal(e.GetProperty("mean").EnumerateArray().Select(v => (float)v.GetDouble()), p.Mean);
+            Assert.Equal(e.GetProperty("std").EnumerateArray().Select(v => (float)v.GetDouble()), p.Std);
+            if (e.GetProperty("top1").ValueKind == JsonValueKind.Number) Assert.Equal(e.GetProperty("top1").GetDouble(), entry.Top1);
+            // Its text round-trips through a checkpoint's metadata.
+            Assert.Equal(p.ToString(), Preprocessing.Parse(p.ToString())!.ToString());
+        }
+    }
 }

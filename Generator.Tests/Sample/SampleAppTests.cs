@@ -113,6 +113,11 @@ public sealed class SampleAppTests : IDisposable
         Assert.Equal("resnet50-11ad3fa6.pth", Safetensors.ReadMetadata(file)["weights"]);
         foreach (var t in written.Values) t.Dispose();
 
+        // As a log reads it (output redirected, the program in its own process): the long line is one line, not wrapped at 80 columns.
+        var redirected = RunProgram(new (string, string?)[] { ("COLUMNS", null) }, "preprocess", picture, "--weights", "resnet50-11ad3fa6.pth", "--out", file);
+        Assert.True(redirected.ExitCode == 0, redirected.Output + redirected.Error);
+        Assert.Contains(redirected.Output.Split('\n'), l => l.StartsWith("Wrote ", StringComparison.Ordinal) && l.TrimEnd().EndsWith("std 0.229/0.224/0.225.", StringComparison.Ordinal) && l.Length > 120);
+
         // A timm tag: its own crop fraction and interpolation (235 = floor(224 / 0.95), bicubic).
         (code, text) = Run("preprocess", picture, "--weights", "resnet50.a1_in1k", "--out", file);
         Assert.True(code == 0, text);
@@ -120,6 +125,12 @@ public sealed class SampleAppTests : IDisposable
 
         AssertOneLineError(Run("preprocess", picture, "--weights", "resnet51-00000000.pth", "--out", file), "--weights resnet51-00000000.pth: not a published weight file the sample knows");
         AssertOneLineError(Run("preprocess", Path.Combine(_folder, "none.png"), "--weights", "resnet50.a1_in1k", "--out", file), Path.Combine(_folder, "none.png") + ": no such file");
+        var text_png = Path.Combine(_folder, "notes.png");
+        File.WriteAllText(text_png, "not a picture at all");
+        AssertOneLineError(Run("preprocess", text_png, "--weights", "resnet50.a1_in1k", "--out", file), text_png + " is not a PNG or JPEG picture that can be decoded (its content is neither PNG nor JPEG)");
+        // A small budget is said in pixels, not as "0.0 megapixels".
+        AssertOneLineError(Run("preprocess", picture, "--weights", "resnet50.a1_in1k", "--out", file, "--max-pixels", "1000"),
+            picture + " declares 300×200 pixels (60,000 pixels), over the budget of 1,000 pixels, so it was not decoded.");
 
         // finetune: the entry named by --from's file name (hash checked) or --weights, matched against --arch.
         var fake = Path.Combine(_folder, "resnet18-f37072fd.pth");
@@ -140,6 +151,8 @@ public sealed class SampleAppTests : IDisposable
         (code, text) = Run("predict", picture, "--checkpoint", timm, "--arch", "resnet18");
         Assert.True(code == 0, text);
         Assert.Contains("model.safetensors is not a published file the sample knows, so resnet18's defaults", System.Text.RegularExpressions.Regex.Replace(text, @"\s+", " "));
+        AssertOneLineError(Run("predict", picture, "--checkpoint", timm), timm + " does not hold train's ResNet20 weights (");
+        Assert.Contains("predict and export take --arch NAME: resnet18, resnet50", Run("predict", picture, "--checkpoint", timm).Text);
         AssertOneLineError(Run("predict", picture, "--checkpoint", timm, "--arch", "resnet18", "--weights", "resnet50d.ra2_in1k"),
             "resnet50d.ra2_in1k holds resnet50d's weights, but --arch is resnet18: pass --arch resnet50d.");
     }
@@ -404,8 +417,8 @@ public sealed class SampleAppTests : IDisposable
         var anonymous = Path.Combine(Output, "other.safetensors");
         using (var other = new Weights.TinyResNet()) Safetensors.Save(other, anonymous);
         (code, text) = Run("eval", "--checkpoint", anonymous, "--data", TinyData());
-        AssertOneLineError(code, text, anonymous + ": ");
-        Assert.Contains("the file does not match the model", text);
+        AssertOneLineError(code, text, anonymous + " does not hold train's ResNet20 weights (missing keys");
+        Assert.Contains("names no architecture in its metadata. For another network's weights (timm's model.safetensors, say), predict and export take --arch NAME", text);
 
         (code, text) = Run("eval", "--checkpoint", Path.Combine(Output, "none.safetensors"));
         AssertOneLineError(code, text, Path.Combine(Output, "none.safetensors") + ": no checkpoint there");
