@@ -29,9 +29,10 @@ public class CodeFixTests
             FixedCode = Header + fixedSource;
             CodeActionEquivalenceKey = key;
             NumberOfFixAllIterations = iterations;
-            // The generator's own files differ before and after a fix (none while the attribute is wrong); they are not the subject here.
+            // The generator's own files differ before and after a fix (none while the attribute is wrong); they are not the subject here,
+            // but they must compile.
             TestBehaviors = TestBehaviors.SkipGeneratedSourcesCheck;
-            CompilerDiagnostics = CompilerDiagnostics.None;
+            CompilerDiagnostics = CompilerDiagnostics.Errors; // the source before and after a fix must compile, the generated network with it
         }
 
         protected override IEnumerable<Type> GetSourceGenerators() => new[] { typeof(ResNetGenerator) };
@@ -142,6 +143,24 @@ public class CodeFixTests
         "[ResNet(Block.Bottleneck, 3, 4, 6, 3, {|RNG0014:StemWidth = 32|})]\npublic partial class Net { }\n",
         "[ResNet(Block.Bottleneck, 3, 4, 6, 3)]\npublic partial class Net { }\n",
         "RNG0014.remove");
+
+    [Fact]
+    public Task RNG0014_replaces_an_existing_stem_argument() => Fix<AttributeArgumentFix>(
+        "[ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.ImageNet, {|RNG0014:StemWidth = 32|})]\npublic partial class Net { }\n",
+        "[ResNet(Block.Bottleneck, 3, 4, 6, 3, Stem = Stem.Deep, StemWidth = 32)]\npublic partial class Net { }\n",
+        "RNG0014.deep-stem");
+
+    [Fact]
+    public Task RNG0011_removes_a_base_class_and_keeps_the_interfaces() => Fix<MemberFix>(
+        "public class Base { }\n[ResNet(Block.Basic, 2, 2, 2, 2)]\npublic partial class Net : {|RNG0011:Base|}, System.IComparable\n{\n    public int CompareTo(object? other) => 0;\n}\n",
+        "public class Base { }\n[ResNet(Block.Basic, 2, 2, 2, 2)]\npublic partial class Net : System.IComparable\n{\n    public int CompareTo(object? other) => 0;\n}\n",
+        "RNG0011.remove");
+
+    [Fact]
+    public Task RNG0011_removes_one_variable_of_a_field_declaration() => Fix<MemberFix>(
+        "[ResNet(Block.Basic, 2, 2, 2, 2)]\npublic partial class Net\n{\n    public int {|RNG0011:Summary|}, Size;\n}\n",
+        "[ResNet(Block.Basic, 2, 2, 2, 2)]\npublic partial class Net\n{\n    public int Size;\n}\n",
+        "RNG0011.remove");
 
     [Fact]
     public void The_fixes_name_the_generators_ids()
