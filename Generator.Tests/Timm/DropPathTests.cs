@@ -112,17 +112,69 @@ public sealed class DropPathTests : IDisposable
             Tolerance.AssertClose(expected, folded, "resnet50d with drop path, folded");
     }
 
-    [Fact]
-    public void A_training_step_with_drop_path_is_finite_and_differs_from_eval()
+    public static TheoryData<string> RealNetworks() => new() { "resnet50d (avg-down shortcuts)", "bottleneck (projection shortcuts)", "resnet18d (basic blocks)" };
+
+    private static torch.nn.Module<torch.Tensor, torch.Tensor> Real(string name) => name.Split(' ')[0] switch
     {
-        using var network = new ResNet18dDropPath();
+        "resnet50d" => new ResNet50dDropPath(),
+        "bottleneck" => new BottleneckDropPath(),
+        _ => new ResNet18dDropPath(),
+    };
+
+    /// <summary>
+    /// On real networks in training: drop path is the only randomness of a train-mode forward (two seeds give different
+    /// outputs, one seed the same twice; the same network without drop path gives one output for both seeds), and a
+    /// training step gives every parameter a finite gradient.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(RealNetworks))]
+    public void A_training_step_with_drop_path_draws_per_seed_and_every_parameter_gets_a_finite_gradient(string name)
+    {
+        using var network = Real(name);
+        DeterministicWeights.Apply(network);
         network.train();
+        using var input = DeterministicWeights.Input(4, 3, 64, 64);
+        torch.Tensor Forward(long seed)
+        {
+            torch.manual_seed(seed);
+            using var noGrad = torch.no_grad();
+            return network.call(input);
+        }
+        using (var a = Forward(1))
+        using (var b = Forward(2))
+        using (var again = Forward(1))
+        {
+            Assert.Equal(a.data<float>().ToArray(), again.data<float>().ToArray());
+            Assert.False(a.allclose(b, 1e-4, 1e-4), $"{name}: two seeds gave the same train-mode output: nothing was dropped");
+        }
+        if (name.StartsWith("resnet50d", StringComparison.Ordinal))
+        {
+            using var plain = new ResNet50d();
+            DeterministicWeights.Apply(plain);
+            plain.train();
+            using var noGrad = torch.no_grad();
+            torch.manual_seed(1);
+            using var x = plain.call(input);
+            torch.manual_seed(2);
+            using var y = plain.call(input);
+            Assert.Equal(x.data<float>().ToArray(), y.data<float>().ToArray()); // without drop path the seed changes nothing
+        }
+
         torch.manual_seed(5);
-        using var input = torch.randn(4, 3, 64, 64);
         using var output = network.call(input);
         using var loss = output.square().mean();
         loss.backward();
         Assert.True(output.isfinite().all().item<bool>());
-        Assert.True(network.parameters().All(p => p.grad is null || p.grad.isfinite().all().item<bool>()));
+        var parameters = network.named_parameters().ToList();
+        Assert.NotEmpty(parameters);
+        foreach (var (key, parameter) in parameters)
+        {
+            Assert.True(parameter.grad is not null, $"{name}: {key} got no gradient");
+            Assert.True(parameter.grad!.isfinite().all().item<bool>(), $"{name}: {key} has a non-finite gradient");
+        }
     }
 }
+
+/// <summary>Bottleneck blocks with projection shortcuts (torchvision's layout) and drop path, small.</summary>
+[ResNet(Block.Bottleneck, 1, 2, 1, 1, BaseWidth = 16, DropPath = 0.2, NumClasses = 5, InputSize = 64)]
+public partial class BottleneckDropPath { }
