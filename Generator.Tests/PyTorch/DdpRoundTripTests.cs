@@ -59,7 +59,7 @@ public sealed class DdpRoundTripTests : IDisposable
         // In a process of its own: finetune seeds libtorch's global generator, which tests running in parallel here would
         // draw from too, so the starting weights (and the loss curve below) would change from run to run.
         var limit = TimeSpan.FromMinutes(5);
-        var finetune = ChildProcess.Run(SampleRunner.Program(new[] { "finetune", "--images", pictures, "--arch", "resnet18", "--epochs", "1", "--size", "32",
+        var finetune = ChildProcess.Run(SampleRunner.Program(new[] { "finetune", "--images", pictures, "--arch", "resnet18", "--epochs", "1", "--size", "32", "--trainable-stages", "1",
             "--crop-pct", "1", "--interpolation", "bilinear", "--batch-size", "8", "--output", runs }), limit);
         Assert.True(finetune.ExitCode == 0 && !finetune.TimedOut, $"finetune: {finetune.Describe(limit)}:\n{finetune.Output}\n{finetune.Error}");
         var export = Path.Combine(_folder, "to-pytorch");
