@@ -83,6 +83,11 @@ public sealed record OnnxRuntimeOptions
 /// result to float16: on a CPU faster and closer than float16 arithmetic). A network converted to float64 (or bfloat16)
 /// is served in float32. <see cref="Dtype"/> says which.
 /// </para>
+/// <para>
+/// Made with <see cref="OnnxRuntimeOptions.Int8Calibration"/>, it serves the same graph statically quantised (QDQ: uint8
+/// activations calibrated on those batches, int8 weights per output channel) on ONNX Runtime's integer kernels, float32
+/// in and out; <see cref="Quantization"/> says how, and a weight change after quantising is refused.
+/// </para>
 /// </summary>
 public sealed class OnnxRuntimeEngine : IDisposable
 {
@@ -478,7 +483,8 @@ public sealed class OnnxRuntimeEngine : IDisposable
         LastBuildTime = clock.Elapsed;
     }
 
-    // Calibrates the float32 graph on the options' batches and quantises it; the int8 model's bytes are kept for ExportOnnx.
+    // Calibrates the float32 graph on the options' batches and quantises it; the plan and ranges are kept, so that ExportOnnx
+    // and OptimizedOps can make the same graph again.
     private OnnxModel BuildInt8(OnnxGraphBuilder builder, Stopwatch clock)
     {
         var layout = builder.PlanInt8();
