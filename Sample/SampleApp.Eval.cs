@@ -10,11 +10,11 @@ namespace ResNetGen.Sample;
 public sealed partial class SampleApp
 {
     /// <summary>How eval computes: the engine, and for the int8 engine its calibration.</summary>
-    private sealed record EvalEngine(string Engine, string? Images, Int8Request Int8, CalibrationMethod Method, double Percentile);
+    private sealed record EvalEngine(string Engine, string? Images, Int8Request Int8);
 
     private int Eval(torch.Device device, string? dataFolder, string checkpointPath, long? limit, EvalEngine? how = null)
     {
-        how ??= new EvalEngine("torchsharp", null, new Int8Request(null, DefaultCalibrationCount), CalibrationMethod.Percentile, 99.999);
+        how ??= new EvalEngine("torchsharp", null, new Int8Request(null, DefaultCalibrationCount));
         if (how.Engine == "torchsharp" && how.Images is null)
         {
             using var resnet20 = LoadNetwork(checkpointPath, device);
@@ -65,21 +65,11 @@ public sealed partial class SampleApp
             }
             if (how.Engine == "onnxruntime-int8")
             {
-                var calibrationFolder = how.Int8.Folder ?? (how.Images is null ? null : System.IO.Path.Combine(how.Images, "train"));
-                var (batches, source) = CalibrationBatches(classifier, calibrationFolder, how.Int8.Count, PictureReader.DefaultMaxPixels, dataFolder);
-                try
-                {
-                    var clock = System.Diagnostics.Stopwatch.StartNew();
-                    var int8 = network.ToOnnxRuntime(new OnnxRuntimeOptions { Int8Calibration = batches, Int8Method = how.Method, Int8Percentile = how.Percentile });
-                    disposables.Add(int8);
-                    engines.Add(("int8 engine", int8.forward));
-                    _console.MarkupLine(Markup.Escape(FormattableString.Invariant(
-                        $"Quantised to int8 in {clock.Elapsed.TotalSeconds:0.0} s from {source}, {(how.Method == CalibrationMethod.MinMax ? "min-max" : $"percentile {how.Percentile}%")} ranges.")));
-                }
-                finally
-                {
-                    foreach (var b in batches) b.Dispose();
-                }
+                // A fine-tuned checkpoint calibrates on its folder's training pictures unless told otherwise.
+                var request = how.Images is not null && how.Int8.Folder is null ? how.Int8 with { Folder = System.IO.Path.Combine(how.Images, "train") } : how.Int8;
+                var int8 = Int8Engine(classifier, request, PictureReader.DefaultMaxPixels, dataFolder);
+                disposables.Add(int8);
+                engines.Add(("int8 engine", int8.forward));
             }
 
             // One pass over the test pictures, every engine on each batch.

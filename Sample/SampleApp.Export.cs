@@ -20,17 +20,8 @@ public sealed partial class SampleApp
             else
             {
                 if (opset < 13) throw new SampleException($"--int8 needs --opset 13 or later (per-channel DequantizeLinear), not {opset}.");
-                var (batches, source) = CalibrationBatches(classifier, int8.Folder, int8.Count, PictureReader.DefaultMaxPixels, null);
-                OnnxRuntimeEngine engine;
-                try
-                {
-                    engine = Int8Engine(Sample.Architecture.Generated(classifier.Network), batches, source, opset);
-                }
-                finally
-                {
-                    foreach (var batch in batches) batch.Dispose();
-                }
-                using (engine) export = engine.ExportOnnx(path, Classifier.Metadata(classifier.Classes, classifier.Preprocess));
+                using var engine = Int8Engine(classifier, int8, PictureReader.DefaultMaxPixels, opset: opset);
+                export = engine.ExportOnnx(path, Classifier.Metadata(classifier.Classes, classifier.Preprocess));
             }
         }
         catch (ArgumentOutOfRangeException e)

@@ -89,22 +89,34 @@ public sealed partial class SampleApp
         }
     }
 
-    /// <summary>Builds <paramref name="network"/>'s int8 engine from <paramref name="batches"/>, with a progress line while it calibrates.</summary>
-    private OnnxRuntimeEngine Int8Engine(IResNet network, IReadOnlyList<torch.Tensor> batches, string source, int opset = DefaultOpset)
+    /// <summary>
+    /// <paramref name="classifier"/>'s int8 engine, calibrated on the pictures <paramref name="request"/> names (see
+    /// <see cref="CalibrationBatches"/>), with a progress line while it calibrates and one line saying what it did.
+    /// </summary>
+    private OnnxRuntimeEngine Int8Engine(Classifier classifier, Int8Request request, long maxPixels, string? data = null, int opset = DefaultOpset)
     {
-        var total = batches.Sum(b => b.shape[0]);
+        var (batches, source) = CalibrationBatches(classifier, request.Folder, request.Count, maxPixels, data);
         var clock = Stopwatch.StartNew();
         OnnxRuntimeEngine engine = null!;
-        _console.Progress().AutoClear(true).Start(context =>
+        try
         {
-            var task = context.AddTask("calibrating int8", maxValue: total);
-            engine = network.ToOnnxRuntime(new OnnxRuntimeOptions
+            _console.Progress().AutoClear(true).Start(context =>
             {
-                Int8Calibration = batches,
-                Opset = opset,
-                Int8Progress = new Reporter(done => task.Value = done),
+                var task = context.AddTask("calibrating int8", maxValue: batches.Sum(b => b.shape[0]));
+                engine = Sample.Architecture.Generated(classifier.Network).ToOnnxRuntime(new OnnxRuntimeOptions
+                {
+                    Int8Calibration = batches,
+                    Int8Method = request.Method,
+                    Int8Percentile = request.Percentile,
+                    Opset = opset,
+                    Int8Progress = new Reporter(done => task.Value = done),
+                });
             });
-        });
+        }
+        finally
+        {
+            foreach (var batch in batches) batch.Dispose();
+        }
         var q = engine.Quantization!;
         var method = q.Method == CalibrationMethod.Percentile ? FormattableString.Invariant($"percentile ({q.Percentile}%)") : "min-max";
         var reduced = q.ReducedRange ? "; weights within ±63 (this CPU has no VNNI)" : "";

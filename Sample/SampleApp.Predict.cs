@@ -72,15 +72,7 @@ public sealed partial class SampleApp
             {
                 try
                 {
-                    var (batches, source) = CalibrationBatches(classifier, int8.Folder, int8.Count, maxPixels, null);
-                    try
-                    {
-                        served = Int8Engine(Sample.Architecture.Generated(classifier.Network), batches, source);
-                    }
-                    finally
-                    {
-                        foreach (var batch in batches) batch.Dispose();
-                    }
+                    served = Int8Engine(classifier, int8, maxPixels);
                 }
                 catch
                 {
@@ -164,8 +156,11 @@ public sealed partial class SampleApp
         return _cancel.IsCancellationRequested ? 130 : 0;
     }
 
-    /// <summary>An int8 engine's calibration pictures: a folder (null: the checkpoint's own data where it has some) and how many at most.</summary>
-    private sealed record Int8Request(string? Folder, int Count);
+    /// <summary>
+    /// An int8 engine's calibration: a folder of pictures (null: the checkpoint's own data where it has some), how many at
+    /// most, and how ranges are chosen.
+    /// </summary>
+    private sealed record Int8Request(string? Folder, int Count, CalibrationMethod Method = CalibrationMethod.Percentile, double Percentile = 99.999);
 
     /// <summary>Disposes several things in order: an engine before its network.</summary>
     private sealed class Owners(params IDisposable[] owned) : IDisposable

@@ -160,8 +160,8 @@ public sealed partial class SampleApp
         var eval = new Command("eval", "Evaluate a checkpoint on the Fashion-MNIST test set (or a fine-tuned one on --images DIR/val), per class; with --engine onnxruntime-int8, what int8 costs.")
             { device, data, output, checkpoint, evalLimit, evalEngine, evalImages, calibration, calibrationCount, calibrationMethod, percentile };
         eval.SetAction(r => Guard(() => Eval(Device(r.GetValue(device)!), r.GetValue(data), CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(evalLimit),
-            new EvalEngine(r.GetValue(evalEngine)!, r.GetValue(evalImages), new Int8Request(r.GetValue(calibration), r.GetValue(calibrationCount)),
-                r.GetValue(calibrationMethod) == "minmax" ? CalibrationMethod.MinMax : CalibrationMethod.Percentile, r.GetValue(percentile)))));
+            new EvalEngine(r.GetValue(evalEngine)!, r.GetValue(evalImages), new Int8Request(r.GetValue(calibration), r.GetValue(calibrationCount),
+                r.GetValue(calibrationMethod) == "minmax" ? CalibrationMethod.MinMax : CalibrationMethod.Percentile, r.GetValue(percentile))))));
 
         var pytorch = new Option<string?>("--pytorch") { Description = "instead of ONNX, write a PyTorch model into this folder: model.py (the network's PyTorch twin), weights.safetensors, safetensors_io.py and checkpoint.py (torch and numpy only)" };
         var int8 = new Option<bool>("--int8") { Description = "write the int8 engine's quantised graph (QDQ, int8 weights per channel, uint8 activations calibrated on --calibration pictures) instead of the float32 one; ONNX Runtime serves it on its integer kernels" };

@@ -31,8 +31,7 @@ public sealed class Int8EngineTests : IDisposable
     }
 
     /// <summary>Reproducible pictures in [−1, 1): <paramref name="key"/> picks the stream.</summary>
-    private static torch.Tensor Pictures(string key, long n, long channels, long size) =>
-        torch.tensor(DeterministicWeights.Uniform(key, n * channels * size * size).Select(v => (float)v).ToArray(), new[] { n, channels, size, size });
+    private static torch.Tensor Pictures(string key, long n, long channels, long size) => DeterministicWeights.Input(key, n, channels, size, size);
 
     private static List<torch.Tensor> Calibration(long channels, long size, int batches = 4, long perBatch = 8) =>
         Enumerable.Range(0, batches).Select(i => Pictures("calibration" + i, perBatch, channels, size)).ToList();

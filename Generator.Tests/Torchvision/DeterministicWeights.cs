@@ -60,11 +60,11 @@ public static class DeterministicWeights
     }
 
     /// <summary>The deterministic input of the reference scripts ([2, 3, 64, 64] unless another shape is given).</summary>
-    public static torch.Tensor Input(params long[] shape)
-    {
-        if (shape.Length == 0) shape = InputShape;
-        return torch.tensor(Uniform("input", shape.Aggregate(1L, (a, b) => a * b)).Select(v => (float)v).ToArray(), shape);
-    }
+    public static torch.Tensor Input(params long[] shape) => Input("input", shape.Length == 0 ? InputShape : shape);
+
+    /// <summary>Values in [−1, 1) of the stream <paramref name="key"/> names, in <paramref name="shape"/>: other inputs, as reproducible.</summary>
+    public static torch.Tensor Input(string key, params long[] shape) =>
+        torch.tensor(Uniform(key, shape.Aggregate(1L, (a, b) => a * b)).Select(v => (float)v).ToArray(), shape);
 
     /// <summary>Tensors alive on this thread, for checking that a forward pass leaks none.</summary>
     public static long LiveTensors => DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount;

@@ -127,11 +127,6 @@ public sealed partial class OnnxGraphBuilder
             if (isMerged) nonNegative.Add(semantic);
             if (integer.Contains(i) && _nodes[i].Op == "MaxPool") shares[semantic] = _nodes[i].Inputs[0];
         }
-        // A merge whose ReLU output ended up float keeps its ReLU (it cannot: its producer would be integer); say so loudly.
-        foreach (var (t, r) in merged)
-            if (!tensors.Contains(r))
-                throw new InvalidOperationException($"int8 plan of {_graph}: the ReLU after {t} was merged but {r} is not quantised");
-
         var floatOps = _nodes.Where((n, i) => !integer.Contains(i) && !mergedReluNodes.Contains(i) && n.Op != "Identity")
             .Select(n => n.Op).Distinct(StringComparer.Ordinal).OrderBy(o => o, StringComparer.Ordinal).ToList();
         return new Int8Layout(tensors, merged, integer, shares, nonNegative, floatOps);
@@ -147,7 +142,7 @@ public sealed partial class OnnxGraphBuilder
     /// (symmetric; with <paramref name="reduceRange"/> within ±63, for CPUs without VNNI, whose u8×s8 multiply-add
     /// saturates) and its bias int32 at the input's scale times the weight's, merged ReLUs left out.
     /// </summary>
-    internal (OnnxModel Model, byte[] Bytes, IReadOnlyList<Int8TensorRange> Ranges) BuildInt8(Int8Layout layout,
+    internal (OnnxModel Model, IReadOnlyList<Int8TensorRange> Ranges) BuildInt8(Int8Layout layout,
         IReadOnlyDictionary<string, (float Min, float Max, float Low, float High)> ranges, bool reduceRange, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var quantised = new HashSet<string>(layout.Tensors, StringComparer.Ordinal);
@@ -190,11 +185,10 @@ public sealed partial class OnnxGraphBuilder
         string Read(string tensor) => quantised.Contains(tensor) ? tensor + "_dequantized" : tensor;
 
         if (quantised.Contains("input")) QuantisePair("input", "input");
-        var mergedNodes = new HashSet<string>(layout.MergedRelus.Values, StringComparer.Ordinal);
         for (var i = 0; i < _nodes.Count; i++)
         {
             var node = _nodes[i];
-            if (node.Op == "Relu" && mergedNodes.Contains(node.Output) && layout.MergedRelus.TryGetValue(node.Inputs[0], out var r) && r == node.Output) continue;
+            if (node.Op == "Relu" && layout.MergedRelus.TryGetValue(node.Inputs[0], out var r) && r == node.Output) continue;
             var inputs = node.Inputs.Select(Read).ToArray();
             if (layout.IntegerNodes.Contains(i) && node.Op == "Conv")
             {
@@ -217,7 +211,7 @@ public sealed partial class OnnxGraphBuilder
         var bytes = Model(metadata, false, nodes, all).ToByteArray();
         var (input, output, _) = Io(false);
         var model = new OnnxModel(bytes, output, _inChannels, _dynamicSpatial ? null : _fixedSize, _output!.Value.Features, _opset, nodes.Count, all.Count, input);
-        return (model, bytes, report);
+        return (model, report);
 
         static float Low((string, string, float ScaleValue, byte ZeroValue) p) => -p.ZeroValue * p.ScaleValue;
         static float High((string, string, float ScaleValue, byte ZeroValue) p) => (255 - p.ZeroValue) * p.ScaleValue;

@@ -292,16 +292,13 @@ public sealed partial class OnnxGraphBuilder
     /// network: its input and output are float16 (<c>input_float16</c>, and the output's name with <c>_float16</c>),
     /// cast to float32 and back around the same graph, whose weights are float32 (the network's, widened exactly).
     /// </summary>
-    public OnnxModel Build(bool float16 = false)
+    public OnnxModel Build(bool float16 = false, IReadOnlyDictionary<string, string>? metadata = null)
     {
-        var bytes = Model(null, float16, _nodes, _initializers).ToByteArray();
+        var bytes = Model(metadata, float16, _nodes, _initializers).ToByteArray();
         var (input, output, _) = Io(float16);
         return new(bytes, output, _inChannels, _dynamicSpatial ? null : _fixedSize, _output!.Value.Features, _opset,
             _nodes.Count + (float16 ? 2 : 0), _initializers.Count, input, float16);
     }
-
-    /// <summary>The serialised model <see cref="Save"/> writes (or <see cref="Build"/>'s, with <paramref name="float16"/>), with <paramref name="metadata"/>.</summary>
-    internal byte[] Bytes(IReadOnlyDictionary<string, string>? metadata, bool float16) => Model(metadata, float16, _nodes, _initializers).ToByteArray();
 
     // TensorProto.DataType: FLOAT = 1, FLOAT16 = 10.
     private const long Float32Type = 1, Float16Type = 10;

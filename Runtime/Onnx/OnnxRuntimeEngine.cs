@@ -450,21 +450,7 @@ public sealed class OnnxRuntimeEngine : IDisposable
     private void Build(TensorStamp[] stamps)
     {
         var clock = Stopwatch.StartNew();
-        OnnxModel model;
-        var float16 = IsFloat16(stamps);
-        // A float16 network's batch-norms are written unfolded: folded here they would be rounded to float16 (the folds
-        // keep the weights' dtype, as the network's own fused forward needs); ONNX Runtime folds them itself in float32.
-        using (var folds = _options.Fold && !float16 ? new FoldSet() : null)
-        {
-            var builder = _build(_options.Opset, folds);
-            if (_options.Int8Calibration is null) model = builder.Build(float16);
-            else
-            {
-                if (float16)
-                    throw new ArgumentException($"{_network}'s weights are float16 (half()), and an int8 engine quantises from float32 weights. Convert the network with to(torch.float32) first.", "options");
-                model = BuildInt8(builder, clock);
-            }
-        }
+        var model = Graph(IsFloat16(stamps), null);
         InferenceSession session;
         try
         {
@@ -483,17 +469,26 @@ public sealed class OnnxRuntimeEngine : IDisposable
         LastBuildTime = clock.Elapsed;
     }
 
-    // Calibrates the float32 graph on the options' batches and quantises it; the plan and ranges are kept, so that ExportOnnx
-    // and OptimizedOps can make the same graph again.
-    private OnnxModel BuildInt8(OnnxGraphBuilder builder, Stopwatch clock)
+    // The graph the session is built from, made from the network's current weights. A float16 network's batch-norms are
+    // written unfolded: folded here they would be rounded to float16 (the folds keep the weights' dtype, as the network's own
+    // fused forward needs); ONNX Runtime folds them itself in float32. An int8 engine's first graph calibrates on the
+    // options' batches and keeps its plan and ranges, from which every later one (ExportOnnx, OptimizedOps) is made again.
+    private OnnxModel Graph(bool float16, IReadOnlyDictionary<string, string>? metadata)
     {
+        using var folds = _options.Fold && !float16 ? new FoldSet() : null;
+        var builder = _build(_options.Opset, folds);
+        if (_options.Int8Calibration is null) return builder.Build(float16, metadata);
+        if (float16)
+            throw new ArgumentException($"{_network}'s weights are float16 (half()), and an int8 engine quantises from float32 weights. Convert the network with to(torch.float32) first.", "options");
+        if (_int8 is { } kept) return builder.BuildInt8(kept.Layout, kept.Ranges, kept.ReduceRange, metadata).Model;
+
+        var clock = Stopwatch.StartNew();
         var layout = builder.PlanInt8();
-        var calibration = builder.BuildCalibration(layout.Tensors);
-        var (ranges, batches, pictures) = Int8Calibrator.Measure(_network, calibration, layout.Tensors, _options.Int8Calibration!,
+        var (ranges, batches, pictures) = Int8Calibrator.Measure(_network, builder.BuildCalibration(layout.Tensors), layout.Tensors, _options.Int8Calibration,
             builder.InChannels, builder.FixedSize, _options, _sessionOptions!);
         var reduce = _options.Int8ReduceRange ?? (System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64
                                                  && !CpuCaches.HasInt8DotProduct);
-        var (model, _, report) = builder.BuildInt8(layout, ranges, reduce);
+        var (model, report) = builder.BuildInt8(layout, ranges, reduce, metadata);
         _int8 = (layout, ranges, reduce);
         Quantization = new Int8Quantization(_options.Int8Method, _options.Int8Method == CalibrationMethod.Percentile ? _options.Int8Percentile : 100,
             batches, pictures, reduce, report, layout.IntegerNodes.Count, layout.FloatOps, clock.Elapsed);
@@ -526,10 +521,9 @@ public sealed class OnnxRuntimeEngine : IDisposable
     public OnnxExport ExportOnnx(string path, IReadOnlyDictionary<string, string>? metadata = null)
     {
         if (path is null) throw new ArgumentNullException(nameof(path));
-        var bytes = ServedModel(metadata);
-        var full = AtomicFile.Write(path, stream => stream.Write(bytes));
-        var summary = OnnxGraphSummary.Read(bytes);
-        return new OnnxExport(full, (int)summary.Opset, summary.Nodes.Count, summary.Initializers.Count, Array.Empty<string>());
+        var model = ServedModel(metadata);
+        var full = AtomicFile.Write(path, stream => stream.Write(model.Bytes));
+        return new OnnxExport(full, model.Opset, model.Nodes, model.Initializers, Array.Empty<string>());
     }
 
     /// <summary>
@@ -538,7 +532,7 @@ public sealed class OnnxRuntimeEngine : IDisposable
     /// </summary>
     public IReadOnlyDictionary<string, int> OptimizedOps()
     {
-        var bytes = ServedModel(null);
+        var bytes = ServedModel(null).Bytes;
         var file = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"resnetgen-optimized-{Guid.NewGuid():N}.onnx");
         try
         {
@@ -556,18 +550,14 @@ public sealed class OnnxRuntimeEngine : IDisposable
         }
     }
 
-    // The model the session was built from, made again from the network's weights (current: a changed one is rebuilt
-    // first, or refused as a call would be) and, for an int8 engine, its plan and calibrated ranges.
-    private byte[] ServedModel(IReadOnlyDictionary<string, string>? metadata)
+    // The model the session serves, made again (with the weights current: a changed one is rebuilt first, or refused as a
+    // call would be).
+    private OnnxModel ServedModel(IReadOnlyDictionary<string, string>? metadata)
     {
         EnterCurrent();
         try
         {
-            var float16 = Model.Float16;
-            using var folds = _options.Fold && !float16 ? new FoldSet() : null;
-            var builder = _build(_options.Opset, folds);
-            if (_int8 is { } int8) return builder.BuildInt8(int8.Layout, int8.Ranges, int8.ReduceRange, metadata).Bytes;
-            return builder.Bytes(metadata, float16);
+            return Graph(Model.Float16, metadata);
         }
         finally
         {
