@@ -38,9 +38,10 @@ public sealed class ExternalLibTorchTests : IDisposable
     {
         network.eval();
         using var noGrad = torch.no_grad();
-        torch.manual_seed(11);
-        foreach (var (_, parameter) in network.named_parameters()) parameter.copy_(torch.randn_like(parameter) * 0.2);
-        using var input = torch.randn(2, 3, 16, 16);
+        // A generator of its own: tests running beside this one draw from libtorch's global one.
+        using var generator = new torch.Generator(11);
+        foreach (var (_, parameter) in network.named_parameters()) parameter.copy_(torch.randn(parameter.shape, generator: generator) * 0.2);
+        using var input = torch.randn(new long[] { 2, 3, 16, 16 }, generator: generator);
         using var output = network.call(input);
         return output.data<float>().ToArray();
     }
@@ -79,9 +80,9 @@ public sealed class ExternalLibTorchTests : IDisposable
             using var network = new ExternalTiny();
             network.eval();
             using var noGrad = torch.no_grad();
-            torch.manual_seed(11);
-            foreach (var (_, parameter) in network.named_parameters()) parameter.copy_(torch.randn_like(parameter) * 0.2);
-            using var input = torch.randn(2, 3, 16, 16);
+            using var generator = new torch.Generator(11);
+            foreach (var (_, parameter) in network.named_parameters()) parameter.copy_(torch.randn(parameter.shape, generator: generator) * 0.2);
+            using var input = torch.randn(new long[] { 2, 3, 16, 16 }, generator: generator);
             using var output = network.call(input);
             File.WriteAllBytes(args[0], output.data<float>().ToArray().SelectMany(BitConverter.GetBytes).ToArray());
             Console.WriteLine("libtorch " + LibTorch.Describe());
