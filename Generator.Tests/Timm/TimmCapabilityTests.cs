@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Linq;
 using ResNetGen.Generator.Tests.Infrastructure;
 using ResNetGen.Generator.Tests.Torchvision;
@@ -20,17 +21,21 @@ public partial class TimmWithoutZeroInit { }
 public class TimmCapabilityTests
 {
     [Fact]
-    public void Channels_last_gives_the_same_outputs_and_gradients() => Isolated.Run<TimmCapabilityTests>(nameof(BothLayouts));
+    public void Channels_last_gives_the_same_outputs_and_gradients_and_every_inner_convolution_receives_it() =>
+        Isolated.Run<TimmCapabilityTests>(nameof(BothLayouts));
 
     // A child process: channels-last kernels can crash natively on some CPUs (see OneDnn).
     internal static void BothLayouts()
     {
-        var networks = new (string Name, Func<torch.nn.Module<torch.Tensor, torch.Tensor>> Create)[]
+        var networks = new (string Name, Func<torch.nn.Module<torch.Tensor, torch.Tensor>> Create, string[] Kinds)[]
         {
-            ("seresnext26d_32x4d", () => new SeResNeXt26d_32x4d()), ("resnetrs50 with blur", () => new ResNetRs50Blur()), ("every option", () => new EveryTimmOption()),
-            ("resnetv2_18 (pre-activation)", () => new ResNetV2_18()), ("small BiT (group-norm, standardised, fixed stem)", () => new SmallBit()),
+            ("seresnext26d_32x4d", () => new SeResNeXt26d_32x4d(), new[] { "conv2d" }),
+            ("resnetrs50 with blur", () => new ResNetRs50Blur(), new[] { "conv2d", "blur" }),
+            ("every option", () => new EveryTimmOption(), new[] { "conv2d", "blur", "conv1d" }),
+            ("resnetv2_18 (pre-activation)", () => new ResNetV2_18(), new[] { "conv2d" }),
+            ("small BiT (group-norm, standardised, fixed stem)", () => new SmallBit(), new[] { "standardized conv2d", "conv2d" }),
         };
-        foreach (var (name, create) in networks)
+        foreach (var (name, create, kinds) in networks)
         {
             // In float64, as ActivationLayoutTests does: float32's summation order would hide a real difference. In eval:
             // drop path draws nothing there, so both layouts compute the same function, forward and backward.
@@ -42,16 +47,64 @@ public class TimmCapabilityTests
                 ((dynamic)network).ActivationLayout = layout;
                 network.eval();
                 using var input = DeterministicWeights.Input().to(torch.float64).requires_grad_();
-                using var output = network.call(input);
+                torch.Tensor output;
+                using (var trace = ConvolutionTrace.Start())
+                {
+                    output = network.call(input);
+                    AssertEveryConvolutionReceived(network, trace.Calls, layout, torch.float64, kinds, name);
+                }
                 using var loss = output.square().mean();
                 loss.backward();
-                return (output.detach().clone(), input.grad!.clone());
+                using (output) return (output.detach().clone(), input.grad!.clone());
             }
             var (givenOutput, givenGradient) = Run(ActivationLayout.AsGiven);
             var (lastOutput, lastGradient) = Run(ActivationLayout.ChannelsLast);
             Tolerance.AssertClose(givenOutput, lastOutput, name + ": output, channels-last", relative: 1e-10);
             Tolerance.AssertClose(givenGradient, lastGradient, name + ": input gradient, channels-last", relative: 1e-10);
             foreach (var t in new[] { givenOutput, givenGradient, lastOutput, lastGradient }) t.Dispose();
+        }
+
+        // The same inside a bfloat16 pass and a folded network: the casts and the folds keep the layout.
+        using var every = new EveryTimmOption();
+        DeterministicWeights.Apply(every);
+        every.eval();
+        every.ActivationLayout = ActivationLayout.ChannelsLast;
+        every.Precision = Precision.BFloat16;
+        using var image = DeterministicWeights.Input();
+        using (var noGrad = torch.no_grad())
+        {
+            using (var trace = ConvolutionTrace.Start())
+            using (every.call(image))
+                AssertEveryConvolutionReceived(every, trace.Calls, ActivationLayout.ChannelsLast, torch.bfloat16, new[] { "conv2d", "blur", "conv1d" }, "every option, bfloat16");
+            every.Precision = Precision.Float32;
+            every.FuseForInference();
+            using (var trace = ConvolutionTrace.Start())
+            using (every.call(image))
+                AssertEveryConvolutionReceived(every, trace.Calls, ActivationLayout.ChannelsLast, torch.float32, new[] { "folded conv2d", "conv2d", "blur", "conv1d" }, "every option, folded (the stem pool's convolution is followed by its blur, not its norm)");
+        }
+    }
+
+    /// <summary>
+    /// Every convolution module of <paramref name="network"/> ran once on an input in <paramref name="layout"/> (NCHW for
+    /// AsGiven, channels-last otherwise, wherever the spatial size makes them differ) and <paramref name="dtype"/>, the
+    /// blur pool's filter on as many; <paramref name="kinds"/> are exactly the kinds that ran.
+    /// </summary>
+    private static void AssertEveryConvolutionReceived(torch.nn.Module network, IReadOnlyList<ConvolutionCall> calls, ActivationLayout layout,
+        torch.ScalarType dtype, string[] kinds, string name)
+    {
+        var names = network.named_modules().ToDictionary(m => (object)m.module, m => m.name, ReferenceEqualityComparer.Instance);
+        var convolutions = network.named_modules().Where(m => m.module is TorchSharp.Modules.Conv2d or TorchSharp.Modules.Conv1d).Select(m => m.name).OrderBy(n => n, StringComparer.Ordinal).ToList();
+        var ran = calls.Where(c => c.Module is not null).Select(c => names[c.Module!]).OrderBy(n => n, StringComparer.Ordinal).ToList();
+        Assert.True(convolutions.SequenceEqual(ran), $"{name}: the convolutions that ran are not the network's: {string.Join(", ", convolutions.Except(ran).Take(5))} | {string.Join(", ", ran.Except(convolutions).Take(5))}");
+        Assert.Equal(kinds.OrderBy(k => k, StringComparer.Ordinal), calls.Select(c => c.Kind).Distinct().OrderBy(k => k, StringComparer.Ordinal));
+        var spatial = calls.Where(c => c.Spatial).ToList();
+        Assert.True(spatial.Count > convolutions.Count / 2, $"{name}: only {spatial.Count} spatial convolution inputs");
+        foreach (var call in calls)
+        {
+            var who = $"{name}: {(call.Module is null ? call.Kind : names[call.Module])} received [{string.Join(", ", call.Shape)}] with strides [{string.Join(", ", call.Strides)}]";
+            Assert.True(call.DType == dtype, $"{who} in {call.DType}");
+            if (!call.Spatial) continue;
+            Assert.True(layout == ActivationLayout.ChannelsLast ? call.ChannelsLast : call.Contiguous && !call.ChannelsLast, who);
         }
     }
 

@@ -74,9 +74,9 @@ public sealed class FoldedConvolution : IDisposable
     public torch.Tensor forward(torch.Tensor input, Autocast? pass)
     {
         var (weight, bias) = Current;
-        return pass is null
-            ? torch.nn.functional.conv2d(input, weight, bias, _conv.stride, _conv.padding, _conv.dilation, _conv.groups)
-            : pass.Conv2d(input, pass.Weight(weight), bias, _conv);
+        if (pass is not null) return pass.Conv2d(input, pass.Weight(weight), bias, _conv, "folded conv2d");
+        ConvolutionTrace.Record(input, _conv, "folded conv2d");
+        return torch.nn.functional.conv2d(input, weight, bias, _conv.stride, _conv.padding, _conv.dilation, _conv.groups);
     }
 
     /// <summary>Folds again if the sources changed since the last fold; returns whether it did.</summary>

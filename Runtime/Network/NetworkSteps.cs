@@ -44,7 +44,12 @@ public static class Steps
     }
 
     /// <summary><paramref name="conv"/>(<paramref name="input"/>): as its forward, or in the pass's low precision. The input is not disposed.</summary>
-    public static torch.Tensor Conv(torch.Tensor input, Conv2d conv, Autocast? pass) => pass is null ? conv.forward(input) : pass.Conv2d(input, conv);
+    public static torch.Tensor Conv(torch.Tensor input, Conv2d conv, Autocast? pass)
+    {
+        if (pass is not null) return pass.Conv2d(input, conv);
+        ConvolutionTrace.Record(input, conv, "conv2d");
+        return conv.forward(input);
+    }
 
     /// <summary>The classifier: as its forward, or in the pass's low precision. The input is not disposed.</summary>
     public static torch.Tensor Linear(torch.Tensor input, Linear linear, Autocast? pass) => pass is null ? linear.forward(input) : pass.Linear(input, linear);
@@ -98,9 +103,9 @@ public static class Steps
     public static torch.Tensor StandardizedConv(torch.Tensor input, Conv2d conv, double eps, Autocast? pass)
     {
         using var weight = StandardizeWeight(conv.weight ?? throw new ArgumentException("the convolution has no weight", nameof(conv)), eps);
-        return pass is null
-            ? torch.nn.functional.conv2d(input, weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
-            : pass.Conv2d(input, weight, conv.bias, conv);
+        if (pass is not null) return pass.Conv2d(input, weight, conv.bias, conv, "standardized conv2d");
+        ConvolutionTrace.Record(input, conv, "standardized conv2d");
+        return torch.nn.functional.conv2d(input, weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups);
     }
 
     /// <summary><paramref name="norm"/>(a weight-standardised <paramref name="conv"/>(<paramref name="input"/>)); the convolution's output is disposed.</summary>
@@ -154,6 +159,7 @@ public static class Steps
         var (n, c) = (x.shape[0], x.shape[1]);
         using var pooled = x.mean(new long[] { 2, 3 });
         using var row = pooled.view(n, 1, c);
+        if (pass is null) ConvolutionTrace.Record(row, conv, "conv1d");
         using var mixed = pass is null ? conv.forward(row) : pass.Conv1d(row, conv);
         using var gate = mixed.sigmoid();
         using var column = gate.view(n, c, 1, 1);
@@ -178,6 +184,7 @@ public static class Steps
         using var reflected = torch.nn.functional.pad(source, new long[] { 1, 1, 1, 1 }, PaddingModes.Reflect);
         using var padded = pass is null ? reflected.alias() : pass.For("conv2d", reflected);
         using var filter = BlurFilter(channels, padded.dtype, x.device); // exact in every float type
+        ConvolutionTrace.Record(padded, null, "blur");
         return torch.nn.functional.conv2d(padded, filter, strides: new long[] { stride, stride }, groups: channels);
     }
 

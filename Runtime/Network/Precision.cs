@@ -207,9 +207,13 @@ public sealed class Autocast : IDisposable
     /// float32 parameter or fold bias, cast once per pass) with <paramref name="geometry"/>'s stride, padding, dilation and
     /// groups, in the low precision. The input is not disposed.
     /// </summary>
-    public torch.Tensor Conv2d(torch.Tensor input, torch.Tensor weight, torch.Tensor? bias, Convolution geometry)
+    public torch.Tensor Conv2d(torch.Tensor input, torch.Tensor weight, torch.Tensor? bias, Convolution geometry) => Conv2d(input, weight, bias, geometry, "conv2d");
+
+    /// <summary>As <see cref="Conv2d(torch.Tensor, torch.Tensor, torch.Tensor, Convolution)"/>, noted in an open <see cref="ConvolutionTrace"/> as <paramref name="kind"/>.</summary>
+    internal torch.Tensor Conv2d(torch.Tensor input, torch.Tensor weight, torch.Tensor? bias, Convolution geometry, string kind)
     {
         using var x = Cast(CastPolicy.LowerPrecision, input);
+        ConvolutionTrace.Record(x, geometry, kind);
         using var w = Cast(CastPolicy.LowerPrecision, weight);
         var b = bias is null ? null : Weight(bias);
         return torch.nn.functional.conv2d(x, w, b, geometry.stride, geometry.padding, geometry.dilation, geometry.groups);
@@ -219,6 +223,7 @@ public sealed class Autocast : IDisposable
     public torch.Tensor Conv1d(torch.Tensor input, Conv1d conv)
     {
         using var x = Cast(CastPolicy.LowerPrecision, input);
+        ConvolutionTrace.Record(x, conv, "conv1d");
         var w = Weight(conv.weight ?? throw new ArgumentException("the convolution has no weight", nameof(conv)));
         var b = conv.bias is null ? null : Weight(conv.bias);
         return torch.nn.functional.conv1d(x, w, b, conv.stride[0], (conv.padding ?? new long[] { 0 })[0], conv.dilation[0], conv.groups);
