@@ -14,7 +14,8 @@ namespace ResNetGen.Generator.Tests.PyTorch;
 
 /// <summary>
 /// finetune in C#, export --pytorch, train on with torchrun and DistributedDataParallel (two processes, gloo), and back:
-/// the checkpoint PyTorch writes loads strictly into the C# network, which scores the validation folder as PyTorch did.
+/// the two processes end with the same network bit for bit, and the checkpoint PyTorch writes loads strictly into the C#
+/// network, whose logits for each validation picture are PyTorch's within 1e-4, with the same class.
 /// </summary>
 public sealed class DdpRoundTripTests : IDisposable
 {
@@ -69,7 +70,7 @@ public sealed class DdpRoundTripTests : IDisposable
 
         var output = Path.Combine(_folder, "ddp");
         var log = Twins.RunTorchrun(_folder, 2, Path.Combine(export, "train_ddp.py"), "--images", pictures, "--epochs", "3", "--output", output,
-            "--batch-size", "8", "--trainable-stages", "5");
+            "--batch-size", "8", "--trainable-stages", "5", "--save-logits", "--save-ranks");
         var epochs = Regex.Matches(log, @"epoch (\d+)/3: train loss ([0-9.]+), val accuracy ([0-9.]+) \((\d+)/(\d+)\), ([0-9.]+) pictures/s over 2 process\(es\)");
         Assert.True(epochs.Count == 3, log);
         double Loss(int i) => double.Parse(epochs[i].Groups[2].Value, CultureInfo.InvariantCulture);
@@ -78,8 +79,31 @@ public sealed class DdpRoundTripTests : IDisposable
         var total = int.Parse(epochs[2].Groups[5].Value, CultureInfo.InvariantCulture);
         Assert.Equal(3 * 4, total);
 
-        // Back in C#: the checkpoint loads strictly, and the sample's own preprocessing scores the same pictures the same.
+        // The two processes hold the same network: every parameter and buffer equal bit for bit, and rank 0 saved it.
         var checkpoint = Path.Combine(output, "finetune-ddp.safetensors");
+        var ranks = new[] { 0, 1 }.Select(r => Safetensors.Read(Path.Combine(output, $"rank-{r}.safetensors"))).ToArray();
+        var saved = Safetensors.Read(checkpoint);
+        try
+        {
+            Assert.Equal(saved.Keys.OrderBy(k => k, StringComparer.Ordinal), ranks[1].Keys.OrderBy(k => k, StringComparer.Ordinal));
+            Assert.Contains("layer4.1.bn2.running_var", saved.Keys);
+            foreach (var (key, tensor) in saved)
+            foreach (var rank in ranks)
+            {
+                Assert.Equal(tensor.dtype, rank[key].dtype);
+                Assert.True(tensor.bytes.SequenceEqual(rank[key].bytes), $"{key}: the processes differ (largest difference {(tensor.to(torch.float64) - rank[key].to(torch.float64)).abs().max().item<double>():G3})");
+            }
+            // Training changed it: the ranks agree on something other than the starting point.
+            using var started = Safetensors.Read(Path.Combine(export, "weights.safetensors"))["layer1.0.conv1.weight"];
+            Assert.False(started.bytes.SequenceEqual(saved["layer1.0.conv1.weight"].bytes));
+        }
+        finally
+        {
+            foreach (var t in ranks.SelectMany(r => r.Values).Concat(saved.Values)) t.Dispose();
+        }
+
+        // Back in C#: the checkpoint loads strictly, and the sample's own preprocessing gives each validation picture the
+        // logits PyTorch computed for it (float32 both, TF32 off there), within 1e-4, the same class, so the same count.
         var metadata = Safetensors.ReadMetadata(checkpoint);
         Assert.Equal("ResNet18", metadata["architecture"]);
         var classes = Classifier.ClassesFrom(metadata)!;
@@ -88,18 +112,30 @@ public sealed class DdpRoundTripTests : IDisposable
         using var network = Sample.Architecture.Named("resnet18").Create(classes.Length);
         Safetensors.Load(network, checkpoint, strict: true);
         network.eval();
+        var logitsFile = Path.Combine(output, "val-logits.safetensors");
+        var files = System.Text.Json.JsonSerializer.Deserialize<string[]>(Safetensors.ReadMetadata(logitsFile)["files"])!;
+        using var theirs = Safetensors.Read(logitsFile)["logits"];
+        Assert.Equal(new long[] { total, classes.Length }, theirs.shape);
+        Assert.Equal(Kinds.SelectMany(k => Directory.GetFiles(Path.Combine(pictures, "val", k))).Order(StringComparer.Ordinal), files.Order(StringComparer.Ordinal));
         var ours = 0;
+        var largest = 0.0;
         using (torch.no_grad())
         {
-            foreach (var kind in Kinds)
-            foreach (var path in Directory.GetFiles(Path.Combine(pictures, "val", kind)))
+            for (var i = 0; i < files.Length; i++)
             {
-                using var input = ImageFolder.Input(path, preprocessing);
+                using var input = ImageFolder.Input(files[i], preprocessing);
                 using var logits = network.call(input);
-                if (classes[(int)logits.argmax(1).item<long>()] == kind) ours++;
+                using var row = theirs[i];
+                var difference = (logits[0] - row).abs().max().item<float>();
+                largest = Math.Max(largest, difference);
+                Assert.True(difference <= 1e-4, $"{files[i]}: C# logits [{string.Join(", ", logits[0].data<float>().ToArray())}], PyTorch's [{string.Join(", ", row.data<float>().ToArray())}]");
+                var predicted = logits.argmax(1).item<long>();
+                Assert.Equal(row.argmax().item<long>(), predicted);
+                if (classes[(int)predicted] == Path.GetFileName(Path.GetDirectoryName(files[i]))) ours++;
             }
         }
         Assert.True(ours == correct, $"C# scores {ours}/{total}, PyTorch {correct}/{total}:\n{log}");
+        Console.WriteLine($"largest logit difference C# vs PyTorch: {largest:G3}");
         (code, text) = SampleRunner.Run("predict", Path.Combine(pictures, "val", "circles"), "--checkpoint", checkpoint, "--top", "1");
         Assert.True(code == 0, text);
     }

@@ -9,8 +9,12 @@ network starts from weights.safetensors beside this script (its classifier too w
 checkpoint's, else a new one). Training is finetune's: the classifier and the last --trainable-stages stages train (the
 other batch-norms keep their statistics), random crops and flips of pictures resized as PREPROCESS says, SGD with
 Nesterov momentum 0.9 and weight decay, a warm-up of 1/50 of the steps then cosine decay, the global batch split over the
-processes (NCCL on CUDA, one GPU per process; gloo on the CPU; --device chooses). Rank 0 prints progress and
-validation, and writes OUT/finetune-ddp.safetensors with the C# network's keys and the sample's metadata: predict, export and finetune --from read it as it is.
+processes (NCCL on CUDA, one GPU per process; gloo on the CPU; --device chooses). After each epoch every process takes
+rank 0's batch-norm statistics (each process updated its own from its share of the last batch), so all hold the same
+network, bit for bit. Rank 0 prints progress and validation, and writes OUT/finetune-ddp.safetensors with the C#
+network's keys and the sample's metadata: predict, export and finetune --from read it as it is. --save-logits writes
+each validation picture's logits (OUT/val-logits.safetensors, the files in its metadata) to compare with the C# network;
+--save-ranks writes every process's own state_dict (OUT/rank-N.safetensors) to check they agree.
 Needs torch and numpy only (written by ResNetGen's sample, export --pytorch).
 """
 import argparse
@@ -200,9 +204,14 @@ def main():
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--trainable-stages", type=int, default=1, help="0 (the classifier only) to the stage count, +1 for everything")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--save-logits", action="store_true",
+                        help="also write OUT/val-logits.safetensors: the last epoch's float32 logits of every validation picture (key logits, [N, classes]; metadata files: their paths in order)")
+    parser.add_argument("--save-ranks", action="store_true", help="also write every process's state_dict after training, OUT/rank-N.safetensors (they should be equal bit for bit)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where to train: cuda (NCCL between processes, one GPU each), cpu (gloo), or auto: cuda where there is one")
     args = parser.parse_args()
+    if args.epochs < 1:
+        raise SystemExit(f"--epochs {args.epochs}: train at least one epoch")
     import checkpoint  # beside this script: model.py and weights.safetensors, read when training, not on import
 
     distributed = "RANK" in os.environ
@@ -298,9 +307,17 @@ def main():
             dist.all_reduce(loss_sum)
             loss_sum = loss_sum.cpu()
         seconds = time.time() - started
+        if distributed:
+            # DistributedDataParallel hands out rank 0's buffers before each forward, then every process's forward updates
+            # the batch-norm statistics from its own share: after the last step they differ. Take rank 0's, as the next
+            # forward would, so that every process validates and holds the network rank 0 saves.
+            with torch.no_grad():
+                for buffer in net.buffers():
+                    dist.broadcast(buffer, 0)
         net.eval()
         with torch.no_grad(), FullFloat32():
-            predicted = torch.cat([net(val_x[i:i + 64].to(device)).argmax(1).cpu() for i in range(0, len(val_items), 64)])
+            logits = torch.cat([net(val_x[i:i + 64].to(device)).float().cpu() for i in range(0, len(val_items), 64)])
+            predicted = logits.argmax(1)
         correct = int((predicted == val_y).sum())
         accuracy = correct / max(1, len(val_items))
         say(f"epoch {epoch}/{args.epochs}: train loss {float(loss_sum[0] / loss_sum[1]):.4f}, val accuracy {accuracy:.4f} "
@@ -310,6 +327,16 @@ def main():
                         "epoch": str(epoch), "val_accuracy": f"{accuracy:.4f}"}
             safetensors_io.save(os.path.join(args.output, "finetune-ddp.safetensors"), net.state_dict(), metadata)
     say(f"wrote {os.path.join(args.output, 'finetune-ddp.safetensors')}")
+    if args.save_logits and rank == 0:
+        path = os.path.join(args.output, "val-logits.safetensors")
+        safetensors_io.save(path, {"logits": logits.contiguous()}, {"files": json.dumps([p for p, _ in val_items]), "classes": json.dumps(classes)})
+        say(f"wrote {path}: the logits of {len(val_items)} validation pictures")
+    if args.save_ranks:
+        path = os.path.join(args.output, f"rank-{rank}.safetensors")
+        safetensors_io.save(path, {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, {"rank": str(rank), "world": str(world)})
+        if distributed:
+            dist.barrier()  # every file written before rank 0 says so
+        say(f"wrote {world} state_dicts, {os.path.join(args.output, 'rank-N.safetensors')}")
     if distributed:
         dist.destroy_process_group()
 
