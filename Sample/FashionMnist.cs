@@ -74,19 +74,21 @@ public sealed class FashionMnist : ITrainingData, IDisposable
     /// The data in <paramref name="folder"/> if given (an error if it is not there), else Debian's copy if installed,
     /// else the subset embedded in this program.
     /// </summary>
-    public static FashionMnist Load(string? folder)
+    /// <param name="folder">The folder, or null.</param>
+    /// <param name="maxPixels">The most pixels an image file may declare, all its 28×28 images together (the picture budget, <c>--max-pixels</c>); a larger one is refused before its body is read.</param>
+    public static FashionMnist Load(string? folder, long maxPixels = PictureReader.DefaultMaxPixels)
     {
         if (folder is not null)
         {
             if (!Directory.Exists(folder)) throw new SampleException($"--data {folder}: no such folder. Point --data at a folder with the four Fashion-MNIST IDX files (train-images-idx3-ubyte.gz, …).");
-            return FromFolder(folder, $"Fashion-MNIST from {folder}");
+            return FromFolder(folder, $"Fashion-MNIST from {folder}", maxPixels);
         }
         if (Directory.Exists(DebianFolder) && File.Exists(Path.Combine(DebianFolder, "train-images-idx3-ubyte.gz")))
-            return FromFolder(DebianFolder, $"full Fashion-MNIST from {DebianFolder} (Debian's dataset-fashion-mnist)");
-        return Embedded();
+            return FromFolder(DebianFolder, $"full Fashion-MNIST from {DebianFolder} (Debian's dataset-fashion-mnist)", maxPixels);
+        return Embedded(maxPixels);
     }
 
-    private static FashionMnist FromFolder(string folder, string source)
+    private static FashionMnist FromFolder(string folder, string source, long maxPixels)
     {
         string Find(string stem)
         {
@@ -102,10 +104,10 @@ public sealed class FashionMnist : ITrainingData, IDisposable
             File.OpenRead(Find("train-labels-idx1-ubyte")), Find("train-labels-idx1-ubyte"),
             File.OpenRead(Find("t10k-images-idx3-ubyte")), Find("t10k-images-idx3-ubyte"),
             File.OpenRead(Find("t10k-labels-idx1-ubyte")), Find("t10k-labels-idx1-ubyte"),
-            source);
+            source, maxPixels);
     }
 
-    private static FashionMnist Embedded()
+    private static FashionMnist Embedded(long maxPixels)
     {
         var assembly = typeof(FashionMnist).Assembly;
         Stream Open(string name) => assembly.GetManifestResourceStream("ResNetGen.Sample.Data." + name)
@@ -115,80 +117,119 @@ public sealed class FashionMnist : ITrainingData, IDisposable
             Open("train-labels-idx1-ubyte.gz"), "embedded train-labels-idx1-ubyte.gz",
             Open("t10k-images-idx3-ubyte.gz"), "embedded t10k-images-idx3-ubyte.gz",
             Open("t10k-labels-idx1-ubyte.gz"), "embedded t10k-labels-idx1-ubyte.gz",
-            "");
+            "", maxPixels);
         return new FashionMnist(data.TrainImages, data.TrainLabels, data.TestImages, data.TestLabels,
             $"the Fashion-MNIST subset embedded in the sample ({data.TrainCount:N0} train / {data.TestCount:N0} test images); install dataset-fashion-mnist or pass --data DIR for the full 60,000 / 10,000");
     }
 
     private static FashionMnist Create(Stream trainImages, string trainImagesName, Stream trainLabels, string trainLabelsName,
-        Stream testImages, string testImagesName, Stream testLabels, string testLabelsName, string source)
+        Stream testImages, string testImagesName, Stream testLabels, string testLabelsName, string source, long maxPixels)
     {
-        var (trainX, n1) = ReadImages(trainImages, trainImagesName);
-        var (trainY, n2) = ReadLabels(trainLabels, trainLabelsName);
-        var (testX, n3) = ReadImages(testImages, testImagesName);
-        var (testY, n4) = ReadLabels(testLabels, testLabelsName);
-        if (n1 != n2) throw new SampleException($"{trainImagesName} has {n1} images but {trainLabelsName} has {n2} labels: the files do not belong together.");
-        if (n3 != n4) throw new SampleException($"{testImagesName} has {n3} images but {testLabelsName} has {n4} labels: the files do not belong together.");
+        var (trainX, n1) = ReadImages(trainImages, trainImagesName, maxPixels);
+        var trainY = ReadLabels(trainLabels, trainLabelsName, n1, trainImagesName);
+        var (testX, n3) = ReadImages(testImages, testImagesName, maxPixels);
+        var testY = ReadLabels(testLabels, testLabelsName, n3, testImagesName);
         return new FashionMnist(
             torch.tensor(trainX, new long[] { n1, 1, 28, 28 }), torch.tensor(trainY.Select(b => (long)b).ToArray()),
             torch.tensor(testX, new long[] { n3, 1, 28, 28 }), torch.tensor(testY.Select(b => (long)b).ToArray()),
             source);
     }
 
-    private static byte[] ReadAll(Stream stream, string name)
+    /// <summary>
+    /// The file's bytes as a stream, decompressed as it is read when it is gzip: nothing is read ahead, so a header can be
+    /// checked before the body it declares is decompressed (a small .gz can declare gigabytes).
+    /// </summary>
+    private static Stream Decoded(Stream stream)
     {
-        using (stream)
+        if (!stream.CanSeek)
         {
-            try
-            {
-                var buffered = new BufferedStream(stream);
-                var head = new byte[2];
-                var got = buffered.Read(head, 0, 2);
-                using var memory = new MemoryStream();
-                memory.Write(head, 0, got);
-                buffered.CopyTo(memory);
-                var bytes = memory.ToArray();
-                if (bytes.Length >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b)
-                {
-                    using var gzip = new GZipStream(new MemoryStream(bytes), CompressionMode.Decompress);
-                    using var raw = new MemoryStream();
-                    gzip.CopyTo(raw);
-                    return raw.ToArray();
-                }
-                return bytes;
-            }
-            catch (InvalidDataException e)
-            {
-                throw new SampleException($"{name} is corrupt ({e.Message}). Download it again, or point --data at a good copy.");
-            }
+            var copy = new MemoryStream();
+            using (stream) stream.CopyTo(copy);
+            copy.Position = 0;
+            stream = copy;
+        }
+        var head = new byte[2];
+        var got = stream.ReadAtLeast(head, 2, throwOnEndOfStream: false);
+        stream.Position = 0;
+        return got == 2 && head[0] == 0x1f && head[1] == 0x8b ? new GZipStream(stream, CompressionMode.Decompress) : stream;
+    }
+
+    /// <summary>Exactly <paramref name="count"/> bytes of <paramref name="data"/>, or the file's problem in one line.</summary>
+    private static byte[] ReadExactly(Stream data, long count, string name, string what, long before = 0)
+    {
+        var bytes = new byte[count];
+        try
+        {
+            var got = data.ReadAtLeast(bytes, bytes.Length, throwOnEndOfStream: false);
+            if (got < bytes.Length)
+                throw new SampleException($"{name} is truncated: {what} need {before + count:N0} bytes, the file has {before + got:N0}. Download it again.");
+        }
+        catch (InvalidDataException e)
+        {
+            throw new SampleException($"{name} is corrupt ({e.Message}). Download it again, or point --data at a good copy.");
+        }
+        return bytes;
+    }
+
+    /// <summary>Refuses bytes after what the header declared (another file appended, or a wrong count).</summary>
+    private static void ExpectEnd(Stream data, string name, string what)
+    {
+        try
+        {
+            if (data.ReadByte() >= 0)
+                throw new SampleException($"{name} is corrupt: it has more bytes than its {what} need. Download it again, or point --data at a good copy.");
+        }
+        catch (InvalidDataException e)
+        {
+            throw new SampleException($"{name} is corrupt ({e.Message}). Download it again, or point --data at a good copy.");
         }
     }
 
-    private static (byte[] Pixels, int Count) ReadImages(Stream stream, string name)
+    /// <summary>
+    /// An IDX image file, its header first: the magic number, 28×28, and the declared count against the picture budget
+    /// (<paramref name="maxPixels"/>, all its images together) before anything else is decompressed or allocated.
+    /// </summary>
+    private static (byte[] Pixels, int Count) ReadImages(Stream stream, string name, long maxPixels)
     {
-        var bytes = ReadAll(stream, name);
-        if (bytes.Length < 16 || BinaryPrimitives.ReadInt32BigEndian(bytes) != 2051)
-            throw new SampleException($"{name} is not an IDX image file (its magic number is not 2051). Download it again, or point --data at a good copy.");
-        var count = BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(4));
-        var rows = BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(8));
-        var cols = BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(12));
+        using var data = Decoded(stream);
+        byte[] header;
+        try
+        {
+            header = new byte[16];
+            if (data.ReadAtLeast(header, 16, throwOnEndOfStream: false) < 16 || BinaryPrimitives.ReadInt32BigEndian(header) != 2051)
+                throw new SampleException($"{name} is not an IDX image file (its magic number is not 2051). Download it again, or point --data at a good copy.");
+        }
+        catch (InvalidDataException e)
+        {
+            throw new SampleException($"{name} is corrupt ({e.Message}). Download it again, or point --data at a good copy.");
+        }
+        var count = BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(4));
+        var rows = BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(8));
+        var cols = BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(12));
         if (rows != 28 || cols != 28) throw new SampleException($"{name} holds {rows}×{cols} images; Fashion-MNIST's are 28×28.");
-        if (count < 0 || bytes.LongLength != 16 + (long)count * 784)
-            throw new SampleException($"{name} is truncated or corrupt: {count} images need {16 + (long)count * 784} bytes, the file has {bytes.Length}. Download it again.");
-        return (bytes.AsSpan(16).ToArray(), count);
+        if (count <= 0) throw new SampleException($"{name} declares {count} images: it is corrupt. Download it again, or point --data at a good copy.");
+        var pixels = (long)count * 784;
+        if (pixels > maxPixels)
+            throw new SampleException($"{name} declares {count:N0} images of 28×28 ({PictureReader.Megapixels(pixels)}), over the budget of {PictureReader.Megapixels(maxPixels)}, " +
+                                      "so it was not read. If you trust the file, raise the budget with --max-pixels");
+        var body = ReadExactly(data, pixels, name, $"{count:N0} images", before: 16);
+        ExpectEnd(data, name, $"{count:N0} images");
+        return (body, count);
     }
 
-    private static (byte[] Labels, int Count) ReadLabels(Stream stream, string name)
+    /// <summary>An IDX label file, which must hold one label 0–9 for each of <paramref name="images"/> images, checked before its body is read.</summary>
+    private static byte[] ReadLabels(Stream stream, string name, int images, string imagesName)
     {
-        var bytes = ReadAll(stream, name);
-        if (bytes.Length < 8 || BinaryPrimitives.ReadInt32BigEndian(bytes) != 2049)
+        using var data = Decoded(stream);
+        var header = ReadExactly(data, 8, name, "an IDX label file's header");
+        if (BinaryPrimitives.ReadInt32BigEndian(header) != 2049)
             throw new SampleException($"{name} is not an IDX label file (its magic number is not 2049). Download it again, or point --data at a good copy.");
-        var count = BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(4));
-        if (count < 0 || bytes.LongLength != 8 + (long)count)
-            throw new SampleException($"{name} is truncated or corrupt: {count} labels need {8 + (long)count} bytes, the file has {bytes.Length}. Download it again.");
-        var labels = bytes.AsSpan(8).ToArray();
+        var count = BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(4));
+        if (count != images) throw new SampleException($"{imagesName} has {images} images but {name} has {count} labels: the files do not belong together.");
+        var labels = ReadExactly(data, count, name, $"{count:N0} labels", before: 8);
+        ExpectEnd(data, name, $"{count:N0} labels");
         if (labels.Any(l => l > 9)) throw new SampleException($"{name} has labels outside 0–9: it is not Fashion-MNIST.");
-        return (labels, count);
+        return labels;
     }
 
     /// <summary>Bytes [N, 1, 28, 28] to the normalised floats the network trains on.</summary>

@@ -183,12 +183,20 @@ public sealed class ImageFolder : ITrainingData
     {
         var plane = Size * Size;
         var pixels = new float[items.Length * 3 * plane];
-        Parallel.For(0, items.Length, i =>
+        try
         {
-            var picture = Get(items[i].Path);
-            var (x, y, flip) = crop(picture, i);
-            picture.CropInto(pixels.AsSpan(i * 3 * plane, 3 * plane), x, y, Size, flip, Preprocessing);
-        });
+            Parallel.For(0, items.Length, i =>
+            {
+                var picture = Get(items[i].Path);
+                var (x, y, flip) = crop(picture, i);
+                picture.CropInto(pixels.AsSpan(i * 3 * plane, 3 * plane), x, y, Size, flip, Preprocessing);
+            });
+        }
+        catch (AggregateException e) when (e.InnerExceptions.OfType<SampleException>().Any())
+        {
+            // A picture that cannot be read (not checked first, as eval --images reads its pictures): that picture's one line.
+            throw e.InnerExceptions.OfType<SampleException>().OrderBy(x => x.Message, StringComparer.Ordinal).First();
+        }
         var images = torch.tensor(pixels, new long[] { items.Length, 3, Size, Size });
         var labels = torch.tensor(items.Select(p => (long)p.Label).ToArray());
         return device.type == DeviceType.CPU ? (images, labels) : (images.to(device), labels.to(device));

@@ -83,7 +83,7 @@ public static class PictureReader
     }
 
     // 400 megapixels, 1.5 megapixels; below a tenth of a megapixel the count itself (a small --max-pixels is not "0.0 megapixels").
-    private static string Megapixels(long pixels) => pixels >= 100_000
+    internal static string Megapixels(long pixels) => pixels >= 100_000
         ? (pixels / 1e6).ToString(pixels < 10_000_000 ? "0.0" : "0", CultureInfo.InvariantCulture) + " megapixels"
         : pixels.ToString("N0", CultureInfo.InvariantCulture) + (pixels == 1 ? " pixel" : " pixels");
 

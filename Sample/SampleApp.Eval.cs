@@ -10,7 +10,7 @@ namespace ResNetGen.Sample;
 public sealed partial class SampleApp
 {
     /// <summary>How eval computes: the engine, and for the int8 engine its calibration.</summary>
-    private sealed record EvalEngine(string Engine, string? Images, Int8Request Int8);
+    private sealed record EvalEngine(string Engine, string? Images, Int8Request Int8, long MaxPixels = PictureReader.DefaultMaxPixels);
 
     private int Eval(torch.Device device, string? dataFolder, string checkpointPath, long? limit, EvalEngine? how = null)
     {
@@ -18,7 +18,7 @@ public sealed partial class SampleApp
         if (how.Engine == "torchsharp" && how.Images is null)
         {
             using var resnet20 = LoadNetwork(checkpointPath, device);
-            using var data = FashionMnist.Load(dataFolder);
+            using var data = FashionMnist.Load(dataFolder, how.MaxPixels);
             _console.MarkupLine($"Data: {Markup.Escape(data.Source)}.");
             var (loss, accuracy, perClass) = Trainer.Evaluate(resnet20, data, limit, device);
             var table = new Table().AddColumns("class", "accuracy");
@@ -35,9 +35,10 @@ public sealed partial class SampleApp
 
         using var classifier = LoadClassifier(checkpointPath, device, null, null);
         var test = how.Images is null
-            ? (ITrainingData)FashionMnist.Load(dataFolder)
+            ? (ITrainingData)FashionMnist.Load(dataFolder, how.MaxPixels)
             : ImageFolder.Open(how.Images, Preprocessing.Parse(classifier.Preprocess)
-                                           ?? throw new SampleException($"{checkpointPath} is train's Fashion-MNIST network: evaluate it without --images."));
+                                           ?? throw new SampleException($"{checkpointPath} is train's Fashion-MNIST network: evaluate it without --images."),
+                maxPixels: how.MaxPixels);
         using var owned = test as IDisposable;
         if (!test.Classes.SequenceEqual(classifier.Classes))
             throw new SampleException($"{checkpointPath} knows the classes {string.Join(", ", classifier.Classes)}, but the data has {string.Join(", ", test.Classes)}: evaluate it on the data it was trained for.");
@@ -67,7 +68,7 @@ public sealed partial class SampleApp
             {
                 // A fine-tuned checkpoint calibrates on its folder's training pictures unless told otherwise.
                 var request = how.Images is not null && how.Int8.Folder is null ? how.Int8 with { Folder = System.IO.Path.Combine(how.Images, "train") } : how.Int8;
-                var int8 = Int8Engine(classifier, request, PictureReader.DefaultMaxPixels, dataFolder);
+                var int8 = Int8Engine(classifier, request, how.MaxPixels, dataFolder);
                 disposables.Add(int8);
                 engines.Add(("int8 engine", int8.forward));
             }

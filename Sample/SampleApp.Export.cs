@@ -9,7 +9,7 @@ namespace ResNetGen.Sample;
 // The sample's export: a checkpoint (train's or finetune's) as an ONNX model.
 public sealed partial class SampleApp
 {
-    private int Export(string checkpointPath, string? path, int opset, string? arch = null, string? labels = null, Int8Request? int8 = null, string? weights = null)
+    private int Export(string checkpointPath, string? path, int opset, string? arch = null, string? labels = null, Int8Request? int8 = null, string? weights = null, long maxPixels = PictureReader.DefaultMaxPixels)
     {
         using var classifier = LoadClassifier(checkpointPath, torch.CPU, arch, labels, weights);
         path ??= Path.ChangeExtension(checkpointPath, int8 is null ? ".onnx" : ".int8.onnx");
@@ -20,7 +20,7 @@ public sealed partial class SampleApp
             else
             {
                 if (opset < 13) throw new SampleException($"--int8 needs --opset 13 or later (per-channel DequantizeLinear), not {opset}.");
-                using var engine = Int8Engine(classifier, int8, PictureReader.DefaultMaxPixels, opset: opset);
+                using var engine = Int8Engine(classifier, int8, maxPixels, opset: opset);
                 export = engine.ExportOnnx(path, Classifier.Metadata(classifier.Classes, classifier.Preprocess));
             }
         }

@@ -36,13 +36,13 @@ public sealed partial class SampleApp
         return labels.ToArray();
     }
 
-    private int FashionFolder(string? dataFolder, string to, string classesText, int trainPerClass, int valPerClass)
+    private int FashionFolder(string? dataFolder, string to, string classesText, int trainPerClass, int valPerClass, long maxPixels = PictureReader.DefaultMaxPixels)
     {
         var labels = ParseClasses(classesText);
         foreach (var part in new[] { "train", "val" })
             if (Directory.Exists(Path.Combine(to, part)))
                 throw new SampleException($"{Path.Combine(to, part)} already exists; nothing was written. Pass a new --to folder.");
-        using var data = FashionMnist.Load(dataFolder);
+        using var data = FashionMnist.Load(dataFolder, maxPixels);
         _console.MarkupLine($"Data: {Markup.Escape(data.Source)}.");
         var written = new Dictionary<string, int>();
         void Write(string part, torch.Tensor images, torch.Tensor labelTensor, int perClass)

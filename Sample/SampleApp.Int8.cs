@@ -29,7 +29,7 @@ public sealed partial class SampleApp
             if (classifier.Preprocess != Classifier.FashionMnistPreprocess)
                 throw new SampleException("the int8 engine needs calibration pictures: add --calibration DIR, a folder of a few hundred pictures like those it will see "
                                           + "(the fine-tuning folder's train/ will do).");
-            using var fashion = FashionMnist.Load(data);
+            using var fashion = FashionMnist.Load(data, maxPixels);
             using var generator = new torch.Generator(17);
             using var order = torch.randperm(fashion.TrainCount, generator: generator);
             var take = (int)Math.Min(count, fashion.TrainCount);

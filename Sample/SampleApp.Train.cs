@@ -11,10 +11,10 @@ namespace ResNetGen.Sample;
 // The sample's train: Fashion-MNIST training with live progress, checkpoints and curves.
 public sealed partial class SampleApp
 {
-    private int Train(torch.Device device, string? dataFolder, TrainSettings settings, string output)
+    private int Train(torch.Device device, string? dataFolder, TrainSettings settings, string output, long maxPixels = PictureReader.DefaultMaxPixels)
     {
         torch.manual_seed(settings.Seed);
-        using var data = FashionMnist.Load(dataFolder);
+        using var data = FashionMnist.Load(dataFolder, maxPixels);
         _console.MarkupLine($"Data: {Markup.Escape(data.Source)}.");
         Directory.CreateDirectory(output);
         var checkpointPath = CheckpointPath(null, output);

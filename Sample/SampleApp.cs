@@ -108,11 +108,18 @@ public sealed partial class SampleApp
         var summary = new Command("summary", "Print the compile-time summaries of the sample's networks.");
         summary.SetAction(_ => Guard(() => Summary()));
 
+        var maxPixels = new Option<long>("--max-pixels")
+        {
+            Description = $"the most pixels a picture may declare (a Fashion-MNIST image file: its 28×28 images together); larger ones are refused before decoding (default {PictureReader.DefaultMaxPixels:N0}, PIL's Image.MAX_IMAGE_PIXELS)",
+            DefaultValueFactory = _ => PictureReader.DefaultMaxPixels,
+        };
+        Check(maxPixels, v => v is >= 1 and <= 1L << 40, "must be a positive number of pixels");
+
         var train = new Command("train", "Train ResNet-20 on Fashion-MNIST: live progress, an evaluation per epoch, a checkpoint and a PNG of the curves.")
-            { device, epochs, batchSize, lr, data, seed, output, limit, precision };
+            { device, epochs, batchSize, lr, data, seed, output, limit, precision, maxPixels };
         train.SetAction(r => Guard(() => Train(Device(r.GetValue(device)!), r.GetValue(data), new TrainSettings(
             r.GetValue(epochs), r.GetValue(batchSize), r.GetValue(lr), 5e-4, r.GetValue(seed), r.GetValue(limit), TestLimit(r.GetValue(limit)),
-            Precisions[r.GetValue(precision)!]), r.GetValue(output)!)));
+            Precisions[r.GetValue(precision)!]), r.GetValue(output)!, r.GetValue(maxPixels))));
 
 
         var engine = new Option<string>("--engine")
@@ -130,12 +137,6 @@ public sealed partial class SampleApp
             Description = "pictures the int8 engine calibrates on, at most", DefaultValueFactory = _ => DefaultCalibrationCount,
         };
         Check(calibrationCount, ValidCalibrationCount, "must be 1 to 100,000 pictures");
-        var maxPixels = new Option<long>("--max-pixels")
-        {
-            Description = $"the most pixels a picture may declare; larger ones are refused before decoding (default {PictureReader.DefaultMaxPixels:N0}, PIL's Image.MAX_IMAGE_PIXELS)",
-            DefaultValueFactory = _ => PictureReader.DefaultMaxPixels,
-        };
-        Check(maxPixels, v => v is >= 1 and <= 1L << 40, "must be a positive number of pixels");
         var skipUnreadable = new Option<bool>("--skip-unreadable")
         {
             Description = "train on the readable pictures when some cannot be read (too large, truncated, not an image); by default finetune lists them and stops before training",
@@ -158,16 +159,16 @@ public sealed partial class SampleApp
         var percentile = new Option<double>("--percentile") { Description = "the percentile method's share of values kept at each end, above 90 and at most 100", DefaultValueFactory = _ => 99.999 };
         Check(percentile, v => v is > 90 and <= 100, "must be above 90 and at most 100");
         var eval = new Command("eval", "Evaluate a checkpoint on the Fashion-MNIST test set (or a fine-tuned one on --images DIR/val), per class; with --engine onnxruntime-int8, what int8 costs.")
-            { device, data, output, checkpoint, evalLimit, evalEngine, evalImages, calibration, calibrationCount, calibrationMethod, percentile };
+            { device, data, output, checkpoint, evalLimit, evalEngine, evalImages, calibration, calibrationCount, calibrationMethod, percentile, maxPixels };
         eval.SetAction(r => Guard(() => Eval(Device(r.GetValue(device)!), r.GetValue(data), CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!), r.GetValue(evalLimit),
             new EvalEngine(r.GetValue(evalEngine)!, r.GetValue(evalImages), new Int8Request(r.GetValue(calibration), r.GetValue(calibrationCount),
-                r.GetValue(calibrationMethod) == "minmax" ? CalibrationMethod.MinMax : CalibrationMethod.Percentile, r.GetValue(percentile))))));
+                r.GetValue(calibrationMethod) == "minmax" ? CalibrationMethod.MinMax : CalibrationMethod.Percentile, r.GetValue(percentile)), r.GetValue(maxPixels)))));
 
         var pytorch = new Option<string?>("--pytorch") { Description = "instead of ONNX, write a PyTorch model into this folder: model.py (the network's PyTorch twin), weights.safetensors, safetensors_io.py and checkpoint.py (torch and numpy only)" };
         var int8 = new Option<bool>("--int8") { Description = "write the int8 engine's quantised graph (QDQ, int8 weights per channel, uint8 activations calibrated on --calibration pictures) instead of the float32 one; ONNX Runtime serves it on its integer kernels" };
         var untrained = new Option<bool>("--untrained") { Description = "with --pytorch and --arch: the architecture untrained (this sample's initialisation), no checkpoint" };
         var export = new Command("export", "Export a checkpoint (train's or finetune's, or timm's or torchvision's with --arch) as an ONNX model with folded batch-norms, for ONNX Runtime, Triton or TensorRT, or as a PyTorch model (--pytorch).")
-            { output, checkpoint, onnxOut, opset, predictArch, labels, weightsName, pytorch, untrained, int8, calibration, calibrationCount };
+            { output, checkpoint, onnxOut, opset, predictArch, labels, weightsName, pytorch, untrained, int8, calibration, calibrationCount, maxPixels };
         export.SetAction(r => Guard(() =>
         {
             var checkpointPath = CheckpointPath(r.GetValue(checkpoint), r.GetValue(output)!);
@@ -176,7 +177,7 @@ public sealed partial class SampleApp
             if (r.GetValue(pytorch) is not { } folder)
             {
                 if (r.GetValue(untrained)) throw new SampleException("--untrained writes a PyTorch model: add --pytorch DIR (and --arch NAME).");
-                return Export(checkpointPath, r.GetValue(onnxOut), r.GetValue(opset), r.GetValue(predictArch), r.GetValue(labels), quantise, r.GetValue(weightsName));
+                return Export(checkpointPath, r.GetValue(onnxOut), r.GetValue(opset), r.GetValue(predictArch), r.GetValue(labels), quantise, r.GetValue(weightsName), r.GetValue(maxPixels));
             }
             if (quantise is not null) throw new SampleException("--int8 writes an ONNX model: drop --pytorch, or --int8.");
             if (r.GetValue(onnxOut) is not null) throw new SampleException("--pytorch and --to: give one (a PyTorch folder, or an .onnx file).");
@@ -217,8 +218,8 @@ public sealed partial class SampleApp
         preprocess.SetAction(r => Guard(() => Preprocess(r.GetValue(picture)!, r.GetValue(preprocessWeights)!, r.GetValue(preprocessOut)!, r.GetValue(maxPixels))));
 
         var fashionFolder = new Command("fashion-folder", "Write Fashion-MNIST classes as a picture folder (train/<class>/*.png from the training set, val/<class>/*.png from the test set) for finetune.")
-            { folderTo, classes, trainPerClass, valPerClass, data };
-        fashionFolder.SetAction(r => Guard(() => FashionFolder(r.GetValue(data), r.GetValue(folderTo)!, r.GetValue(classes)!, r.GetValue(trainPerClass), r.GetValue(valPerClass))));
+            { folderTo, classes, trainPerClass, valPerClass, data, maxPixels };
+        fashionFolder.SetAction(r => Guard(() => FashionFolder(r.GetValue(data), r.GetValue(folderTo)!, r.GetValue(classes)!, r.GetValue(trainPerClass), r.GetValue(valPerClass), r.GetValue(maxPixels))));
 
         var probe = new Option<string?>("--probe") { Description = "run one probe in this process (what doctor's child processes do)", Hidden = true };
         var probeDevice = new Option<string?>("--probe-device") { Description = "the device a --probe computes on (cpu, cuda:N)", Hidden = true };

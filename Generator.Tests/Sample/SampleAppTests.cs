@@ -348,7 +348,7 @@ public sealed class SampleAppTests : IDisposable
         var bytes = File.ReadAllBytes(images);
         File.WriteAllBytes(images, bytes.Take(bytes.Length - 100).ToArray());
         var (code, text) = Run("train", "--data", data);
-        AssertOneLineError(code, text, images + " is truncated or corrupt: 256 images need 200720 bytes, the file has 200620");
+        AssertOneLineError(code, text, images + " is truncated: 256 images need 200,720 bytes, the file has 200,620");
 
         File.Delete(images);
         File.WriteAllBytes(images + ".gz", new byte[] { 0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 });
