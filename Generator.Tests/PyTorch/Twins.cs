@@ -35,11 +35,11 @@ public static class Twins
     /// weights) and with the C# outputs, so that <c>python3 Generator.Tests/PyTorch/twin_check.py SET/manifest.json</c>
     /// checks the same cases on another PyTorch (README: "Training past one machine").
     /// </summary>
-    public static void Check(IReadOnlyList<TwinCase> cases, string folder, [System.Runtime.CompilerServices.CallerMemberName] string set = "") =>
+    public static (int Eval, int Train) Check(IReadOnlyList<TwinCase> cases, string folder, [System.Runtime.CompilerServices.CallerMemberName] string set = "") =>
         CheckAndCopy(cases, folder, Environment.GetEnvironmentVariable("RESNETGEN_TWIN_EXPORT") is { Length: > 0 } export ? Path.Combine(export, set) : null);
 
-    /// <summary>As <see cref="Check"/>, copying the set to <paramref name="exportTo"/> if given.</summary>
-    public static void CheckAndCopy(IReadOnlyList<TwinCase> cases, string folder, string? exportTo)
+    /// <summary>As <see cref="Check"/>, copying the set to <paramref name="exportTo"/> if given. Returns how many outputs were compared, in eval and in train mode.</summary>
+    public static (int Eval, int Train) CheckAndCopy(IReadOnlyList<TwinCase> cases, string folder, string? exportTo)
     {
         var manifest = new List<Dictionary<string, object>>();
         var expected = new Dictionary<string, (float[] Eval, long[] EvalShape, double[]? Train)>();
@@ -96,6 +96,7 @@ public static class Twins
         var output = RunPython(folder, Path.Combine(Repository.Root(), "Generator.Tests", "PyTorch", "twin_check.py"), manifestPath);
         var failures = output.Split('\n').Where(l => l.StartsWith("FAIL ", StringComparison.Ordinal)).ToList();
         Assert.True(failures.Count == 0, string.Join("\n", failures));
+        var (evalCompared, trainCompared) = (0, 0);
         foreach (var c in cases)
         {
             Assert.Contains("ok " + c.Name, output);
@@ -103,12 +104,15 @@ public static class Twins
             using var ours = torch.tensor(eval).reshape(shape);
             using var theirs = torch.tensor(DeterministicWeights.ReadFloats(Path.Combine(folder, c.Name + ".eval.out"))).reshape(shape);
             Tolerance.AssertClose(ours, theirs, c.Name + ": the twin's eval output", Relative);
+            evalCompared++;
             if (train is null) continue;
             using var oursTrain = torch.tensor(train).reshape(shape);
             using var theirsTrain = torch.tensor(DeterministicWeights.ReadDoubles(Path.Combine(folder, c.Name + ".train64.out"))).reshape(shape);
             Tolerance.AssertClose(oursTrain, theirsTrain, c.Name + ": the twin's train-mode output (float64)", TrainRelative);
+            trainCompared++;
         }
         if (exportTo is not null) Export(manifest, folder, exportTo);
+        return (evalCompared, trainCompared);
     }
 
     /// <summary>

@@ -140,16 +140,29 @@ public sealed class BitTests : IDisposable
         Assert.True(pooled[0, 0, 1, 1].item<float>() < 0); // an interior window: none
 
         // In the network: the stem's output is that pool of the standardised convolution, and for the deterministic
-        // input it differs from the padded max-pool's (so the tests above compare a case where the padding counts).
+        // input it differs from the padded max-pool's (so the tests above compare a case where the padding counts). The
+        // expected output is computed here from timm's definitions with libtorch's plain ops, in float64, not with the
+        // runtime's Steps: each output channel's 7×7×3 weights less their mean over the square root of their biased
+        // variance + 1e-8 (StdConv2d), a 7×7 convolution at stride 2 with padding 3, one zero on each side, a 3×3 max-pool
+        // at stride 2.
         using var network = Deterministic();
         network.eval();
         using var noGrad = torch.no_grad();
         using var input = DeterministicWeights.Input();
         using var features = network.ForwardFeatures(input);
-        using var convolved = Steps.StandardizedConv(input, network.stem_conv, 1e-8);
-        using var expected = Steps.ZeroPaddedMaxPool(convolved);
-        Tolerance.AssertClose(expected, features.Stem, "fixed stem pool", relative: 1e-6);
-        using var padded = torch.nn.functional.max_pool2d(convolved, 3, 2, 1);
+        Assert.Equal(new long[] { 16, 3, 7, 7 }, network.stem_conv.weight!.shape);
+        using var weight = network.stem_conv.weight!.to(torch.float64);
+        using var rows = weight.reshape(16, -1);
+        using var mean = rows.mean(new long[] { 1 }, keepdim: true);
+        using var centred = rows - mean;
+        using var variance = centred.square().mean(new long[] { 1 }, keepdim: true);
+        using var standardized = (centred / (variance + 1e-8).sqrt()).reshape(16, 3, 7, 7);
+        using var input64 = input.to(torch.float64);
+        using var convolved = torch.nn.functional.conv2d(input64, standardized, null, strides: new long[] { 2, 2 }, padding: new long[] { 3, 3 });
+        using var zeroPadded = torch.nn.functional.pad(convolved, new long[] { 1, 1, 1, 1 }, PaddingModes.Constant, 0.0);
+        using var expected = torch.nn.functional.max_pool2d(zeroPadded, 3, 2);
+        Tolerance.AssertClose(expected, features.Stem.to(torch.float64), "fixed stem pool", relative: 1e-5);
+        using var padded = torch.nn.functional.max_pool2d(convolved, 3, 2, 1).to(torch.float32);
         Assert.True((padded - features.Stem).abs().max().item<float>() > 1e-3, "the zero padding matters for this input");
     }
 

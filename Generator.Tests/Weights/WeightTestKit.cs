@@ -99,8 +99,14 @@ public sealed class WeightTestKit : IDisposable
     private static int IndexOf(byte[] haystack, byte[] needle, int start) =>
         needle.Length == 0 ? -1 : haystack.AsSpan(start).IndexOf(needle) is var i and >= 0 ? start + i : -1;
 
-    /// <summary>Same shape and every element equal.</summary>
-    public static bool Same(torch.Tensor a, torch.Tensor b) => a.shape.SequenceEqual(b.shape) && a.eq(b).all().item<bool>();
+    /// <summary>Same dtype, same shape and the same bytes (bit for bit: a float64 copy of a float32 tensor is not the same, nor is −0 +0).</summary>
+    public static bool Same(torch.Tensor a, torch.Tensor b)
+    {
+        if (a.dtype != b.dtype || !a.shape.SequenceEqual(b.shape)) return false;
+        using var left = a.cpu().contiguous();
+        using var right = b.cpu().contiguous();
+        return left.numel() == 0 || left.bytes.SequenceEqual(right.bytes);
+    }
 
     public void Dispose()
     {
