@@ -265,16 +265,14 @@ public sealed class ImageFolder : ITrainingData
             return width <= height ? (shorter, longer) : (longer, shorter);
         }
 
-        // RGBA bytes (unpremultiplied) as three planes of RGB; transparent pixels are white paper.
+        // RGBA bytes (unpremultiplied) as three planes of RGB, the alpha dropped and the stored colour kept, as PIL's
+        // convert("RGB") does in torchvision's and timm's loaders (a transparent pixel is whatever colour it holds).
         private static byte[] Planes(ReadOnlySpan<byte> rgba, int plane)
         {
             var rgb = new byte[3 * plane];
             for (var i = 0; i < plane; i++)
-            {
-                var alpha = rgba[4 * i + 3];
-                for (var c = 0; c < 3; c++)
-                    rgb[c * plane + i] = alpha == 255 ? rgba[4 * i + c] : (byte)Math.Clamp(Math.Round(rgba[4 * i + c] * (alpha / 255.0) + 255 * (1 - alpha / 255.0)), 0, 255);
-            }
+            for (var c = 0; c < 3; c++)
+                rgb[c * plane + i] = rgba[4 * i + c];
             return rgb;
         }
 

@@ -188,7 +188,8 @@ public sealed class ExportPyTorchTests : IDisposable
         var (code, text) = SampleRunner.Run("export", "--untrained", "--arch", "resnet50", "--pytorch", target);
         Assert.True(code == 0, text);
         var preprocessing = Sample.Architecture.Named("resnet50").Preprocessing; // bilinear, 256 → 224
-        var pictures = new[] { "landscape_300x200.png", "grey_257x256.png", "thin_37x400.png", "photo_480x360.jpg" }
+        // Transparent ones too: train_ddp.py decodes PNGs itself and must drop the alpha as PIL and the sample do.
+        var pictures = new[] { "landscape_300x200.png", "grey_257x256.png", "thin_37x400.png", "photo_480x360.jpg", "transparent_320x240.png", "grey_alpha_150x220.png", "palette_260x200.png" }
             .Select(p => Path.Combine(Torchvision.DeterministicWeights.ReferenceFolder, "preprocess", p)).ToArray();
         var script = Path.Combine(_folder, "prepare.py");
         File.WriteAllLines(script, new[]
@@ -200,7 +201,7 @@ public sealed class ExportPyTorchTests : IDisposable
             $"    p.crop(p.load(path)).numpy().astype('<f4').tofile({Py(_folder)} + f'/input{{i}}.bin')",
             "print('prepared', p.resized)",
         });
-        Assert.Contains("prepared 3", Twins.RunPython(_folder, script)); // three resized; the 257×256 one is at 256 already
+        Assert.Contains("prepared 6", Twins.RunPython(_folder, script)); // six resized; the 257×256 one is at 256 already
         for (var i = 0; i < pictures.Length; i++)
         {
             using var expected = Sample.ImageFolder.Input(pictures[i], preprocessing);

@@ -32,7 +32,18 @@ def picture(width, height, mode):
     if mode == "L":
         return image.convert("L")
     if mode == "RGBA":
-        image = image.convert("RGBA")  # opaque: PIL's convert("RGB") and the sample's white paper agree
+        image = image.convert("RGBA")  # opaque
+    if mode in ("RGBA-transparent", "LA"):
+        # Alpha from 0 (left, the colour under it still stored) to 255 (right) with a fully transparent band: PIL's
+        # convert("RGB"), which torchvision's and timm's loaders apply, drops it and keeps the stored colour.
+        alpha = np.clip(np.round(x * 255.0 / max(1, width - 1)), 0, 255).astype(np.uint8)
+        alpha[(y.astype(int) // 16) % 5 == 0] = 0
+        image = image.convert("L") if mode == "LA" else image
+        image.putalpha(Image.fromarray(alpha, "L"))
+    if mode == "P-transparent":
+        image = image.quantize(64)  # a palette picture; index 0 marked transparent when saved
+    if mode == "CMYK":
+        image = image.convert("CMYK")  # saved as a CMYK JPEG (Adobe marker); convert("RGB") is PIL's 255 - C - K
     return image
 
 
@@ -46,6 +57,10 @@ PICTURES = [
     ("alpha_640x427.png", 640, 427, "RGBA"),
     ("thin_37x400.png", 37, 400, "RGB"),
     ("photo_480x360.jpg", 480, 360, "RGB"),
+    ("transparent_320x240.png", 320, 240, "RGBA-transparent"),
+    ("grey_alpha_150x220.png", 150, 220, "LA"),
+    ("palette_260x200.png", 260, 200, "P-transparent"),
+    ("cmyk_400x300.jpg", 400, 300, "CMYK"),
 ]
 
 # (weights, transform to the cropped picture): torchvision's Weights.transforms() and timm's create_transform,
@@ -85,6 +100,8 @@ for name, width, height, mode in PICTURES:
     image = picture(width, height, mode)
     if name.endswith(".jpg"):
         image.save(path, quality=90)
+    elif mode == "P-transparent":
+        image.save(path, transparency=0)
     else:
         image.save(path)
     loaded = Image.open(path).convert("RGB")  # as torchvision's and timm's image folders load it
@@ -92,6 +109,7 @@ for name, width, height, mode in PICTURES:
         if weights.startswith("resnetv2") and name not in ("landscape_300x200.png", "grey_257x256.png"):
             continue  # 448×448 references are large: two pictures are enough for BiT's crop 1.0
         out = crop(loaded)
+        out.info.pop("transparency", None)  # convert("RGB") keeps a palette's transparent index as a colour key: not in the bytes
         expected = f"{os.path.splitext(name)[0]}.{weights}.png"
         out.save(os.path.join(HERE, expected))
         cases.append({"picture": name, "weights": weights, "expected": expected, "size": list(out.size)})

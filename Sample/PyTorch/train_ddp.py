@@ -38,12 +38,13 @@ EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
 def read_png(path):
-    """An 8-bit PNG (grayscale, RGB, palette, with or without alpha; not interlaced) as uint8 [H, W, 3], transparency on white."""
+    """An 8-bit PNG (grayscale, RGB, palette, with or without alpha; not interlaced) as uint8 [H, W, 3]: the alpha dropped
+    and the stored colour kept, as PIL's convert("RGB") and the sample do."""
     with open(path, "rb") as f:
         data = f.read()
     if data[:8] != b"\x89PNG\r\n\x1a\n":
         raise ValueError(f"{path} is not a PNG")
-    pos, idat, palette, alpha_table = 8, [], None, None
+    pos, idat, palette = 8, [], None
     width = height = depth = color = interlace = None
     while pos < len(data):
         length, kind = struct.unpack(">I4s", data[pos:pos + 8])
@@ -53,8 +54,6 @@ def read_png(path):
             width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", body)
         elif kind == b"PLTE":
             palette = np.frombuffer(body, np.uint8).reshape(-1, 3)
-        elif kind == b"tRNS":
-            alpha_table = np.frombuffer(body, np.uint8)
         elif kind == b"IDAT":
             idat.append(body)
         elif kind == b"IEND":
@@ -93,16 +92,9 @@ def read_png(path):
     if depth == 16:
         pixels = pixels[:, :, ::2]  # the high byte of each sample
     if color == 3:
-        alpha = alpha_table if alpha_table is not None else np.full(len(palette), 255, np.uint8)
-        alpha = np.concatenate([alpha, np.full(len(palette) - len(alpha), 255, np.uint8)])
-        index = pixels[:, :, 0]
-        rgb, a = palette[index].astype(np.float64), alpha[index].astype(np.float64)[:, :, None]
-    else:
-        rgb = pixels[:, :, :3] if color in (2, 6) else np.repeat(pixels[:, :, :1], 3, axis=2)
-        rgb = rgb.astype(np.float64)
-        a = pixels[:, :, -1:].astype(np.float64) if color in (4, 6) else np.full((height, width, 1), 255.0)
-    a = a / 255.0
-    return np.clip(np.round(rgb * a + 255 * (1 - a)), 0, 255).astype(np.uint8)
+        return palette[pixels[:, :, 0]]
+    rgb = pixels[:, :, :3] if color in (2, 6) else np.repeat(pixels[:, :, :1], 3, axis=2)
+    return np.ascontiguousarray(rgb)
 
 
 def read_picture(path):
