@@ -112,6 +112,55 @@ public sealed class DropPathTests : IDisposable
             Tolerance.AssertClose(expected, folded, "resnet50d with drop path, folded");
     }
 
+    /// <summary>
+    /// On a real bottleneck block in training (layer4's only block, rate 0.2 by the schedule, with a projection or an
+    /// avg-down shortcut): given what the block received (layer3's output), its output for each sample is either the
+    /// shortcut alone or the shortcut plus the branch scaled by 1 / 0.8 — the branch and shortcut recomputed here with
+    /// libtorch's plain ops from timm's definitions (batch statistics, as in training) — and about 0.2 of the samples are
+    /// dropped. The mask is whatever libtorch's generator drew: it is read from the output, not assumed.
+    /// </summary>
+    [Theory]
+    [InlineData("projection")]
+    [InlineData("avg-down")]
+    public void On_a_real_bottleneck_block_each_samples_branch_is_dropped_or_scaled_at_the_blocks_rate(string shortcut)
+    {
+        using var network = shortcut == "projection" ? (torch.nn.Module<torch.Tensor, torch.Tensor>)new BottleneckDropPath() : new AvgDownDropPath();
+        DeterministicWeights.Apply(network);
+        network.train();
+        const int samples = 600;
+        using var input = DeterministicWeights.Input(samples, 3, 64, 64);
+        using var noGrad = torch.no_grad();
+        dynamic net = network;
+        using var features = (IDisposable)net.ForwardFeatures(input);
+        torch.Tensor layer3 = ((dynamic)features).Layer3, layer4 = ((dynamic)features).Layer4;
+        torch.Tensor Norm(torch.Tensor t, TorchSharp.Modules.BatchNorm2d bn) => torch.nn.functional.batch_norm(t, null, null, bn.weight, bn.bias, true, 0.1, bn.eps);
+        torch.Tensor Conv(torch.Tensor t, TorchSharp.Modules.Conv2d conv, long stride = 1, long padding = 0) =>
+            torch.nn.functional.conv2d(t, conv.weight!, null, strides: new[] { stride, stride }, padding: new[] { padding, padding });
+        using var scope = torch.NewDisposeScope();
+        var branch = Norm(Conv(Norm(Conv(Norm(Conv(layer3, net.layer4_0_conv1), net.layer4_0_bn1).relu(), net.layer4_0_conv2, 2, 1), net.layer4_0_bn2).relu(),
+            net.layer4_0_conv3), net.layer4_0_bn3);
+        var identity = shortcut == "projection"
+            ? Norm(Conv(layer3, net.layer4_0_downsample_0, 2), net.layer4_0_downsample_1)
+            : Norm(Conv(torch.nn.functional.avg_pool2d(layer3, 2, 2, ceil_mode: true, count_include_pad: false), net.layer4_0_downsample_1), net.layer4_0_downsample_2);
+        var dropped = identity.relu().reshape(samples, -1);
+        var kept = (identity + branch / 0.8).relu().reshape(samples, -1);
+        var actual = layer4.reshape(samples, -1);
+        var scale = actual.abs().max().item<float>();
+        var offDropped = (actual - dropped).abs().amax(new long[] { 1 }).data<float>().ToArray();
+        var offKept = (actual - kept).abs().amax(new long[] { 1 }).data<float>().ToArray();
+        var (droppedCount, keptCount) = (0, 0);
+        for (var i = 0; i < samples; i++)
+        {
+            var isDropped = offDropped[i] <= 1e-5 * scale;
+            var isKept = offKept[i] <= 1e-5 * scale;
+            Assert.True(isDropped ^ isKept, $"{shortcut}: sample {i} is {offDropped[i]:G3} from dropped and {offKept[i]:G3} from kept (scale {scale:G3})");
+            if (isDropped) droppedCount++; else keptCount++;
+        }
+        // 0.2 of 600: ± 4 standard deviations (9.8 samples each).
+        Assert.InRange(droppedCount, 81, 159);
+        Assert.Equal(samples, droppedCount + keptCount);
+    }
+
     public static TheoryData<string> RealNetworks() => new() { "resnet50d (avg-down shortcuts)", "bottleneck (projection shortcuts)", "resnet18d (basic blocks)" };
 
     private static torch.nn.Module<torch.Tensor, torch.Tensor> Real(string name) => name.Split(' ')[0] switch
@@ -169,6 +218,10 @@ public sealed class DropPathTests : IDisposable
         }
     }
 }
+
+/// <summary>Bottleneck blocks with avg-down shortcuts and timm's deep stem (resnet50d's layout) and drop path, small: layer4 one block at 0.2.</summary>
+[ResNet(Block.Bottleneck, 1, 1, 1, 1, BaseWidth = 16, Stem = Stem.Deep, Shortcut = Shortcut.AvgDown, DropPath = 0.2, NumClasses = 5, InputSize = 64)]
+public partial class AvgDownDropPath { }
 
 /// <summary>Bottleneck blocks with projection shortcuts (torchvision's layout) and drop path, small.</summary>
 [ResNet(Block.Bottleneck, 1, 2, 1, 1, BaseWidth = 16, DropPath = 0.2, NumClasses = 5, InputSize = 64)]
