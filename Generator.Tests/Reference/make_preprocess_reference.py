@@ -120,18 +120,36 @@ print(len(cases), "cases")
 
 # Every entry of the sample's catalogue as torchvision's Weights.transforms() and timm's pretrained_cfg give it.
 catalogue = []
+crops = {}
 for enum in [R.ResNet18_Weights, R.ResNet34_Weights, R.ResNet50_Weights, R.ResNet101_Weights, R.ResNet152_Weights, R.ResNeXt50_32X4D_Weights,
              R.ResNeXt101_32X8D_Weights, R.ResNeXt101_64X4D_Weights, R.Wide_ResNet50_2_Weights, R.Wide_ResNet101_2_Weights]:
     for w in enum:
         t = w.transforms()
+        crops[w.url.split("/")[-1]] = torchvision_crop(w)
         catalogue.append({"name": w.url.split("/")[-1], "size": t.crop_size[0], "resize": t.resize_size[0], "interpolation": t.interpolation.value,
                           "mean": t.mean, "std": t.std, "top1": w.meta["_metrics"]["ImageNet-1K"]["acc@1"]})
 for tag in ["resnet18.a1_in1k", "resnet18.tv_in1k", "resnet50.a1_in1k", "resnet50.a1h_in1k", "resnet50.tv_in1k", "resnet50.tv2_in1k", "resnet50d.ra2_in1k",
             "seresnext50_32x4d.racm_in1k", "resnetv2_50x1_bit.goog_in21k_ft_in1k", "resnetv2_50x1_bit.goog_in21k"]:
     cfg = timm.models.get_pretrained_cfg(tag).to_dict()
     size = cfg["input_size"][1]
+    crops[tag] = timm_crop(tag)
     catalogue.append({"name": tag, "size": size, "resize": math.floor(size / cfg["crop_pct"]), "interpolation": cfg["interpolation"],
                       "mean": list(cfg["mean"]), "std": list(cfg["std"]), "top1": None})
 with open(os.path.join(HERE, "catalogue.json"), "w") as f:
     json.dump(catalogue, f, indent=1)
 print(len(catalogue), "catalogue entries")
+
+# Every catalogue entry on every PNG picture (PIL decodes those as the sample does; JPEG decoders differ): the SHA-256
+# of the resized, cropped RGB bytes, so that all 27 entries are checked byte for byte without storing their pictures.
+import hashlib
+hashes = []
+for name, width, height, mode in PICTURES:
+    if name.endswith(".jpg"):
+        continue
+    loaded = Image.open(os.path.join(HERE, name)).convert("RGB")
+    for weights, crop in crops.items():
+        out = np.asarray(crop(loaded).convert("RGB"), np.uint8)
+        hashes.append({"picture": name, "weights": weights, "size": list(out.shape[:2]), "sha256": hashlib.sha256(out.tobytes()).hexdigest()})
+with open(os.path.join(HERE, "catalogue_cases.json"), "w") as f:
+    json.dump(hashes, f, indent=1)
+print(len(hashes), "catalogue cases")

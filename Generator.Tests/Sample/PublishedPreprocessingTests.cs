@@ -1,3 +1,4 @@
+using System.Collections.Generic;
 using System;
 using System.IO;
 using System.Linq;
@@ -62,6 +63,40 @@ public sealed class PublishedPreprocessingTests(ITestOutputHelper output)
             Assert.True(worstLevels == 0, $"{picture} as {weights}: {worstLevels:0.###} grey levels apart somewhere (PIL computes these bytes exactly)");
             Assert.True(mean <= 0.005, $"{picture} as {weights}: mean difference {mean:0.####} normalised (bound 0.005)");
         }
+    }
+
+    /// <summary>
+    /// Every catalogue entry (27) on every PNG reference picture (11), byte for byte: the RGB bytes the sample resizes and
+    /// crops for the network, hashed, against the SHA-256 of what torchvision's <c>Weights.transforms()</c> or timm's
+    /// <c>create_transform</c> makes of the same picture (Reference/preprocess/catalogue_cases.json).
+    /// </summary>
+    [Fact]
+    public void Every_catalogued_entry_prepares_every_png_picture_as_published()
+    {
+        using var cases = JsonDocument.Parse(File.ReadAllText(Path.Combine(Folder, "catalogue_cases.json")));
+        var failures = new List<string>();
+        var entries = new HashSet<string>();
+        var count = 0;
+        foreach (var c in cases.RootElement.EnumerateArray())
+        {
+            var (picture, weights) = (c.GetProperty("picture").GetString()!, c.GetProperty("weights").GetString()!);
+            var entry = PublishedWeights.Find(weights) ?? throw new InvalidOperationException($"{weights} is not in the catalogue");
+            var p = entry.Preprocessing;
+            using var input = ImageFolder.Input(Path.Combine(Folder, picture), p);
+            var values = input.data<float>().ToArray();
+            var plane = p.Size * p.Size;
+            var bytes = new byte[3 * plane];
+            for (var i = 0; i < plane; i++)
+            for (var ch = 0; ch < 3; ch++)
+                bytes[3 * i + ch] = (byte)Math.Clamp(Math.Round((values[ch * plane + i] * p.Std[ch] + p.Mean[ch]) * 255), 0, 255);
+            var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes));
+            if (hash != c.GetProperty("sha256").GetString()) failures.Add($"{picture} as {weights}");
+            entries.Add(weights);
+            count++;
+        }
+        Assert.True(failures.Count == 0, $"{failures.Count} of {count} differ from PyTorch's bytes: {string.Join(", ", failures.Take(10))}");
+        Assert.Equal(297, count);
+        Assert.Equal(PublishedWeights.All.Select(e => e.Name).Order(StringComparer.Ordinal), entries.Order(StringComparer.Ordinal));
     }
 
     /// <summary>
