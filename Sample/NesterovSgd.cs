@@ -12,7 +12,7 @@ namespace ResNetGen.Sample;
 /// free while libtorch still reads it — a training run that dies with "Unknown scalar type" after minutes. Here each
 /// scalar lives in a local that is disposed only after the step.
 /// </summary>
-public sealed class NesterovSgd : IDisposable
+public sealed class NesterovSgd : ResNetGen.Training.IOptimizer
 {
     private readonly List<Parameter> _parameters;
     private readonly torch.Tensor?[] _momentum;

@@ -59,6 +59,7 @@ public sealed partial class SampleApp
             $"{request.Settings.Epochs} epoch(s) at {data.Size}×{data.Size} (resized to {data.ResizeTo} on the shorter side, random crop and flip), batch {request.Settings.BatchSize}, peak learning rate {request.Settings.LearningRate}, on {device.type.ToString().ToLowerInvariant()}. Ctrl+C stops after the current batch and keeps the last epoch's checkpoint.")));
         _console.MarkupLine(Markup.Escape($"Preprocessing{(request.PreprocessingSource is { } source ? $" ({source})" : "")}: {request.Preprocessing.Describe()}."));
         _console.MarkupLine(Markup.Escape(PrecisionLine(request.Settings.Precision, device)));
+        _console.MarkupLine(Markup.Escape(RecipeLine(request.Settings)));
 
         Directory.CreateDirectory(request.Output);
         var checkpoint = Path.Combine(request.Output, FineTunedCheckpointFor(arch.Name));
@@ -70,7 +71,8 @@ public sealed partial class SampleApp
             metadata["from"] = request.From is null ? "scratch" : Path.GetFileName(request.From);
             metadata["trainable_stages"] = request.TrainableStages.ToString(CultureInfo.InvariantCulture);
             metadata["epoch"] = result.Epoch.ToString(CultureInfo.InvariantCulture);
-            metadata["val_accuracy"] = result.TestAccuracy.ToString("0.0000", CultureInfo.InvariantCulture);
+            metadata["val_accuracy"] = (result.EmaTestAccuracy ?? result.TestAccuracy).ToString("0.0000", CultureInfo.InvariantCulture);
+            if (request.Settings.Recipe?.Ema is { } decay) metadata["ema_decay"] = decay.ToString(CultureInfo.InvariantCulture); // the saved weights are the moving average
             metadata["precision"] = Precisions.First(p => p.Value == request.Settings.Precision).Key;
             Safetensors.Write(checkpoint, network.state_dict(), metadata);
         }, "val");

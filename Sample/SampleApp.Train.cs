@@ -23,6 +23,7 @@ public sealed partial class SampleApp
         var trainCount = Math.Min(data.TrainCount, settings.TrainLimit ?? long.MaxValue);
         _console.MarkupLine($"Training ResNet20 on {trainCount:N0} images for {settings.Epochs} epoch(s), batch {settings.BatchSize}, peak learning rate {settings.LearningRate.ToString(CultureInfo.InvariantCulture)}, on {device.type.ToString().ToLowerInvariant()}. Ctrl+C stops after the current batch and keeps the last epoch's checkpoint.");
         _console.MarkupLine(Markup.Escape(PrecisionLine(settings.Precision, device)));
+        _console.MarkupLine(Markup.Escape(RecipeLine(settings)));
 
         var results = RunEpochs(network, data, settings, device, result => SaveCheckpoint(network, checkpointPath, result), "test");
         return Finish(results, checkpointPath, Path.Combine(output, CurvesFile), "ResNet-20 on Fashion-MNIST", "test");
@@ -35,6 +36,8 @@ public sealed partial class SampleApp
         var table = new Table().AddColumns("epoch", "train loss", "train acc", $"{evaluatedOn} loss", $"{evaluatedOn} acc", "time", "images/s");
         var scaled = settings.Precision == Precision.Float16;
         if (scaled) table.AddColumns("loss scale", "skipped steps");
+        var averaged = settings.Recipe?.Ema is not null;
+        if (averaged) table.AddColumns($"EMA {evaluatedOn} acc");
         List<EpochResult> results = new();
         _console.Progress()
             .AutoClear(false)
@@ -58,6 +61,7 @@ public sealed partial class SampleApp
                         var cells = new List<string> { result.Epoch.ToString(CultureInfo.InvariantCulture), F(result.TrainLoss), P(result.TrainAccuracy),
                             F(result.TestLoss), P(result.TestAccuracy), $"{result.Seconds:0.0} s", $"{result.ImagesPerSecond:0}" };
                         if (scaled) cells.AddRange(new[] { result.LossScale.ToString("0", CultureInfo.InvariantCulture), result.SkippedSteps.ToString(CultureInfo.InvariantCulture) });
+                        if (averaged) cells.Add(P(result.EmaTestAccuracy ?? double.NaN));
                         table.AddRow(cells.ToArray());
                     },
                     _cancel);
@@ -66,6 +70,10 @@ public sealed partial class SampleApp
         _console.MarkupLine(SpeedNote);
         return results;
     }
+
+    /// <summary>The line that says which recipe trains: the optimiser and what else is on, with the learning rate and weight decay.</summary>
+    internal static string RecipeLine(TrainSettings settings) =>
+        FormattableString.Invariant($"Recipe: {(settings.Recipe ?? TrainRecipe.Original).Describe()}; peak learning rate {settings.LearningRate}, weight decay {settings.WeightDecay}.");
 
     /// <summary>The precision names of --precision, as the command line takes them.</summary>
     internal static readonly IReadOnlyDictionary<string, Precision> Precisions = new Dictionary<string, Precision>
@@ -96,7 +104,10 @@ public sealed partial class SampleApp
         if (results.Count > 0)
         {
             Curves.Save(results, curves, title, evaluatedOn);
-            _console.MarkupLine($"Checkpoint (epoch {results[^1].Epoch}, {evaluatedOn} accuracy {P(results[^1].TestAccuracy)}): {Markup.Escape(checkpointPath)}");
+            var last = results[^1];
+            _console.MarkupLine(last.EmaTestAccuracy is { } averaged
+                ? $"Checkpoint (epoch {last.Epoch}, the weights' moving average: {evaluatedOn} accuracy {P(averaged)}; the trained weights scored {P(last.TestAccuracy)}): {Markup.Escape(checkpointPath)}"
+                : $"Checkpoint (epoch {last.Epoch}, {evaluatedOn} accuracy {P(last.TestAccuracy)}): {Markup.Escape(checkpointPath)}");
             _console.MarkupLine($"Curves: {Markup.Escape(curves)}");
         }
         if (_cancel.IsCancellationRequested)
@@ -118,9 +129,10 @@ public sealed partial class SampleApp
             ["architecture"] = Architecture,
             ["dataset"] = "fashion-mnist",
             ["epoch"] = result.Epoch.ToString(CultureInfo.InvariantCulture),
-            ["test_accuracy"] = result.TestAccuracy.ToString("0.0000", CultureInfo.InvariantCulture),
+            ["test_accuracy"] = (result.EmaTestAccuracy ?? result.TestAccuracy).ToString("0.0000", CultureInfo.InvariantCulture),
             ["precision"] = Precisions.First(p => p.Value == network.Precision).Key,
         };
+        if (result.EmaTestAccuracy is not null) metadata["ema"] = "the saved weights are the moving average";
         Safetensors.Write(path, network.state_dict(), metadata);
     }
 

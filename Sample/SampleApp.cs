@@ -44,7 +44,7 @@ public sealed partial class SampleApp
         var device = new Option<string>("--device") { Description = "cpu, or cuda (needs a CUDA backend: build with -p:TorchBackend=cuda)", DefaultValueFactory = _ => "cpu" };
         var epochs = new Option<int>("--epochs") { Description = "training epochs", DefaultValueFactory = _ => 10 };
         var batchSize = new Option<int>("--batch-size") { Description = "images per training step", DefaultValueFactory = _ => 128 };
-        var lr = new Option<double>("--lr") { Description = "peak learning rate of the cosine schedule", DefaultValueFactory = _ => 0.1 };
+        var lr = new Option<double?>("--lr") { Description = "peak learning rate of the cosine schedule (default: 0.1 with sgd, 0.002 with adamw, 0.005 with lamb)" };
         var data = new Option<string?>("--data") { Description = $"folder with the Fashion-MNIST IDX files (default: {FashionMnist.DebianFolder} if installed, else the embedded subset)" };
         var seed = new Option<long>("--seed") { Description = "random seed", DefaultValueFactory = _ => 1 };
         var output = new Option<string>("--output") { Description = "folder for the checkpoint and the curves", DefaultValueFactory = _ => "resnetgen-runs" };
@@ -76,7 +76,25 @@ public sealed partial class SampleApp
         var std = new Option<string?>("--std") { Description = "per-channel standard deviation, R/G/B (default: the weights' own; ImageNet's 0.229/0.224/0.225)" };
         var fineTuneEpochs = new Option<int>("--epochs") { Description = "training epochs", DefaultValueFactory = _ => 5 };
         var fineTuneBatch = new Option<int>("--batch-size") { Description = "pictures per training step", DefaultValueFactory = _ => 32 };
-        var fineTuneLr = new Option<double>("--lr") { Description = "peak learning rate of the cosine schedule", DefaultValueFactory = _ => 0.01 };
+        var fineTuneLr = new Option<double?>("--lr") { Description = "peak learning rate of the cosine schedule (default: 0.01 with sgd, 0.001 with adamw, 0.002 with lamb)" };
+        var optimizer = new Option<string>("--optimizer")
+        {
+            Description = "sgd: SGD with Nesterov momentum 0.9 (the default, as before); adamw: AdamW (PyTorch's); lamb: LAMB (timm's, its gradient-norm clipping at 1 included). adamw and lamb leave biases and norms without weight decay, as timm does",
+            DefaultValueFactory = _ => "sgd",
+        };
+        optimizer.AcceptOnlyFromAmong(TrainRecipe.Optimizers.ToArray());
+        var weightDecay = new Option<double?>("--weight-decay") { Description = "weight decay (default: train 5e-4 with sgd, finetune 1e-4 with sgd; 0.05 with adamw, 0.02 with lamb)" };
+        Check(weightDecay, v => v is null or (>= 0 and < 1), "must be in [0, 1)");
+        var labelSmoothing = new Option<double>("--label-smoothing") { Description = "label smoothing of the cross-entropy targets, 0 (the default: none) to below 1; timm's recipes use 0.1", DefaultValueFactory = _ => 0 };
+        Check(labelSmoothing, v => v is >= 0 and < 1, "must be in [0, 1)");
+        var mixupAlpha = new Option<double>("--mixup") { Description = "mixup's α: each batch blended with itself reversed, λ from Beta(α, α), the labels blended alike; 0 (the default) is off, timm's recipes use 0.1–0.8", DefaultValueFactory = _ => 0 };
+        Check(mixupAlpha, v => v is >= 0 and <= 10, "must be 0 (off) to 10");
+        var cutmixAlpha = new Option<double>("--cutmix") { Description = "cutmix's α: a box of the reversed batch pasted in, its area from Beta(α, α), the labels mixed by area; 0 (the default) is off, timm's recipes use 1.0; with --mixup too, each batch picks one, half and half", DefaultValueFactory = _ => 0 };
+        Check(cutmixAlpha, v => v is >= 0 and <= 10, "must be 0 (off) to 10");
+        var ema = new Option<double?>("--ema") { Description = "keep an exponential moving average of the weights with this decay (e.g. 0.999), evaluate it each epoch and save it as the checkpoint; default: none" };
+        Check(ema, v => v is null or (> 0 and < 1), "must be between 0 and 1, e.g. 0.999");
+        var clipGrad = new Option<double?>("--clip-grad") { Description = "clip the gradients' global 2-norm to this before each step; default: none" };
+        Check(clipGrad, v => v is null or > 0, "must be positive");
         var folderTo = new Option<string>("--to") { Description = "the folder to create, with train/ and val/ inside", Required = true };
         var classes = new Option<string>("--classes") { Description = "Fashion-MNIST labels to write: a range, a list or both (0-4, 5,7,9)", DefaultValueFactory = _ => "0-9" };
         var trainPerClass = new Option<int>("--train-per-class") { Description = "training pictures per class (from the training set)", DefaultValueFactory = _ => 100 };
@@ -116,10 +134,17 @@ public sealed partial class SampleApp
         Check(maxPixels, v => v is >= 1 and <= 1L << 40, "must be a positive number of pixels");
 
         var train = new Command("train", "Train ResNet-20 on Fashion-MNIST: live progress, an evaluation per epoch, a checkpoint and a PNG of the curves.")
-            { device, epochs, batchSize, lr, data, seed, output, limit, precision, maxPixels };
-        train.SetAction(r => Guard(() => Train(Device(r.GetValue(device)!), r.GetValue(data), new TrainSettings(
-            r.GetValue(epochs), r.GetValue(batchSize), r.GetValue(lr), 5e-4, r.GetValue(seed), r.GetValue(limit), TestLimit(r.GetValue(limit)),
-            Precisions[r.GetValue(precision)!]), r.GetValue(output)!, r.GetValue(maxPixels))));
+            { device, epochs, batchSize, lr, data, seed, output, limit, precision, maxPixels, optimizer, weightDecay, labelSmoothing, mixupAlpha, cutmixAlpha, ema, clipGrad };
+        TrainRecipe Recipe(ParseResult r) => new(r.GetValue(optimizer)!, r.GetValue(labelSmoothing), r.GetValue(mixupAlpha), r.GetValue(cutmixAlpha), r.GetValue(ema), r.GetValue(clipGrad));
+        train.SetAction(r => Guard(() =>
+        {
+            var recipe = Recipe(r);
+            var rate = r.GetValue(lr) ?? recipe.Optimizer switch { "adamw" => 0.002, "lamb" => 0.005, _ => 0.1 };
+            var decay = r.GetValue(weightDecay) ?? recipe.Optimizer switch { "adamw" => 0.05, "lamb" => 0.02, _ => 5e-4 };
+            return Train(Device(r.GetValue(device)!), r.GetValue(data), new TrainSettings(
+                r.GetValue(epochs), r.GetValue(batchSize), rate, decay, r.GetValue(seed), r.GetValue(limit), TestLimit(r.GetValue(limit)),
+                Precisions[r.GetValue(precision)!], recipe), r.GetValue(output)!, r.GetValue(maxPixels));
+        }));
 
 
         var engine = new Option<string>("--engine")
@@ -188,7 +213,7 @@ public sealed partial class SampleApp
 
         var finetune = new Command("finetune", $"Fine-tune a pretrained network ({Sample.Architecture.Names}) on a folder of your own pictures: frozen early stages, a new classifier, the preprocessing its weights were trained with, live progress, validation per epoch, a checkpoint and a PNG of the curves.")
             { images, from, arch, weightsName, trainableStages, fineTuneEpochs, size, cropPct, interpolation, mean, std, output, fineTuneBatch, fineTuneLr, device, seed, maxPixels, skipUnreadable,
-              precision };
+              precision, optimizer, weightDecay, labelSmoothing, mixupAlpha, cutmixAlpha, ema, clipGrad };
         finetune.SetAction(r => Guard(() =>
         {
             var network = Sample.Architecture.Named(r.GetValue(arch)!);
@@ -204,9 +229,12 @@ public sealed partial class SampleApp
             if (r.GetValue(from) is { } fromPath && !File.Exists(fromPath))
                 throw new SampleException($"--from {fromPath}: no such file. --from needs {network.Name} weights: {network.Weights}, or a .safetensors written by finetune --arch {network.Name}.");
             var stages = r.GetValue(trainableStages) ?? (r.GetValue(from) is null ? 5 : 1);
+            var recipe = Recipe(r);
+            var rate = r.GetValue(fineTuneLr) ?? recipe.Optimizer switch { "adamw" => 0.001, "lamb" => 0.002, _ => 0.01 };
+            var decay = r.GetValue(weightDecay) ?? recipe.Optimizer switch { "adamw" => 0.05, "lamb" => 0.02, _ => 1e-4 };
             return FineTune(Device(r.GetValue(device)!), new FineTuneRequest(r.GetValue(images)!, r.GetValue(from), network, stages, preprocessing,
-                new TrainSettings(r.GetValue(fineTuneEpochs), r.GetValue(fineTuneBatch), r.GetValue(fineTuneLr), 1e-4, r.GetValue(seed), null, null,
-                    Precisions[r.GetValue(precision)!]), r.GetValue(output)!,
+                new TrainSettings(r.GetValue(fineTuneEpochs), r.GetValue(fineTuneBatch), rate, decay, r.GetValue(seed), null, null,
+                    Precisions[r.GetValue(precision)!], recipe), r.GetValue(output)!,
                 r.GetValue(maxPixels), r.GetValue(skipUnreadable), source));
         }));
 

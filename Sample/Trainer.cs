@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Diagnostics;
 using System.Linq;
 using System.Threading;
+using ResNetGen.Training;
 using TorchSharp;
 
 namespace ResNetGen.Sample;
@@ -12,11 +13,38 @@ namespace ResNetGen.Sample;
 /// finite, so they never reached the weights).
 /// </summary>
 public sealed record EpochResult(int Epoch, double TrainLoss, double TrainAccuracy, double TestLoss, double TestAccuracy, double Seconds, double ImagesPerSecond,
-    float LossScale = 1, long SkippedSteps = 0);
+    float LossScale = 1, long SkippedSteps = 0, double? EmaTestLoss = null, double? EmaTestAccuracy = null);
+
+/// <summary>
+/// The training recipe beyond SGD: the optimiser (sgd: Nesterov SGD, as before; adamw; lamb — the latter two without
+/// weight decay on biases and norms, as timm), label smoothing, mixup and cutmix (Beta α; 0 is off; with either, the loss
+/// is cross-entropy on the mixed soft targets), an exponential moving average of the weights (its decay; evaluated each
+/// epoch and saved as the checkpoint), and gradient-norm clipping. The default is the sample's original recipe.
+/// </summary>
+public sealed record TrainRecipe(string Optimizer = "sgd", double LabelSmoothing = 0, double Mixup = 0, double Cutmix = 0, double? Ema = null, double? ClipGrad = null)
+{
+    /// <summary>The optimisers by name.</summary>
+    public static readonly IReadOnlyList<string> Optimizers = new[] { "sgd", "adamw", "lamb" };
+
+    /// <summary>The sample's original recipe: Nesterov SGD, nothing else.</summary>
+    public static readonly TrainRecipe Original = new();
+
+    /// <summary>One line: what differs from the original recipe.</summary>
+    public string Describe()
+    {
+        var parts = new List<string> { Optimizer switch { "adamw" => "AdamW", "lamb" => "LAMB", _ => "Nesterov SGD" } };
+        if (LabelSmoothing > 0) parts.Add(FormattableString.Invariant($"label smoothing {LabelSmoothing}"));
+        if (Mixup > 0) parts.Add(FormattableString.Invariant($"mixup α {Mixup}"));
+        if (Cutmix > 0) parts.Add(FormattableString.Invariant($"cutmix α {Cutmix}"));
+        if (ClipGrad is { } clip) parts.Add(FormattableString.Invariant($"gradients clipped to norm {clip}"));
+        if (Ema is { } decay) parts.Add(FormattableString.Invariant($"EMA of the weights at {decay} (evaluated and saved)"));
+        return string.Join(", ", parts);
+    }
+}
 
 /// <summary>Settings of a training run; <paramref name="Precision"/> is what the network computes in (training and evaluation).</summary>
 public sealed record TrainSettings(int Epochs, int BatchSize, double LearningRate, double WeightDecay, long Seed, long? TrainLimit, long? TestLimit,
-    Precision Precision = Precision.Float32);
+    Precision Precision = Precision.Float32, TrainRecipe? Recipe = null);
 
 /// <summary>
 /// SGD with Nesterov momentum over the trainable parameters, a short warm-up then cosine decay, the data's own augmentation;
@@ -39,8 +67,19 @@ public static class Trainer
         var batches = (int)((trainCount + settings.BatchSize - 1) / settings.BatchSize);
         var totalSteps = batches * settings.Epochs;
         var warmup = Math.Max(1, totalSteps / 50);
-        var trainable = network.parameters().Where(p => p.requires_grad).ToList();
-        using var optimizer = new NesterovSgd(trainable, momentum: 0.9, weightDecay: settings.WeightDecay);
+        var recipe = settings.Recipe ?? TrainRecipe.Original;
+        var named = network.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        var trainable = named.Select(p => p.parameter).ToList();
+        using IOptimizer optimizer = recipe.Optimizer switch
+        {
+            "adamw" => new AdamW(ParameterGroups.NoDecayForBiasesAndNorms(named, settings.WeightDecay), settings.LearningRate),
+            "lamb" => new Lamb(ParameterGroups.NoDecayForBiasesAndNorms(named, settings.WeightDecay), settings.LearningRate),
+            "sgd" => new NesterovSgd(trainable, momentum: 0.9, weightDecay: settings.WeightDecay),
+            _ => throw new SampleException($"unknown optimizer '{recipe.Optimizer}': use {string.Join(", ", TrainRecipe.Optimizers)}."),
+        };
+        var mixup = recipe.Mixup > 0 || recipe.Cutmix > 0 ? new Mixup(data.Classes.Count, recipe.Mixup, recipe.Cutmix, labelSmoothing: recipe.LabelSmoothing) : null;
+        var mixRandom = new Random(unchecked((int)settings.Seed));
+        using var ema = recipe.Ema is { } emaDecay ? new ModelEma(network, emaDecay) : null;
         SetPrecision(network, settings.Precision);
         // float16's gradients underflow without loss scaling; bfloat16 has float32's range and needs none.
         var scaler = new GradScaler(enabled: settings.Precision == Precision.Float16);
@@ -66,11 +105,18 @@ public static class Trainer
                 var count = (int)Math.Min(settings.BatchSize, trainCount - (long)b * settings.BatchSize);
                 var (images, labels) = data.TrainBatch(order.narrow(0, (long)b * settings.BatchSize, count), generator, device);
                 optimizer.ZeroGrad();
+                // Mixup and cutmix mix a batch with itself reversed: an odd last batch is left as it is (timm drops it).
+                var targets = mixup is not null && count % 2 == 0 ? mixup.Apply(images, labels, mixRandom).Targets : null;
                 var logits = network.call(images);
-                var loss = torch.nn.functional.cross_entropy(logits, labels);
+                var loss = targets is not null ? Losses.SoftTargetCrossEntropy(logits, targets) : Losses.CrossEntropy(logits, labels, recipe.LabelSmoothing);
                 scaler.ScaleLoss(loss).backward();
-                scaler.Step(trainable, optimizer.Step);
+                scaler.Step(trainable, () =>
+                {
+                    if (recipe.ClipGrad is { } clip) Gradients.ClipNorm(trainable, clip); // after unscaling, as PyTorch's recipe clips
+                    optimizer.Step();
+                });
                 scaler.Update();
+                ema?.Update(network, step);
 
                 lossSum += loss.item<float>() * count;
                 correct += logits.argmax(1).eq(labels).sum().item<long>();
@@ -81,10 +127,24 @@ public static class Trainer
             var (testLoss, testAccuracy, _) = Evaluate(network, data, settings.TestLimit, device);
             var result = new EpochResult(epoch, lossSum / seen, correct / seen, testLoss, testAccuracy, clock.Elapsed.TotalSeconds, seen / trainSeconds,
                 scaler.Enabled ? scaler.Scale : 1, scaler.StepsSkipped - skippedBefore);
-            results.Add(result);
-            epochDone(result);
+            if (ema is null)
+            {
+                results.Add(result);
+                epochDone(result);
+                continue;
+            }
+            // The averaged weights in the network while they are evaluated and saved, the trained ones back after.
+            using (var live = new ModelEma(network, decay: 0.0))
+            {
+                ema.CopyTo(network);
+                var (emaLoss, emaAccuracy, _) = Evaluate(network, data, settings.TestLimit, device);
+                result = result with { EmaTestLoss = emaLoss, EmaTestAccuracy = emaAccuracy };
+                results.Add(result);
+                epochDone(result);
+                if (epoch < settings.Epochs) live.CopyTo(network);
+            }
         }
-        return results;
+        return results; // with an EMA, the network ends holding the averaged weights, as saved
     }
 
     /// <summary>Sets what a generated network computes in; any other module computes as it is, so only Float32 is accepted for it.</summary>
