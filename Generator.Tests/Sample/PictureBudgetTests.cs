@@ -75,7 +75,7 @@ public sealed class PictureBudgetTests : IDisposable
     }
 
     /// <summary>A finetune folder of two classes, 3 pictures each in train/ and val/.</summary>
-    private static string PictureFolder(string root)
+    internal static string PictureFolder(string root)
     {
         foreach (var part in new[] { "train", "val" })
         foreach (var (kind, colour) in new[] { ("light", new SKColor(230, 225, 220)), ("dark", new SKColor(20, 25, 30)) })

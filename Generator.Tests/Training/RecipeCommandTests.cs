@@ -4,7 +4,6 @@ using System.Linq;
 using System.Text.RegularExpressions;
 using ResNetGen.Generator.Tests.SampleApplication;
 using ResNetGen.Sample;
-using SkiaSharp;
 using Xunit;
 using static ResNetGen.Generator.Tests.SampleApplication.SampleRunner;
 
@@ -58,18 +57,7 @@ public sealed class RecipeCommandTests : IDisposable
     [Fact]
     public void Finetune_takes_the_recipe_too()
     {
-        var images = Path.Combine(_folder, "images");
-        foreach (var part in new[] { "train", "val" })
-        foreach (var (kind, colour) in new[] { ("light", new SKColor(230, 225, 220)), ("dark", new SKColor(20, 25, 30)) })
-        for (var i = 0; i < 4; i++)
-        {
-            var path = Path.Combine(images, part, kind, $"{i}.png");
-            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-            using var bitmap = new SKBitmap(36 + i, 36);
-            bitmap.Erase(colour);
-            using var encoded = bitmap.Encode(SKEncodedImageFormat.Png, 100);
-            File.WriteAllBytes(path, encoded.ToArray());
-        }
+        var images = PictureBudgetTests.PictureFolder(Path.Combine(_folder, "images")); // two classes, three pictures each in train/ and val/
         var output = Path.Combine(_folder, "tuned");
         var (code, text) = Run("finetune", "--images", images, "--size", "32", "--epochs", "1", "--batch-size", "4", "--output", output,
             "--optimizer", "adamw", "--label-smoothing", "0.1", "--ema", "0.5");

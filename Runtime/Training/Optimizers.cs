@@ -80,36 +80,26 @@ public static class ParameterGroups
 }
 
 /// <summary>
-/// Adam with decoupled weight decay, op for op as <c>torch.optim.AdamW</c> (PyTorch's defaults: learning rate 1e-3,
-/// betas 0.9 and 0.999, ε 1e-8, weight decay 1e-2; no amsgrad). Each step: θ ← θ·(1 − lr·λ); m ← β₁m + (1 − β₁)g;
-/// v ← β₂v + (1 − β₂)g²; θ ← θ − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε). Scalar-safe: every coefficient lives in a
-/// <see cref="Scalar"/> held until the step ends (TorchSharp's own optimisers pass temporaries the garbage collector
-/// can free while libtorch reads them).
+/// What <see cref="AdamW"/> and <see cref="Lamb"/> share: the parameters with their weight decay, the two moment buffers,
+/// the coefficients and the step count.
 /// </summary>
-public sealed class AdamW : IOptimizer
+public abstract class MomentOptimizer : IOptimizer
 {
-    private readonly List<DecayedParameter> _parameters;
-    private readonly torch.Tensor?[] _average;
-    private readonly torch.Tensor?[] _squares;
+    private protected readonly List<DecayedParameter> Parameters;
+    private protected readonly torch.Tensor?[] Average;
+    private protected readonly torch.Tensor?[] Squares;
     private bool _disposed;
 
-    /// <summary>AdamW over <paramref name="parameters"/>, all with weight decay <paramref name="weightDecay"/>.</summary>
-    public AdamW(IEnumerable<Parameter> parameters, double learningRate = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, double weightDecay = 1e-2)
-        : this((parameters ?? throw new ArgumentNullException(nameof(parameters))).Select(p => new DecayedParameter(p, weightDecay)), learningRate, beta1, beta2, eps)
+    private protected MomentOptimizer(IEnumerable<DecayedParameter> parameters, string name, double learningRate, double beta1, double beta2, double eps)
     {
-    }
-
-    /// <summary>AdamW over <paramref name="parameters"/>, each with its own weight decay (see <see cref="ParameterGroups"/>).</summary>
-    public AdamW(IEnumerable<DecayedParameter> parameters, double learningRate = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8)
-    {
-        _parameters = ParameterGroups.Validate(parameters, nameof(AdamW));
+        Parameters = ParameterGroups.Validate(parameters, name);
         ParameterGroups.CheckRate(learningRate, nameof(learningRate));
         ParameterGroups.CheckBeta(beta1, nameof(beta1));
         ParameterGroups.CheckBeta(beta2, nameof(beta2));
         if (!(eps > 0)) throw new ArgumentOutOfRangeException(nameof(eps), eps, "must be positive");
         (LearningRate, Beta1, Beta2, Eps) = (learningRate, beta1, beta2, eps);
-        _average = new torch.Tensor?[_parameters.Count];
-        _squares = new torch.Tensor?[_parameters.Count];
+        Average = new torch.Tensor?[Parameters.Count];
+        Squares = new torch.Tensor?[Parameters.Count];
     }
 
     /// <inheritdoc />
@@ -128,7 +118,7 @@ public sealed class AdamW : IOptimizer
     public long Steps { get; private set; }
 
     /// <inheritdoc />
-    public void ZeroGrad() => ParameterGroups.ZeroGrad(_parameters);
+    public void ZeroGrad() => ParameterGroups.ZeroGrad(Parameters);
 
     /// <inheritdoc />
     public void Step()
@@ -137,8 +127,49 @@ public sealed class AdamW : IOptimizer
         ParameterGroups.CheckRate(LearningRate, nameof(LearningRate));
         using var noGrad = torch.no_grad();
         Steps++;
-        var biasCorrection1 = 1 - Math.Pow(Beta1, Steps);
-        var biasCorrection2Sqrt = Math.Sqrt(1 - Math.Pow(Beta2, Steps));
+        Update(1 - Math.Pow(Beta1, Steps), Math.Sqrt(1 - Math.Pow(Beta2, Steps)));
+    }
+
+    /// <summary>One step with the bias corrections 1 − β₁ᵗ and √(1 − β₂ᵗ), gradients off.</summary>
+    private protected abstract void Update(double biasCorrection1, double biasCorrection2Sqrt);
+
+    /// <summary>Parameter <paramref name="i"/>'s moment buffers, made on first use.</summary>
+    private protected (torch.Tensor Average, torch.Tensor Squares) Moments(int i, torch.Tensor parameter) =>
+        (Average[i] ??= torch.zeros_like(parameter).DetachFromDisposeScope(), Squares[i] ??= torch.zeros_like(parameter).DetachFromDisposeScope());
+
+    /// <summary>Frees the moment buffers.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        foreach (var t in Average.Concat(Squares)) t?.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>
+/// Adam with decoupled weight decay, op for op as <c>torch.optim.AdamW</c> (PyTorch's defaults: learning rate 1e-3,
+/// betas 0.9 and 0.999, ε 1e-8, weight decay 1e-2; no amsgrad). Each step: θ ← θ·(1 − lr·λ); m ← β₁m + (1 − β₁)g;
+/// v ← β₂v + (1 − β₂)g²; θ ← θ − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε). Scalar-safe: every coefficient lives in a
+/// <see cref="Scalar"/> held until the step ends (TorchSharp's own optimisers pass temporaries the garbage collector
+/// can free while libtorch reads them).
+/// </summary>
+public sealed class AdamW : MomentOptimizer
+{
+    /// <summary>AdamW over <paramref name="parameters"/>, all with weight decay <paramref name="weightDecay"/>.</summary>
+    public AdamW(IEnumerable<Parameter> parameters, double learningRate = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, double weightDecay = 1e-2)
+        : this((parameters ?? throw new ArgumentNullException(nameof(parameters))).Select(p => new DecayedParameter(p, weightDecay)), learningRate, beta1, beta2, eps)
+    {
+    }
+
+    /// <summary>AdamW over <paramref name="parameters"/>, each with its own weight decay (see <see cref="ParameterGroups"/>).</summary>
+    public AdamW(IEnumerable<DecayedParameter> parameters, double learningRate = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8)
+        : base(parameters, nameof(AdamW), learningRate, beta1, beta2, eps)
+    {
+    }
+
+    private protected override void Update(double biasCorrection1, double biasCorrection2Sqrt)
+    {
         using var beta1 = Beta1.ToScalar();
         using var oneMinusBeta1 = (1 - Beta1).ToScalar();
         using var beta2 = Beta2.ToScalar();
@@ -147,9 +178,9 @@ public sealed class AdamW : IOptimizer
         using var eps = Eps.ToScalar();
         using var one = 1.0.ToScalar(); // add_(Scalar) alone passes a temporary alpha of its own: both held here
         using var stepSize = (-(LearningRate / biasCorrection1)).ToScalar();
-        for (var i = 0; i < _parameters.Count; i++)
+        for (var i = 0; i < Parameters.Count; i++)
         {
-            var (parameter, weightDecay) = _parameters[i];
+            var (parameter, weightDecay) = Parameters[i];
             using var grad = parameter.grad;
             if (grad is null) continue;
             if (weightDecay != 0)
@@ -157,22 +188,13 @@ public sealed class AdamW : IOptimizer
                 using var shrink = (1 - LearningRate * weightDecay).ToScalar();
                 parameter.mul_(shrink);
             }
-            var average = _average[i] ??= torch.zeros_like(parameter).DetachFromDisposeScope();
-            var squares = _squares[i] ??= torch.zeros_like(parameter).DetachFromDisposeScope();
+            var (average, squares) = Moments(i, parameter);
             average.mul_(beta1).add_(grad, oneMinusBeta1);
             squares.mul_(beta2).addcmul_(grad, grad, oneMinusBeta2);
             using var root = squares.sqrt();
             using var denominator = root.div_(correction2).add_(eps, one);
             parameter.addcdiv_(average, denominator, stepSize);
         }
-    }
-
-    /// <summary>Frees the moment buffers.</summary>
-    public void Dispose()
-    {
-        if (_disposed) return;
-        _disposed = true;
-        foreach (var t in _average.Concat(_squares)) t?.Dispose();
     }
 }
 
@@ -184,13 +206,8 @@ public sealed class AdamW : IOptimizer
 /// trust ratio ‖θ‖/‖u‖ (1 where either norm is 0, at most 1 with <see cref="TrustClip"/>); θ ← θ − lr·u. Scalar-safe as
 /// <see cref="AdamW"/>.
 /// </summary>
-public sealed class Lamb : IOptimizer
+public sealed class Lamb : MomentOptimizer
 {
-    private readonly List<DecayedParameter> _parameters;
-    private readonly torch.Tensor?[] _average;
-    private readonly torch.Tensor?[] _squares;
-    private bool _disposed;
-
     /// <summary>LAMB over <paramref name="parameters"/>, all with weight decay <paramref name="weightDecay"/>.</summary>
     public Lamb(IEnumerable<Parameter> parameters, double learningRate = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6, double weightDecay = 0.01,
         double? maxGradNorm = 1.0, bool trustClip = false, bool alwaysAdapt = false)
@@ -202,29 +219,11 @@ public sealed class Lamb : IOptimizer
     /// <summary>LAMB over <paramref name="parameters"/>, each with its own weight decay (see <see cref="ParameterGroups"/>).</summary>
     public Lamb(IEnumerable<DecayedParameter> parameters, double learningRate = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6,
         double? maxGradNorm = 1.0, bool trustClip = false, bool alwaysAdapt = false)
+        : base(parameters, nameof(Lamb), learningRate, beta1, beta2, eps)
     {
-        _parameters = ParameterGroups.Validate(parameters, nameof(Lamb));
-        ParameterGroups.CheckRate(learningRate, nameof(learningRate));
-        ParameterGroups.CheckBeta(beta1, nameof(beta1));
-        ParameterGroups.CheckBeta(beta2, nameof(beta2));
-        if (!(eps > 0)) throw new ArgumentOutOfRangeException(nameof(eps), eps, "must be positive");
         if (maxGradNorm is { } max && !(max > 0)) throw new ArgumentOutOfRangeException(nameof(maxGradNorm), maxGradNorm, "must be positive, or null for no clipping");
-        (LearningRate, Beta1, Beta2, Eps, MaxGradNorm, TrustClip, AlwaysAdapt) = (learningRate, beta1, beta2, eps, maxGradNorm, trustClip, alwaysAdapt);
-        _average = new torch.Tensor?[_parameters.Count];
-        _squares = new torch.Tensor?[_parameters.Count];
+        (MaxGradNorm, TrustClip, AlwaysAdapt) = (maxGradNorm, trustClip, alwaysAdapt);
     }
-
-    /// <inheritdoc />
-    public double LearningRate { get; set; }
-
-    /// <summary>The first moment's decay.</summary>
-    public double Beta1 { get; }
-
-    /// <summary>The second moment's decay.</summary>
-    public double Beta2 { get; }
-
-    /// <summary>Added to the denominator.</summary>
-    public double Eps { get; }
 
     /// <summary>The global gradient norm above which the gradients are scaled down (null: never).</summary>
     public double? MaxGradNorm { get; }
@@ -235,21 +234,10 @@ public sealed class Lamb : IOptimizer
     /// <summary>Whether parameters without weight decay get the trust ratio too (timm's default: no).</summary>
     public bool AlwaysAdapt { get; }
 
-    /// <summary>Steps taken.</summary>
-    public long Steps { get; private set; }
-
-    /// <inheritdoc />
-    public void ZeroGrad() => ParameterGroups.ZeroGrad(_parameters);
-
-    /// <inheritdoc />
-    public void Step()
+    private protected override void Update(double biasCorrection1, double biasCorrection2Sqrt)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        ParameterGroups.CheckRate(LearningRate, nameof(LearningRate));
-        using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
-        Steps++;
-        var withGrad = _parameters.Select((p, i) => (p.Parameter, p.WeightDecay, Index: i, Grad: p.Parameter.grad)).Where(p => p.Grad is not null).ToList();
+        var withGrad = Parameters.Select((p, i) => (p.Parameter, p.WeightDecay, Index: i, Grad: p.Parameter.grad)).Where(p => p.Grad is not null).ToList();
         if (withGrad.Count == 0) return;
         torch.Tensor? clip = null;
         if (MaxGradNorm is { } max)
@@ -259,8 +247,6 @@ public sealed class Lamb : IOptimizer
             using var one = 1.0.ToScalar();
             clip = torch.linalg.vector_norm(norms, 2.0, null, false).div_(maxScalar).clamp_min_(one);
         }
-        var biasCorrection1 = 1 - Math.Pow(Beta1, Steps);
-        var biasCorrection2Sqrt = Math.Sqrt(1 - Math.Pow(Beta2, Steps));
         using var beta1 = Beta1.ToScalar();
         using var oneMinusBeta1 = (1 - Beta1).ToScalar();
         using var beta2 = Beta2.ToScalar();
@@ -275,8 +261,7 @@ public sealed class Lamb : IOptimizer
         {
             var grad = g!;
             if (clip is not null) grad.div_(clip);
-            var average = _average[i] ??= torch.zeros_like(parameter).DetachFromDisposeScope();
-            var squares = _squares[i] ??= torch.zeros_like(parameter).DetachFromDisposeScope();
+            var (average, squares) = Moments(i, parameter);
             average.mul_(beta1).add_(grad, oneMinusBeta1);
             squares.mul_(beta2).addcmul_(grad, grad, oneMinusBeta2);
             var denominator = squares.sqrt().div_(correction2).add_(eps, unit);
@@ -297,13 +282,5 @@ public sealed class Lamb : IOptimizer
             }
             parameter.add_(update, step);
         }
-    }
-
-    /// <summary>Frees the moment buffers.</summary>
-    public void Dispose()
-    {
-        if (_disposed) return;
-        _disposed = true;
-        foreach (var t in _average.Concat(_squares)) t?.Dispose();
     }
 }
