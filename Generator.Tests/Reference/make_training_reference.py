@@ -127,3 +127,46 @@ for k, p in params.items():
 norm = torch.nn.utils.clip_grad_norm_(list(params.values()), 0.5)
 write("clip.bin", [norm.reshape(1)] + [params[k].grad for k in SHAPES])
 print("written", sorted(os.listdir(HERE)))
+
+# Augmentation: torchvision 0.14's tensor operations, each at several magnitudes (both signs where signed), on a
+# grayscale 28×28 picture and a colour 20×24 one (uint8, written as bytes: augment_ops.bin, cases in augment_ops.txt);
+# then TrivialAugmentWide and RandAugment on 24 pictures of each, after torch.manual_seed(s) (augment_policies.bin).
+from torchvision.transforms import RandAugment, TrivialAugmentWide
+from torchvision.transforms.autoaugment import _apply_op
+from torchvision.transforms import InterpolationMode
+
+
+def picture(key, shape):
+    c, h, w = shape
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    base = 127 + 90 * np.sin(x / 3.1) * np.cos(y / 4.3)
+    noise = uniform(key, c * h * w).reshape(c, h, w) * 40
+    image = np.clip(np.round(base[None] + noise + np.arange(c).reshape(c, 1, 1) * 25), 0, 255)
+    image[:, : h // 5, :] = 0  # a dark band, as Fashion-MNIST's background
+    return torch.from_numpy(image.astype(np.uint8))
+
+
+gray, colour = picture("aug-gray", (1, 28, 28)), picture("aug-colour", (3, 20, 24))
+cases, out = [], []
+for name, magnitudes in [("Identity", [0.0]), ("ShearX", [0.3, -0.99]), ("ShearY", [0.5, -0.2]), ("TranslateX", [7.5, -12.0]),
+                         ("TranslateY", [3.0, -31.9]), ("Rotate", [30.0, -135.0, 45.0]), ("Brightness", [0.5, -0.99]),
+                         ("Color", [0.9, -0.6]), ("Contrast", [0.7, -0.9]), ("Sharpness", [0.99, -0.5]), ("Posterize", [2.0, 5.0]),
+                         ("Solarize", [128.0, 246.5]), ("AutoContrast", [0.0]), ("Equalize", [0.0])]:
+    for magnitude in magnitudes:
+        for which, image in (("gray", gray), ("colour", colour)):
+            result = _apply_op(image.clone(), name, magnitude, interpolation=InterpolationMode.NEAREST, fill=None)
+            cases.append(f"{name} {magnitude!r} {which}")
+            out.append(result)
+torch.cat([t.reshape(-1) for t in out]).numpy().tofile(os.path.join(HERE, "augment_ops.bin"))
+with open(os.path.join(HERE, "augment_ops.txt"), "w") as f:
+    f.write("\n".join(cases) + "\n")
+out = []
+for policy, seed in ((TrivialAugmentWide(), 11), (RandAugment(), 12)):
+    for which, image in (("gray", gray), ("colour", colour)):
+        torch.manual_seed(seed)
+        for _ in range(24):
+            out.append(policy(image.clone()))
+torch.cat([t.reshape(-1) for t in out]).numpy().tofile(os.path.join(HERE, "augment_policies.bin"))
+for which, image in (("gray", gray), ("colour", colour)):
+    image.numpy().tofile(os.path.join(HERE, f"augment_{which}.bin"))
+print("augmentation cases", len(cases))
