@@ -45,8 +45,15 @@ public sealed class FashionMnist : ITrainingData, IDisposable
     public int TestBatchSize => 500;
 
     /// <summary>The images at <paramref name="indices"/>, padded by 2 and cropped back at a random offset, flipped at random, normalised.</summary>
-    public (torch.Tensor Images, torch.Tensor Labels) TrainBatch(torch.Tensor indices, torch.Generator generator, torch.Device device) =>
-        (Augment(Normalize(TrainImages.index_select(0, indices), device), generator), TrainLabels.index_select(0, indices).to(device));
+    /// <inheritdoc />
+    public ResNetGen.Training.AutoAugment? Augmentation { get; set; }
+
+    public (torch.Tensor Images, torch.Tensor Labels) TrainBatch(torch.Tensor indices, torch.Generator generator, torch.Device device)
+    {
+        using var bytes = TrainImages.index_select(0, indices);
+        using var augmented = Augmentation is { } policy ? policy.Apply(bytes, generator) : bytes.alias();
+        return (Augment(Normalize(augmented, device), generator), TrainLabels.index_select(0, indices).to(device));
+    }
 
     public (torch.Tensor Images, torch.Tensor Labels) TestBatch(long start, long count, torch.Device device) =>
         (Normalize(TestImages.narrow(0, start, count), device), TestLabels.narrow(0, start, count).to(device));

@@ -161,6 +161,9 @@ public sealed class ImageFolder : ITrainingData
         return sorted;
     }
 
+    /// <inheritdoc />
+    public ResNetGen.Training.AutoAugment? Augmentation { get; set; }
+
     public (torch.Tensor Images, torch.Tensor Labels) TrainBatch(torch.Tensor indices, torch.Generator generator, torch.Device device)
     {
         var index = indices.data<long>().ToArray();
@@ -168,7 +171,7 @@ public sealed class ImageFolder : ITrainingData
         using var random = torch.rand(new long[] { index.Length, 3 }, dtype: torch.float64, generator: generator); // x, y, flip
         var u = random.data<double>().ToArray();
         return Batch(chosen, device, (picture, i) =>
-            (Offset(u[3 * i], picture.Width - Size), Offset(u[3 * i + 1], picture.Height - Size), u[3 * i + 2] < 0.5));
+            (Offset(u[3 * i], picture.Width - Size), Offset(u[3 * i + 1], picture.Height - Size), u[3 * i + 2] < 0.5), Augmentation, generator);
     }
 
     public (torch.Tensor Images, torch.Tensor Labels) TestBatch(long start, long count, torch.Device device) =>
@@ -179,23 +182,39 @@ public sealed class ImageFolder : ITrainingData
     private static (int X, int Y, bool Flip) Centre(Picture picture, int size) =>
         ((int)Math.Round((picture.Width - size) / 2.0), (int)Math.Round((picture.Height - size) / 2.0), false);
 
-    private (torch.Tensor, torch.Tensor) Batch((string Path, int Label)[] items, torch.Device device, Func<Picture, int, (int X, int Y, bool Flip)> crop)
+    private (torch.Tensor, torch.Tensor) Batch((string Path, int Label)[] items, torch.Device device, Func<Picture, int, (int X, int Y, bool Flip)> crop,
+        ResNetGen.Training.AutoAugment? augmentation = null, torch.Generator? generator = null)
     {
         var plane = Size * Size;
         var pixels = new float[items.Length * 3 * plane];
+        // With an automatic augmentation the crops are taken as bytes, augmented as torchvision does after its crop and
+        // flip, then normalised as CropInto would have.
+        var bytes = augmentation is null ? null : new byte[items.Length * 3 * plane];
         try
         {
             Parallel.For(0, items.Length, i =>
             {
                 var picture = Get(items[i].Path);
                 var (x, y, flip) = crop(picture, i);
-                picture.CropInto(pixels.AsSpan(i * 3 * plane, 3 * plane), x, y, Size, flip, Preprocessing);
+                if (bytes is null) picture.CropInto(pixels.AsSpan(i * 3 * plane, 3 * plane), x, y, Size, flip, Preprocessing);
+                else picture.CropBytesInto(bytes.AsSpan(i * 3 * plane, 3 * plane), x, y, Size, flip);
             });
         }
         catch (AggregateException e) when (e.InnerExceptions.OfType<SampleException>().Any())
         {
             // A picture that cannot be read (not checked first, as eval --images reads its pictures): that picture's one line.
             throw e.InnerExceptions.OfType<SampleException>().OrderBy(x => x.Message, StringComparer.Ordinal).First();
+        }
+        if (bytes is not null)
+        {
+            using var crops = torch.tensor(bytes, new long[] { items.Length, 3, Size, Size });
+            using var augmented = augmentation!.Apply(crops, generator ?? throw new ArgumentNullException(nameof(generator)));
+            var values = augmented.data<byte>().ToArray();
+            for (var i = 0; i < values.Length; i++)
+            {
+                var c = i / plane % 3;
+                pixels[i] = (values[i] / 255f - Preprocessing.Mean[c]) / Preprocessing.Std[c];
+            }
         }
         var images = torch.tensor(pixels, new long[] { items.Length, 3, Size, Size });
         var labels = torch.tensor(items.Select(p => (long)p.Label).ToArray());
@@ -285,6 +304,19 @@ public sealed class ImageFolder : ITrainingData
         };
 
         /// <summary>Writes the <paramref name="size"/>² square at (<paramref name="x"/>, <paramref name="y"/>), mirrored if asked, normalised as <paramref name="preprocessing"/> says, into <paramref name="target"/> [3, size, size].</summary>
+        /// <summary>Writes the <paramref name="size"/>² square at (<paramref name="x"/>, <paramref name="y"/>) as bytes [3, size, size], mirrored if asked.</summary>
+        public void CropBytesInto(Span<byte> target, int x, int y, int size, bool flip)
+        {
+            var plane = Width * Height;
+            for (var c = 0; c < 3; c++)
+            for (var row = 0; row < size; row++)
+            {
+                var source = c * plane + (y + row) * Width + x;
+                var line = target.Slice((c * size + row) * size, size);
+                for (var col = 0; col < size; col++) line[col] = _rgb[source + (flip ? size - 1 - col : col)];
+            }
+        }
+
         public void CropInto(Span<float> target, int x, int y, int size, bool flip, Preprocessing preprocessing)
         {
             var plane = Width * Height;

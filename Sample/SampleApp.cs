@@ -93,6 +93,12 @@ public sealed partial class SampleApp
         Check(cutmixAlpha, v => v is >= 0 and <= 10, "must be 0 (off) to 10");
         var ema = new Option<double?>("--ema") { Description = "keep an exponential moving average of the weights with this decay (e.g. 0.999), evaluate it each epoch and save it as the checkpoint; default: none" };
         Check(ema, v => v is null or (> 0 and < 1), "must be between 0 and 1, e.g. 0.999");
+        var augment = new Option<string>("--augment")
+        {
+            Description = "automatic augmentation of each training picture after its crop and flip, as torchvision's: trivialaugment (TrivialAugmentWide: one operation a picture at a random magnitude), randaugment (RandAugment: two at magnitude 9 of 31), or none (the default)",
+            DefaultValueFactory = _ => "none",
+        };
+        augment.AcceptOnlyFromAmong(TrainRecipe.Augments.ToArray());
         var clipGrad = new Option<double?>("--clip-grad") { Description = "clip the gradients' global 2-norm to this before each step; default: none" };
         Check(clipGrad, v => v is null or > 0, "must be positive");
         var folderTo = new Option<string>("--to") { Description = "the folder to create, with train/ and val/ inside", Required = true };
@@ -134,8 +140,9 @@ public sealed partial class SampleApp
         Check(maxPixels, v => v is >= 1 and <= 1L << 40, "must be a positive number of pixels");
 
         var train = new Command("train", "Train ResNet-20 on Fashion-MNIST: live progress, an evaluation per epoch, a checkpoint and a PNG of the curves.")
-            { device, epochs, batchSize, lr, data, seed, output, limit, precision, maxPixels, optimizer, weightDecay, labelSmoothing, mixupAlpha, cutmixAlpha, ema, clipGrad };
-        TrainRecipe Recipe(ParseResult r) => new(r.GetValue(optimizer)!, r.GetValue(labelSmoothing), r.GetValue(mixupAlpha), r.GetValue(cutmixAlpha), r.GetValue(ema), r.GetValue(clipGrad));
+            { device, epochs, batchSize, lr, data, seed, output, limit, precision, maxPixels, optimizer, weightDecay, labelSmoothing, mixupAlpha, cutmixAlpha, ema, clipGrad, augment };
+        TrainRecipe Recipe(ParseResult r) => new(r.GetValue(optimizer)!, r.GetValue(labelSmoothing), r.GetValue(mixupAlpha), r.GetValue(cutmixAlpha), r.GetValue(ema), r.GetValue(clipGrad),
+            r.GetValue(augment)!);
         train.SetAction(r => Guard(() =>
         {
             var recipe = Recipe(r);
@@ -213,7 +220,7 @@ public sealed partial class SampleApp
 
         var finetune = new Command("finetune", $"Fine-tune a pretrained network ({Sample.Architecture.Names}) on a folder of your own pictures: frozen early stages, a new classifier, the preprocessing its weights were trained with, live progress, validation per epoch, a checkpoint and a PNG of the curves.")
             { images, from, arch, weightsName, trainableStages, fineTuneEpochs, size, cropPct, interpolation, mean, std, output, fineTuneBatch, fineTuneLr, device, seed, maxPixels, skipUnreadable,
-              precision, optimizer, weightDecay, labelSmoothing, mixupAlpha, cutmixAlpha, ema, clipGrad };
+              precision, optimizer, weightDecay, labelSmoothing, mixupAlpha, cutmixAlpha, ema, clipGrad, augment };
         finetune.SetAction(r => Guard(() =>
         {
             var network = Sample.Architecture.Named(r.GetValue(arch)!);

@@ -21,8 +21,21 @@ public sealed record EpochResult(int Epoch, double TrainLoss, double TrainAccura
 /// is cross-entropy on the mixed soft targets), an exponential moving average of the weights (its decay; evaluated each
 /// epoch and saved as the checkpoint), and gradient-norm clipping. The default is the sample's original recipe.
 /// </summary>
-public sealed record TrainRecipe(string Optimizer = "sgd", double LabelSmoothing = 0, double Mixup = 0, double Cutmix = 0, double? Ema = null, double? ClipGrad = null)
+public sealed record TrainRecipe(string Optimizer = "sgd", double LabelSmoothing = 0, double Mixup = 0, double Cutmix = 0, double? Ema = null, double? ClipGrad = null,
+    string Augment = "none")
 {
+    /// <summary>The automatic augmentations by name.</summary>
+    public static readonly IReadOnlyList<string> Augments = new[] { "none", "trivialaugment", "randaugment" };
+
+    /// <summary>The augmentation <see cref="Augment"/> names (null for none).</summary>
+    public AutoAugment? Policy() => Augment switch
+    {
+        "trivialaugment" => new TrivialAugmentWide(),
+        "randaugment" => new RandAugment(),
+        "none" => null,
+        _ => throw new SampleException($"unknown augmentation '{Augment}': use {string.Join(", ", Augments)}."),
+    };
+
     /// <summary>The optimisers by name.</summary>
     public static readonly IReadOnlyList<string> Optimizers = new[] { "sgd", "adamw", "lamb" };
 
@@ -33,6 +46,8 @@ public sealed record TrainRecipe(string Optimizer = "sgd", double LabelSmoothing
     public string Describe()
     {
         var parts = new List<string> { Optimizer switch { "adamw" => "AdamW", "lamb" => "LAMB", _ => "Nesterov SGD" } };
+        if (Augment == "trivialaugment") parts.Add("TrivialAugmentWide");
+        if (Augment == "randaugment") parts.Add("RandAugment (2 operations at magnitude 9)");
         if (LabelSmoothing > 0) parts.Add(FormattableString.Invariant($"label smoothing {LabelSmoothing}"));
         if (Mixup > 0) parts.Add(FormattableString.Invariant($"mixup α {Mixup}"));
         if (Cutmix > 0) parts.Add(FormattableString.Invariant($"cutmix α {Cutmix}"));
@@ -83,68 +98,82 @@ public static class Trainer
         SetPrecision(network, settings.Precision);
         // float16's gradients underflow without loss scaling; bfloat16 has float32's range and needs none.
         var scaler = new GradScaler(enabled: settings.Precision == Precision.Float16);
-        var results = new List<EpochResult>();
-        var step = 0;
-        for (var epoch = 1; epoch <= settings.Epochs; epoch++)
+        var augmentation = data.Augmentation;
+        data.Augmentation = recipe.Policy();
+        try
         {
-            network.train();
-            var clock = Stopwatch.StartNew();
-            double lossSum = 0, correct = 0, seen = 0;
-            var skippedBefore = scaler.StepsSkipped;
-            using var order = torch.randperm(trainCount, generator: generator); // the first trainCount images, in a new order each epoch
-            for (var b = 0; b < batches; b++)
-            {
-                if (cancel.IsCancellationRequested) return results;
-                using var scope = torch.NewDisposeScope();
-                var lr = step < warmup
-                    ? settings.LearningRate * (step + 1) / warmup
-                    : settings.LearningRate * 0.5 * (1 + Math.Cos(Math.PI * (step - warmup) / Math.Max(1, totalSteps - warmup)));
-                optimizer.LearningRate = lr;
-                step++;
-
-                var count = (int)Math.Min(settings.BatchSize, trainCount - (long)b * settings.BatchSize);
-                var (images, labels) = data.TrainBatch(order.narrow(0, (long)b * settings.BatchSize, count), generator, device);
-                optimizer.ZeroGrad();
-                // Mixup and cutmix mix a batch with itself reversed: an odd last batch is left as it is (timm drops it).
-                var targets = mixup is not null && count % 2 == 0 ? mixup.Apply(images, labels, mixRandom).Targets : null;
-                var logits = network.call(images);
-                var loss = targets is not null ? Losses.SoftTargetCrossEntropy(logits, targets) : Losses.CrossEntropy(logits, labels, recipe.LabelSmoothing);
-                scaler.ScaleLoss(loss).backward();
-                scaler.Step(trainable, () =>
-                {
-                    if (recipe.ClipGrad is { } clip) Gradients.ClipNorm(trainable, clip); // after unscaling, as PyTorch's recipe clips
-                    optimizer.Step();
-                });
-                scaler.Update();
-                ema?.Update(network, step);
-
-                lossSum += loss.item<float>() * count;
-                correct += logits.argmax(1).eq(labels).sum().item<long>();
-                seen += count;
-                progress(epoch, b + 1, batches, lossSum / seen, correct / seen, seen / clock.Elapsed.TotalSeconds);
-            }
-            var trainSeconds = clock.Elapsed.TotalSeconds;
-            var (testLoss, testAccuracy, _) = Evaluate(network, data, settings.TestLimit, device);
-            var result = new EpochResult(epoch, lossSum / seen, correct / seen, testLoss, testAccuracy, clock.Elapsed.TotalSeconds, seen / trainSeconds,
-                scaler.Enabled ? scaler.Scale : 1, scaler.StepsSkipped - skippedBefore);
-            if (ema is null)
-            {
-                results.Add(result);
-                epochDone(result);
-                continue;
-            }
-            // The averaged weights in the network while they are evaluated and saved, the trained ones back after.
-            using (var live = new ModelEma(network, decay: 0.0))
-            {
-                ema.CopyTo(network);
-                var (emaLoss, emaAccuracy, _) = Evaluate(network, data, settings.TestLimit, device);
-                result = result with { EmaTestLoss = emaLoss, EmaTestAccuracy = emaAccuracy };
-                results.Add(result);
-                epochDone(result);
-                if (epoch < settings.Epochs) live.CopyTo(network);
-            }
+            return TrainEpochs();
         }
-        return results; // with an EMA, the network ends holding the averaged weights, as saved
+        finally
+        {
+            data.Augmentation = augmentation;
+        }
+
+        List<EpochResult> TrainEpochs()
+        {
+            var results = new List<EpochResult>();
+            var step = 0;
+            for (var epoch = 1; epoch <= settings.Epochs; epoch++)
+            {
+                network.train();
+                var clock = Stopwatch.StartNew();
+                double lossSum = 0, correct = 0, seen = 0;
+                var skippedBefore = scaler.StepsSkipped;
+                using var order = torch.randperm(trainCount, generator: generator); // the first trainCount images, in a new order each epoch
+                for (var b = 0; b < batches; b++)
+                {
+                    if (cancel.IsCancellationRequested) return results;
+                    using var scope = torch.NewDisposeScope();
+                    var lr = step < warmup
+                        ? settings.LearningRate * (step + 1) / warmup
+                        : settings.LearningRate * 0.5 * (1 + Math.Cos(Math.PI * (step - warmup) / Math.Max(1, totalSteps - warmup)));
+                    optimizer.LearningRate = lr;
+                    step++;
+
+                    var count = (int)Math.Min(settings.BatchSize, trainCount - (long)b * settings.BatchSize);
+                    var (images, labels) = data.TrainBatch(order.narrow(0, (long)b * settings.BatchSize, count), generator, device);
+                    optimizer.ZeroGrad();
+                    // Mixup and cutmix mix a batch with itself reversed: an odd last batch is left as it is (timm drops it).
+                    var targets = mixup is not null && count % 2 == 0 ? mixup.Apply(images, labels, mixRandom).Targets : null;
+                    var logits = network.call(images);
+                    var loss = targets is not null ? Losses.SoftTargetCrossEntropy(logits, targets) : Losses.CrossEntropy(logits, labels, recipe.LabelSmoothing);
+                    scaler.ScaleLoss(loss).backward();
+                    scaler.Step(trainable, () =>
+                    {
+                        if (recipe.ClipGrad is { } clip) Gradients.ClipNorm(trainable, clip); // after unscaling, as PyTorch's recipe clips
+                        optimizer.Step();
+                    });
+                    scaler.Update();
+                    ema?.Update(network, step);
+
+                    lossSum += loss.item<float>() * count;
+                    correct += logits.argmax(1).eq(labels).sum().item<long>();
+                    seen += count;
+                    progress(epoch, b + 1, batches, lossSum / seen, correct / seen, seen / clock.Elapsed.TotalSeconds);
+                }
+                var trainSeconds = clock.Elapsed.TotalSeconds;
+                var (testLoss, testAccuracy, _) = Evaluate(network, data, settings.TestLimit, device);
+                var result = new EpochResult(epoch, lossSum / seen, correct / seen, testLoss, testAccuracy, clock.Elapsed.TotalSeconds, seen / trainSeconds,
+                    scaler.Enabled ? scaler.Scale : 1, scaler.StepsSkipped - skippedBefore);
+                if (ema is null)
+                {
+                    results.Add(result);
+                    epochDone(result);
+                    continue;
+                }
+                // The averaged weights in the network while they are evaluated and saved, the trained ones back after.
+                using (var live = new ModelEma(network, decay: 0.0))
+                {
+                    ema.CopyTo(network);
+                    var (emaLoss, emaAccuracy, _) = Evaluate(network, data, settings.TestLimit, device);
+                    result = result with { EmaTestLoss = emaLoss, EmaTestAccuracy = emaAccuracy };
+                    results.Add(result);
+                    epochDone(result);
+                    if (epoch < settings.Epochs) live.CopyTo(network);
+                }
+            }
+            return results; // with an EMA, the network ends holding the averaged weights, as saved
+        }
     }
 
     /// <summary>Sets what a generated network computes in; any other module computes as it is, so only Float32 is accepted for it.</summary>

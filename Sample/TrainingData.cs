@@ -20,4 +20,10 @@ public interface ITrainingData
 
     /// <summary>How many test images one evaluation step takes.</summary>
     int TestBatchSize { get; }
+
+    /// <summary>
+    /// An automatic augmentation (TrivialAugmentWide, RandAugment) of each training picture's bytes, drawn from the
+    /// training generator, before normalisation; null (the default) for none.
+    /// </summary>
+    ResNetGen.Training.AutoAugment? Augmentation { get; set; }
 }

@@ -68,6 +68,35 @@ public sealed class RecipeCommandTests : IDisposable
     }
 
     [Fact]
+    public void Augment_runs_on_both_kinds_of_data_after_the_crop_and_before_normalising()
+    {
+        var data = SampleAppTests.TinyDataIn(_folder);
+        var (code, text) = Run("train", "--data", data, "--epochs", "1", "--limit", "128", "--batch-size", "64", "--output", Path.Combine(_folder, "ra"), "--augment", "randaugment");
+        Assert.True(code == 0, text);
+        Assert.Contains("Recipe: Nesterov SGD, RandAugment (2 operations at magnitude 9); peak learning rate 0.1, weight decay 0.0005.", text);
+
+        // A picture folder: augmented crops differ from plain ones drawn from the same generator state, and every value is
+        // still a normalised byte (the augmentation works on bytes, the normalisation comes after).
+        var images = PictureBudgetTests.PictureFolder(Path.Combine(_folder, "images"));
+        var preprocessing = new Preprocessing(24, 0.875, "bilinear", Preprocessing.ImageNetMean, Preprocessing.ImageNetStd);
+        var folder = ImageFolder.Open(images, preprocessing);
+        using var indices = TorchSharp.torch.arange(6L);
+        using var plainGenerator = new TorchSharp.torch.Generator(3);
+        var (plain, _) = folder.TrainBatch(indices, plainGenerator, TorchSharp.torch.CPU);
+        folder.Augmentation = new ResNetGen.Training.TrivialAugmentWide();
+        using var augmentedGenerator = new TorchSharp.torch.Generator(3);
+        var (augmented, _) = folder.TrainBatch(indices, augmentedGenerator, TorchSharp.torch.CPU);
+        Assert.False(plain.equal(augmented).all().item<bool>());
+        var values = augmented.data<float>().ToArray();
+        for (var i = 0; i < values.Length; i++)
+        {
+            var c = i / (24 * 24) % 3;
+            var level = (values[i] * preprocessing.Std[c] + preprocessing.Mean[c]) * 255;
+            Assert.True(Math.Abs(level - Math.Round(level)) < 1e-3 && level > -0.5 && level < 255.5, $"value {i} is not a normalised byte: {level}");
+        }
+    }
+
+    [Fact]
     public void Bad_recipe_options_are_usage_errors_that_say_what_is_allowed()
     {
         AssertUsageError(Run("train", "--optimizer", "adam"), "Argument 'adam' not recognized. Must be one of:");
@@ -75,5 +104,6 @@ public sealed class RecipeCommandTests : IDisposable
         AssertUsageError(Run("train", "--label-smoothing", "1"), "--label-smoothing 1: must be in [0, 1)");
         AssertUsageError(Run("finetune", "--images", _folder, "--clip-grad", "0"), "--clip-grad 0: must be positive");
         AssertUsageError(Run("train", "--mixup", "-1"), "--mixup -1: must be 0 (off) to 10");
+        AssertUsageError(Run("train", "--augment", "autoaugment"), "Argument 'autoaugment' not recognized. Must be one of:");
     }
 }
