@@ -91,11 +91,11 @@ public sealed partial class SampleApp
         Check(mixupAlpha, v => v is >= 0 and <= 10, "must be 0 (off) to 10");
         var cutmixAlpha = new Option<double>("--cutmix") { Description = "cutmix's α: a box of the reversed batch pasted in, its area from Beta(α, α), the labels mixed by area; 0 (the default) is off, timm's recipes use 1.0; with --mixup too, each batch picks one, half and half", DefaultValueFactory = _ => 0 };
         Check(cutmixAlpha, v => v is >= 0 and <= 10, "must be 0 (off) to 10");
-        var ema = new Option<double?>("--ema") { Description = "keep an exponential moving average of the weights with this decay (e.g. 0.999), evaluate it each epoch and save it as the checkpoint; default: none" };
+        var ema = new Option<double?>("--ema") { Description = "keep an exponential moving average of the weights (batch-norm statistics too) with this decay (e.g. 0.999), warmed up as timm's (1 − (1 + step)^−2/3 until it reaches it), evaluate it each epoch and save it as the checkpoint; default: none" };
         Check(ema, v => v is null or (> 0 and < 1), "must be between 0 and 1, e.g. 0.999");
         var augment = new Option<string>("--augment")
         {
-            Description = "automatic augmentation of each training picture after its crop and flip, as torchvision's: trivialaugment (TrivialAugmentWide: one operation a picture at a random magnitude), randaugment (RandAugment: two at magnitude 9 of 31), or none (the default)",
+            Description = "automatic augmentation of each training picture's bytes (a picture folder's after its random crop and flip, as torchvision's recipes; Fashion-MNIST's before its shift and flip), as torchvision's: trivialaugment (TrivialAugmentWide: one operation a picture at a random magnitude), randaugment (RandAugment: two at magnitude 9 of 31), or none (the default)",
             DefaultValueFactory = _ => "none",
         };
         augment.AcceptOnlyFromAmong(TrainRecipe.Augments.ToArray());

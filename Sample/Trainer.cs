@@ -52,7 +52,7 @@ public sealed record TrainRecipe(string Optimizer = "sgd", double LabelSmoothing
         if (Mixup > 0) parts.Add(FormattableString.Invariant($"mixup α {Mixup}"));
         if (Cutmix > 0) parts.Add(FormattableString.Invariant($"cutmix α {Cutmix}"));
         if (ClipGrad is { } clip) parts.Add(FormattableString.Invariant($"gradients clipped to norm {clip}"));
-        if (Ema is { } decay) parts.Add(FormattableString.Invariant($"EMA of the weights at {decay} (evaluated and saved)"));
+        if (Ema is { } decay) parts.Add(FormattableString.Invariant($"EMA of the weights up to {decay} (evaluated and saved)"));
         return string.Join(", ", parts);
     }
 }
@@ -94,7 +94,9 @@ public static class Trainer
         };
         var mixup = recipe.Mixup > 0 || recipe.Cutmix > 0 ? new Mixup(data.Classes.Count, recipe.Mixup, recipe.Cutmix, labelSmoothing: recipe.LabelSmoothing) : null;
         var mixRandom = new Random(unchecked((int)settings.Seed));
-        using var ema = recipe.Ema is { } emaDecay ? new ModelEma(network, emaDecay) : null;
+        // With timm's warm-up: the decay grows as 1 − (1 + step)^(−2/3) up to the one asked for, so that the average of a
+        // short run (a new classifier fine-tuned for a few hundred steps) is not dominated by its random start.
+        using var ema = recipe.Ema is { } emaDecay ? new ModelEma(network, emaDecay, useWarmup: true) : null;
         SetPrecision(network, settings.Precision);
         // float16's gradients underflow without loss scaling; bfloat16 has float32's range and needs none.
         var scaler = new GradScaler(enabled: settings.Precision == Precision.Float16);

@@ -27,7 +27,7 @@ public sealed class RecipeCommandTests : IDisposable
         var (code, text) = Run("train", "--data", data, "--epochs", "2", "--limit", "256", "--batch-size", "64", "--output", output,
             "--optimizer", "adamw", "--label-smoothing", "0.1", "--mixup", "0.2", "--cutmix", "1.0", "--ema", "0.9", "--clip-grad", "1");
         Assert.True(code == 0, text);
-        Assert.Contains("Recipe: AdamW, label smoothing 0.1, mixup α 0.2, cutmix α 1, gradients clipped to norm 1, EMA of the weights at 0.9 (evaluated and saved); peak learning rate 0.002, weight decay 0.05.", text);
+        Assert.Contains("Recipe: AdamW, label smoothing 0.1, mixup α 0.2, cutmix α 1, gradients clipped to norm 1, EMA of the weights up to 0.9 (evaluated and saved); peak learning rate 0.002, weight decay 0.05.", text);
         Assert.Contains("EMA test acc", text);
         var line = Regex.Match(text, @"Checkpoint \(epoch 2, the weights' moving average: test accuracy (\d+\.\d\d)%; the trained weights scored (\d+\.\d\d)%\)");
         Assert.True(line.Success, text);
@@ -62,7 +62,7 @@ public sealed class RecipeCommandTests : IDisposable
         var (code, text) = Run("finetune", "--images", images, "--size", "32", "--epochs", "1", "--batch-size", "4", "--output", output,
             "--optimizer", "adamw", "--label-smoothing", "0.1", "--ema", "0.5");
         Assert.True(code == 0, text);
-        Assert.Contains("Recipe: AdamW, label smoothing 0.1, EMA of the weights at 0.5 (evaluated and saved); peak learning rate 0.001, weight decay 0.05.", text);
+        Assert.Contains("Recipe: AdamW, label smoothing 0.1, EMA of the weights up to 0.5 (evaluated and saved); peak learning rate 0.001, weight decay 0.05.", text);
         Assert.Contains("EMA val acc", text);
         Assert.Equal("0.5", Safetensors.ReadMetadata(Path.Combine(output, SampleApp.FineTunedCheckpoint))["ema_decay"]);
     }
