@@ -292,7 +292,7 @@ public sealed partial class SampleApp
             var command = string.Join(" ", parsed.CommandResult.Command is RootCommand ? Array.Empty<string>() : new[] { parsed.CommandResult.Command.Name });
             var message = System.Text.RegularExpressions.Regex.Replace(parsed.Errors[0].Message,
                 @"^Cannot parse argument '(.*)' for option '(.*)' as expected type '(.*)'\.$",
-                m => $"{m.Groups[2].Value} {m.Groups[1].Value}: not a {(m.Groups[3].Value is "System.Double" ? "number" : "whole number")}.");
+                m => $"{m.Groups[2].Value} {m.Groups[1].Value}: not a {(m.Groups[3].Value.Contains("System.Double", StringComparison.Ordinal) ? "number" : "whole number")}.");
             _console.MarkupLine($"[red]error:[/] {Markup.Escape(message)} See {Markup.Escape(string.Join(" ", new[] { command, "--help" }.Where(p => p.Length > 0)))}.");
             return 2;
         }
