@@ -42,6 +42,13 @@ public sealed record TrainRecipe(string Optimizer = "sgd", double LabelSmoothing
     /// <summary>The sample's original recipe: Nesterov SGD, nothing else.</summary>
     public static readonly TrainRecipe Original = new();
 
+    /// <summary>The recipes <c>--recipe</c> names: the original, and the combination measured best for ResNet-20 on Fashion-MNIST at 10 epochs.</summary>
+    public static readonly IReadOnlyDictionary<string, TrainRecipe> Named = new Dictionary<string, TrainRecipe>
+    {
+        ["original"] = Original,
+        ["fashion"] = new(Optimizer: "lamb", LabelSmoothing: 0.1, Mixup: 0.2, Ema: 0.99),
+    };
+
     /// <summary>One line: what differs from the original recipe.</summary>
     public string Describe()
     {
