@@ -57,7 +57,7 @@ public sealed class RecipeCommandTests : IDisposable
         (code, text) = Run("train", "--data", data, "--epochs", "1", "--limit", "128", "--batch-size", "64", "--output", Path.Combine(_folder, "named"),
             "--recipe", "fashion", "--label-smoothing", "0.2");
         Assert.True(code == 0, text);
-        Assert.Contains("Recipe: LAMB, label smoothing 0.2, mixup α 0.2, EMA of the weights up to 0.99 (evaluated and saved); peak learning rate 0.005, weight decay 0.02.", text);
+        Assert.Contains("Recipe: Nesterov SGD, label smoothing 0.2, gradients clipped to norm 1; peak learning rate 0.1, weight decay 0.0005.", text);
     }
 
     [Fact]
