@@ -161,35 +161,34 @@ public sealed class FashionMnist : ITrainingData, IDisposable
         return got == 2 && head[0] == 0x1f && head[1] == 0x8b ? new GZipStream(stream, CompressionMode.Decompress) : stream;
     }
 
-    /// <summary>Exactly <paramref name="count"/> bytes of <paramref name="data"/>, or the file's problem in one line.</summary>
-    private static byte[] ReadExactly(Stream data, long count, string name, string what, long before = 0)
+    /// <summary>Reads into <paramref name="buffer"/> as far as the file goes (the count read); a damaged gzip stream is the file's problem in one line.</summary>
+    private static int Fill(Stream data, byte[] buffer, string name)
     {
-        var bytes = new byte[count];
         try
         {
-            var got = data.ReadAtLeast(bytes, bytes.Length, throwOnEndOfStream: false);
-            if (got < bytes.Length)
-                throw new SampleException($"{name} is truncated: {what} need {before + count:N0} bytes, the file has {before + got:N0}. Download it again.");
+            return data.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false);
         }
         catch (InvalidDataException e)
         {
             throw new SampleException($"{name} is corrupt ({e.Message}). Download it again, or point --data at a good copy.");
         }
+    }
+
+    /// <summary>Exactly <paramref name="count"/> bytes of <paramref name="data"/>, or the file's problem in one line.</summary>
+    private static byte[] ReadExactly(Stream data, long count, string name, string what, long before = 0)
+    {
+        var bytes = new byte[count];
+        var got = Fill(data, bytes, name);
+        if (got < bytes.Length)
+            throw new SampleException($"{name} is truncated: {what} need {before + count:N0} bytes, the file has {before + got:N0}. Download it again.");
         return bytes;
     }
 
     /// <summary>Refuses bytes after what the header declared (another file appended, or a wrong count).</summary>
     private static void ExpectEnd(Stream data, string name, string what)
     {
-        try
-        {
-            if (data.ReadByte() >= 0)
-                throw new SampleException($"{name} is corrupt: it has more bytes than its {what} need. Download it again, or point --data at a good copy.");
-        }
-        catch (InvalidDataException e)
-        {
-            throw new SampleException($"{name} is corrupt ({e.Message}). Download it again, or point --data at a good copy.");
-        }
+        if (Fill(data, new byte[1], name) > 0)
+            throw new SampleException($"{name} is corrupt: it has more bytes than its {what} need. Download it again, or point --data at a good copy.");
     }
 
     /// <summary>
@@ -199,17 +198,9 @@ public sealed class FashionMnist : ITrainingData, IDisposable
     private static (byte[] Pixels, int Count) ReadImages(Stream stream, string name, long maxPixels)
     {
         using var data = Decoded(stream);
-        byte[] header;
-        try
-        {
-            header = new byte[16];
-            if (data.ReadAtLeast(header, 16, throwOnEndOfStream: false) < 16 || BinaryPrimitives.ReadInt32BigEndian(header) != 2051)
-                throw new SampleException($"{name} is not an IDX image file (its magic number is not 2051). Download it again, or point --data at a good copy.");
-        }
-        catch (InvalidDataException e)
-        {
-            throw new SampleException($"{name} is corrupt ({e.Message}). Download it again, or point --data at a good copy.");
-        }
+        var header = new byte[16];
+        if (Fill(data, header, name) < 16 || BinaryPrimitives.ReadInt32BigEndian(header) != 2051)
+            throw new SampleException($"{name} is not an IDX image file (its magic number is not 2051). Download it again, or point --data at a good copy.");
         var count = BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(4));
         var rows = BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(8));
         var cols = BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(12));

@@ -210,11 +210,8 @@ public sealed class ImageFolder : ITrainingData
             using var crops = torch.tensor(bytes, new long[] { items.Length, 3, Size, Size });
             using var augmented = augmentation!.Apply(crops, generator ?? throw new ArgumentNullException(nameof(generator)));
             var values = augmented.data<byte>().ToArray();
-            for (var i = 0; i < values.Length; i++)
-            {
-                var c = i / plane % 3;
-                pixels[i] = (values[i] / 255f - Preprocessing.Mean[c]) / Preprocessing.Std[c];
-            }
+            for (var i = 0; i < items.Length; i++)
+                new Picture(values.AsSpan(i * 3 * plane, 3 * plane).ToArray(), Size, Size).CropInto(pixels.AsSpan(i * 3 * plane, 3 * plane), 0, 0, Size, false, Preprocessing);
         }
         var images = torch.tensor(pixels, new long[] { items.Length, 3, Size, Size });
         var labels = torch.tensor(items.Select(p => (long)p.Label).ToArray());
@@ -246,7 +243,7 @@ public sealed class ImageFolder : ITrainingData
     {
         private readonly byte[] _rgb;
 
-        private Picture(byte[] rgb, int width, int height)
+        internal Picture(byte[] rgb, int width, int height)
         {
             _rgb = rgb;
             Width = width;

@@ -154,8 +154,7 @@ public sealed partial class SampleApp
             var preset = TrainRecipe.Named[r.GetValue(recipeName)!];
             T Given<T>(Option<T> option, T fallback) => r.GetResult(option) is { Implicit: false } ? r.GetValue(option)! : fallback;
             return new TrainRecipe(Given(optimizer, preset.Optimizer), Given(labelSmoothing, preset.LabelSmoothing), Given(mixupAlpha, preset.Mixup),
-                Given(cutmixAlpha, preset.Cutmix), r.GetResult(ema) is { Implicit: false } ? r.GetValue(ema) : preset.Ema,
-                r.GetResult(clipGrad) is { Implicit: false } ? r.GetValue(clipGrad) : preset.ClipGrad, Given(augment, preset.Augment));
+                Given(cutmixAlpha, preset.Cutmix), Given(ema, preset.Ema), Given(clipGrad, preset.ClipGrad), Given(augment, preset.Augment));
         }
         train.SetAction(r => Guard(() =>
         {

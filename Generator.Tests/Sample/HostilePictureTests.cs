@@ -90,10 +90,27 @@ public sealed class HostilePictureTests : IDisposable
         var zeros = new byte[20000];
         WritePng(Path.Combine(folder, "b-bomb.png"), 20000, 20000, 0, _ => zeros); // 400 megapixels of zeros, a few hundred kB
         WriteLyingJpeg(Path.Combine(folder, "c-lying.jpg"), 60000, 60000);
-        using var fine = new SKBitmap(40, 30);
-        fine.Erase(SKColors.White);
-        using var encoded = fine.Encode(SKEncodedImageFormat.Png, 100);
-        File.WriteAllBytes(Path.Combine(folder, "d-fine.png"), encoded.ToArray());
+        Ordinary(Path.Combine(folder, "d-fine.png"), SKColors.White);
+    }
+
+    /// <summary>A 40×30 picture: 1,200 pixels, over a budget of 1,000.</summary>
+    internal static void Ordinary(string path, SKColor colour)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        using var bitmap = new SKBitmap(40, 30);
+        bitmap.Erase(colour);
+        using var encoded = bitmap.Encode(SKEncodedImageFormat.Png, 100);
+        File.WriteAllBytes(path, encoded.ToArray());
+    }
+
+    /// <summary>A finetune folder of two classes, 3 pictures each in train/ and val/.</summary>
+    internal static string PictureFolder(string root)
+    {
+        foreach (var part in new[] { "train", "val" })
+        foreach (var (kind, colour) in new[] { ("light", new SKColor(230, 225, 220)), ("dark", new SKColor(20, 25, 30)) })
+        for (var i = 0; i < 3; i++)
+            Ordinary(Path.Combine(root, part, kind, $"{i}.png"), colour);
+        return root;
     }
 
     private const string FolderVariable = "RESNETGEN_TEST_HOSTILE_FOLDER";
@@ -109,7 +126,7 @@ public sealed class HostilePictureTests : IDisposable
     }
 
     /// <summary>How far this process's peak resident memory rose above where it stood while <paramref name="run"/> ran.</summary>
-    private static long PeakGrowth(Action run)
+    internal static long PeakGrowth(Action run)
     {
         GC.Collect();
         ProcessMemory.ResetPeak();
@@ -217,18 +234,7 @@ public sealed class HostilePictureTests : IDisposable
     [Fact]
     public void Finetune_lists_a_bomb_and_stops_or_trains_on_the_rest()
     {
-        var images = Path.Combine(_folder, "images");
-        foreach (var part in new[] { "train", "val" })
-        foreach (var kind in new[] { "light", "dark" })
-        for (var i = 0; i < 3; i++)
-        {
-            var path = Path.Combine(images, part, kind, $"{i}.png");
-            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-            using var bitmap = new SKBitmap(36 + i, 40);
-            bitmap.Erase(kind == "light" ? new SKColor((byte)(230 - i), 230, 230) : new SKColor((byte)(20 + i), 20, 20));
-            using var encoded = bitmap.Encode(SKEncodedImageFormat.Png, 100);
-            File.WriteAllBytes(path, encoded.ToArray());
-        }
+        var images = PictureFolder(Path.Combine(_folder, "images"));
         var zeros = new byte[20000];
         var bomb = Path.Combine(images, "train", "dark", "z-bomb.png");
         WritePng(bomb, 20000, 20000, 0, _ => zeros);

@@ -64,26 +64,6 @@ public sealed class PictureBudgetTests : IDisposable
         return folder;
     }
 
-    /// <summary>A 40×30 picture: 1,200 pixels, over a budget of 1,000.</summary>
-    private static void Ordinary(string path, SKColor colour)
-    {
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        using var bitmap = new SKBitmap(40, 30);
-        bitmap.Erase(colour);
-        using var encoded = bitmap.Encode(SKEncodedImageFormat.Png, 100);
-        File.WriteAllBytes(path, encoded.ToArray());
-    }
-
-    /// <summary>A finetune folder of two classes, 3 pictures each in train/ and val/.</summary>
-    internal static string PictureFolder(string root)
-    {
-        foreach (var part in new[] { "train", "val" })
-        foreach (var (kind, colour) in new[] { ("light", new SKColor(230, 225, 220)), ("dark", new SKColor(20, 25, 30)) })
-        for (var i = 0; i < 3; i++)
-            Ordinary(Path.Combine(root, part, kind, $"{i}.png"), colour);
-        return root;
-    }
-
     internal static void EveryCommandInThisProcess()
     {
         var folder = Environment.GetEnvironmentVariable(FolderVariable)!;
@@ -95,14 +75,14 @@ public sealed class PictureBudgetTests : IDisposable
         var (code, text) = Run("train", "--data", data, "--epochs", "1", "--limit", "256", "--batch-size", "64", "--output", fashion);
         Assert.True(code == 0, text);
         var fashionCheckpoint = Path.Combine(fashion, SampleApp.Checkpoint);
-        var clean = PictureFolder(Path.Combine(folder, "clean"));
+        var clean = HostilePictureTests.PictureFolder(Path.Combine(folder, "clean"));
         var tuned = Path.Combine(folder, "tuned");
         (code, text) = Run("finetune", "--images", clean, "--size", "32", "--batch-size", "4", "--epochs", "1", "--output", tuned);
         Assert.True(code == 0, text);
         var tunedCheckpoint = Path.Combine(tuned, SampleApp.FineTunedCheckpoint);
         var hostile = Path.Combine(folder, "hostile");
         HostilePictureTests.WriteHostileFolder(hostile); // three files declaring 400 to 3600 megapixels, and d-fine.png
-        var bombed = PictureFolder(Path.Combine(folder, "bombed"));
+        var bombed = HostilePictureTests.PictureFolder(Path.Combine(folder, "bombed"));
         var bomb = Path.Combine(bombed, "val", "dark", "z-bomb.png");
         var zeros = new byte[20000];
         HostilePictureTests.WritePng(bomb, 20000, 20000, 0, _ => zeros);
@@ -156,13 +136,12 @@ public sealed class PictureBudgetTests : IDisposable
         {
             var clock = new Stopwatch();
             var (c, t) = (0, "");
-            GC.Collect();
-            ProcessMemory.ResetPeak();
-            var baseline = ProcessMemory.Resident();
-            clock.Start();
-            (c, t) = Run(args);
-            clock.Stop();
-            var grew = ProcessMemory.Peak() - baseline;
+            var grew = HostilePictureTests.PeakGrowth(() =>
+            {
+                clock.Start();
+                (c, t) = Run(args);
+                clock.Stop();
+            });
             try
             {
                 check(c, t);

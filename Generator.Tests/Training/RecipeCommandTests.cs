@@ -40,22 +40,25 @@ public sealed class RecipeCommandTests : IDisposable
         Assert.Contains($"accuracy {line.Groups[1].Value}% on 51 images", eval);
     }
 
+    /// <summary>One epoch of <c>train</c> on 128 of <paramref name="data"/>'s pictures into <paramref name="output"/>, with <paramref name="options"/>.</summary>
+    private (int Code, string Text) TinyTrain(string data, string output, params string[] options) =>
+        Run(new[] { "train", "--data", data, "--epochs", "1", "--limit", "128", "--batch-size", "64", "--output", Path.Combine(_folder, output) }.Concat(options).ToArray());
+
     [Fact]
     public void Lamb_trains_and_the_default_recipe_is_the_original()
     {
         var data = SampleAppTests.TinyDataIn(_folder);
-        var (code, text) = Run("train", "--data", data, "--epochs", "1", "--limit", "128", "--batch-size", "64", "--output", Path.Combine(_folder, "lamb"), "--optimizer", "lamb");
+        var (code, text) = TinyTrain(data, "lamb", "--optimizer", "lamb");
         Assert.True(code == 0, text);
         Assert.Contains("Recipe: LAMB; peak learning rate 0.005, weight decay 0.02.", text);
         Assert.Matches(@"│ 1 +│ \d+\.\d+ ", text);
-        (code, text) = Run("train", "--data", data, "--epochs", "1", "--limit", "128", "--batch-size", "64", "--output", Path.Combine(_folder, "sgd"));
+        (code, text) = TinyTrain(data, "sgd");
         Assert.True(code == 0, text);
         Assert.Contains("Recipe: Nesterov SGD; peak learning rate 0.1, weight decay 0.0005.", text);
         Assert.DoesNotContain("EMA", text);
 
         // A named recipe, and an option given beside it winning over the recipe's value.
-        (code, text) = Run("train", "--data", data, "--epochs", "1", "--limit", "128", "--batch-size", "64", "--output", Path.Combine(_folder, "named"),
-            "--recipe", "fashion", "--label-smoothing", "0.2");
+        (code, text) = TinyTrain(data, "named", "--recipe", "fashion", "--label-smoothing", "0.2");
         Assert.True(code == 0, text);
         Assert.Contains("Recipe: Nesterov SGD, label smoothing 0.2, gradients clipped to norm 1; peak learning rate 0.1, weight decay 0.0005.", text);
     }
@@ -63,7 +66,7 @@ public sealed class RecipeCommandTests : IDisposable
     [Fact]
     public void Finetune_takes_the_recipe_too()
     {
-        var images = PictureBudgetTests.PictureFolder(Path.Combine(_folder, "images")); // two classes, three pictures each in train/ and val/
+        var images = HostilePictureTests.PictureFolder(Path.Combine(_folder, "images")); // two classes, three pictures each in train/ and val/
         var output = Path.Combine(_folder, "tuned");
         var (code, text) = Run("finetune", "--images", images, "--size", "32", "--epochs", "1", "--batch-size", "4", "--output", output,
             "--optimizer", "adamw", "--label-smoothing", "0.1", "--ema", "0.5");
@@ -77,13 +80,13 @@ public sealed class RecipeCommandTests : IDisposable
     public void Augment_runs_on_both_kinds_of_data_after_the_crop_and_before_normalising()
     {
         var data = SampleAppTests.TinyDataIn(_folder);
-        var (code, text) = Run("train", "--data", data, "--epochs", "1", "--limit", "128", "--batch-size", "64", "--output", Path.Combine(_folder, "ra"), "--augment", "randaugment");
+        var (code, text) = TinyTrain(data, "ra", "--augment", "randaugment");
         Assert.True(code == 0, text);
         Assert.Contains("Recipe: Nesterov SGD, RandAugment (2 operations at magnitude 9); peak learning rate 0.1, weight decay 0.0005.", text);
 
         // A picture folder: augmented crops differ from plain ones drawn from the same generator state, and every value is
         // still a normalised byte (the augmentation works on bytes, the normalisation comes after).
-        var images = PictureBudgetTests.PictureFolder(Path.Combine(_folder, "images"));
+        var images = HostilePictureTests.PictureFolder(Path.Combine(_folder, "images"));
         var preprocessing = new Preprocessing(24, 0.875, "bilinear", Preprocessing.ImageNetMean, Preprocessing.ImageNetStd);
         var folder = ImageFolder.Open(images, preprocessing);
         using var indices = TorchSharp.torch.arange(6L);

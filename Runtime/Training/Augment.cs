@@ -304,7 +304,19 @@ public sealed class RandAugment : AutoAugment
         if (bins < 2) throw new ArgumentOutOfRangeException(nameof(bins), bins, "needs at least 2 bins");
         if (magnitude < 0 || magnitude >= bins) throw new ArgumentOutOfRangeException(nameof(magnitude), magnitude, $"a bin from 0 to {bins - 1}");
         (Operations, Magnitude, Bins) = (operations, magnitude, bins);
+        double At(double end) => AugmentOps.Linspace(0, end, bins)[magnitude];
+        var (shear, colour) = (At(0.3), At(0.9));
+        _magnitudes = new Dictionary<AugmentOp, double>
+        {
+            [AugmentOp.ShearX] = shear, [AugmentOp.ShearY] = shear, [AugmentOp.Rotate] = At(30),
+            [AugmentOp.Brightness] = colour, [AugmentOp.Color] = colour, [AugmentOp.Contrast] = colour, [AugmentOp.Sharpness] = colour,
+            [AugmentOp.Posterize] = AugmentOps.PosterizeBits(bins, 4)[magnitude], [AugmentOp.Solarize] = AugmentOps.Linspace(255, 0, bins)[magnitude],
+        };
     }
+
+    // The magnitudes at this bin, made once (translations once per picture side): not a linspace per picture.
+    private readonly Dictionary<AugmentOp, double> _magnitudes;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<long, double> _translations = new();
 
     /// <summary>Operations a picture.</summary>
     public int Operations { get; }
@@ -318,15 +330,12 @@ public sealed class RandAugment : AutoAugment
     /// <summary>The magnitude of <paramref name="op"/> at this bin for a picture of <paramref name="height"/>×<paramref name="width"/>.</summary>
     public double MagnitudeOf(AugmentOp op, long height, long width) => op switch
     {
-        AugmentOp.ShearX or AugmentOp.ShearY => AugmentOps.Linspace(0, 0.3, Bins)[Magnitude],
-        AugmentOp.TranslateX => AugmentOps.Linspace(0, 150.0 / 331.0 * width, Bins)[Magnitude],
-        AugmentOp.TranslateY => AugmentOps.Linspace(0, 150.0 / 331.0 * height, Bins)[Magnitude],
-        AugmentOp.Rotate => AugmentOps.Linspace(0, 30, Bins)[Magnitude],
-        AugmentOp.Brightness or AugmentOp.Color or AugmentOp.Contrast or AugmentOp.Sharpness => AugmentOps.Linspace(0, 0.9, Bins)[Magnitude],
-        AugmentOp.Posterize => AugmentOps.PosterizeBits(Bins, 4)[Magnitude],
-        AugmentOp.Solarize => AugmentOps.Linspace(255, 0, Bins)[Magnitude],
-        _ => 0.0,
+        AugmentOp.TranslateX => Translation(width),
+        AugmentOp.TranslateY => Translation(height),
+        _ => _magnitudes.GetValueOrDefault(op),
     };
+
+    private double Translation(long side) => _translations.GetOrAdd(side, s => AugmentOps.Linspace(0, 150.0 / 331.0 * s, Bins)[Magnitude]);
 
     /// <inheritdoc />
     public override torch.Tensor AugmentOne(torch.Tensor image, torch.Generator generator)
@@ -340,6 +349,6 @@ public sealed class RandAugment : AutoAugment
             if (Signed(op) && Draw(2, generator) == 1) magnitude = -magnitude;
             current = AugmentOps.Apply(current, op, magnitude);
         }
-        return (ReferenceEquals(current, image) ? image.clone() : current).MoveToOuterDisposeScope();
+        return current.MoveToOuterDisposeScope(); // at least one operation: a new tensor
     }
 }
