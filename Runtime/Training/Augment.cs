@@ -142,6 +142,7 @@ public static class AugmentOps
     /// <summary>torchvision's <c>_blurred_degenerate_image</c>: the interior smoothed by [1 1 1; 1 5 1; 1 1 1]/13 and rounded, the border kept.</summary>
     private static torch.Tensor Blurred(torch.Tensor image)
     {
+        OneDnn.EnsureChecked(); // a convolution outside any network: the oneDNN check a generated network runs first (see OneDnn)
         var channels = image.shape[0];
         var kernel = torch.ones(3, 3, torch.float32);
         using var five = 5.0.ToScalar();
