@@ -22,8 +22,8 @@ public static class Gradients
         using var scope = torch.NewDisposeScope();
         var grads = parameters.Select(p => p.grad).Where(g => g is not null).Select(g => g!).ToList();
         if (grads.Count == 0) return 0.0;
-        var norms = torch.stack(grads.Select(g => torch.linalg.vector_norm(g, 2.0, null, false)).ToArray());
-        var total = torch.linalg.vector_norm(norms, 2.0, null, false);
+        var norms = torch.stack(grads.Select(L2Norm).ToArray());
+        var total = L2Norm(norms);
         var value = total.item<float>();
         if (!float.IsFinite(value)) return value;
         using var epsilon = 1e-6.ToScalar();
@@ -33,4 +33,12 @@ public static class Gradients
         foreach (var g in grads) g.mul_(coefficient);
         return value;
     }
+
+    /// <summary>
+    /// The 2-norm of all of a tensor's elements. Not <c>torch.linalg.vector_norm(t, 2.0)</c>: TorchSharp turns its
+    /// <c>ord</c> into a temporary <c>Scalar</c> that nothing holds, which the garbage collector may finalise while
+    /// libtorch reads it ("Expected false to be true" from <c>Scalar::toDouble</c>, seen under the stress test);
+    /// <c>Tensor.norm(float)</c> passes the order by value.
+    /// </summary>
+    internal static torch.Tensor L2Norm(torch.Tensor tensor) => tensor.norm(2.0f);
 }

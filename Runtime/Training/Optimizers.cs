@@ -242,10 +242,10 @@ public sealed class Lamb : MomentOptimizer
         torch.Tensor? clip = null;
         if (MaxGradNorm is { } max)
         {
-            var norms = torch.stack(withGrad.Select(p => torch.linalg.vector_norm(p.Grad!, 2.0, null, false)).ToArray());
+            var norms = torch.stack(withGrad.Select(p => Gradients.L2Norm(p.Grad!)).ToArray());
             using var maxScalar = max.ToScalar();
             using var one = 1.0.ToScalar();
-            clip = torch.linalg.vector_norm(norms, 2.0, null, false).div_(maxScalar).clamp_min_(one);
+            clip = Gradients.L2Norm(norms).div_(maxScalar).clamp_min_(one);
         }
         using var beta1 = Beta1.ToScalar();
         using var oneMinusBeta1 = (1 - Beta1).ToScalar();
