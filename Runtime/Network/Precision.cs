@@ -355,7 +355,8 @@ internal static class LowPrecisionSupport
         using var noGrad = torch.no_grad();
         var generator = new torch.Generator(20261203);
         var x = torch.randn(new long[] { 2, 256, 8, 8 }, generator: generator).to(dtype);
-        var w = torch.randn(new long[] { 512, 256, 1, 1 }, generator: generator).div_(16).to(dtype);
+        using var scale = 16.0.ToScalar(); // held: a temporary Scalar can be freed while libtorch reads it
+        var w = torch.randn(new long[] { 512, 256, 1, 1 }, generator: generator).div_(scale).to(dtype);
         var y = torch.nn.functional.conv2d(TensorLayout.ForCompute(x, ActivationLayout.ChannelsLast), w, strides: new long[] { 2, 2 });
         var sampled = x.slice(2, 0, 8, 2).slice(3, 0, 8, 2).to(torch.float64);
         var reference = torch.einsum("oc,nchw->nohw", w.reshape(512, 256).to(torch.float64), sampled);

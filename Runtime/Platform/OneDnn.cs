@@ -173,7 +173,8 @@ public static class OneDnn
         foreach (var (n, cin, cout, size) in new[] { (2, 256, 512, 7), (4, 256, 512, 8) })
         {
             var x = torch.randn(new long[] { n, cin, size, size }, generator: generator);
-            var w = torch.randn(new long[] { cout, cin, 1, 1 }, generator: generator).div_(Math.Sqrt(cin));
+            using var fanInRoot = Math.Sqrt(cin).ToScalar(); // held: a temporary Scalar can be freed while libtorch reads it
+            var w = torch.randn(new long[] { cout, cin, 1, 1 }, generator: generator).div_(fanInRoot);
             var input = TensorLayout.ForCompute(x, ActivationLayout.ChannelsLast);
             var y = torch.nn.functional.conv2d(input, w, strides: new long[] { 2, 2 });
             // Reference: y[n, o, i, j] = Σc w[o, c] · x[n, c, 2i, 2j], in float64.
