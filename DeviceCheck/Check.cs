@@ -311,9 +311,12 @@ internal sealed class Check
         const int n = 400_000;
         var x = torch.ones(new long[] { n, 1, 1, 1 }, device: _device);
         var y = Steps.DropPath(x, rate, training: true).cpu().to(torch.float64);
-        var dropped = y.eq(0).sum().item<long>() / (double)n;
-        var kept = y.masked_select(y.ne(0));
-        var scaleError = kept.numel() == 0 ? double.PositiveInfinity : (kept - 1 / (1 - rate)).abs().max().item<double>();
+        using var zero = 0.0.ToScalar(); // held: a temporary Scalar can be freed while libtorch reads it
+        using var minusOne = (-1.0).ToScalar();
+        using var expected = (1 / (1 - rate)).ToScalar();
+        var dropped = y.eq(zero).sum().item<long>() / (double)n;
+        var kept = y.masked_select(y.ne(zero));
+        var scaleError = kept.numel() == 0 ? double.PositiveInfinity : kept.add(expected, minusOne).abs().max().item<double>();
         var sigma = Math.Sqrt(rate * (1 - rate) / n);
         var ok = Math.Abs(dropped - rate) <= 4 * sigma && scaleError <= 1e-6;
         if (!ok) _failures.Add($"drop path {rate}: dropped {dropped:P3} (rate {rate:P0}, 4σ = {4 * sigma:P3}), kept scaled off by {scaleError:G3}");
