@@ -44,19 +44,20 @@ public sealed partial class SampleApp
             .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
             .Start(ctx =>
             {
-                var tasks = Enumerable.Range(1, settings.Epochs).Select(e => ctx.AddTask($"epoch {e}/{settings.Epochs}", autoStart: e == 1)).ToList();
+                // Each epoch's bar is added when the epoch starts: a redirected log then reads in order, with no bars
+                // at 0% for the epochs still to come.
+                var tasks = new ProgressTask?[settings.Epochs];
                 results = Trainer.Train(network, data, settings, device,
                     (epoch, batch, batches, loss, accuracy, speed) =>
                     {
-                        var task = tasks[epoch - 1];
-                        if (!task.IsStarted) task.StartTask();
+                        var task = tasks[epoch - 1] ??= ctx.AddTask($"epoch {epoch}/{settings.Epochs}");
                         task.MaxValue = batches;
                         task.Value = batch;
                         task.Description = FormattableString.Invariant($"epoch {epoch}/{settings.Epochs}  loss {loss:0.000}  acc {100 * accuracy:0.0}%  {speed:0} img/s");
                     },
                     result =>
                     {
-                        tasks[result.Epoch - 1].StopTask();
+                        tasks[result.Epoch - 1]?.StopTask();
                         epochDone(result);
                         var cells = new List<string> { result.Epoch.ToString(CultureInfo.InvariantCulture), F(result.TrainLoss), P(result.TrainAccuracy),
                             F(result.TestLoss), P(result.TestAccuracy), $"{result.Seconds:0.0} s", $"{result.ImagesPerSecond:0}" };
