@@ -50,10 +50,11 @@ public sealed partial class SampleApp
                 results = Trainer.Train(network, data, settings, device,
                     (epoch, batch, batches, loss, accuracy, speed) =>
                     {
-                        var task = tasks[epoch - 1] ??= ctx.AddTask($"epoch {epoch}/{settings.Epochs}");
+                        var description = FormattableString.Invariant($"epoch {epoch}/{settings.Epochs}  loss {loss:0.000}  acc {100 * accuracy:0.0}%  {speed:0} img/s");
+                        var task = tasks[epoch - 1] ??= ctx.AddTask(description, maxValue: batches); // made with its first figures
                         task.MaxValue = batches;
                         task.Value = batch;
-                        task.Description = FormattableString.Invariant($"epoch {epoch}/{settings.Epochs}  loss {loss:0.000}  acc {100 * accuracy:0.0}%  {speed:0} img/s");
+                        task.Description = description;
                     },
                     result =>
                     {
