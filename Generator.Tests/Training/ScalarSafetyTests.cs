@@ -2,8 +2,9 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
-using System.Text;
 using System.Text.RegularExpressions;
+using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
 using ResNetGen.Generator.Tests.Infrastructure;
 using Xunit;
 
@@ -15,7 +16,7 @@ namespace ResNetGen.Generator.Tests.Training;
 /// <c>Scalar::toDouble</c>, minutes into a run). The same happens inside TorchSharp for a one-argument <c>add</c>/<c>add_</c>
 /// (alpha 1), <c>addcdiv</c>/<c>addcmul</c> without a value, and <c>torch.linalg.vector_norm</c>/<c>matrix_norm</c> (their
 /// order). The stress test catches such a call only where it runs, and only sometimes; this reads every shipped source
-/// file for the call shapes themselves.
+/// file's syntax tree for the call shapes themselves.
 /// </summary>
 public class ScalarSafetyTests
 {
@@ -87,81 +88,26 @@ public class ScalarSafetyTests
 
     private static readonly Regex Number = new(@"^(-?\s*\d[\d_.]*[fdmFDM]?|-?\s*\.\d+[fdFD]?|Math\.|\((double|float|int|long)\))", RegexOptions.Compiled);
 
+    /// <summary>The hazardous calls in <paramref name="source"/>, read from its syntax tree (comments and strings are not code).</summary>
     internal static List<(int Line, string Call)> Hazards(string source)
     {
-        var code = WithoutCommentsAndStrings(source);
         var hazards = new List<(int, string)>();
-        foreach (Match m in Regex.Matches(code, @"\.([a-z_]+)\s*\("))
+        foreach (var invocation in CSharpSyntaxTree.ParseText(source).GetRoot().DescendantNodes().OfType<InvocationExpressionSyntax>())
         {
-            var name = m.Groups[1].Value;
+            if (invocation.Expression is not MemberAccessExpressionSyntax member) continue;
+            var name = member.Name.Identifier.Text;
             var isNorm = name is "vector_norm" or "matrix_norm";
             if (!isNorm && !ScalarFirst.Contains(name) && !ScalarSecond.Contains(name) && !FullArity.ContainsKey(name)) continue;
-            var arguments = Arguments(code, m.Index + m.Length);
-            if (arguments is null || arguments.Count == 0 || arguments.All(string.IsNullOrWhiteSpace)) continue;
+            var arguments = invocation.ArgumentList.Arguments.Select(a => a.Expression.ToString()).ToList();
+            if (arguments.Count == 0) continue;
             var hazard = isNorm
                 || (FullArity.TryGetValue(name, out var arity) && arguments.Count < arity)
-                || (ScalarFirst.Contains(name) && Number.IsMatch(arguments[0].Trim()))
-                || (ScalarSecond.Contains(name) && arguments.Count > 1 && Number.IsMatch(arguments[1].Trim()));
-            if (!hazard) continue;
-            var line = code.Take(m.Index).Count(c => c == '\n') + 1;
-            var call = $"{name}({string.Join(",", arguments)})";
-            hazards.Add((line, Regex.Replace(call, @"\s+", " ")));
+                || (ScalarFirst.Contains(name) && Number.IsMatch(arguments[0]))
+                || (ScalarSecond.Contains(name) && arguments.Count > 1 && Number.IsMatch(arguments[1]));
+            if (hazard)
+                hazards.Add((invocation.GetLocation().GetLineSpan().StartLinePosition.Line + 1,
+                    Regex.Replace($"{name}({string.Join(", ", arguments)})", @"\s+", " ")));
         }
         return hazards;
-    }
-
-    /// <summary>The top-level arguments of the call whose opening parenthesis ends at <paramref name="start"/>.</summary>
-    private static List<string>? Arguments(string code, int start)
-    {
-        var arguments = new List<string>();
-        var depth = 0;
-        var current = new StringBuilder();
-        for (var i = start; i < code.Length; i++)
-        {
-            var c = code[i];
-            if (c is '(' or '[' or '{') depth++;
-            else if (c is ')' or ']' or '}')
-            {
-                if (depth == 0) { arguments.Add(current.ToString()); return arguments; }
-                depth--;
-            }
-            else if (c == ',' && depth == 0) { arguments.Add(current.ToString()); current.Clear(); continue; }
-            current.Append(c);
-        }
-        return null;
-    }
-
-    /// <summary>The source with comments and string and character literals blanked (line breaks kept, for line numbers).</summary>
-    private static string WithoutCommentsAndStrings(string source)
-    {
-        var result = new StringBuilder(source.Length);
-        for (var i = 0; i < source.Length; i++)
-        {
-            var c = source[i];
-            if (c == '/' && i + 1 < source.Length && source[i + 1] == '/')
-            {
-                while (i < source.Length && source[i] != '\n') i++;
-                if (i < source.Length) result.Append('\n');
-            }
-            else if (c == '/' && i + 1 < source.Length && source[i + 1] == '*')
-            {
-                for (i += 2; i + 1 < source.Length && !(source[i] == '*' && source[i + 1] == '/'); i++)
-                    if (source[i] == '\n') result.Append('\n');
-                i++;
-            }
-            else if (c is '"' or '\'')
-            {
-                var verbatim = c == '"' && i > 0 && source[i - 1] == '@';
-                result.Append(c);
-                for (i++; i < source.Length && source[i] != c; i++)
-                {
-                    if (source[i] == '\\' && !verbatim) i++;
-                    else if (source[i] == '\n') result.Append('\n');
-                }
-                result.Append(c);
-            }
-            else result.Append(c);
-        }
-        return result.ToString();
     }
 }
