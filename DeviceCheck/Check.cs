@@ -211,19 +211,18 @@ internal sealed class Check
         var network = model.Create();
         using var noGrad = torch.no_grad();
         var generator = new torch.Generator(99);
-        // Scalars held until the ops are done: a temporary one can be freed while libtorch reads it.
-        using var one = 1.0.ToScalar();
+        // Scalars held until the ops are done: a temporary one can be freed while libtorch reads it (see Steps.One).
         using var tenth = 0.1.ToScalar();
         using var half = 0.5.ToScalar();
         foreach (var (name, p) in network.named_parameters())
         {
-            if (p.dim() == 1 && name.EndsWith("weight", StringComparison.Ordinal)) p.copy_(torch.randn(p.shape, generator: generator).mul_(tenth).add_(one, one));
+            if (p.dim() == 1 && name.EndsWith("weight", StringComparison.Ordinal)) p.copy_(torch.randn(p.shape, generator: generator).mul_(tenth).add_(Steps.One, Steps.One));
             else if (name.EndsWith("bias", StringComparison.Ordinal)) p.copy_(torch.randn(p.shape, generator: generator).mul_(tenth));
         }
         foreach (var (name, b) in network.named_buffers())
         {
             if (name.EndsWith("running_mean", StringComparison.Ordinal)) b.copy_(torch.randn(b.shape, generator: generator).mul_(tenth));
-            else if (name.EndsWith("running_var", StringComparison.Ordinal)) b.copy_(torch.rand(b.shape, generator: generator).add_(half, one));
+            else if (name.EndsWith("running_var", StringComparison.Ordinal)) b.copy_(torch.rand(b.shape, generator: generator).add_(half, Steps.One));
         }
         return network;
     }

@@ -160,8 +160,7 @@ public static class KernelProbes
         using var scope = torch.NewDisposeScope();
         var generator = new torch.Generator(1234);
         var worst = 0.0;
-        // Scalars held until the ops are done: a temporary one can be freed while libtorch reads it.
-        using var one = 1.0.ToScalar();
+        // Scalars held until the ops are done: a temporary one can be freed while libtorch reads it (see Steps.One).
         using var half = 0.5.ToScalar();
         using var three = 3.0.ToScalar();
         foreach (var (batch, cin, cout, size) in probe.Shapes)
@@ -170,10 +169,10 @@ public static class KernelProbes
             var x = torch.randn(probe.OneDimensional ? new long[] { batch, cin, size } : new long[] { batch, cin, size, size }, generator: generator);
             var norm = probe.Operation == ProbeOperation.GroupNorm;
             // A residual stream's statistics: an offset per channel that group-norm takes off again.
-            if (norm) x.add_(torch.randn(new long[] { 1, cin, 1, 1 }, generator: generator).mul_(three), one);
+            if (norm) Steps.AddTo(x, torch.randn(new long[] { 1, cin, 1, 1 }, generator: generator).mul_(three));
             using var fanInRoot = Math.Sqrt(cin / probe.Groups * probe.Kernel * (probe.OneDimensional ? 1 : probe.Kernel)).ToScalar();
             var w = norm
-                ? torch.randn(new long[] { cin }, generator: generator).mul_(half).add_(one, one) // the norm's per-channel weight
+                ? torch.randn(new long[] { cin }, generator: generator).mul_(half).add_(Steps.One, Steps.One) // the norm's per-channel weight
                 : torch.randn(probe.OneDimensional ? new long[] { cout, cin / probe.Groups, probe.Kernel } : new long[] { cout, cin / probe.Groups, probe.Kernel, probe.Kernel },
                         generator: generator)
                     .div_(fanInRoot);
