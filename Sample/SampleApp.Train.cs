@@ -52,7 +52,6 @@ public sealed partial class SampleApp
                     {
                         var description = FormattableString.Invariant($"epoch {epoch}/{settings.Epochs}  loss {loss:0.000}  acc {100 * accuracy:0.0}%  {speed:0} img/s");
                         var task = tasks[epoch - 1] ??= ctx.AddTask(description, maxValue: batches); // made with its first figures
-                        task.MaxValue = batches;
                         task.Value = batch;
                         task.Description = description;
                     },
