@@ -95,8 +95,8 @@ public sealed class Doctor
                 {
                     var start = _child(name);
                     start.Environment.Remove(OneDnn.PolicyVariable);
-                    // libtorch's defaults: without the ISA limit this process's check set (a user's own setting stays).
-                    if (status.IsaCap is not null) start.Environment.Remove(OneDnn.IsaVariable);
+                    // libtorch's defaults: the ISA limit this process's check set is in its native environment only, so the
+                    // child starts without it (a user's own ONEDNN_MAX_CPU_ISA stays).
                     if (policy is not null) start.Environment[OneDnn.PolicyVariable] = policy;
                     if (device is not null)
                     {

@@ -131,19 +131,21 @@ public static class OneDnn
             return new OneDnnStatus(policy, false, true, null, double.NaN, clock.Elapsed.TotalMilliseconds, null);
 
         // 1. Before oneDNN's first kernel: an incomplete cache description feeds its kernel choice garbage, so its kernels
-        //    are limited to AVX, which have no cache-derived blocking of that kind. oneDNN reads the variable once, at its
-        //    first use; a user's own setting is kept.
+        //    are limited to SSE4.1. AVX is not enough: on the Zen 5 VM its kernels (and AVX2's and AVX-512's) compute every
+        //    NCHW 3×3 convolution whose input channels are above 8 and not a multiple of 8 wrongly (relative errors 0.2–0.6,
+        //    or NaN), while SSE4.1's computed every shape probed correctly. oneDNN reads the variable once, at its first
+        //    use; a user's own setting is kept. Set in the native environment only, which this process's oneDNN reads:
+        //    not in .NET's, which child processes inherit — another program's oneDNN (a Python PyTorch, say) has its own
+        //    kernels and its own needs (PyTorch 1.13's finds no bfloat16 convolution under AVX and fails).
         var complete = CpuCaches.DescriptionComplete();
         string? cap = null;
-        if (!complete && Environment.GetEnvironmentVariable(IsaVariable) is null && LibTorchNative.TrySetEnvironment(IsaVariable, "AVX"))
-        {
-            Environment.SetEnvironmentVariable(IsaVariable, "AVX");
-            cap = "AVX";
-        }
+        if (!complete && Environment.GetEnvironmentVariable(IsaVariable) is null && LibTorchNative.TrySetEnvironment(IsaVariable, LimitedIsa))
+            cap = LimitedIsa;
 
-        // 2. A deterministic symptom: channels-last 1×1 stride-2 convolutions, which compute wrongly (without crashing)
-        //    where the kernels are broken, checked against a float64 matrix product that oneDNN takes no part in.
-        var error = ProbeChannelsLast1x1Stride2();
+        // 2. Deterministic symptoms: channels-last 1×1 stride-2 convolutions and NCHW 3×3 convolutions of 12 and 20 input
+        //    channels, which compute wrongly (without crashing) where the kernels are broken, checked against float64
+        //    references that oneDNN takes no part in.
+        var error = Worst(ProbeChannelsLast1x1Stride2(), ProbeNarrow3x3());
         var elapsed = clock.Elapsed.TotalMilliseconds;
         var what = string.Format(CultureInfo.InvariantCulture, "{0:0.##e+0}", error);
         if (!(error <= Tolerance))
@@ -154,8 +156,38 @@ public static class OneDnn
                 $"so convolutions are correct but slower. Run the sample's doctor command for details; set {PolicyVariable}=on to keep oneDNN anyway.");
         }
         return new OneDnnStatus(policy, true, complete, cap, error, elapsed, cap is null ? null :
-            $"this CPU describes its caches incompletely (CPUID), which breaks libtorch's oneDNN AVX-512/AVX2 convolution kernels; " +
-            $"they are limited to AVX for this process ({IsaVariable}=AVX). Set {PolicyVariable}=on to keep oneDNN's defaults, or off to turn it off.");
+            $"this CPU describes its caches incompletely (CPUID), which breaks libtorch's oneDNN AVX-512, AVX2 and AVX convolution kernels; " +
+            $"they are limited to SSE4.1 for this process ({IsaVariable}={LimitedIsa}). Set {PolicyVariable}=on to keep oneDNN's defaults, or off to turn it off.");
+    }
+
+    /// <summary>The instruction set the check limits oneDNN to where the CPU describes its caches incompletely.</summary>
+    public const string LimitedIsa = "SSE41";
+
+    private static double Worst(double a, double b) => double.IsNaN(a) || double.IsNaN(b) ? double.NaN : Math.Max(a, b);
+
+    /// <summary>
+    /// Runs NCHW 3×3 convolutions with 12 and 20 input channels (above 8 and not a multiple of 8: a deep-tiered stem's,
+    /// or a picture of many bands), at stride 1 and 2, in float32 and returns their largest error relative to the largest
+    /// value of a float64 reference (libtorch's own convolution, which oneDNN does not compute). Leaves the global random
+    /// state, the grad mode and every tensor as they were.
+    /// </summary>
+    public static double ProbeNarrow3x3()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        var generator = new torch.Generator(20261207);
+        var worst = 0.0;
+        foreach (var (cin, cout, stride) in new[] { (12, 16, 1), (20, 24, 2) })
+        {
+            var x = torch.randn(new long[] { 2, cin, 17, 17 }, generator: generator);
+            var w = torch.randn(new long[] { cout, cin, 3, 3 }, generator: generator);
+            var y = torch.nn.functional.conv2d(x, w, strides: new long[] { stride, stride }, padding: new long[] { 1, 1 });
+            var reference = torch.nn.functional.conv2d(x.to(torch.float64), w.to(torch.float64), strides: new long[] { stride, stride }, padding: new long[] { 1, 1 });
+            var relative = y.to(torch.float64).sub(reference).abs().max().item<double>() / reference.abs().max().item<double>();
+            if (double.IsNaN(relative)) return double.NaN;
+            worst = Math.Max(worst, relative);
+        }
+        return worst;
     }
 
     /// <summary>
