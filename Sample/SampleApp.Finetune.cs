@@ -58,7 +58,7 @@ public sealed partial class SampleApp
         _console.MarkupLine(Markup.Escape(FormattableString.Invariant(
             $"{request.Settings.Epochs} epoch(s) at {data.Size}×{data.Size} (resized to {data.ResizeTo} on the shorter side, random crop and flip), batch {request.Settings.BatchSize}, peak learning rate {request.Settings.LearningRate}, on {device.type.ToString().ToLowerInvariant()}. Ctrl+C stops after the current batch and keeps the last epoch's checkpoint.")));
         _console.MarkupLine(Markup.Escape($"Preprocessing{(request.PreprocessingSource is { } source ? $" ({source})" : "")}: {request.Preprocessing.Describe()}."));
-        _console.MarkupLine(Markup.Escape(PrecisionLine(request.Settings.Precision, device)));
+        _console.MarkupLine(Markup.Escape(PrecisionLine(request.Settings.Precision, device, request.Settings.PrecisionReason)));
         _console.MarkupLine(Markup.Escape(RecipeLine(request.Settings)));
 
         Directory.CreateDirectory(request.Output);

@@ -22,7 +22,7 @@ public sealed partial class SampleApp
         network.to(device);
         var trainCount = Math.Min(data.TrainCount, settings.TrainLimit ?? long.MaxValue);
         _console.MarkupLine($"Training ResNet20 on {trainCount:N0} images for {settings.Epochs} epoch(s), batch {settings.BatchSize}, peak learning rate {settings.LearningRate.ToString(CultureInfo.InvariantCulture)}, on {device.type.ToString().ToLowerInvariant()}. Ctrl+C stops after the current batch and keeps the last epoch's checkpoint.");
-        _console.MarkupLine(Markup.Escape(PrecisionLine(settings.Precision, device)));
+        _console.MarkupLine(Markup.Escape(PrecisionLine(settings.Precision, device, settings.PrecisionReason)));
         _console.MarkupLine(Markup.Escape(RecipeLine(settings)));
 
         var results = RunEpochs(network, data, settings, device, result => SaveCheckpoint(network, checkpointPath, result), "test");
@@ -82,10 +82,14 @@ public sealed partial class SampleApp
         ["fp32"] = Precision.Float32, ["bf16"] = Precision.BFloat16, ["fp16"] = Precision.Float16,
     };
 
-    /// <summary>The line that says which precision ran, and what it means on this device.</summary>
-    internal static string PrecisionLine(Precision precision, torch.Device device)
+    /// <summary>
+    /// The line that says which precision ran, and what it means on this device; after the reason on a line of its own
+    /// where --precision auto chose it.
+    /// </summary>
+    internal static string PrecisionLine(Precision precision, torch.Device device, string? autoReason = null)
     {
-        return precision switch
+        var chosen = autoReason is null ? "" : $"Precision auto chose {Precisions.First(p => p.Value == precision).Key}: {autoReason.TrimEnd('.')}.{Environment.NewLine}";
+        return chosen + precision switch
         {
             Precision.BFloat16 => "Precision: bf16, mixed: convolutions and the classifier in bfloat16 over float32 weights, batch-norm statistics in float32, as torch.autocast computes" +
                                   (Autocast.Slower(precision, device) is not null ? " (here slower than fp32: this CPU, as oneDNN runs, has no bfloat16 arithmetic)." : "."),

@@ -114,10 +114,19 @@ public sealed partial class SampleApp
         var valPerClass = new Option<int>("--val-per-class") { Description = "validation pictures per class (from the test set)", DefaultValueFactory = _ => 100 };
         var precision = new Option<string>("--precision")
         {
-            Description = "what the network computes in: fp32 (float32), bf16 (mixed bfloat16 over float32 weights, as torch.autocast; the fast choice on a CPU with AVX512-BF16 or AMX) or fp16 (mixed float16 with dynamic loss scaling; a GPU's)",
+            Description = "what the network computes in: fp32 (float32), bf16 (mixed bfloat16 over float32 weights, as torch.autocast; the fast choice on a CPU with AVX512-BF16 or AMX), "
+                          + "fp16 (mixed float16 with dynamic loss scaling; a GPU's) or auto (the fastest this device computes correctly: bf16 where the CPU has bfloat16 arithmetic as oneDNN runs here, else fp32; says which and why)",
             DefaultValueFactory = _ => "fp32",
         };
-        Check(precision, v => Precisions.ContainsKey(v), "use fp32, bf16 or fp16");
+        Check(precision, v => v == "auto" || Precisions.ContainsKey(v), "use fp32, bf16, fp16 or auto");
+        // --precision auto asks the runtime on the device the command runs on; the reason is printed above the precision line.
+        (Precision Precision, string? Reason) ChosenPrecision(ParseResult r, torch.Device on)
+        {
+            var name = r.GetValue(precision)!;
+            if (name != "auto") return (Precisions[name], null);
+            var (fastest, why) = Autocast.Fastest(on);
+            return (fastest, why);
+        }
         foreach (var option in new[] { epochs, batchSize, top, fineTuneEpochs, fineTuneBatch, trainPerClass, valPerClass })
             Check(option, v => v > 0, "must be a positive whole number");
         Check(device, v => v.ToLowerInvariant() is "cpu" or "cuda", "unknown device; use cpu or cuda");
@@ -161,9 +170,11 @@ public sealed partial class SampleApp
             var recipe = Recipe(r);
             var rate = r.GetValue(lr) ?? recipe.Optimizer switch { "adamw" => 0.002, "lamb" => 0.005, _ => 0.1 };
             var decay = r.GetValue(weightDecay) ?? recipe.Optimizer switch { "adamw" => 0.05, "lamb" => 0.02, _ => 5e-4 };
-            return Train(Device(r.GetValue(device)!), r.GetValue(data), new TrainSettings(
+            var on = Device(r.GetValue(device)!);
+            var (chosen, why) = ChosenPrecision(r, on);
+            return Train(on, r.GetValue(data), new TrainSettings(
                 r.GetValue(epochs), r.GetValue(batchSize), rate, decay, r.GetValue(seed), r.GetValue(limit), TestLimit(r.GetValue(limit)),
-                Precisions[r.GetValue(precision)!], recipe), r.GetValue(output)!, r.GetValue(maxPixels));
+                chosen, recipe, why), r.GetValue(output)!, r.GetValue(maxPixels));
         }));
 
 
@@ -252,9 +263,11 @@ public sealed partial class SampleApp
             var recipe = Recipe(r);
             var rate = r.GetValue(fineTuneLr) ?? recipe.Optimizer switch { "adamw" => 0.001, "lamb" => 0.002, _ => 0.01 };
             var decay = r.GetValue(weightDecay) ?? recipe.Optimizer switch { "adamw" => 0.05, "lamb" => 0.02, _ => 1e-4 };
-            return FineTune(Device(r.GetValue(device)!), new FineTuneRequest(r.GetValue(images)!, r.GetValue(from), network, stages, preprocessing,
+            var on = Device(r.GetValue(device)!);
+            var (chosen, why) = ChosenPrecision(r, on);
+            return FineTune(on, new FineTuneRequest(r.GetValue(images)!, r.GetValue(from), network, stages, preprocessing,
                 new TrainSettings(r.GetValue(fineTuneEpochs), r.GetValue(fineTuneBatch), rate, decay, r.GetValue(seed), null, null,
-                    Precisions[r.GetValue(precision)!], recipe), r.GetValue(output)!,
+                    chosen, recipe, why), r.GetValue(output)!,
                 r.GetValue(maxPixels), r.GetValue(skipUnreadable), source));
         }));
 

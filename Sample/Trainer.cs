@@ -66,7 +66,7 @@ public sealed record TrainRecipe(string Optimizer = "sgd", double LabelSmoothing
 
 /// <summary>Settings of a training run; <paramref name="Precision"/> is what the network computes in (training and evaluation).</summary>
 public sealed record TrainSettings(int Epochs, int BatchSize, double LearningRate, double WeightDecay, long Seed, long? TrainLimit, long? TestLimit,
-    Precision Precision = Precision.Float32, TrainRecipe? Recipe = null);
+    Precision Precision = Precision.Float32, TrainRecipe? Recipe = null, string? PrecisionReason = null);
 
 /// <summary>
 /// SGD with Nesterov momentum over the trainable parameters, a short warm-up then cosine decay, the data's own augmentation;

@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # Measures the README's recipe table: `train` once per row and seed, each run in its own folder, then a table of the
 # final test accuracies (the checkpoint's: the last epoch's, the moving average's where --ema is on), their mean, the
-# difference from the first row's mean and the median seconds per epoch (epochs 2 on; epoch 1 includes warm-up).
+# difference from the first row's mean and the median seconds per epoch (epochs 2 on; epoch 1 includes warm-up), and
+# below it the precision the runs computed in.
 #
-#   Sample/recipe-table.sh [--epochs N] [--seeds "1 2"] [--precision fp32|bf16|fp16] [--rows FILE] [--out DIR]
+#   Sample/recipe-table.sh [--epochs N] [--seeds "1 2"] [--precision auto|fp32|bf16|fp16] [--rows FILE] [--out DIR]
 #                          [--summary] [-- options for every run, e.g. --limit 6000]
 #
 # Rows: one per line, "name|options" ('#' starts a comment); the first row is the baseline. Without --rows, the README's
 # rows (the original recipe, each component alone, `--recipe fashion`). A run whose folder holds `done` is not run
 # again, so an interrupted table resumes where it stopped; delete the folder to measure it again. --summary prints the
-# table from the logs already there and runs nothing. A full-data row takes about 11 min at 10 epochs in bf16 on
-# 2 AVX-512 cores.
+# table from the logs already there and runs nothing. --precision auto (the default) is bf16 where the CPU has bfloat16
+# arithmetic as oneDNN runs there, else fp32 (train says which). A full-data row takes about 11 min at 10 epochs in bf16
+# on 2 AVX512-BF16 cores; about 50 min in fp32 on 2 cores where oneDNN is limited to AVX kernels.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-epochs=10 seeds="1 2" precision=bf16 rows="" out="recipe-table" summary_only=0 extra=()
+epochs=10 seeds="1 2" precision=auto rows="" out="recipe-table" summary_only=0 extra=()
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --epochs) epochs="$2"; shift 2 ;;
@@ -30,7 +32,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 case "$epochs" in ''|*[!0-9]*|0) echo "recipe-table: --epochs takes a whole number of at least 1, not '$epochs'" >&2; exit 2 ;; esac
-case "$precision" in fp32|bf16|fp16) ;; *) echo "recipe-table: --precision is fp32, bf16 or fp16, not '$precision'" >&2; exit 2 ;; esac
+case "$precision" in auto|fp32|bf16|fp16) ;; *) echo "recipe-table: --precision is auto, fp32, bf16 or fp16, not '$precision'" >&2; exit 2 ;; esac
 [ -n "${seeds// /}" ] || { echo "recipe-table: --seeds names at least one seed" >&2; exit 2; }
 for s in $seeds; do case "$s" in *[!0-9]*) echo "recipe-table: a seed is a whole number, not '$s'" >&2; exit 2 ;; esac; done
 
@@ -86,13 +88,14 @@ fi
     printf '| options | %s | mean | vs %s | s/epoch |\n' "$(for s in $seeds; do printf 'seed %s | ' "$s"; done | sed 's/ | $//')" \
         "$(head -1 <<<"$table" | cut -d'|' -f1)"
     printf '| --- |%s ---: | ---: | ---: |\n' "$(for _ in $seeds; do printf ' ---: |'; done)"
-    base="" row=0
+    base="" row=0 precs=()
     while IFS='|' read -r name opts; do
         accs=() secs=()
         for seed in $seeds; do
             log="$out/$name-e$epochs-s$seed/train.log"
             acc=""; [ -f "$log" ] && acc=$(grep -o 'Checkpoint (epoch [0-9]*,.*test accuracy [0-9.]*%' "$log" | tail -1 | grep -o '[0-9.]*%$' | tr -d '%' || true)
             accs+=("${acc:-}")
+            [ -f "$log" ] && precs+=("$(grep -o '^Precision: [a-z0-9]*' "$log" | head -1 | cut -d' ' -f2 || true)")
             [ -f "$log" ] && secs+=($(awk -F'│' '$2 ~ /^ [0-9]+ +$/ && $2+0 >= 2 { gsub(/[ s]/, "", $7); print $7 }' "$log"))
         done
         mean=$(printf '%s\n' "${accs[@]}" | awk 'NF { s += $1; n++ } END { if (n) printf "%.2f", s / n }')
@@ -104,4 +107,7 @@ fi
         printf '| %s | %s | %s | %s | %s |\n' "$label" \
             "$(for a in "${accs[@]}"; do printf '%s | ' "${a:+$a%}"; done | sed 's/ | $//')" "${mean:+$mean%}" "$vs" "$med"
     done <<<"$table"
+    # Which precision the runs computed in, from each log's "Precision: …" line (auto resolves per machine).
+    ran=$(for p in "${precs[@]}"; do echo "${p:-unknown}"; done | sort | uniq -c | awk '{ printf "%s%s (%d run%s)", (NR > 1 ? ", " : ""), $2, $1, ($1 > 1 ? "s" : "") }')
+    printf '\nPrecision: %s\n' "${ran:-no runs yet}"
 } | tee "$out/table-e$epochs.md"

@@ -182,6 +182,24 @@ public sealed class PrecisionTests
         Assert.Contains("slower", exit.Output);
     }
 
+    [Fact]
+    public void Fastest_is_float32_where_the_cpu_has_no_bfloat16_arithmetic_and_says_why()
+    {
+        var exit = Isolated.Start(typeof(PrecisionTests).FullName!, nameof(FastestWithoutBFloat16Arithmetic), new[] { (OneDnn.IsaVariable, (string?)"AVX2") });
+        Assert.True(exit.ExitCode == 0, exit.Output + exit.Error);
+        Assert.Contains("Float32 because Precision.BFloat16 on this CPU runs without bfloat16 arithmetic", exit.Output);
+        Assert.Contains("oneDNN is limited to AVX2 (ONEDNN_MAX_CPU_ISA)", exit.Output);
+    }
+
+    internal static void FastestWithoutBFloat16Arithmetic()
+    {
+        var (precision, reason) = Autocast.Fastest(torch.CPU);
+        Console.WriteLine($"{precision} because {reason}");
+        var (elsewhere, why) = Autocast.Fastest(new torch.Device(DeviceType.MPS));
+        Assert.Equal(Precision.Float32, elsewhere);
+        Assert.Contains("CPU and CUDA op lists", why);
+    }
+
     internal static void BFloat16WithoutItsArithmetic()
     {
         Console.WriteLine(Autocast.Slower(Precision.BFloat16, torch.CPU) ?? "no caveat");

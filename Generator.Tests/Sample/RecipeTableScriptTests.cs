@@ -21,10 +21,10 @@ public sealed class RecipeTableScriptTests : IDisposable
     private static string EpochRow(int epoch, double seconds) =>
         $"│ {epoch,-5} │ 0.300      │ 90.00%    │ 0.300     │ 90.00%   │ {seconds:0.0} s │ 1000     │";
 
-    private void WriteLog(string run, double[] seconds, string checkpoint)
+    private void WriteLog(string run, double[] seconds, string checkpoint, string precision = "bf16")
     {
         var folder = Directory.CreateDirectory(Path.Combine(_work.FullName, "out", run));
-        var lines = new[] { "Recipe: whatever", "│ epoch │ train loss │ train acc │ test loss │ test acc │ time   │ images/s │" }
+        var lines = new[] { $"Precision: {precision}, whatever it means", "Recipe: whatever", "│ epoch │ train loss │ train acc │ test loss │ test acc │ time   │ images/s │" }
             .Concat(seconds.Select((s, i) => EpochRow(i + 1, s)))
             .Append(checkpoint + ": out/fashion-resnet20.safetensors");
         File.WriteAllLines(Path.Combine(folder.FullName, "train.log"), lines);
@@ -60,7 +60,8 @@ public sealed class RecipeTableScriptTests : IDisposable
             "Checkpoint (epoch 3, the weights' moving average: test accuracy 93.61%; the trained weights scored 93.00%)");
         WriteLog("avg-e3-s2", new[] { 80.0, 22.0, 23.0 },
             "Checkpoint (epoch 3, the weights' moving average: test accuracy 93.55%; the trained weights scored 93.10%)");
-        WriteLog("half-e3-s1", new[] { 70.0, 30.0, 31.0 }, "Checkpoint (epoch 3, test accuracy 92.90%)"); // seed 2 never ran
+        WriteLog("half-e3-s1", new[] { 70.0, 30.0, 31.0 }, "Checkpoint (epoch 3, test accuracy 92.90%)", "fp32"); // seed 2 never ran
+        WriteLog("other-e3-s1", new[] { 70.0, 30.0, 31.0 }, "Checkpoint (epoch 3, test accuracy 99.00%)", "fp16"); // not a row: not counted
 
         var (code, output, error) = Run("--summary", "--epochs", "3", "--rows", "rows.txt", "--out", "out");
 
@@ -73,6 +74,7 @@ public sealed class RecipeTableScriptTests : IDisposable
             "| (the original recipe) | 93.20% | 93.40% | 93.30% |  | 13.0 |",
             "| `--ema 0.999` | 93.61% | 93.55% | 93.58% | +0.28 | 21.5 |",
             "| `--clip-grad 1` | 92.90% |  | 92.90% | -0.40 | 30.5 |",
+            "Precision: bf16 (4 runs), fp32 (1 run)",
         }, lines);
         Assert.Equal(output, File.ReadAllText(Path.Combine(_work.FullName, "out", "table-e3.md")));
     }
@@ -80,7 +82,7 @@ public sealed class RecipeTableScriptTests : IDisposable
     [Theory]
     [InlineData("--epochs", "0", "--epochs takes a whole number")]
     [InlineData("--seeds", "1 x", "a seed is a whole number, not 'x'")]
-    [InlineData("--precision", "fp8", "--precision is fp32, bf16 or fp16, not 'fp8'")]
+    [InlineData("--precision", "fp8", "--precision is auto, fp32, bf16 or fp16, not 'fp8'")]
     [InlineData("--seeds", " ", "--seeds names at least one seed")]
     [InlineData("--rows", "missing.txt", "no rows file 'missing.txt'")]
     [InlineData("--bogus", "1", "unknown option '--bogus'")]

@@ -213,9 +213,44 @@ public sealed class SampleAppTests : IDisposable
     [Fact]
     public void Train_takes_a_precision_says_which_ran_and_keeps_the_weights_float32_and_finite()
     {
-        SampleRunner.AssertUsageError(Run("train", "--precision", "fp64"), "--precision fp64: use fp32, bf16 or fp16. See train --help.");
+        SampleRunner.AssertUsageError(Run("train", "--precision", "fp64"), "--precision fp64: use fp32, bf16, fp16 or auto. See train --help.");
         // Low precisions run new kernels: in a child process.
         Assert.Contains("trained in bf16 and fp16", Isolated.Run<SampleAppTests>(nameof(TrainInEachPrecision)));
+    }
+
+    [Fact]
+    public void Train_with_precision_auto_says_what_it_chose_and_why_and_trains_in_it()
+    {
+        // oneDNN limited to AVX2 stands for a CPU without bfloat16 arithmetic: auto must choose fp32 there and say why.
+        var output = Isolated.Run<SampleAppTests>(nameof(TrainWithPrecisionAuto), (OneDnn.IsaVariable, "AVX2"));
+        Assert.Contains("auto chose fp32", output);
+    }
+
+    [Fact]
+    public void Precision_auto_in_a_fresh_program_agrees_with_what_the_onednn_check_then_did()
+    {
+        // The sample's own process runs no check at start, so --precision auto is the first to ask about this CPU: it must
+        // run the check before deciding, or it decides on kernels the check then limits or turns off (the Zen 5 VM).
+        var run = RunProgram(new[] { (OneDnn.IsaVariable, (string?)null), (OneDnn.PolicyVariable, null) },
+            "train", "--data", TinyData(), "--epochs", "1", "--limit", "64", "--batch-size", "32", "--output", Output, "--precision", "auto");
+        var text = run.Output + run.Error;
+        Assert.True(run.ExitCode == 0, text);
+        var chose = System.Text.RegularExpressions.Regex.Match(text, @"Precision auto chose (\w+):").Groups[1].Value;
+        var acted = text.Contains("they are limited to", StringComparison.Ordinal) || text.Contains("oneDNN computed a test convolution wrongly", StringComparison.Ordinal);
+        Console.WriteLine($"auto chose {chose}; the check {(acted ? "limited or turned off oneDNN" : "changed nothing")}; AVX512-BF16 or AMX: {CpuCaches.HasBFloat16Arithmetic}");
+        Assert.Equal(CpuCaches.HasBFloat16Arithmetic && !acted ? "bf16" : "fp32", chose);
+    }
+
+    internal void TrainWithPrecisionAuto()
+    {
+        var (code, text) = Run("train", "--data", TinyData(), "--epochs", "1", "--limit", "128", "--batch-size", "64", "--output", Output, "--precision", "auto");
+        Assert.True(code == 0, text);
+        var flat = text.Replace("\n", " ");
+        Assert.Contains("Precision auto chose fp32: Precision.BFloat16 on this CPU runs without bfloat16 arithmetic", flat);
+        Assert.Contains("oneDNN is limited to AVX2 (ONEDNN_MAX_CPU_ISA)", flat);
+        Assert.Contains("Precision: fp32, float32 throughout.", flat);
+        Assert.Equal("fp32", Safetensors.ReadMetadata(Path.Combine(Output, SampleApp.Checkpoint))["precision"]);
+        Console.WriteLine("auto chose fp32");
     }
 
     internal void TrainInEachPrecision()
@@ -509,13 +544,18 @@ public sealed class SampleAppTests : IDisposable
         var warnings = LibTorchLines(loud);
         Console.WriteLine($"TORCH_CPP_LOG_LEVEL=WARNING: {warnings.Length} libtorch warning lines; unset: 0");
         Assert.All(warnings, l => Assert.Contains("Could not initialize NNPACK", l));
-        // Whether this CPU's NNPACK warns at all is asked of libtorch separately, in a child of its own that runs one
-        // convolution at WARNING: where it warns, the program must print one line per convolution; where not, none.
-        var probe = Isolated.Start(typeof(NnpackProbe).FullName!, nameof(NnpackProbe.OneConvolution), new[] { (LibTorchLog.Variable, (string?)"WARNING") });
-        Assert.True(probe.ExitCode == 0, probe.Output + probe.Error);
-        var nnpackWarns = LibTorchLines(probe).Length > 0;
-        Console.WriteLine($"branch: this CPU's NNPACK {(nnpackWarns ? "warns (unsupported hardware): 21 lines expected" : "initialises: no line expected")}");
-        Assert.Equal(nnpackWarns ? 21 : 0, warnings.Length);
+        // Whether this CPU's NNPACK warns at all is asked of libtorch separately, in children of their own at WARNING: one
+        // that runs only ResNetGen's oneDNN check (whose NCHW test convolutions warn as any other) and one that runs a
+        // convolution after it. Where NNPACK warns, the program prints the check's lines and one per convolution layer
+        // of ResNet-20; where not, none.
+        var warning = new[] { (LibTorchLog.Variable, (string?)"WARNING") };
+        var checkOnly = Isolated.Start(typeof(NnpackProbe).FullName!, nameof(NnpackProbe.CheckOnly), warning);
+        var probe = Isolated.Start(typeof(NnpackProbe).FullName!, nameof(NnpackProbe.OneConvolution), warning);
+        Assert.True(checkOnly.ExitCode == 0 && probe.ExitCode == 0, checkOnly.Error + probe.Error);
+        var checkLines = LibTorchLines(checkOnly).Length;
+        var nnpackWarns = LibTorchLines(probe).Length > checkLines;
+        Console.WriteLine($"branch: this CPU's NNPACK {(nnpackWarns ? $"warns (unsupported hardware): {checkLines} lines from the check and 21 from the network expected" : "initialises: no line expected")}");
+        Assert.Equal(nnpackWarns ? checkLines + 21 : 0, warnings.Length);
     }
 
     [Fact]
@@ -610,6 +650,8 @@ public sealed class SampleAppTests : IDisposable
 /// <summary>A child process's one convolution, for asking libtorch whether NNPACK warns on this CPU.</summary>
 internal static class NnpackProbe
 {
+    internal static void CheckOnly() => OneDnn.EnsureChecked(); // the child program has run it already: nothing more
+
     internal static void OneConvolution()
     {
         using var conv = torch.nn.Conv2d(3, 4, 3);

@@ -153,14 +153,47 @@ public sealed class Autocast : IDisposable
     /// bfloat16 or float16 arithmetic, or oneDNN limited below it), or null where nothing speaks against it. The first
     /// mixed-precision forward on such a CPU writes the same sentence to standard error once.
     /// </summary>
-    public static string? Slower(Precision precision, torch.Device device) =>
-        device.type != DeviceType.CPU ? null
-        : precision switch
+    /// <remarks>
+    /// On a CPU this runs ResNetGen's oneDNN check first (<see cref="OneDnn.EnsureChecked"/>, as constructing a generated
+    /// network does): the answer depends on the instruction set the check leaves oneDNN, which it settles only once.
+    /// </remarks>
+    public static string? Slower(Precision precision, torch.Device device)
+    {
+        if (device.type != DeviceType.CPU || precision == Precision.Float32) return null;
+        OneDnn.EnsureChecked();
+        return precision switch
         {
             Precision.BFloat16 => LowPrecisionSupport.SlowOnThisCpu(torch.ScalarType.BFloat16),
             Precision.Float16 => LowPrecisionSupport.SlowOnThisCpu(torch.ScalarType.Float16),
             _ => null,
         };
+    }
+
+    /// <summary>
+    /// The fastest precision that computes correctly on <paramref name="device"/>, with the reason: on a CPU,
+    /// <see cref="Precision.BFloat16"/> where oneDNN has bfloat16 arithmetic there (AVX512-BF16 or AMX, not limited below
+    /// it) and computes it correctly, otherwise <see cref="Precision.Float32"/>; on a GPU, BFloat16 where libtorch computes
+    /// it there, else <see cref="Precision.Float16"/>, else Float32. Float16 on a CPU is never the fastest (where a CPU has
+    /// float16 arithmetic it has bfloat16 too). Checks once per device and dtype, as the first mixed-precision forward does.
+    /// </summary>
+    public static (Precision Precision, string Reason) Fastest(torch.Device device)
+    {
+        if (device is null) throw new ArgumentNullException(nameof(device));
+        OneDnn.EnsureChecked(); // before the probes' first convolution, as a network's constructor runs it
+        if (device.type == DeviceType.CPU)
+        {
+            if (Slower(Precision.BFloat16, device) is { } slow) return (Precision.Float32, slow);
+            if (LowPrecisionSupport.Problem(Precision.BFloat16, torch.ScalarType.BFloat16, device) is { } wrong) return (Precision.Float32, wrong);
+            return (Precision.BFloat16, "this CPU has bfloat16 arithmetic (AVX512-BF16 or AMX) and oneDNN uses it");
+        }
+        if (device.type != DeviceType.CUDA)
+            return (Precision.Float32, $"mixed precision follows autocast's CPU and CUDA op lists; this device is {device.type}");
+        if (LowPrecisionSupport.Problem(Precision.BFloat16, torch.ScalarType.BFloat16, device) is not { } noBFloat16)
+            return (Precision.BFloat16, $"libtorch computes bfloat16 on {device}");
+        if (LowPrecisionSupport.Problem(Precision.Float16, torch.ScalarType.Float16, device) is null)
+            return (Precision.Float16, $"{device} has no bfloat16 ({noBFloat16}); float16 trains with loss scaling");
+        return (Precision.Float32, $"{device} computes neither bfloat16 nor float16 here ({noBFloat16})");
+    }
 
     /// <summary>
     /// <paramref name="tensor"/> as the op <paramref name="op"/> takes it on this device: cast to the low precision or to
@@ -280,12 +313,14 @@ internal static class LowPrecisionSupport
 
     public static void Ensure(Precision precision, torch.ScalarType dtype, torch.Device device)
     {
-        var key = (device.type, device.index, dtype);
-        var problem = Checked.GetOrAdd(key, _ => new Lazy<string?>(() => Probe(precision, dtype, device))).Value;
-        if (problem is not null) throw new NotSupportedException(problem);
+        if (Problem(precision, dtype, device) is { } problem) throw new NotSupportedException(problem);
         if (device.type == DeviceType.CPU && SlowOnThisCpu(dtype) is { } why && Warned.TryAdd(dtype, true))
             Console.Error.WriteLine("ResNetGen: " + why);
     }
+
+    /// <summary>Null when libtorch computes <paramref name="dtype"/> correctly on <paramref name="device"/>, else why not; probed once per device and dtype.</summary>
+    internal static string? Problem(Precision precision, torch.ScalarType dtype, torch.Device device) =>
+        Checked.GetOrAdd((device.type, device.index, dtype), _ => new Lazy<string?>(() => Probe(precision, dtype, device))).Value;
 
     /// <summary>
     /// Why <paramref name="dtype"/> is slower than float32 on this CPU, or null where oneDNN has its arithmetic: without
@@ -295,7 +330,7 @@ internal static class LowPrecisionSupport
     /// </summary>
     internal static string? SlowOnThisCpu(torch.ScalarType dtype)
     {
-        var isa = Environment.GetEnvironmentVariable(OneDnn.IsaVariable)?.Trim().ToUpperInvariant();
+        var isa = (Environment.GetEnvironmentVariable(OneDnn.IsaVariable) ?? OneDnn.Status?.IsaCap)?.Trim().ToUpperInvariant();
         bool Allows(params string[] marks) => string.IsNullOrEmpty(isa) || isa is "ALL" or "DEFAULT" || marks.Any(m => isa!.Contains(m));
         var limited = string.IsNullOrEmpty(isa) ? "" : $", and oneDNN is limited to {isa} ({OneDnn.IsaVariable})";
         if (dtype == torch.ScalarType.BFloat16 && !(CpuCaches.HasBFloat16Arithmetic && Allows("BF16", "FP16", "AMX", "AVX10")))
