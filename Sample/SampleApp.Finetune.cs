@@ -73,7 +73,7 @@ public sealed partial class SampleApp
             metadata["epoch"] = result.Epoch.ToString(CultureInfo.InvariantCulture);
             metadata["val_accuracy"] = (result.EmaTestAccuracy ?? result.TestAccuracy).ToString("0.0000", CultureInfo.InvariantCulture);
             if (request.Settings.Recipe?.Ema is { } decay) metadata["ema_decay"] = decay.ToString(CultureInfo.InvariantCulture); // the saved weights are the moving average
-            metadata["precision"] = Precisions.First(p => p.Value == request.Settings.Precision).Key;
+            metadata["precision"] = PrecisionName(request.Settings.Precision);
             Safetensors.Write(checkpoint, network.state_dict(), metadata);
         }, "val");
         var code = Finish(results, checkpoint, Path.Combine(request.Output, FineTunedCurvesFor(arch.Name)),

@@ -82,13 +82,16 @@ public sealed partial class SampleApp
         ["fp32"] = Precision.Float32, ["bf16"] = Precision.BFloat16, ["fp16"] = Precision.Float16,
     };
 
+    /// <summary>The --precision name of <paramref name="precision"/> (fp32, bf16, fp16), as lines and checkpoints write it.</summary>
+    internal static string PrecisionName(Precision precision) => Precisions.First(p => p.Value == precision).Key;
+
     /// <summary>
     /// The line that says which precision ran, and what it means on this device; after the reason on a line of its own
     /// where --precision auto chose it.
     /// </summary>
     internal static string PrecisionLine(Precision precision, torch.Device device, string? autoReason = null)
     {
-        var chosen = autoReason is null ? "" : $"Precision auto chose {Precisions.First(p => p.Value == precision).Key}: {autoReason.TrimEnd('.')}.{Environment.NewLine}";
+        var chosen = autoReason is null ? "" : $"Precision auto chose {PrecisionName(precision)}: {autoReason.TrimEnd('.')}.{Environment.NewLine}";
         return chosen + precision switch
         {
             Precision.BFloat16 => "Precision: bf16, mixed: convolutions and the classifier in bfloat16 over float32 weights, batch-norm statistics in float32, as torch.autocast computes" +
@@ -135,7 +138,7 @@ public sealed partial class SampleApp
             ["dataset"] = "fashion-mnist",
             ["epoch"] = result.Epoch.ToString(CultureInfo.InvariantCulture),
             ["test_accuracy"] = (result.EmaTestAccuracy ?? result.TestAccuracy).ToString("0.0000", CultureInfo.InvariantCulture),
-            ["precision"] = Precisions.First(p => p.Value == network.Precision).Key,
+            ["precision"] = PrecisionName(network.Precision),
         };
         if (result.EmaTestAccuracy is not null) metadata["ema"] = "the saved weights are the moving average";
         Safetensors.Write(path, network.state_dict(), metadata);

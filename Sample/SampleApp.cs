@@ -123,9 +123,7 @@ public sealed partial class SampleApp
         (Precision Precision, string? Reason) ChosenPrecision(ParseResult r, torch.Device on)
         {
             var name = r.GetValue(precision)!;
-            if (name != "auto") return (Precisions[name], null);
-            var (fastest, why) = Autocast.Fastest(on);
-            return (fastest, why);
+            return name == "auto" ? Autocast.Fastest(on) : (Precisions[name], null);
         }
         foreach (var option in new[] { epochs, batchSize, top, fineTuneEpochs, fineTuneBatch, trainPerClass, valPerClass })
             Check(option, v => v > 0, "must be a positive whole number");

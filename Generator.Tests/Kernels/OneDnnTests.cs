@@ -100,8 +100,7 @@ public class OneDnnTests
     {
         // Where a CPU's oneDNN kernels are broken, the breakage follows the input width: on the Zen 5 VM under the AVX
         // limit every NCHW 3×3 convolution of 9–39 input channels not a multiple of 8 was wrong, the rest right. Every
-        // width of 1–40, both layouts, 1×1 and 3×3, stride 1 and 2, against libtorch's own float64 convolution.
-        var generator = new torch.Generator(20261207);
+        // width of 1–40, both layouts, 1×1 and 3×3, stride 1 and 2, forward, measured as the doctor's probes are.
         var wrong = new System.Collections.Generic.List<string>();
         var count = 0;
         foreach (var channelsLast in new[] { false, true })
@@ -109,17 +108,11 @@ public class OneDnnTests
         foreach (var cin in Enumerable.Range(1, 40))
         foreach (var stride in new[] { 1, 2 })
         {
-            using var scope = torch.NewDisposeScope();
-            using var noGrad = torch.no_grad();
-            var x = torch.randn(new long[] { 2, cin, 13, 13 }, generator: generator);
-            var w = torch.randn(new long[] { 16, cin, kernel, kernel }, generator: generator);
-            var strides = new long[] { stride, stride };
-            var padding = new long[] { kernel / 2, kernel / 2 };
-            var y = torch.nn.functional.conv2d(TensorLayout.ForCompute(x, channelsLast ? ActivationLayout.ChannelsLast : ActivationLayout.AsGiven), w, strides: strides, padding: padding);
-            var reference = torch.nn.functional.conv2d(x.to(torch.float64), w.to(torch.float64), strides: strides, padding: padding);
-            var error = y.to(torch.float64).sub(reference).abs().max().item<double>() / reference.abs().max().item<double>();
+            var probe = new KernelProbe($"{(channelsLast ? "channels-last" : "nchw")} {kernel}x{kernel} {cin}→16 stride {stride}", channelsLast, kernel, stride,
+                Groups: 1, Dilation: 1, new[] { (2, cin, 16, 13) });
+            var error = KernelProbes.Measure(probe, backward: false, device: null);
             count++;
-            if (!(error <= OneDnn.Tolerance)) wrong.Add($"{(channelsLast ? "channels-last" : "nchw")} {kernel}x{kernel} {cin}→16 stride {stride}: {error:G3}");
+            if (!(error <= probe.Tolerance)) wrong.Add($"{probe.Name}: {error:G3}");
         }
         Assert.True(wrong.Count == 0, $"{wrong.Count} of {count} convolutions wrong under {OneDnn.Status}:\n" + string.Join("\n", wrong));
         Console.WriteLine($"{count} shapes correct (oneDNN {(OneDnn.Enabled ? "on" : "off")}, limited to {OneDnn.Status!.IsaCap ?? "nothing"})");
@@ -135,12 +128,10 @@ public class OneDnnTests
         // libtorch; another program it starts (a Python PyTorch whose oneDNN needs no limit and fails with one) must not
         // inherit it.
         var status = OneDnn.EnsureChecked();
-        var start = new System.Diagnostics.ProcessStartInfo("sh") { RedirectStandardOutput = true };
+        var start = new System.Diagnostics.ProcessStartInfo("sh");
         start.ArgumentList.Add("-c");
         start.ArgumentList.Add("echo child sees ${ONEDNN_MAX_CPU_ISA:-nothing}");
-        using var child = System.Diagnostics.Process.Start(start)!;
-        var line = child.StandardOutput.ReadToEnd().Trim();
-        child.WaitForExit();
+        var line = ChildProcess.Run(start, TimeSpan.FromSeconds(30)).Output.Trim();
         Console.WriteLine($"{line} (this process: limited to {status.IsaCap ?? "nothing"})");
         Assert.Equal("child sees nothing", line);
     }

@@ -33,14 +33,12 @@ public sealed class RecipeTableScriptTests : IDisposable
 
     private (int Code, string Output, string Error) Run(params string[] arguments)
     {
-        var start = new ProcessStartInfo("bash") { WorkingDirectory = _work.FullName, RedirectStandardOutput = true, RedirectStandardError = true };
+        var start = new ProcessStartInfo("bash") { WorkingDirectory = _work.FullName };
         start.ArgumentList.Add(Path.Combine(Repository.Root(), "Sample", "recipe-table.sh"));
         foreach (var a in arguments) start.ArgumentList.Add(a);
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        Assert.True(process.WaitForExit(60_000), "recipe-table.sh did not finish in 60 s");
-        return (process.ExitCode, output.Result, error.Result);
+        var exit = ChildProcess.Run(start, TimeSpan.FromSeconds(60));
+        Assert.False(exit.TimedOut, "recipe-table.sh did not finish in 60 s");
+        return (exit.ExitCode, exit.Output, exit.Error);
     }
 
     [Fact]

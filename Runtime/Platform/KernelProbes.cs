@@ -158,7 +158,7 @@ public static class KernelProbes
     }
 
     /// <summary>The largest error relative to the reference's largest value over the probe's shapes; NaN if anything is not finite.</summary>
-    private static double Measure(KernelProbe probe, bool backward, torch.Device? device)
+    internal static double Measure(KernelProbe probe, bool backward, torch.Device? device)
     {
         using var scope = torch.NewDisposeScope();
         var generator = new torch.Generator(1234);
