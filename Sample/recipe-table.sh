@@ -11,13 +11,16 @@
 # rows (the original recipe, each component alone, `--recipe fashion`). A run whose folder holds `done` is not run
 # again, so an interrupted table resumes where it stopped; delete the folder to measure it again. --summary prints the
 # table from the logs already there and runs nothing. --precision auto (the default) is bf16 where the CPU has bfloat16
-# arithmetic as oneDNN runs there, else fp32 (train says which). A full-data row takes about 11 min at 10 epochs in bf16
-# on 2 AVX512-BF16 cores; about 50 min in fp32 on 2 cores where oneDNN is limited to AVX kernels.
+# arithmetic as oneDNN runs there, else fp32 (train says which). Each run's folder also gets run.txt: the command, when,
+# the commit, the CPU and the oneDNN settings it ran with; under the table the summary names the precisions, machines
+# and oneDNN settings of its runs. A full-data run takes about 11 min at 10 epochs in bf16 on 2 AVX512-BF16 cores (Zen 4,
+# ResNetGen's defaults; about 18 min on the Zen 5 VM with ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 RESNETGEN_ONEDNN=on), about
+# 50 min in fp32 on 2 cores where oneDNN is limited to AVX kernels.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 epochs=10 seeds="1 2" precision=auto rows="" out="recipe-table" summary_only=0 extra=()
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --epochs) epochs="$2"; shift 2 ;;
@@ -60,6 +63,28 @@ while IFS='|' read -r name _; do
     case "$name" in ''|*[!A-Za-z0-9._-]*) echo "recipe-table: row name '$name' must be letters, digits, '.', '_' or '-'" >&2; exit 2 ;; esac
 done <<<"$table"
 
+# What a run ran on: the CPU as /proc/cpuinfo names it, with the features low precision depends on, and the oneDNN
+# settings from the environment (unset: ResNetGen's check decides, and train's log says what it did).
+machine() {
+    awk -F': ' '
+        /^model name/ && !name { name = $2 } /^cpu family/ && !fam { fam = $2 } /^model[ \t]*:/ && !model { model = $2 }
+        /^flags/ && !flags { flags = " " $2 " " }
+        END {
+            f = ""
+            if (index(flags, " avx512f ")) f = f ", AVX-512"
+            if (index(flags, " avx512_vnni ")) f = f ", AVX512-VNNI"
+            if (index(flags, " avx512_bf16 ")) f = f ", AVX512-BF16"
+            if (index(flags, " avx512_fp16 ")) f = f ", AVX512-FP16"
+            if (index(flags, " amx_tile ")) f = f ", AMX"
+            printf "%s (family %s, model %s%s)", (name ? name : "unknown CPU"), fam, model, f
+        }' /proc/cpuinfo 2>/dev/null || echo "unknown CPU"
+}
+onednn_settings() {
+    local s="${ONEDNN_MAX_CPU_ISA:+ONEDNN_MAX_CPU_ISA=$ONEDNN_MAX_CPU_ISA }${RESNETGEN_ONEDNN:+RESNETGEN_ONEDNN=$RESNETGEN_ONEDNN}"
+    [ -n "$s" ] || s="ResNetGen's defaults"
+    echo "${s% }"
+}
+
 mkdir -p "$out"
 if [ "$summary_only" = 0 ]; then
     dll="$root/Sample/bin/Release/net10.0/ResNetGen.Sample.dll"
@@ -72,6 +97,13 @@ if [ "$summary_only" = 0 ]; then
             if [ -f "$run/done" ]; then echo "recipe-table: [$n/$total] $run: done before, kept"; continue; fi
             echo "recipe-table: [$n/$total] $run: train --epochs $epochs --precision $precision --seed $seed $opts ${extra[*]:-} ($(date +%T))"
             mkdir -p "$run"
+            {
+                echo "command: train --epochs $epochs --precision $precision --seed $seed --output $run${opts:+ $opts}${extra[*]:+ ${extra[*]}}"
+                echo "started: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+                echo "commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+                echo "machine: $(machine)"
+                echo "oneDNN: $(onednn_settings)"
+            } > "$run/run.txt"
             # shellcheck disable=SC2086 # the row's options are words
             if dotnet "$dll" train --epochs "$epochs" --precision "$precision" --seed "$seed" --output "$run" $opts "${extra[@]}" \
                 > "$run/train.log" 2>&1; then
@@ -83,18 +115,26 @@ if [ "$summary_only" = 0 ]; then
     done <<<"$table"
 fi
 
+# Counts equal lines of standard input: "a (2 runs)<separator>b (1 run)".
+count() {
+    sort | uniq -c | sed 's/^ *\([0-9]*\) /\1\t/' |
+        awk -F'\t' -v sep="$1" '{ printf "%s%s (%d run%s)", (NR > 1 ? sep : ""), $2, $1, ($1 > 1 ? "s" : "") }'
+}
+
 # The table: final accuracy per seed from the checkpoint line, s/epoch from the epoch table's time column.
 {
     printf '| options | %s | mean | vs %s | s/epoch |\n' "$(for s in $seeds; do printf 'seed %s | ' "$s"; done | sed 's/ | $//')" \
         "$(head -1 <<<"$table" | cut -d'|' -f1)"
     printf '| --- |%s ---: | ---: | ---: |\n' "$(for _ in $seeds; do printf ' ---: |'; done)"
-    base="" row=0 precs=()
+    base="" row=0 precs=() machines=() settings=()
     while IFS='|' read -r name opts; do
         accs=() secs=()
         for seed in $seeds; do
             log="$out/$name-e$epochs-s$seed/train.log"
             acc=""; [ -f "$log" ] && acc=$(grep -o 'Checkpoint (epoch [0-9]*,.*test accuracy [0-9.]*%' "$log" | tail -1 | grep -o '[0-9.]*%$' | tr -d '%' || true)
             accs+=("${acc:-}")
+            info="$out/$name-e$epochs-s$seed/run.txt"
+            [ -f "$info" ] && machines+=("$(sed -n 's/^machine: //p' "$info")") && settings+=("$(sed -n 's/^oneDNN: //p' "$info")")
             [ -f "$log" ] && precs+=("$(grep -o '^Precision: [a-z0-9]*' "$log" | head -1 | cut -d' ' -f2 || true)")
             [ -f "$log" ] && secs+=($(awk -F'│' '$2 ~ /^ [0-9]+ +$/ && $2+0 >= 2 { gsub(/[ s]/, "", $7); print $7 }' "$log"))
         done
@@ -108,6 +148,11 @@ fi
             "$(for a in "${accs[@]}"; do printf '%s | ' "${a:+$a%}"; done | sed 's/ | $//')" "${mean:+$mean%}" "$vs" "$med"
     done <<<"$table"
     # Which precision the runs computed in, from each log's "Precision: …" line (auto resolves per machine).
-    ran=$(for p in "${precs[@]}"; do echo "${p:-unknown}"; done | sort | uniq -c | awk '{ printf "%s%s (%d run%s)", (NR > 1 ? ", " : ""), $2, $1, ($1 > 1 ? "s" : "") }')
+    ran=$(for p in "${precs[@]}"; do echo "${p:-unknown}"; done | count ", ")
     printf '\nPrecision: %s\n' "${ran:-no runs yet}"
+    # Runs that recorded where they ran (run.txt; older runs did not): the machines and oneDNN settings.
+    if [ ${#machines[@]} -gt 0 ]; then
+        printf 'Machine: %s\n' "$(printf '%s\n' "${machines[@]}" | count "; ")"
+        printf 'oneDNN: %s\n' "$(printf '%s\n' "${settings[@]}" | count "; ")"
+    fi
 } | tee "$out/table-e$epochs.md"
